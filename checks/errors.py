@@ -1,0 +1,93 @@
+"""drillbook's exception tree. Every error carries context and a remediation hint.
+
+::
+
+    DrillbookError
+    ├── ConfigError                  bad or unknown key, bad value, missing ${ENV}
+    ├── SafetyError                  a write would touch something that is not scratch
+    │   ├── NotScratch               the target is a subject
+    │   └── ScratchNotEmpty          the configured scratch database holds objects
+    ├── EnvironmentError_            a local server or container could not be provided
+    │   └── ServerStartError         a server never became ready before its deadline
+    ├── BackupError                  a backup could not be found, read or restored
+    │   ├── NoBackupFound
+    │   ├── BackupUnreadable         zero bytes, truncated, not a dump, checksum mismatch
+    │   ├── StoreUnreachable         the S3 endpoint or directory cannot be listed
+    │   └── RestoreFailed            pg_restore / psql exited non-zero
+    └── TargetUnreachable            a subject database or service does not answer
+
+Catching code can tell "could not check" (``error`` verdicts) from
+"checked and failed" by class, never by message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DrillbookError(Exception):
+    """Root of every drillbook error: a message, keyword context, and a hint."""
+
+    default_hint = ""
+
+    def __init__(self, message: str, *, hint: str | None = None, **context: Any) -> None:
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+        self.context = context
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} (hint: {self.hint})"
+        return self.message
+
+
+class ConfigError(DrillbookError):
+    default_hint = "fix the named key; `drillbook.example.toml` documents every key"
+
+
+class SafetyError(DrillbookError):
+    pass
+
+
+class NotScratch(SafetyError):
+    default_hint = (
+        "drills write only to scratch targets: let drillbook create one, "
+        "or mark an empty target `scratch = true` in the config"
+    )
+
+
+class ScratchNotEmpty(SafetyError):
+    default_hint = "point `scratch` at an empty database or let drillbook create one"
+
+
+class EnvironmentError_(DrillbookError):  # noqa: N801 - avoids shadowing the builtin
+    pass
+
+
+class ServerStartError(EnvironmentError_):
+    pass
+
+
+class BackupError(DrillbookError):
+    pass
+
+
+class NoBackupFound(BackupError):
+    default_hint = "check the store's URL, prefix and key pattern, and that backups ran"
+
+
+class BackupUnreadable(BackupError):
+    default_hint = "the backup file itself is damaged: take a fresh backup and investigate the job"
+
+
+class StoreUnreachable(BackupError):
+    default_hint = "check the endpoint URL, credentials and network path to the backup store"
+
+
+class RestoreFailed(BackupError):
+    default_hint = "the dump does not restore cleanly: read the restore log in the evidence"
+
+
+class TargetUnreachable(DrillbookError):
+    default_hint = "check the DSN, credentials and that the server is running"

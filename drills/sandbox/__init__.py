@@ -1,0 +1,1 @@
+"""The embedded sandbox product: schema migrations, deterministic data, backup history."""

@@ -1,0 +1,146 @@
+"""Targets a drill works with, and the environment protocol that supplies them.
+
+A target is either a **subject** (verified, read-only, always) or **scratch**
+(a drill may write to it). Every write path calls ``require_scratch()`` first.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import psycopg
+
+from checks.errors import NotScratch, ScratchNotEmpty
+
+
+class Role(enum.StrEnum):
+    SUBJECT = "subject"
+    SCRATCH = "scratch"
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    """A PostgreSQL database reached by a libpq connection string."""
+
+    name: str
+    dsn: str
+    role: Role = Role.SUBJECT
+    created_by_drillbook: bool = False
+
+    def require_scratch(self) -> None:
+        """Refuse unless this target is scratch."""
+        if self.role is not Role.SCRATCH:
+            raise NotScratch(
+                f"refusing to write to `{self.name}` ({self.describe()}): it is a subject",
+                target=self.name,
+            )
+
+    def describe(self) -> str:
+        """Host, port and database, never the password."""
+        info = psycopg.conninfo.conninfo_to_dict(self.dsn)
+        host = info.get("host") or "local socket"
+        port = info.get("port") or "5432"
+        return f"{info.get('dbname') or '?'} on {host}:{port}"
+
+    def conninfo(self, **overrides: str) -> str:
+        return psycopg.conninfo.make_conninfo(self.dsn, **overrides)
+
+    def assert_empty(self) -> None:
+        """Scratch named in config must hold no user objects before the first write."""
+        with psycopg.connect(self.dsn, connect_timeout=10, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                " AND n.nspname NOT LIKE 'pg_toast%'"
+            ).fetchone()
+        found = int(row[0]) if row else 0
+        if found:
+            raise ScratchNotEmpty(
+                f"scratch target `{self.name}` ({self.describe()}) is not empty: "
+                f"{found} relations found",
+                target=self.name,
+                found=found,
+            )
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Where backups live: ``s3://bucket/prefix`` or a local directory."""
+
+    name: str
+    url: str
+    key_pattern: str | None = None
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    checksum_suffix: str = ".sha256"
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3://")
+
+    @property
+    def bucket(self) -> str:
+        return urlsplit(self.url).netloc
+
+    @property
+    def prefix(self) -> str:
+        return urlsplit(self.url).path.lstrip("/")
+
+    @property
+    def path(self) -> Path:
+        return Path(self.url.removeprefix("file://"))
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    name: str
+    url: str
+    role: Role = Role.SUBJECT
+
+
+class ScratchPostgres(Protocol):
+    """Supplies empty databases a drill may write to, and drops them afterwards."""
+
+    bindir: Path
+
+    def fresh_database(self, purpose: str) -> PostgresTarget: ...
+
+    def drop(self, target: PostgresTarget) -> None: ...
+
+
+class Environment(Protocol):
+    """Resolves logical target names to real targets. See ARCHITECTURE.md, Environments."""
+
+    name: str
+
+    def postgres(self, name: str) -> PostgresTarget: ...
+
+    def store(self, name: str) -> StoreSpec: ...
+
+    def redis(self, name: str) -> RedisTarget: ...
+
+    def scratch_postgres(self) -> ScratchPostgres: ...
+
+    def details(self) -> Mapping[str, str]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Journal:
+    """A drill's timed record of phases, cleanup included (see STYLE.md, rule 7)."""
+
+    entries: list[dict[str, object]] = field(default_factory=list)
+
+    def add(self, phase: str, status: str, started: str, duration_s: float, **evidence: object) -> None:
+        self.entries.append(
+            {"phase": phase, "status": status, "started_at": started,
+             "duration_s": round(duration_s, 6), **evidence}
+        )

@@ -1,0 +1,197 @@
+"""What a run recorded: the data every report writer reads.
+
+The runner's pytest plugin builds these while scenarios run and writes
+``results.json`` into the run directory; reports read it back. Reports never
+run checks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from checks.verdict import Outcome, Verdict, worst
+
+CADENCES = ("continuous", "daily", "weekly", "monthly", "quarterly", "annually")
+
+
+@dataclass
+class StepResult:
+    keyword: str
+    text: str
+    status: str  # "passed" | "failed" | "skipped" (pytest's words, not an Outcome)
+    duration_s: float = 0.0
+
+
+@dataclass
+class ScenarioResult:
+    """One executed scenario with every verdict its steps recorded."""
+
+    nodeid: str
+    feature: str
+    feature_path: str
+    scenario: str
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)
+    failure: str | None = None  # an exception that was not a verdict (a bug, a bad step)
+    started_at: str = ""
+    duration_s: float = 0.0
+
+    @property
+    def scenario_id(self) -> str | None:
+        return _tag_value(self.tags, "id")
+
+    @property
+    def cadences(self) -> list[str]:
+        return [t for t in self.tags if t in CADENCES]
+
+    @property
+    def pack(self) -> str | None:
+        """The product pack (``features/packs/<product>/``) or the area folder."""
+        parts = Path(self.feature_path).parts
+        if "packs" in parts:
+            index = parts.index("packs")
+            if index + 1 < len(parts):
+                return parts[index + 1]
+        return None
+
+    @property
+    def area(self) -> str:
+        parts = Path(self.feature_path).parts
+        if "features" in parts:
+            index = parts.index("features")
+            if index + 1 < len(parts) - 1:
+                return parts[index + 1]
+        return Path(self.feature_path).parent.name or "features"
+
+    @property
+    def outcome(self) -> Outcome:
+        """The worst verdict; an error when a step raised something that is not a verdict."""
+        if self.failure is not None and not any(
+            v.counts_as_fail() for v in self.verdicts
+        ):
+            return Outcome.ERROR
+        found = worst([v.outcome for v in self.verdicts])
+        if found is None:
+            # A scenario that recorded nothing proved nothing.
+            return Outcome.ERROR if self.failure else Outcome.NOT_APPLICABLE
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "feature": self.feature,
+            "feature_path": self.feature_path,
+            "scenario": self.scenario,
+            "description": self.description,
+            "tags": list(self.tags),
+            "id": self.scenario_id,
+            "cadences": self.cadences,
+            "pack": self.pack,
+            "outcome": self.outcome.value,
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "steps": [s.__dict__ for s in self.steps],
+            "failure": self.failure,
+            "started_at": self.started_at,
+            "duration_s": round(self.duration_s, 6),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScenarioResult:
+        return cls(
+            nodeid=data["nodeid"],
+            feature=data["feature"],
+            feature_path=data["feature_path"],
+            scenario=data["scenario"],
+            description=data.get("description", ""),
+            tags=list(data.get("tags", [])),
+            verdicts=[Verdict.from_dict(v) for v in data.get("verdicts", [])],
+            steps=[StepResult(**s) for s in data.get("steps", [])],
+            failure=data.get("failure"),
+            started_at=data.get("started_at", ""),
+            duration_s=float(data.get("duration_s", 0.0)),
+        )
+
+
+@dataclass
+class RunResult:
+    """A whole run: who, when, where, what version, and every scenario."""
+
+    run_id: str
+    started_at: str
+    finished_at: str = ""
+    drillbook_version: str = ""
+    user: str = ""
+    host: str = ""
+    environment: str = ""
+    environment_details: dict[str, str] = field(default_factory=dict)
+    config_path: str | None = None
+    command: str = ""
+    strict: bool = False
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counter = Counter(s.outcome.value for s in self.scenarios)
+        return {o.value: counter.get(o.value, 0) for o in Outcome}
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.scenarios) and not any(
+            s.outcome.counts_as_fail(strict=self.strict) for s in self.scenarios
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "drillbook_version": self.drillbook_version,
+            "user": self.user,
+            "host": self.host,
+            "environment": self.environment,
+            "environment_details": dict(self.environment_details),
+            "config_path": self.config_path,
+            "command": self.command,
+            "strict": self.strict,
+            "counts": self.counts(),
+            "passed": self.passed,
+            "scenarios": [s.to_dict() for s in self.scenarios],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        return cls(
+            run_id=data["run_id"],
+            started_at=data["started_at"],
+            finished_at=data.get("finished_at", ""),
+            drillbook_version=data.get("drillbook_version", ""),
+            user=data.get("user", ""),
+            host=data.get("host", ""),
+            environment=data.get("environment", ""),
+            environment_details=dict(data.get("environment_details", {})),
+            config_path=data.get("config_path"),
+            command=data.get("command", ""),
+            strict=bool(data.get("strict", False)),
+            scenarios=[ScenarioResult.from_dict(s) for s in data.get("scenarios", [])],
+        )
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: Path) -> RunResult:
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _tag_value(tags: list[str], key: str) -> str | None:
+    prefix = f"{key}:"
+    for tag in tags:
+        if tag.startswith(prefix):
+            return tag[len(prefix):]
+    return None
