@@ -61,7 +61,7 @@ class ScratchNotEmpty(SafetyError):
     default_hint = "point `scratch` at an empty database or let drillbook create one"
 
 
-class EnvironmentError_(DrillbookError):  # noqa: N801 - avoids shadowing the builtin
+class EnvironmentError_(DrillbookError):  # trailing underscore: avoids shadowing the builtin
     pass
 
 

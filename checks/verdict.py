@@ -176,7 +176,7 @@ def format_duration(value: timedelta) -> str:
     seconds = abs(seconds)
     if seconds < 60:
         return f"{sign}{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:
         return f"{sign}{hours}h {minutes:02d}m {secs:02d}s"
