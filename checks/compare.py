@@ -139,7 +139,17 @@ def compare_databases(
     one a table has is used. A table without any is compared whole.
     """
     started = time.perf_counter()
-    sides = [_Side(subject), _Side(restored)]
+    sides: list[_Side] = []
+    for label, factory in (("subject", subject), ("restored", restored)):
+        try:
+            sides.append(_Side(factory))
+        except psycopg.Error as exc:
+            for side in sides:
+                side.close()
+            return Verdict.error(
+                "restore.content",
+                f"cannot connect to the {label} database for the comparison: {str(exc).strip()}",
+            )
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="compare")
     try:
         restored_tables = set(sides[1].tables())

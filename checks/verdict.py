@@ -227,3 +227,17 @@ def record(verdict: Verdict) -> Verdict:
     if verdict.counts_as_fail(strict=_strict.get()):
         raise VerdictFailed(verdict)
     return verdict
+
+
+def verdict_from_error(check_id: str, exc: Exception) -> Verdict:
+    """A drill that raised: "checked and it does not hold" is failed, "could not check" is error."""
+    from .errors import BackupUnreadable, NoBackupFound, RestoreFailed
+
+    hint = getattr(exc, "hint", "")
+    context = getattr(exc, "context", {})
+    evidence = {"error": type(exc).__name__, **({"hint": hint} if hint else {}),
+                **{k: v for k, v in context.items() if isinstance(v, str | int | float)}}
+    message = str(exc)
+    if isinstance(exc, NoBackupFound | BackupUnreadable | RestoreFailed):
+        return Verdict.failed(check_id, message, evidence=evidence)
+    return Verdict.error(check_id, message, evidence=evidence)

@@ -1,7 +1,160 @@
-"""The drillbook command line (filled in below)."""
+"""The ``drillbook`` command line.
+
+Exit codes (ARCHITECTURE.md): 0 all pass; 1 a scenario (or a one-shot check)
+failed or errored; 2 usage or configuration error, nothing ran; 3 a cadence
+gate found an overdue drill.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from checks import redact
+from checks.errors import ConfigError, DrillbookError
+
+from . import __version__
+from .runner import EXIT_FAILED, EXIT_PASSED, EXIT_USAGE, RunOptions, run
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 on usage errors, as we want
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"drillbook: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="drillbook", description="Runbooks as executable, auditable drills.")
+    parser.add_argument("--version", action="version", version=f"drillbook {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p_run = sub.add_parser("run", help="run the drills (default: the embedded sandbox, no config)")
+    p_run.add_argument("--config", type=Path, help="drillbook.toml with live targets")
+    p_run.add_argument("--cadence", help="only scenarios of this cadence (daily, weekly, monthly, ...)")
+    p_run.add_argument("--tags", help='tag expression, e.g. "postgres and not weekly"')
+    p_run.add_argument("--out", type=Path, default=Path("out"), help="where runs are written (default out/)")
+    p_run.add_argument("--features", type=Path, action="append",
+                       help="feature file or folder (repeatable; default features/)")
+    p_run.add_argument("--env", choices=["auto", "local", "live", "containers"], default="auto",
+                       help="where targets come from (default: live with --config, else local)")
+    p_run.add_argument("--strict", action="store_true", help="warnings fail the run")
+    p_run.add_argument("-v", "--verbose", action="store_true", help="show pytest's tracebacks too")
+
+    sub.add_parser("steps", help="print the step catalogue: every sentence a feature can use")
+
+    p_sandbox = sub.add_parser("sandbox", help="start or stop the embedded environment to explore it")
+    sandbox_sub = p_sandbox.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p_up = sandbox_sub.add_parser("up", help="start it and print connection details")
+    p_up.add_argument("--detach", action="store_true", help="keep it running in the background")
+    p_up.add_argument("--state", type=Path, default=Path("out/sandbox.json"), help=argparse.SUPPRESS)
+    p_down = sandbox_sub.add_parser("down", help="stop a sandbox started with --detach")
+    p_down.add_argument("--state", type=Path, default=Path("out/sandbox.json"), help=argparse.SUPPRESS)
+
+    p_verify = sub.add_parser("verify", help="one-shot checks without writing a feature")
+    verify_sub = p_verify.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    p_backup = verify_sub.add_parser(
+        "backup", help="restore one backup into a scratch database and verify it",
+        description="SOURCE is a dump file, a directory of dumps (newest wins), or s3://bucket/prefix.",
+    )
+    p_backup.add_argument("source")
+    p_backup.add_argument("--compare-with", metavar="DSN", help="subject database to compare content with")
+    p_backup.add_argument("--max-age", default=None, help="fail when the backup is older (e.g. 26h)")
+    p_backup.add_argument("--key-pattern", help="date pattern of backup keys, e.g. backup-%%Y%%m%%d.sql.gz")
+    p_backup.add_argument("--endpoint-url", help="S3 endpoint (for s3:// sources)")
+    p_backup.add_argument("--database", help="which database of a pg_dumpall backup to restore")
+    p_backup.add_argument("--scratch", metavar="DSN",
+                          help="an EMPTY database to restore into (default: a throwaway local one)")
+    p_backup.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
-    return 0
+    args_list = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    # SIGTERM (a CI timeout, systemd) must unwind like Ctrl-C so servers are stopped.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if args.command == "run":
+            return run(
+                RunOptions(config=args.config, cadence=args.cadence, tags=args.tags, out=args.out,
+                           features=args.features, env=args.env, strict=args.strict,
+                           verbose=args.verbose),
+                argv=args_list,
+            )
+        if args.command == "steps":
+            return print_steps()
+        if args.command == "sandbox":
+            from .sandbox_cli import sandbox_down, sandbox_up
+
+            return sandbox_up(args) if args.action == "up" else sandbox_down(args)
+        if args.command == "verify" and args.what == "backup":
+            from .verify import verify_backup
+
+            return verify_backup(args)
+    except ConfigError as exc:
+        print(f"drillbook: {redact.redact(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("drillbook: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except DrillbookError as exc:
+        print(f"drillbook: {redact.redact(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    parser.error("unknown command")
+    return EXIT_USAGE
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def print_steps() -> int:
+    """Every step sentence with its parameters and a one-line description."""
+    import importlib
+
+    from pytest_bdd.steps import step_function_context_registry
+
+    from .plugin import pytest_plugins
+
+    for module in pytest_plugins:
+        importlib.import_module(module)
+    by_module: dict[str, list[Any]] = {}
+    for context in step_function_context_registry.values():
+        by_module.setdefault(context.step_func.__module__, []).append(context)
+    for module, contexts in sorted(by_module.items()):
+        print(f"# {module}")
+        for context in sorted(contexts, key=lambda c: ("given", "when", "then").index(c.type or "then")):
+            doc = (context.step_func.__doc__ or "").strip().splitlines()
+            sentence = _readable(context.parser.name)
+            print(f"{(context.type or 'step').capitalize():<6} {sentence}")
+            if doc:
+                print(f"       {doc[0]}")
+        print()
+    return EXIT_PASSED
+
+
+def _readable(pattern: str) -> str:
+    """A regex step shown with its named groups as {placeholders}."""
+    import re
+
+    text = re.sub(r"\(\?P<(\w+)>[^()]*(?:\([^()]*\)[^()]*)*\)", r"{\1}", pattern)
+    return text.replace(r"\d", "").strip("^$")
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(redact.redact_obj(data), indent=2, ensure_ascii=False))
+
+
+def wait_forever() -> None:
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,325 @@
+"""The pytest plugin that runs features as drills.
+
+Options, marker registration, the environment fixture, recording verdicts on
+each scenario, progress lines, and the reports at the end. Loaded with
+``-p drillbook.plugin`` by ``drillbook run`` (and by the root conftest for the
+project's own tests).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checks import redact
+from checks.errors import DrillbookError
+from checks.verdict import Verdict, VerdictFailed, recording
+from reports.results import CADENCES, RunResult, ScenarioResult, StepResult
+
+from . import __version__
+
+pytest_plugins = ["steps.context", "steps.backup"]
+
+GATES = ("pre-upgrade",)
+COMPONENTS = ("postgres", "redis", "s3", "http", "tls", "prometheus", "sigstore", "sbom")
+KEYED_TAGS = {
+    "id": "scenario identity, e.g. @id:BKP-01",
+    "ref": "a control reference, e.g. @ref:ISO27001-A.8.13",
+    "control": "an OSCAL control id, e.g. @control:CP-9",
+    "impact": "impact if the check fails: low, medium, high",
+    "pack": "the product pack a scenario belongs to",
+}
+
+_SCENARIO = pytest.StashKey[ScenarioResult]()
+_SESSION = pytest.StashKey["DrillSession"]()
+
+
+@dataclass
+class DrillSession:
+    """One run's state: options, environment (started lazily), results."""
+
+    config: pytest.Config
+    out: Path | None
+    strict: bool
+    env_choice: str
+    config_path: Path | None
+    progress: bool
+    run: RunResult
+    _env: Any = None
+    _opened: float = 0.0
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+
+    def say(self, line: str) -> None:
+        if not self.progress:
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        text = redact.redact(line)
+        if reporter is not None:
+            reporter.write_line(text)
+        else:
+            print(text, file=sys.stderr)
+
+    def environment(self) -> Any:
+        if self._env is None:
+            from .environments import open_environment
+
+            t0 = time.perf_counter()
+            self._env = open_environment(
+                choice=self.env_choice, config_path=self.config_path, progress=self.say
+            )
+            self._opened = time.perf_counter() - t0
+            self.run.environment = self._env.name
+            self.run.environment_details = {
+                k: redact.redact(str(v)) for k, v in self._env.details().items()
+            }
+            self.say(f"environment `{self._env.name}` ready in {self._opened:.1f}s")
+        return self._env
+
+    def close(self) -> None:
+        if self._env is not None:
+            env, self._env = self._env, None
+            env.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("drillbook")
+    group.addoption("--drillbook-config", default=None, help="drillbook.toml to use (live environment)")
+    group.addoption("--drillbook-out", default=None, help="run directory for reports and evidence")
+    group.addoption("--drillbook-env", default="auto", choices=["auto", "local", "live", "containers"],
+                    help="where targets come from (default: live with a config, else local)")
+    group.addoption("--drillbook-strict", action="store_true", default=False,
+                    help="warnings fail the run")
+    group.addoption("--drillbook-progress", action="store_true", default=False,
+                    help="print one line per scenario instead of pytest's dots")
+    group.addoption("--drillbook-command", default="", help=argparse_suppress())
+
+
+def argparse_suppress() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for cadence in CADENCES:
+        config.addinivalue_line("markers", f"{cadence}: drill cadence ({cadence})")
+    for gate in GATES:
+        config.addinivalue_line("markers", f"{gate}: part of the {gate} gate")
+    for component in COMPONENTS:
+        config.addinivalue_line("markers", f"{component}: touches {component}")
+    for key, meaning in KEYED_TAGS.items():
+        config.addinivalue_line("markers", f"{key}: {meaning}")
+    config.addinivalue_line("markers", "canary: a scenario that must fail, proving its check can fail")
+
+    out = config.getoption("--drillbook-out")
+    config_path = config.getoption("--drillbook-config")
+    run = RunResult(
+        run_id=Path(out).name if out else "pytest",
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        drillbook_version=__version__,
+        user=_user(),
+        host=socket.gethostname(),
+        config_path=str(config_path) if config_path else None,
+        command=config.getoption("--drillbook-command") or " ".join(sys.argv),
+        strict=bool(config.getoption("--drillbook-strict")),
+    )
+    config.stash[_SESSION] = DrillSession(
+        config=config,
+        out=Path(out) if out else None,
+        strict=run.strict,
+        env_choice=config.getoption("--drillbook-env"),
+        config_path=Path(config_path) if config_path else None,
+        progress=bool(config.getoption("--drillbook-progress")),
+        run=run,
+    )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def pytest_bdd_apply_tag(tag: str, function: Callable[..., Any]) -> bool | None:
+    """``@id:BKP-01`` becomes ``pytest.mark.id("BKP-01")``: registered name, value kept."""
+    key, sep, value = tag.partition(":")
+    if sep and key in KEYED_TAGS:
+        getattr(pytest.mark, key)(value)(function)
+        return True
+    return None
+
+
+def session_of(config: pytest.Config) -> DrillSession:
+    return config.stash[_SESSION]
+
+
+@pytest.fixture(scope="session")
+def drillbook_session(request: pytest.FixtureRequest) -> DrillSession:
+    """The run: options, results, and the environment started on first use."""
+    return session_of(request.config)
+
+
+@pytest.fixture(scope="session")
+def drillbook_env(drillbook_session: DrillSession) -> Iterator[Any]:
+    """The environment that resolves target names (local sandbox, live, containers)."""
+    try:
+        env = drillbook_session.environment()
+    except DrillbookError as exc:
+        # Every scenario needing the environment errors with this message; none is skipped.
+        pytest.fail(f"environment could not be provided: {redact.redact(str(exc))}", pytrace=False)
+    yield env
+
+
+def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
+    item = request.node
+    feature_path = _relative_feature_path(feature.filename)
+    tags = sorted(scenario.tags)
+    result = ScenarioResult(
+        nodeid=item.nodeid,
+        feature=feature.name,
+        feature_path=feature_path,
+        scenario=scenario.name,
+        description=(scenario.description or "").strip(),
+        tags=tags,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    item.stash[_SCENARIO] = result
+    session = session_of(request.config)
+    session.scenarios.append(result)
+
+
+def _relative_feature_path(filename: str) -> str:
+    path = Path(filename)
+    for parent in path.parents:
+        if parent.name == "features":
+            return str(Path("features") / path.relative_to(parent))
+    return path.name
+
+
+def pytest_bdd_after_step(request: pytest.FixtureRequest, feature: Any, scenario: Any, step: Any,
+                          step_func: Any, step_func_args: Any) -> None:
+    _step(request, step, "passed")
+
+
+def pytest_bdd_step_error(request: pytest.FixtureRequest, feature: Any, scenario: Any, step: Any,
+                          step_func: Any, step_func_args: Any, exception: Exception) -> None:
+    _step(request, step, "failed")
+
+
+def pytest_bdd_step_func_lookup_error(request: pytest.FixtureRequest, feature: Any, scenario: Any,
+                                      step: Any, exception: Exception) -> None:
+    _step(request, step, "undefined")
+
+
+def _step(request: pytest.FixtureRequest, step: Any, status: str) -> None:
+    result = request.node.stash.get(_SCENARIO, None)
+    if result is not None:
+        result.steps.append(StepResult(keyword=step.keyword, text=step.name, status=status))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    session = session_of(item.config)
+    # The scenario result exists only once pytest-bdd's before-scenario hook ran, inside the
+    # call; record through a late lookup so verdicts land on the right scenario.
+    def recorder(verdict: Verdict) -> None:
+        scenario = item.stash.get(_SCENARIO, None)
+        if scenario is not None:
+            scenario.verdicts.append(verdict)
+
+    t0 = time.perf_counter()
+    try:
+        with recording(recorder, strict=session.strict):
+            return (yield)
+    finally:
+        scenario = item.stash.get(_SCENARIO, None)
+        if scenario is not None:
+            scenario.duration_s = time.perf_counter() - t0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    scenario = item.stash.get(_SCENARIO, None)
+    if scenario is not None and call.when == "teardown":
+        from reports.junit import junit_properties
+
+        item.user_properties.extend(junit_properties(scenario))
+    report = yield
+    if scenario is None:
+        return report
+    if call.excinfo is not None and call.when in ("setup", "call"):
+        exc = call.excinfo.value
+        if not isinstance(exc, VerdictFailed):
+            text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, pytest.fail.Exception) else str(exc)
+            if not isinstance(exc, DrillbookError | pytest.fail.Exception | AssertionError):
+                text += "\n" + "".join(traceback.format_tb(call.excinfo.tb)[-3:])
+            scenario.failure = redact.redact(text)
+    if call.when == "teardown":
+        _progress_line(session_of(item.config), scenario)
+    return report
+
+
+def _progress_line(session: DrillSession, scenario: ScenarioResult) -> None:
+    outcome = scenario.outcome.value.upper().replace("_", " ")
+    ident = scenario.scenario_id or "-"
+    line = f"  {outcome:<14} {ident:<10} {scenario.scenario} ({scenario.duration_s:.1f}s)"
+    session.say(line)
+    if scenario.outcome.counts_as_fail(strict=session.strict):
+        for verdict in scenario.verdicts:
+            if verdict.counts_as_fail(strict=session.strict):
+                session.say(f"      {verdict.id}: {verdict.message}")
+        if scenario.failure and not any(v.counts_as_fail() for v in scenario.verdicts):
+            session.say(f"      {scenario.failure.splitlines()[0]}")
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """With progress lines on, pytest's own dots would only repeat them."""
+    if session_of(config).progress and report.when == "call":
+        return report.outcome, "", ""
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    drill = session_of(session.config)
+    try:
+        drill.close()
+    finally:
+        drill.run.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+        drill.run.scenarios = list(drill.scenarios)
+        if drill.out is not None:
+            write_reports(drill)
+
+
+def write_reports(drill: DrillSession) -> None:
+    """results.json, the HTML report and the JUnit rename: what leaves the run."""
+    from reports.html import write_html_report
+    from reports.junit import rename_testcases
+
+    assert drill.out is not None
+    drill.out.mkdir(parents=True, exist_ok=True)
+    results = drill.out / "results.json"
+    data = redact.redact_obj(drill.run.to_dict())
+    results.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_html_report(RunResult.from_dict(data), drill.out / "report.html")
+    junit = drill.config.getoption("xmlpath", None)
+    if junit and Path(junit).exists():
+        names = {_junit_key(s.nodeid): (s.feature, s.scenario) for s in drill.run.scenarios}
+        rename_testcases(Path(junit), names)
+
+
+def _junit_key(nodeid: str) -> str:
+    return nodeid
