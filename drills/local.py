@@ -1,0 +1,473 @@
+"""The ``local`` environment: the embedded sandbox on loopback (ARCHITECTURE.md, Environments).
+
+:meth:`LocalEnvironment.start` brings up, from local binaries:
+
+- a **subject** PostgreSQL cluster holding the sandbox product (database ``product``),
+- a separate **scratch** PostgreSQL cluster for drills (:class:`LocalScratch`),
+- ``redis-server`` without persistence,
+- moto's S3 server in-process, holding the product's nightly backups,
+- a directory store with the SentraScan-style plain dumps.
+
+The product and its 35-day backup history are built once a day and cached
+(:mod:`drills.sandbox.history`); a warm start copies a data dir, starts the
+servers and uploads the cached files. Everything lives in one temp dir that
+:meth:`LocalEnvironment.close` removes; ``close`` is idempotent, runs at
+interpreter exit, and a SIGTERM is turned into ``SystemExit`` so ``finally``
+blocks (and so cleanup) still run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import boto3
+import psutil
+import psycopg
+import redis
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+from psycopg import sql
+
+from checks.errors import ConfigError, SafetyError
+
+from . import pgtools
+from .processes import (
+    S3_ACCESS_KEY_ID,
+    S3_REGION,
+    S3_SECRET_ACCESS_KEY,
+    PostgresServer,
+    RedisServer,
+    S3Server,
+    copy_tree,
+    template_datadir,
+)
+from .sandbox import history
+from .sandbox.history import SandboxProduct
+from .targets import PostgresTarget, RedisTarget, Role, StoreSpec
+
+Progress = Callable[[str], None]
+
+# PostgreSQL identifiers are at most 63 bytes; the slug leaves room for the unique suffix.
+_MAX_PURPOSE_SLUG = 30
+_UPLOAD_WORKERS = 8
+_REDIS_SAMPLE_KEYS = 100
+
+
+def _quiet(_: str) -> None:
+    """The default progress callback: say nothing."""
+
+
+def _make_workdir(prefix: str) -> Path:
+    """A private temp dir the PostgreSQL server user can traverse (but not list)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    return path
+
+
+class _ProcessRecord:
+    """A started process identified by pid *and* start time, so a reused pid is not mistaken for it."""
+
+    def __init__(self, label: str, pid: int) -> None:
+        self.label = label
+        self.pid = pid
+        try:
+            self.create_time: float | None = psutil.Process(pid).create_time()
+        except psutil.Error:
+            self.create_time = None
+
+    def still_running(self) -> bool:
+        try:
+            process = psutil.Process(self.pid)
+            same = process.create_time() == self.create_time
+            return bool(same and process.status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
+
+
+class _Cleanup:
+    """Idempotent close at interpreter exit and on SIGTERM, shared by the local providers."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self._closed = False
+        self._lock = threading.Lock()
+        self._records: list[_ProcessRecord] = []
+        self._previous_sigterm: Any = None
+        self._installed_sigterm = False
+        atexit.register(self.close)
+        self._install_sigterm()
+
+    def _install_sigterm(self) -> None:
+        # Only the main thread may set handlers, and a handler someone else installed
+        # (a supervisor, pytest-timeout) is theirs to keep.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_system_exit)
+        self._installed_sigterm = True
+
+    def _remember(self, label: str, pid: int | None) -> None:
+        if pid is not None:
+            self._records.append(_ProcessRecord(label, pid))
+
+    def close(self) -> None:
+        """Stop everything and remove the temp dir; safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._stop_all()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            atexit.unregister(self.close)
+            if self._installed_sigterm and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
+                self._installed_sigterm = False
+
+    def _stop_all(self) -> None:
+        raise NotImplementedError
+
+    def leftovers(self) -> list[str]:
+        """What this provider started that is still running or on disk (empty after close)."""
+        found = [f"{record.label} (pid {record.pid}) is still running"
+                 for record in self._records if record.still_running()]
+        if self.workdir.exists():
+            found.append(f"temp dir {self.workdir} still exists")
+        return found
+
+
+def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM → SystemExit, so ``finally`` blocks and atexit handlers run."""
+    raise SystemExit(128 + signum)
+
+
+class LocalScratch(_Cleanup):
+    """A throwaway PostgreSQL cluster handing out fresh, empty databases (``ScratchPostgres``)."""
+
+    def __init__(self, server: PostgresServer, workdir: Path, *, owns_workdir: bool) -> None:
+        # A scratch started inside a LocalEnvironment shares (and leaves removal of) its temp dir.
+        super().__init__(workdir)
+        self.server = server
+        self.bindir: Path = server.bindir
+        self._owns_workdir = owns_workdir
+        self._databases: set[str] = set()
+        self._counter = 0
+        self._remember(server.label, server.pid)
+        if not owns_workdir:
+            atexit.unregister(self.close)
+
+    @classmethod
+    def start(cls, *, cache_dir: Path | None = None, progress: Progress | None = None,
+              bindir: Path | None = None) -> LocalScratch:
+        """Start a standalone scratch cluster in its own temp dir (for the ``live`` environment)."""
+        say = progress or _quiet
+        workdir = _make_workdir("drillbook-scratch-")
+        try:
+            server = cls.launch(workdir, cache_dir=cache_dir or history.default_cache_dir(),
+                                bindir=bindir or pgtools.bindir())
+            say("starting PostgreSQL (scratch)")
+            server.wait_ready()
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return cls(server, workdir, owns_workdir=True)
+
+    @staticmethod
+    def launch(workdir: Path, *, cache_dir: Path, bindir: Path) -> PostgresServer:
+        """Create the scratch data dir from the cached template and spawn its postmaster."""
+        template = template_datadir(cache_dir, bindir=bindir, workdir=workdir)
+        server = PostgresServer("scratch", workdir / "scratch-pgdata", bindir=bindir)
+        server.init(template=template)
+        server.start(wait=False)
+        return server
+
+    def fresh_database(self, purpose: str) -> PostgresTarget:
+        """``CREATE DATABASE <unique name> TEMPLATE template0``: empty, and scratch by construction."""
+        slug = re.sub(r"[^a-z0-9]+", "_", purpose.lower()).strip("_")[:_MAX_PURPOSE_SLUG] or "drill"
+        self._counter += 1
+        name = f"scratch_{slug}_{self._counter}_{uuid.uuid4().hex[:6]}"
+        with psycopg.connect(self.server.dsn(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        self._databases.add(name)
+        return PostgresTarget(name=f"scratch:{name}", dsn=self.server.dsn(name), role=Role.SCRATCH,
+                              created_by_drillbook=True)
+
+    def drop(self, target: PostgresTarget) -> None:
+        """Drop a database this cluster handed out (``WITH (FORCE)``: drill sessions may linger)."""
+        target.require_scratch()
+        info = psycopg.conninfo.conninfo_to_dict(target.dsn)
+        dbname = str(info.get("dbname") or "")
+        if dbname not in self._databases or str(info.get("port")) != str(self.server.port):
+            raise SafetyError(
+                f"refusing to drop `{target.name}` ({target.describe()}): this scratch cluster "
+                f"did not create it",
+                target=target.name,
+                hint="drop only databases obtained from fresh_database() of the same scratch",
+            )
+        with psycopg.connect(self.server.dsn(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        self._databases.discard(dbname)
+
+    def databases(self) -> list[str]:
+        """Databases handed out and not dropped yet."""
+        return sorted(self._databases)
+
+    def close(self) -> None:
+        """Stop the scratch cluster; its temp dir is removed when this scratch owns it."""
+        if not self._owns_workdir:
+            with self._lock:
+                if self._closed:
+                    return
+                self._closed = True
+            self._stop_all()
+            return
+        super().close()
+
+    def _stop_all(self) -> None:
+        self.server.stop()
+        self._databases.clear()
+
+    def leftovers(self) -> list[str]:
+        found = super().leftovers()
+        if not self._owns_workdir:
+            found = [item for item in found if not item.startswith("temp dir")]
+        return found
+
+
+class LocalEnvironment(_Cleanup):
+    """The embedded sandbox: real servers on loopback seeded with the sandbox product."""
+
+    name = "local"
+
+    POSTGRES = ("production",)
+    REDIS = ("cache",)
+    STORES = ("nightly-dumpall", "nightly-custom", "nightly-plain")
+
+    def __init__(self, workdir: Path, cache_dir: Path) -> None:
+        super().__init__(workdir)
+        self.cache_dir = cache_dir
+        self.subject: PostgresServer | None = None
+        self.scratch: LocalScratch | None = None
+        self.redis_server: RedisServer | None = None
+        self.s3: S3Server | None = None
+        self.product: SandboxProduct | None = None
+        self.directory_store = workdir / "directory-store"
+        self.timings: dict[str, float] = {}
+        self.cache_hit = False
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        cache_dir: Path | None = None,
+        progress: Progress | None = None,
+        now: datetime | None = None,
+    ) -> LocalEnvironment:
+        """Start every sandbox server and load the product; on any failure, leave nothing behind.
+
+        ``now`` (default: the wall clock) fixes the anchor day of the product
+        and its backup history.
+        """
+        say = progress or _quiet
+        started = time.monotonic()
+        env = cls(_make_workdir("drillbook-local-"), cache_dir or history.default_cache_dir())
+        try:
+            env._start(now or datetime.now(UTC), say)
+        except BaseException:
+            env.close()
+            raise
+        env.timings["total"] = round(time.monotonic() - started, 3)
+        return env
+
+    def _start(self, now: datetime, say: Progress) -> None:
+        mark = time.monotonic()
+        bindir = pgtools.bindir()
+        say(f"preparing the sandbox product (cache: {self.cache_dir})")
+        self.product = history.ensure_product(self.cache_dir, now=now, bindir=bindir,
+                                              workdir=self.workdir, progress=say)
+        self.cache_hit = self.product.cache_hit
+        mark = self._lap("product", mark)
+
+        # S3 comes up and takes its uploads in a thread while the clusters are copied and
+        # started: the two halves take about as long as each other on a warm start.
+        say(f"starting S3 (moto) and loading {len(self.product.s3_files())} backups into it")
+        self.s3 = S3Server()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            s3_loaded = pool.submit(self._start_s3, self.s3, self.product)
+            say("starting PostgreSQL (subject)")
+            self.subject = PostgresServer("subject", self.workdir / "subject-pgdata", bindir=bindir)
+            self.subject.init(template=self.product.pgdata)
+            self.subject.start(wait=False)
+            self._remember(self.subject.label, self.subject.pid)
+            say("starting PostgreSQL (scratch)")
+            scratch_server = LocalScratch.launch(self.workdir, cache_dir=self.cache_dir, bindir=bindir)
+            self.scratch = LocalScratch(scratch_server, self.workdir, owns_workdir=False)
+            self._records.extend(self.scratch._records)
+            say("starting redis-server")
+            self.redis_server = RedisServer(self.workdir / "redis")
+            self.redis_server.start(wait=False)
+            self._remember(self.redis_server.label, self.redis_server.pid)
+            copy_tree(self.product.directory, self.directory_store)
+            self.subject.wait_ready()
+            scratch_server.wait_ready()
+            self.redis_server.wait_ready()
+            self._seed_redis()
+            mark = self._lap("postgres_redis", mark)
+            s3_loaded.result()
+        self._lap("s3_wait", mark)
+
+    def _start_s3(self, server: S3Server, product: SandboxProduct) -> None:
+        started = time.monotonic()
+        server.start()
+        self._load_s3(product)
+        self.timings["s3"] = round(time.monotonic() - started, 3)
+
+    def _lap(self, phase: str, since: float) -> float:
+        now = time.monotonic()
+        self.timings[phase] = round(now - since, 3)
+        return now
+
+    def _s3_client(self) -> Any:
+        if self.s3 is None:
+            raise ConfigError("the S3 server is not running", hint="start the environment first")
+        return boto3.client(
+            "s3", endpoint_url=self.s3.endpoint_url, region_name=S3_REGION,
+            aws_access_key_id=S3_ACCESS_KEY_ID, aws_secret_access_key=S3_SECRET_ACCESS_KEY,
+            config=BotoConfig(retries={"max_attempts": 2}),
+        )
+
+    def _load_s3(self, product: SandboxProduct) -> None:
+        client = self._s3_client()
+        try:
+            client.create_bucket(Bucket=history.BUCKET)
+        except ClientError as exc:
+            # moto's state is process-wide: another sandbox in this process made it already.
+            if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou",
+                                                                  "BucketAlreadyExists"):
+                raise
+
+        def upload(item: tuple[str, Path]) -> None:
+            key, path = item
+            client.put_object(Bucket=history.BUCKET, Key=key, Body=path.read_bytes())
+
+        with ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS) as pool:
+            list(pool.map(upload, product.s3_files()))
+
+    def _seed_redis(self) -> None:
+        if self.redis_server is None:
+            return
+        client = redis.Redis.from_url(self.redis_server.url)
+        try:
+            pipe = client.pipeline(transaction=False)
+            for i in range(1, _REDIS_SAMPLE_KEYS + 1):
+                pipe.set(f"session:{i:04d}", f"account:{i}")
+            pipe.hset("sandbox", mapping={"product": "drillbook sandbox", "role": "cache"})
+            pipe.execute()
+        finally:
+            client.close()
+
+    # -- Environment protocol ------------------------------------------------------------
+
+    def postgres(self, name: str) -> PostgresTarget:
+        """``production``: the product database of the subject cluster (read-only)."""
+        if name not in self.POSTGRES or self.subject is None:
+            raise _unknown("postgres", name, self.POSTGRES)
+        return PostgresTarget(name=name, dsn=self.subject.dsn(history.PRODUCT_DB), role=Role.SUBJECT)
+
+    def redis(self, name: str) -> RedisTarget:
+        """``cache``: the sandbox redis-server."""
+        if name not in self.REDIS or self.redis_server is None:
+            raise _unknown("redis", name, self.REDIS)
+        return RedisTarget(name=name, url=self.redis_server.url, role=Role.SUBJECT)
+
+    def store(self, name: str) -> StoreSpec:
+        """The sandbox's backup stores: two S3 prefixes and one directory."""
+        if name not in self.STORES or self.s3 is None:
+            raise _unknown("store", name, self.STORES)
+        if name == "nightly-plain":
+            return StoreSpec(name=name, url=str(self.directory_store),
+                             key_pattern=history.DIRECTORY_PATTERN)
+        prefix, pattern = ((history.AUREUS_PREFIX, history.AUREUS_PATTERN) if name == "nightly-dumpall"
+                           else (history.SARK_PREFIX, history.SARK_PATTERN))
+        return StoreSpec(
+            name=name, url=f"s3://{history.BUCKET}/{prefix}", key_pattern=pattern,
+            endpoint_url=self.s3.endpoint_url, region=S3_REGION,
+            access_key_id=S3_ACCESS_KEY_ID, secret_access_key=S3_SECRET_ACCESS_KEY,
+            checksum_suffix=history.CHECKSUM_SUFFIX,
+        )
+
+    def scratch_postgres(self) -> LocalScratch:
+        """The scratch cluster: fresh databases per drill, dropped after."""
+        if self.scratch is None:
+            raise ConfigError("the local scratch cluster is not running", hint="start the environment first")
+        return self.scratch
+
+    def details(self) -> Mapping[str, str]:
+        """Connection details and start-up measurements, for ``drillbook sandbox up``."""
+        found: dict[str, str] = {"environment": self.name, "cache_dir": str(self.cache_dir),
+                                 "cache_hit": str(self.cache_hit).lower()}
+        if self.subject is not None:
+            found["postgres.production"] = self.subject.dsn(history.PRODUCT_DB)
+        if self.scratch is not None:
+            found["postgres.scratch"] = self.scratch.server.dsn()
+        if self.redis_server is not None:
+            found["redis.cache"] = self.redis_server.url
+        if self.s3 is not None:
+            found["s3.endpoint_url"] = self.s3.endpoint_url
+            found["s3.bucket"] = history.BUCKET
+            found["s3.access_key_id"] = S3_ACCESS_KEY_ID  # moto's fake credential, not a secret
+        found["directory"] = str(self.directory_store)
+        if self.product is not None:
+            found["anchor"] = self.product.anchor.isoformat()
+            found["newest_backup"] = history.newest_backup(self.product.anchor).isoformat()
+            found["product_built_at"] = self.product.built_at.isoformat()
+        for phase, seconds in self.timings.items():
+            found[f"timing.{phase}_s"] = f"{seconds:.3f}"
+        return found
+
+    def _stop_all(self) -> None:
+        # Each stop is independent: one failing must not keep the others running.
+        errors: list[BaseException] = []
+        for stop in (self.scratch.close if self.scratch else None,
+                     self.subject.stop if self.subject else None,
+                     self.redis_server.stop if self.redis_server else None,
+                     self.s3.stop if self.s3 else None):
+            if stop is None:
+                continue
+            try:
+                stop()
+            except Exception as exc:  # noqa: BLE001 - collected and re-raised after the rest stopped
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def leftovers(self) -> list[str]:
+        """Processes still running or files still on disk (empty after :meth:`close`)."""
+        found = super().leftovers()
+        if self.s3 is not None and self.s3.running:
+            found.append(f"{self.s3.label} is still serving")
+        return found
+
+
+def _unknown(kind: str, name: str, known: tuple[str, ...]) -> ConfigError:
+    return ConfigError(
+        f"the local sandbox has no {kind} target named `{name}`; known: {', '.join(known)}",
+        hint="use one of the known names, or run against a config file (--config drillbook.toml)",
+        key=name,
+    )
+

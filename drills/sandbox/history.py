@@ -1,0 +1,270 @@
+"""The sandbox product's backup history, built once a day and cached.
+
+One nightly backup per day at 02:00 UTC for the last :data:`BACKUP_DAYS` days,
+the newest from yesterday. The history is made by growing the database in
+time order: insert the rows created before backup time T, take T's dumps,
+move on to the next T. Because the data is append-only and a pure function
+of the anchor (see :mod:`drills.sandbox.seed`), backup T holds exactly the
+subject's rows with ``created_at < T``. Each day produces:
+
+- ``pg_dumpall | gzip``            → ``s3/aureus/backup-YYYYMMDD.sql.gz``
+- ``pg_dump -Fc product``           → ``s3/sark/postgres/sark-backup-YYYYMMDD-0200.dump``
+  plus a ``.sha256`` sidecar in sha256sum format
+- ``pg_dump product | gzip`` (last :data:`DIRECTORY_DAYS` days only)
+                                    → ``directory/sentrascan_YYYYMMDD_020000.sql.gz``
+
+After the last backup the rows up to ``now`` are inserted, the server is
+shut down cleanly and its data directory is cached beside the dumps. The
+cache entry is keyed by the anchor date and a hash of the migrations, this
+module's :data:`SANDBOX_VERSION` and the PostgreSQL version; entries for
+other keys are pruned. The sandbox uses trust authentication on loopback, so
+nothing in the cache is a secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+from checks.errors import EnvironmentError_
+
+from ..processes import PostgresServer, copy_tree, postgres_version, template_datadir
+from . import seed
+
+# Bump when the seeding or the history layout changes: it invalidates every cache entry.
+SANDBOX_VERSION = "2"
+PRODUCT_DB = "product"
+BACKUP_DAYS = 35
+DIRECTORY_DAYS = 30
+BACKUP_HOUR_UTC = 2
+
+BUCKET = "sandbox-backups"
+AUREUS_PREFIX = "aureus/"
+AUREUS_PATTERN = "backup-%Y%m%d.sql.gz"
+SARK_PREFIX = "sark/postgres/"
+SARK_PATTERN = "sark-backup-%Y%m%d-%H%M.dump"
+DIRECTORY_PATTERN = "sentrascan_%Y%m%d_%H%M%S.sql.gz"
+CHECKSUM_SUFFIX = ".sha256"
+
+_MANIFEST = "manifest.json"
+_ENTRY_PREFIX = "sandbox-"
+
+Progress = Callable[[str], None]
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/drillbook``, else ``~/.cache/drillbook``."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "drillbook"
+
+
+def backup_times(anchor: datetime) -> list[datetime]:
+    """The nightly backup instants, oldest first; the newest is the day before ``anchor`` at 02:00."""
+    return [anchor - timedelta(days=days) + timedelta(hours=BACKUP_HOUR_UTC)
+            for days in range(BACKUP_DAYS, 0, -1)]
+
+
+def cache_key(anchor: datetime, pg_version: str) -> str:
+    """Name of the cache entry for one day's product: ``sandbox-YYYYMMDD-<hash>``."""
+    digest = hashlib.sha256(
+        f"{SANDBOX_VERSION}\0{pg_version}\0{seed.migrations_digest()}".encode()
+    ).hexdigest()[:12]
+    return f"{_ENTRY_PREFIX}{anchor:%Y%m%d}-{digest}"
+
+
+@dataclass(frozen=True)
+class SandboxProduct:
+    """A finished, cached sandbox product: a stopped data dir and its backup files."""
+
+    root: Path
+    anchor: datetime
+    built_at: datetime
+    build_seconds: float
+    cache_hit: bool
+
+    @property
+    def pgdata(self) -> Path:
+        return self.root / "pgdata"
+
+    @property
+    def s3_dir(self) -> Path:
+        """Files to upload to the bucket; their path below this dir is the object key."""
+        return self.root / "s3"
+
+    @property
+    def directory(self) -> Path:
+        return self.root / "directory"
+
+    def s3_files(self) -> list[tuple[str, Path]]:
+        """(object key, file) for every file of the bucket, sorted by key."""
+        return sorted((path.relative_to(self.s3_dir).as_posix(), path)
+                      for path in self.s3_dir.rglob("*") if path.is_file())
+
+
+@contextlib.contextmanager
+def _locked(cache_dir: Path) -> Iterator[None]:
+    """Serialise builders of the same cache (parallel test workers, two CLIs)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_product(
+    cache_dir: Path,
+    *,
+    now: datetime,
+    bindir: Path,
+    workdir: Path,
+    progress: Progress,
+) -> SandboxProduct:
+    """The cached product for ``now``'s anchor, building (and caching) it when missing.
+
+    ``workdir`` is a directory the PostgreSQL server user can reach (a cache
+    under ``/root`` is not), where the build cluster runs.
+    """
+    anchor = seed.anchor_for(now)
+    pg_version = postgres_version(bindir)
+    entry = cache_dir / cache_key(anchor, pg_version)
+    with _locked(cache_dir):
+        if (entry / _MANIFEST).exists():
+            manifest = json.loads((entry / _MANIFEST).read_text(encoding="utf-8"))
+            return SandboxProduct(root=entry, anchor=anchor,
+                                  built_at=datetime.fromisoformat(manifest["built_at"]),
+                                  build_seconds=float(manifest["build_seconds"]), cache_hit=True)
+        _prune(cache_dir, keep=entry.name)
+        started = time.monotonic()
+        staging = cache_dir / f".{entry.name}.{uuid.uuid4().hex[:8]}"
+        try:
+            _build(staging, anchor=anchor, now=now, bindir=bindir, workdir=workdir, cache_dir=cache_dir,
+                   progress=progress)
+            build_seconds = time.monotonic() - started
+            (staging / _MANIFEST).write_text(json.dumps({
+                "anchor": anchor.isoformat(), "built_at": now.isoformat(),
+                "build_seconds": round(build_seconds, 3), "pg_version": pg_version,
+                "sandbox_version": SANDBOX_VERSION,
+            }, indent=2), encoding="utf-8")
+            staging.rename(entry)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return SandboxProduct(root=entry, anchor=anchor, built_at=now, build_seconds=build_seconds,
+                          cache_hit=False)
+
+
+def _prune(cache_dir: Path, *, keep: str) -> None:
+    """Remove other days' (or other versions') entries and half-built leftovers."""
+    for path in cache_dir.iterdir():
+        name = path.name.lstrip(".")
+        if name.startswith(_ENTRY_PREFIX) and path.name != keep and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, workdir: Path,
+           cache_dir: Path, progress: Progress) -> None:
+    template = template_datadir(cache_dir, bindir=bindir, workdir=workdir)
+    build_dir = workdir / f"sandbox-build-{uuid.uuid4().hex[:8]}"
+    build_dir.mkdir(mode=0o711)
+    # Keep little WAL around (the template uses 1 MB segments): the data dir is copied on every start.
+    server = PostgresServer("sandbox build", build_dir / "pgdata", bindir=bindir,
+                            settings={"min_wal_size": "2MB", "max_wal_size": "64MB"})
+    try:
+        server.init(template=template)
+        server.start()
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {PRODUCT_DB}")
+        dsn = server.dsn(PRODUCT_DB)
+        seed.apply_migrations(dsn, anchor=anchor)
+        progress(f"building the sandbox backup history ({BACKUP_DAYS} nightly backups; once a day)")
+        since: datetime | None = None
+        directory_from = backup_times(anchor)[-DIRECTORY_DAYS]
+        for taken_at in backup_times(anchor):
+            seed.seed(dsn, anchor=anchor, since=since, until=taken_at)
+            since = taken_at
+            _dump_all(server, staging, taken_at=taken_at, directory=taken_at >= directory_from)
+        seed.seed(dsn, anchor=anchor, since=since, until=now)
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            # Switch segments and checkpoint twice so the old WAL is removed, not cached and copied.
+            for _ in range(2):
+                conn.execute("SELECT pg_switch_wal()")
+                conn.execute("CHECKPOINT")
+        server.stop()
+        copy_tree(server.datadir, staging / "pgdata")
+    finally:
+        server.stop()
+        shutil.rmtree(build_dir, ignore_errors=True)
+
+
+def _dump_all(server: PostgresServer, out: Path, *, taken_at: datetime, directory: bool) -> None:
+    """Take one night's dumps concurrently (the database does not change while they run)."""
+    aureus = out / "s3" / AUREUS_PREFIX / taken_at.strftime(AUREUS_PATTERN)
+    sark = out / "s3" / SARK_PREFIX / taken_at.strftime(SARK_PATTERN)
+    plain = out / "directory" / taken_at.strftime(DIRECTORY_PATTERN)
+    conn = ["-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres"]
+    jobs: list[Callable[[], None]] = [
+        lambda: _run_gzipped([str(server.bindir / "pg_dumpall"), *conn], aureus),
+        lambda: _run([str(server.bindir / "pg_dump"), "-Fc", *conn, "-d", PRODUCT_DB, "-f", str(sark)],
+                     sark),
+    ]
+    if directory:
+        jobs.append(lambda: _run_gzipped([str(server.bindir / "pg_dump"), *conn, "-d", PRODUCT_DB], plain))
+    for path in (aureus, sark, plain):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()
+    digest = hashlib.sha256(sark.read_bytes()).hexdigest()
+    (sark.parent / (sark.name + CHECKSUM_SUFFIX)).write_text(f"{digest}  {sark.name}\n", encoding="utf-8")
+    stamp = taken_at.timestamp()
+    for path in (aureus, sark, plain):
+        if path.exists():
+            os.utime(path, (stamp, stamp))
+
+
+def _run(command: list[str], target: Path) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise EnvironmentError_(
+            f"building the sandbox backup {target.name} failed: {Path(command[0]).name} exited with "
+            f"status {result.returncode}: {result.stderr.strip()[-2000:]}",
+            hint="the sandbox build cluster misbehaved; remove the cache directory and retry",
+        )
+
+
+def _run_gzipped(command: list[str], target: Path) -> None:
+    """``command | gzip -n > target`` without a shell."""
+    with target.open("wb") as out:
+        dump = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        gzip = subprocess.Popen(["gzip", "-n", "-c"], stdin=dump.stdout, stdout=out)
+        if dump.stdout is not None:
+            dump.stdout.close()  # gzip owns the pipe now; dump gets SIGPIPE if gzip dies
+        _, errors = dump.communicate()
+        gzip_code = gzip.wait()
+    if dump.returncode != 0 or gzip_code != 0:
+        raise EnvironmentError_(
+            f"building the sandbox backup {target.name} failed: {Path(command[0]).name} exited with "
+            f"status {dump.returncode}, gzip with {gzip_code}: {errors.decode(errors='replace')[-2000:]}",
+            hint="the sandbox build cluster misbehaved; remove the cache directory and retry",
+        )
+
+
+def newest_backup(anchor: datetime) -> datetime:
+    """When the newest nightly backup of the history was taken (yesterday 02:00 UTC)."""
+    return backup_times(anchor)[-1]
+
