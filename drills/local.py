@@ -277,26 +277,26 @@ class LocalEnvironment(_Cleanup):
         cache_dir: Path | None = None,
         progress: Progress | None = None,
         now: datetime | None = None,
+        bindir: Path | None = None,
     ) -> LocalEnvironment:
         """Start every sandbox server and load the product; on any failure, leave nothing behind.
 
         ``now`` (default: the wall clock) fixes the anchor day of the product
-        and its backup history.
+        and its backup history; ``bindir`` defaults to :func:`drills.pgtools.bindir`.
         """
         say = progress or _quiet
         started = time.monotonic()
         env = cls(_make_workdir("drillbook-local-"), cache_dir or history.default_cache_dir())
         try:
-            env._start(now or datetime.now(UTC), say)
+            env._start(now or datetime.now(UTC), say, bindir or pgtools.bindir())
         except BaseException:
             env.close()
             raise
         env.timings["total"] = round(time.monotonic() - started, 3)
         return env
 
-    def _start(self, now: datetime, say: Progress) -> None:
+    def _start(self, now: datetime, say: Progress, bindir: Path) -> None:
         mark = time.monotonic()
-        bindir = pgtools.bindir()
         say(f"preparing the sandbox product (cache: {self.cache_dir})")
         self.product = history.ensure_product(self.cache_dir, now=now, bindir=bindir,
                                               workdir=self.workdir, progress=say)

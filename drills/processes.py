@@ -21,6 +21,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import time
 import urllib.error
@@ -35,6 +36,8 @@ import psycopg
 import redis
 from mirakuru import SimpleExecutor
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from checks.errors import ServerStartError
 
@@ -71,6 +74,33 @@ def hand_to_server_user(path: Path, *, mode: int = 0o700) -> None:
     if running_as_root():
         entry = pwd.getpwnam(SERVER_USER)
         os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def require_reachable_by_server_user(path: Path) -> None:
+    """Raise unless the server user can traverse every directory above ``path``.
+
+    As root, a data dir under a 0700 root-owned directory (``/root``, pytest's
+    ``/tmp/pytest-of-root``) would make postgres fail with a bare "Permission denied".
+    """
+    if not running_as_root():
+        return
+    entry = pwd.getpwnam(SERVER_USER)
+    groups = set(os.getgrouplist(SERVER_USER, entry.pw_gid))
+    for parent in path.resolve().parents:
+        info = parent.stat()
+        if info.st_uid == entry.pw_uid:
+            allowed = bool(info.st_mode & stat.S_IXUSR)
+        elif info.st_gid in groups:
+            allowed = bool(info.st_mode & stat.S_IXGRP)
+        else:
+            allowed = bool(info.st_mode & stat.S_IXOTH)
+        if not allowed:
+            raise ServerStartError(
+                f"the `{SERVER_USER}` OS user cannot reach {path}: {parent} is not traversable for it",
+                server="postgres",
+                hint=f"put server directories under one the `{SERVER_USER}` user can traverse (e.g. a "
+                "fresh tempfile.mkdtemp() with mode 0711), or `chmod o+x` the named directory",
+            )
 
 
 def copy_tree(source: Path, target: Path) -> None:
@@ -111,11 +141,12 @@ def wait_until(
     """
     end = time.monotonic() + deadline_s
     while True:
-        if probe():
-            return
+        # Exit first: a probe may hang up to its own timeout on a port someone else holds.
         reason = gave_up()
         if reason is not None:
             raise ServerStartError(f"{what} did not start: {reason}", server=what)
+        if probe():
+            return
         if time.monotonic() >= end:
             raise ServerStartError(
                 f"{what} was not ready within {deadline_s:g} s",
@@ -200,8 +231,15 @@ class _Process:
 
 def postgres_version(bindir: Path) -> str:
     """``15.18`` for PostgreSQL 15.18 (used to key cached data directories)."""
-    out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True,
-                         check=True).stdout
+    try:
+        out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True,
+                             check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise ServerStartError(
+            f"`postgres --version` failed in {bindir}: {exc}",
+            server="postgres",
+            hint="install Debian's `postgresql` package or set DRILLBOOK_PG_BINDIR",
+        ) from exc
     match = re.search(r"(\d+(?:\.\d+)*)", out)
     return match.group(1) if match else out.strip()
 
@@ -209,6 +247,7 @@ def postgres_version(bindir: Path) -> str:
 def initdb(datadir: Path, *, bindir: Path, log_path: Path) -> None:
     """Create a fresh cluster in ``datadir`` (trust auth on loopback only, UTF-8, C.UTF-8)."""
     datadir.mkdir(parents=True, exist_ok=True)
+    require_reachable_by_server_user(datadir)
     hand_to_server_user(datadir)
     # 1 MB WAL segments (instead of 16 MB) keep copied data dirs small: copying is the warm start.
     command = [str(bindir / "initdb"), "--no-sync", "-U", "postgres", "-A", "trust", "-E", "UTF8",
@@ -305,6 +344,7 @@ class PostgresServer:
 
     def start(self, *, wait: bool = True) -> None:
         """Launch the postmaster; with ``wait``, return once ``SELECT 1`` answers."""
+        require_reachable_by_server_user(self.datadir)
         self.sockdir.mkdir(parents=True, exist_ok=True)
         hand_to_server_user(self.sockdir)
         # A copied data dir may still carry a pid file if its source was not shut down cleanly.
@@ -329,13 +369,16 @@ class PostgresServer:
         if process is None:
             raise ServerStartError(f"{self.label} was never started", server=self.name, port=self.port)
 
+        expected = os.path.realpath(self.datadir)
+
         def answers() -> bool:
+            # Another server on the same port would answer too: ours is the one serving our data dir.
             try:
                 with psycopg.connect(self.dsn(), connect_timeout=2, autocommit=True) as conn:
-                    conn.execute("SELECT 1")
-            except psycopg.OperationalError:
+                    row = conn.execute("SELECT current_setting('data_directory')").fetchone()
+            except psycopg.Error:
                 return False
-            return True
+            return row is not None and os.path.realpath(str(row[0])) == expected
 
         try:
             wait_until(answers, what=self.label, deadline_s=self.timeout_s, gave_up=process.exit_reason)
@@ -396,11 +439,13 @@ class RedisServer:
             raise ServerStartError(f"{self.label} was never started", server="redis", port=self.port)
 
         def answers() -> bool:
+            # No client-side retries: the readiness loop is the retry, and it has the deadline.
             client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1,
-                                 socket_timeout=1)
+                                 socket_timeout=1, retry=Retry(NoBackoff(), 0))
             try:
-                return bool(client.ping())
-            except redis.RedisError:
+                # PING proves a server; its process_id proves it is ours, not another on the port.
+                return bool(client.ping()) and client.info("server").get("process_id") == self.pid
+            except (redis.RedisError, OSError):
                 return False
             finally:
                 client.close()

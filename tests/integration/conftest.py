@@ -1,0 +1,36 @@
+"""Integration fixtures: one local sandbox (real loopback servers) shared by the session."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from checks.errors import EnvironmentError_
+from drills import pgtools
+from drills.local import LocalEnvironment
+
+
+@pytest.fixture(scope="session")
+def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnvironment]:
+    """A started :class:`drills.local.LocalEnvironment`, closed at the end of the session.
+
+    Its product cache lives in a session temp dir: built once here, reused by
+    every later start in the same session (``local_env.cache_dir``).
+    """
+    try:
+        bindir = pgtools.bindir()
+    except EnvironmentError_ as exc:
+        pytest.skip(reason=f"PostgreSQL server binaries are not installed: {exc}")
+    if not (Path(bindir) / "initdb").exists():
+        pytest.skip(reason=f"PostgreSQL's initdb is missing from {bindir}")
+    if shutil.which("redis-server") is None:
+        pytest.skip(reason="redis-server is not installed (Debian package `redis-server`)")
+
+    env = LocalEnvironment.start(cache_dir=tmp_path_factory.mktemp("drillbook-cache"))
+    try:
+        yield env
+    finally:
+        env.close()
