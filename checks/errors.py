@@ -43,7 +43,7 @@ class DrillbookError(Exception):
 
 
 class ConfigError(DrillbookError):
-    default_hint = "fix the named key; `drillbook.example.toml` documents every key"
+    default_hint = "fix the named key; the README's drillbook.toml section documents every key"
 
 
 class SafetyError(DrillbookError):

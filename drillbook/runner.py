@@ -104,8 +104,14 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
         args += ["-m", expression]
 
     print(f"drillbook run {run_id}: features {', '.join(str(_rel(p)) for p in features)}", flush=True)
-    code = pytest.main(args)
+    watcher = _CollectionWatcher()
+    code = pytest.main(args, plugins=[watcher])
     _point_latest(options.out, run_dir)
+    if watcher.errors:
+        for where, text in watcher.errors:
+            print(f"drillbook: cannot collect {where}:\n{text}", file=sys.stderr)
+        print("drillbook: nothing ran: fix the feature files above", file=sys.stderr)
+        return EXIT_USAGE
 
     results = run_dir / "results.json"
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
@@ -126,6 +132,20 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     print(f"junit:    {_rel(run_dir / 'junit.xml')}")
     print(f"evidence: {_rel(results)}")
     return EXIT_PASSED if outcome.passed else EXIT_FAILED
+
+
+class _CollectionWatcher:
+    """Collects feature parse errors so they end the run as a usage error (exit 2)."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[str, str]] = []
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            text = str(report.longrepr)
+            lines = [line for line in text.splitlines() if line.strip()]
+            # pytest-bdd's FeatureError names the file and line at the end of the traceback.
+            self.errors.append((report.nodeid or "features", "\n".join(lines[-6:])))
 
 
 def _default_features() -> Path:

@@ -151,6 +151,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
         if kind == "postgres":
             dsn = _required(values, "dsn", where, key)
             redact.register_dsn(dsn)
+            _check_dsn(dsn, where, f"{key}.dsn")
             postgres[name] = PostgresTarget(name=name, dsn=dsn, role=role)
         elif kind == "redis":
             url = _required(values, "url", where, key)
@@ -182,6 +183,18 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
     _reject_scratch_equal_to_subject(postgres, where)
     return Config(path=path, out=out, strict=strict, postgres=postgres,
                   redis=redis_targets, stores=stores)
+
+
+def _check_dsn(dsn: str, where: str, key: str) -> None:
+    """A DSN libpq cannot parse is named by key; the value itself may hold a password, so not shown."""
+    import psycopg
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        reason = redact.redact(str(exc).strip())
+        raise ConfigError(f"{where}: `{key}` is not a valid connection string: {reason}",
+                          file=where, key=key) from None
 
 
 def _validate_key_pattern(pattern: str, where: str, key: str) -> None:

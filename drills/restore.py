@@ -39,6 +39,7 @@ import psycopg
 from checks.backups import (
     BackupObject,
     DumpFormat,
+    KeyPattern,
     checksum_matches,
     compile_key_pattern,
     detect_format,
@@ -48,6 +49,7 @@ from checks.backups import (
 from checks.errors import (
     BackupUnreadable,
     DrillbookError,
+    NoBackupFound,
     RestoreFailed,
     TargetUnreachable,
 )
@@ -133,7 +135,7 @@ class RestoreDrill:
         with self._phase("discover", store=self.store.describe()) as notes:
             objects = self.store.list()
             pattern = compile_key_pattern(self.spec.key_pattern) if self.spec.key_pattern else None
-            backup, taken = newest_backup(objects, pattern=pattern)
+            backup, taken = _newest(objects, pattern, self.store)
             notes.update(objects=len(objects), key=backup.key, backup_time=taken.isoformat())
         return backup, taken
 
@@ -454,5 +456,14 @@ def newest_in_store(spec: StoreSpec) -> tuple[BackupObject, datetime, list[Backu
     store = open_store(spec)
     objects = store.list()
     pattern = compile_key_pattern(spec.key_pattern) if spec.key_pattern else None
-    backup, taken = newest_backup(objects, pattern=pattern)
+    backup, taken = _newest(objects, pattern, store)
     return backup, taken, objects
+
+
+def _newest(objects: list[BackupObject], pattern: KeyPattern | None,
+            store: BackupStore) -> tuple[BackupObject, datetime]:
+    """The newest backup; "none found" names the store it looked in."""
+    try:
+        return newest_backup(objects, pattern=pattern)
+    except NoBackupFound as exc:
+        raise NoBackupFound(f"{store.describe()}: {exc.message}", hint=exc.hint, **exc.context) from None

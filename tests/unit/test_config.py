@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from urllib.parse import quote
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,14 @@ class TestParseConfig:
         with pytest.raises(ConfigError, match="not valid TOML"):
             parse_config("[targets\n", path=None, environ={})
 
+    def test_unparseable_dsn_is_named_without_its_value(self) -> None:
+        """A DSN libpq rejects is a config error naming the key, never printing the password."""
+        with pytest.raises(ConfigError) as caught:
+            parse_config('[targets.p]\nkind = "postgres"\ndsn = "${DSN}"\n', path=None,
+                         environ={"DSN": "postgresql://app:s3cr%zz@db/app"})
+        assert "targets.p.dsn" in str(caught.value)
+        assert "s3cr" not in str(caught.value)
+
     def test_secret_from_env_is_registered_for_redaction(self) -> None:
         """A resolved secret is masked in anything that passes through the redactor."""
         secret = "pw-" + secrets.token_urlsafe(16)
@@ -89,7 +98,7 @@ class TestConfigProperties:
         body = "".join(
             f'[targets.{n}]\nkind = "postgres"\ndsn = "${{SECRET_DSN}}"\n' for n in names
         )
-        dsn = f"postgresql://app:{secret}@db:5432/app"
+        dsn = f"postgresql://app:{quote(secret, safe='')}@db:5432/app"
         config = parse_config(body, path=None, environ={"SECRET_DSN": dsn})
         assert set(config.postgres) == set(names)
         assert secret not in repr(config.redacted())
