@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import psutil
@@ -56,7 +56,7 @@ from .processes import (
 )
 from .sandbox import history
 from .sandbox.history import SandboxProduct
-from .targets import PostgresTarget, RedisTarget, Role, StoreSpec
+from .targets import Environment, PostgresTarget, RedisTarget, Role, ScratchPostgres, StoreSpec
 
 Progress = Callable[[str], None]
 
@@ -354,19 +354,22 @@ class LocalEnvironment(_Cleanup):
     def _load_s3(self, product: SandboxProduct) -> None:
         client = self._s3_client()
         try:
-            client.create_bucket(Bucket=history.BUCKET)
-        except ClientError as exc:
-            # moto's state is process-wide: another sandbox in this process made it already.
-            if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou",
-                                                                  "BucketAlreadyExists"):
-                raise
+            try:
+                client.create_bucket(Bucket=history.BUCKET)
+            except ClientError as exc:
+                # moto's state is process-wide: another sandbox in this process made it already.
+                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou",
+                                                                      "BucketAlreadyExists"):
+                    raise
 
-        def upload(item: tuple[str, Path]) -> None:
-            key, path = item
-            client.put_object(Bucket=history.BUCKET, Key=key, Body=path.read_bytes())
+            def upload(item: tuple[str, Path]) -> None:
+                key, path = item
+                client.put_object(Bucket=history.BUCKET, Key=key, Body=path.read_bytes())
 
-        with ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS) as pool:
-            list(pool.map(upload, product.s3_files()))
+            with ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS) as pool:
+                list(pool.map(upload, product.s3_files()))
+        finally:
+            client.close()
 
     def _seed_redis(self) -> None:
         if self.redis_server is None:
@@ -462,6 +465,15 @@ class LocalEnvironment(_Cleanup):
         if self.s3 is not None and self.s3.running:
             found.append(f"{self.s3.label} is still serving")
         return found
+
+
+if TYPE_CHECKING:
+    # Static proof that the providers satisfy the protocols of drills/targets.py.
+    def _is_environment(env: LocalEnvironment) -> Environment:
+        return env
+
+    def _is_scratch(scratch: LocalScratch) -> ScratchPostgres:
+        return scratch
 
 
 def _unknown(kind: str, name: str, known: tuple[str, ...]) -> ConfigError:
