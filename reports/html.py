@@ -88,7 +88,7 @@ _PHRASES = {
     Outcome.PASSED: "passed",
     Outcome.WARNING: "with a warning",
     Outcome.FAILED: "failed",
-    Outcome.ERROR: "could not be checked (error)",
+    Outcome.ERROR: "could not be checked",
     Outcome.NOT_APPLICABLE: "not applicable",
     Outcome.WAIVED: "waived",
 }

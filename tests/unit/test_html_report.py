@@ -295,10 +295,12 @@ class TestListedVerdicts:
         assert "sbom.cves" in listed and "no SBOM is published for 3.x" in listed
 
     def test_long_evidence_is_folded(self, page: str) -> None:
-        """Long evidence sits in a <details> element; short evidence is shown inline."""
+        """Long evidence sits in a <details> element (printed in full); short evidence is shown inline."""
         dom = parse(page)
         folded = [d for d in dom.find_all("details") if "rows" in d.text()]
         assert len(folded) == 1
+        printed = [d for d in dom.find_all("div", cls="print-only") if "rows" in d.text()]
+        assert len(printed) == 1, "folded evidence has a copy for print"
         assert not any("WVR-7" in d.text() for d in dom.find_all("details"))
 
 
