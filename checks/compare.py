@@ -43,6 +43,7 @@ FROM pg_index i
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
 JOIN pg_type t ON t.oid = a.atttypid
 WHERE i.indrelid = %s::regclass AND i.indisprimary
+ORDER BY array_position(i.indkey::int2[], a.attnum)
 """
 
 _COLUMN_SQL = """
@@ -87,8 +88,9 @@ class _Side:
         return [f"{s}.{t}" for s, t in self.conn.execute(_TABLES_SQL).fetchall()]
 
     def primary_key(self, table: str) -> tuple[str, str] | None:
+        # Ranges of the leading key column partition the rows even for a composite key.
         rows = self.conn.execute(_PK_SQL, (_regclass(table),)).fetchall()
-        if len(rows) == 1 and rows[0][1] in _INTEGER_TYPES:
+        if rows and rows[0][1] in _INTEGER_TYPES:
             return str(rows[0][0]), str(rows[0][1])
         return None
 

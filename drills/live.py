@@ -8,6 +8,7 @@ throwaway local PostgreSQL cluster started on first use.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 from pathlib import Path
 
 import psycopg
@@ -20,6 +21,7 @@ from .config import Config
 from .targets import PostgresTarget, RedisTarget, Role, ScratchPostgres, StoreSpec
 
 ScratchFactory = Callable[[], ScratchPostgres]
+T = TypeVar("T")
 
 
 class ConfiguredScratch:
@@ -109,7 +111,7 @@ class LiveEnvironment:
         self._scratch = None
 
 
-def _lookup[T](table: Mapping[str, T], name: str, kind: str, config: Config) -> T:
+def _lookup(table: Mapping[str, T], name: str, kind: str, config: Config) -> T:
     if name not in table:
         known = ", ".join(sorted(table)) or "none"
         raise ConfigError(
