@@ -14,7 +14,7 @@ from drills.local import LocalEnvironment
 
 
 @pytest.fixture(scope="session")
-def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnvironment]:
+def local_env(sandbox_xdg_cache: Path) -> Iterator[LocalEnvironment]:
     """A started :class:`drills.local.LocalEnvironment`, closed at the end of the session.
 
     Its product cache lives in a session temp dir: built once here, reused by
@@ -29,7 +29,8 @@ def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnviron
     if shutil.which("redis-server") is None:
         pytest.skip(reason="redis-server is not installed (Debian package `redis-server`)")
 
-    env = LocalEnvironment.start(cache_dir=tmp_path_factory.mktemp("drillbook-cache"))
+    # The same cache `drillbook` subprocesses get through XDG_CACHE_HOME (tests/conftest.py).
+    env = LocalEnvironment.start(cache_dir=sandbox_xdg_cache / "drillbook")
     try:
         yield env
     finally:

@@ -1,0 +1,19 @@
+"""Shared test wiring: where the sandbox's product cache lives for this test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def sandbox_xdg_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An XDG cache home for this session: the sandbox product is built once, then reused."""
+    return tmp_path_factory.getbasetemp() / "xdg-cache"
+
+
+@pytest.fixture(scope="session")
+def sandbox_cache_env(sandbox_xdg_cache: Path) -> dict[str, str]:
+    """Environment for `drillbook` subprocesses so they share the session's sandbox cache."""
+    return {"XDG_CACHE_HOME": str(sandbox_xdg_cache)}
