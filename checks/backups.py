@@ -466,7 +466,8 @@ def _describe(head: bytes) -> str:
         cut = len(head) > len(sample) and exc.start >= len(sample) - 3
         text = sample[: exc.start].decode("utf-8") if cut else ""
     if text and all(c.isprintable() or c in "\r\n\t" for c in text):
-        return f"text: {' '.join(text.split())[:40]!r}"
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return f"text: {lines[0][:40]!r}" if lines else "blank text"
     return f"binary data ({sample[:16].hex(' ')})"
 
 
@@ -532,21 +533,17 @@ def checksum_matches(actual_hex: str, sidecar_hex: str, *, key: str) -> Verdict:
 
 
 def short_duration(value: timedelta) -> str:
-    """``26h``, ``23h 10m``, ``3d 4h``, ``45s``: zero units left out, for messages."""
+    """``26h``, ``23h 10m``, ``26h 1s``, ``3d 4h``: zero units left out, for messages."""
     seconds = round(value.total_seconds())
     sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    days, rest = divmod(seconds, 86400)
+    days, rest = divmod(abs(seconds), 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    if days >= 2:  # up to 47h reads better in hours: RPO limits are written as 26h, 48h
-        parts = [f"{days}d", f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
-    else:
-        hours += days * 24
-        parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "",
-                 f"{secs}s" if secs and not hours else ""]
-    shown = " ".join(p for p in parts if p)
-    return sign + (shown or "0s")
+    if days < 2:  # up to 47h reads better in hours: RPO limits are written as 26h, 36h
+        days, hours = 0, hours + days * 24
+    units = zip((days, hours, minutes, secs), "dhms", strict=True)
+    # Seconds are kept: "26h 1s old, limit 26h" must not read as "26h old, limit 26h".
+    return sign + (" ".join(f"{n}{unit}" for n, unit in units if n) or "0s")
 
 
 def _utc(value: datetime) -> datetime:
