@@ -153,6 +153,7 @@ def _user() -> str:
         return str(os.getuid())
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_bdd_apply_tag(tag: str, function: Callable[..., Any]) -> bool | None:
     """``@id:BKP-01`` becomes ``pytest.mark.id("BKP-01")``: registered name, value kept."""
     key, sep, value = tag.partition(":")
