@@ -307,29 +307,36 @@ class LocalEnvironment(_Cleanup):
         # started: the two halves take about as long as each other on a warm start.
         say(f"starting S3 (moto) and loading {len(self.product.s3_files())} backups into it")
         self.s3 = S3Server()
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        # The scratch cluster is copied and launched in a worker too: the two data-dir copies
+        # are the bulk of a warm start and overlap well.
+        with ThreadPoolExecutor(max_workers=2) as pool:
             s3_loaded = pool.submit(self._start_s3, self.s3, self.product)
+            say("starting PostgreSQL (scratch)")
+            scratch_launched = pool.submit(self._launch_scratch, bindir)
             say("starting PostgreSQL (subject)")
             self.subject = PostgresServer("subject", self.workdir / "subject-pgdata", bindir=bindir)
             self.subject.init(template=self.product.pgdata)
             self.subject.start(wait=False)
             self._remember(self.subject.label, self.subject.pid)
-            say("starting PostgreSQL (scratch)")
-            scratch_server = LocalScratch.launch(self.workdir, cache_dir=self.cache_dir, bindir=bindir)
-            self.scratch = LocalScratch(scratch_server, self.workdir, owns_workdir=False)
-            self._records.extend(self.scratch._records)
             say("starting redis-server")
             self.redis_server = RedisServer(self.workdir / "redis")
             self.redis_server.start(wait=False)
             self._remember(self.redis_server.label, self.redis_server.pid)
             copy_tree(self.product.directory, self.directory_store)
             self.subject.wait_ready()
-            scratch_server.wait_ready()
+            scratch_launched.result().wait_ready()
             self.redis_server.wait_ready()
             self._seed_redis()
             mark = self._lap("postgres_redis", mark)
             s3_loaded.result()
         self._lap("s3_wait", mark)
+
+    def _launch_scratch(self, bindir: Path) -> PostgresServer:
+        server = LocalScratch.launch(self.workdir, cache_dir=self.cache_dir, bindir=bindir)
+        # Recorded at once, so close() stops it even if the main thread failed meanwhile.
+        self.scratch = LocalScratch(server, self.workdir, owns_workdir=False)
+        self._records.extend(self.scratch._records)
+        return server
 
     def _start_s3(self, server: S3Server, product: SandboxProduct) -> None:
         started = time.monotonic()

@@ -372,6 +372,10 @@ class PostgresServer:
         expected = os.path.realpath(self.datadir)
 
         def answers() -> bool:
+            # The postmaster marks itself "ready" in postmaster.pid; until then a connection
+            # attempt could only hang on a port someone else holds.
+            if not self._pid_file_says_ready():
+                return False
             # Another server on the same port would answer too: ours is the one serving our data dir.
             try:
                 with psycopg.connect(self.dsn(), connect_timeout=2, autocommit=True) as conn:
@@ -389,6 +393,13 @@ class PostgresServer:
             self.stop()
             raise ServerStartError(message, hint=exc.hint or None, server=self.name,
                                    port=self.port) from None
+
+    def _pid_file_says_ready(self) -> bool:
+        try:
+            lines = (self.datadir / "postmaster.pid").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return False
+        return bool(lines) and lines[0].strip() == str(self.pid) and lines[-1].strip() == "ready"
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT to the postmaster); idempotent."""

@@ -46,7 +46,7 @@ from ..processes import PostgresServer, copy_tree, postgres_version, template_da
 from . import seed
 
 # Bump when the seeding or the history layout changes: it invalidates every cache entry.
-SANDBOX_VERSION = "2"
+SANDBOX_VERSION = "3"
 PRODUCT_DB = "product"
 BACKUP_DAYS = 35
 DIRECTORY_DAYS = 30
@@ -183,7 +183,7 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
     build_dir.mkdir(mode=0o711)
     # Keep little WAL around (the template uses 1 MB segments): the data dir is copied on every start.
     server = PostgresServer("sandbox build", build_dir / "pgdata", bindir=bindir,
-                            settings={"min_wal_size": "2MB", "max_wal_size": "64MB"})
+                            settings={"min_wal_size": "2MB", "max_wal_size": "4MB"})
     try:
         server.init(template=template)
         server.start()
