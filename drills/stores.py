@@ -166,29 +166,33 @@ class S3Store:
             text = text.replace(self._secret, redact.MASK)
         return redact.redact(text)
 
+    def _doing(self, action: str) -> str:
+        """``list s3://b/p/ at URL`` or ``read KEY in s3://b/p/ at URL``."""
+        return f"list {self.describe()}" if action == "list" else f"{action} in {self.describe()}"
+
     def _client_error(self, exc: Exception, action: str, *, key: str | None = None) -> Exception:
         code = _error_code(exc)
         if code in _MISSING_BUCKET:
             return NoBackupFound(
-                f"cannot {action} in {self.describe()}: bucket {self.bucket!r} does not exist",
+                f"cannot {self._doing(action)}: bucket {self.bucket!r} does not exist",
                 url=self.describe(), hint="check the bucket name in the store's URL",
             )
         if key is not None and code in _MISSING_KEY:
             return NoBackupFound(
-                f"cannot {action} in {self.describe()}: the object is gone "
+                f"cannot {self._doing(action)}: the object is gone "
                 "(deleted after it was listed?)", url=self.describe(), key=key,
             )
         hint = ("check the access key id and secret for this store"
                 if code in {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"}
                 else None)
         return StoreUnreachable(
-            f"cannot {action} in {self.describe()}: {self._scrub(str(exc))}",
+            f"cannot {self._doing(action)}: {self._scrub(str(exc))}",
             url=self.describe(), code=code, hint=hint,
         )
 
     def _unreachable(self, exc: Exception, action: str) -> StoreUnreachable:
         return StoreUnreachable(
-            f"cannot {action} in {self.describe()}: {type(exc).__name__}: {self._scrub(str(exc))}",
+            f"cannot {self._doing(action)}: {type(exc).__name__}: {self._scrub(str(exc))}",
             url=self.describe(),
         )
 
