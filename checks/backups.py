@@ -253,15 +253,14 @@ def backup_retention(
     today = current.date()
     wanted = [today - timedelta(days=n) for n in range(days, 0, -1)]
     missing: list[date] = [d for d in wanted if d not in present]
-    too_old = [t for t in stamps if max_age is not None and current - t > max_age]
+    too_old = [t for t in stamps if current - t > max_age] if max_age is not None else []
 
     problems = []
     if missing:
         verb = "has" if len(missing) == 1 else "have"
         problems.append(f"{len(missing)} of the last {days} days {verb} no backup: "
                         f"{_list_dates(missing)}")
-    if too_old:
-        assert max_age is not None
+    if too_old and max_age is not None:
         noun = "backup is" if len(too_old) == 1 else "backups are"
         problems.append(f"{len(too_old)} {noun} older than {short_duration(max_age)}: "
                         f"{', '.join(_stamp(t) for t in too_old[:10])}"
