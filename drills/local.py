@@ -372,6 +372,9 @@ class LocalEnvironment(_Cleanup):
             def upload(item: tuple[str, Path]) -> None:
                 key, path = item
                 client.put_object(Bucket=history.BUCKET, Key=key, Body=path.read_bytes())
+                # LastModified = when the nightly job wrote it (the file's mtime), as in a real bucket.
+                if self.s3 is not None:
+                    self.s3.backdate(history.BUCKET, key, datetime.fromtimestamp(path.stat().st_mtime, UTC))
 
             with ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS) as pool:
                 list(pool.map(upload, product.s3_files()))
@@ -469,6 +472,8 @@ class LocalEnvironment(_Cleanup):
     def leftovers(self) -> list[str]:
         """Processes still running or files still on disk (empty after :meth:`close`)."""
         found = super().leftovers()
+        if self.scratch is not None:
+            found += [f"scratch database {name} was not dropped" for name in self.scratch.databases()]
         if self.s3 is not None and self.s3.running:
             found.append(f"{self.s3.label} is still serving")
         return found

@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -558,6 +559,26 @@ class S3Server:
             self.stop()
             raise ServerStartError(exc.message, hint=exc.hint or None, server="s3",
                                    port=self.port) from None
+
+    def backdate(self, bucket: str, key: str, when: datetime) -> None:
+        """Set an object's ``LastModified`` (S3 itself cannot: the sandbox's history needs it).
+
+        Reaches into moto's in-process backend (default account, the one the
+        fake credentials map to). A moto that no longer offers it raises rather
+        than leave every backup looking freshly written.
+        """
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+
+        found = s3_backends[DEFAULT_ACCOUNT_ID]["global"].get_object(bucket, key)
+        if found is None or not hasattr(found, "last_modified"):
+            raise ServerStartError(
+                f"cannot backdate s3://{bucket}/{key} in {self.label}: moto has no such object",
+                server="s3", port=self.port,
+                hint="the installed moto changed its S3 backend; pin the version drillbook was tested with",
+            )
+        # moto keeps naive UTC datetimes.
+        found.last_modified = when.astimezone(UTC).replace(tzinfo=None)
 
     def stop(self) -> None:
         """Stop serving and close the socket; idempotent."""

@@ -46,7 +46,7 @@ from ..processes import PostgresServer, copy_tree, postgres_version, template_da
 from . import seed
 
 # Bump when the seeding or the history layout changes: it invalidates every cache entry.
-SANDBOX_VERSION = "3"
+SANDBOX_VERSION = "4"
 PRODUCT_DB = "product"
 BACKUP_DAYS = 35
 DIRECTORY_DAYS = 30
@@ -230,9 +230,11 @@ def _dump_all(server: PostgresServer, out: Path, *, taken_at: datetime, director
         for future in [pool.submit(job) for job in jobs]:
             future.result()
     digest = hashlib.sha256(sark.read_bytes()).hexdigest()
-    (sark.parent / (sark.name + CHECKSUM_SUFFIX)).write_text(f"{digest}  {sark.name}\n", encoding="utf-8")
+    sidecar = sark.parent / (sark.name + CHECKSUM_SUFFIX)
+    sidecar.write_text(f"{digest}  {sark.name}\n", encoding="utf-8")
+    # mtime = backup time: the directory store shows it, and S3 uploads use it as LastModified.
     stamp = taken_at.timestamp()
-    for path in (aureus, sark, plain):
+    for path in (aureus, sark, sidecar, plain):
         if path.exists():
             os.utime(path, (stamp, stamp))
 

@@ -180,6 +180,19 @@ class TestBackupHistory:
                     for d in range(34, -1, -1)]
         assert keys == expected
 
+    def test_objects_are_last_modified_at_their_backup_time(self, local_env: LocalEnvironment) -> None:
+        """Each object's LastModified is the nightly 02:00 UTC it names, as a real bucket would show."""
+        spec = local_env.store("nightly-dumpall")
+        assert spec.key_pattern is not None
+        client = boto3.client("s3", endpoint_url=spec.endpoint_url, region_name=spec.region,
+                              aws_access_key_id=spec.access_key_id,
+                              aws_secret_access_key=spec.secret_access_key)
+        listed = client.list_objects_v2(Bucket=spec.bucket, Prefix=spec.prefix)["Contents"]
+        for item in listed:
+            name = item["Key"].removeprefix(spec.prefix)
+            taken = datetime.strptime(name, spec.key_pattern).replace(hour=2, tzinfo=UTC)
+            assert item["LastModified"] == taken, name
+
     def test_sidecar_hashes_match_the_custom_dumps(self, local_env: LocalEnvironment) -> None:
         """Every ``.dump`` has a sha256sum-format sidecar naming it with its real digest."""
         spec = local_env.store("nightly-custom")
