@@ -26,7 +26,7 @@ def open_environment(*, choice: str, config_path: Path | None, progress: Progres
         config = load_config(config_path)
         return LiveEnvironment(config, local_scratch=lambda: _local_scratch(progress))
     if choice == "containers":
-        from drills.containers import ContainersEnvironment
+        from drills.containers_env import ContainersEnvironment
 
         progress("starting the containers environment (testcontainers)")
         return ContainersEnvironment.start(progress=progress)

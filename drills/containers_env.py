@@ -1,0 +1,883 @@
+"""The ``containers`` environment: the sandbox in Docker containers (ARCHITECTURE.md, Environments).
+
+:meth:`ContainersEnvironment.start` mirrors :class:`drills.local.LocalEnvironment`
+(same logical target names, same sandbox product) with testcontainers:
+
+=================  ==========================================  =====================
+service            container                                   default image
+=================  ==========================================  =====================
+subject PostgreSQL ``PostgresContainer``, database ``product``  ``postgres:15``
+scratch PostgreSQL a second ``PostgresContainer``               the subject's image
+Redis              ``RedisContainer``, no persistence           ``redis:7``
+S3                 MinIO in a plain ``DockerContainer``         ``minio/minio:latest``
+=================  ==========================================  =====================
+
+MinIO runs in a plain ``DockerContainer`` rather than testcontainers'
+``MinioContainer`` because the latter imports the ``minio`` client package,
+which drillbook does not depend on: the stores speak S3 through boto3.
+
+Every port is published on 127.0.0.1 only (FIELD-NOTES, "A real Docker engine
+on these machines"). The subject is seeded from the cached sandbox product
+(:mod:`drills.sandbox.history`, built with local binaries): its newest custom
+dump is restored with the local ``pg_restore`` over the published port, then
+the rows between that backup and the product's build time are inserted by
+:func:`drills.sandbox.seed.seed`, so the subject holds what the local
+subject holds. The bucket receives the same backup files under the same
+keys; the directory store is a local temp dir, as in ``local.py``. One
+difference: MinIO stamps objects with their upload time, where the local
+sandbox backdates ``LastModified`` to the backup time; the stores' key date
+patterns, not ``LastModified``, date the backups here.
+
+Validation comes before anything is touched: unknown image keys, then
+``GET /_ping`` (:func:`drills.containers.docker_engine_answers`), then every
+image present on the engine (pulled once when missing). Readiness is waited
+for here, with a deadline, through the published port; a container that
+exits meanwhile is reported with its last log lines.
+
+Cleanup does not rely on testcontainers' reaper (Ryuk): it is disabled for
+our containers, and every container started so far is removed on any start
+failure, by :meth:`ContainersEnvironment.close` (idempotent), at interpreter
+exit, and on SIGTERM (turned into ``SystemExit`` so ``finally`` runs).
+
+``testcontainers`` and ``docker`` are imported inside :meth:`start` only;
+importing this module costs neither.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, cast
+
+import psycopg
+from psycopg import sql
+
+from checks.errors import ConfigError, EnvironmentError_, SafetyError, ServerStartError
+
+from .containers import DEFAULT_DOCKER_SOCKET, PING_TIMEOUT_S, docker_engine_answers
+from .targets import Environment, PostgresTarget, RedisTarget, Role, ScratchPostgres, StoreSpec
+
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
+
+    from .sandbox.history import SandboxProduct
+
+Progress = Callable[[str], None]
+
+# Image keys accepted by ContainersEnvironment.start(images=...); "scratch" follows "postgres".
+DEFAULT_IMAGES: Mapping[str, str] = {
+    "postgres": "postgres:15",
+    "scratch": "postgres:15",
+    "redis": "redis:7",
+    "s3": "minio/minio:latest",
+}
+SERVICE_LABELS: Mapping[str, str] = {
+    "postgres": "subject PostgreSQL",
+    "scratch": "scratch PostgreSQL",
+    "redis": "Redis",
+    "s3": "S3 (MinIO)",
+}
+LOOPBACK = "127.0.0.1"
+# The port each service listens on inside its container.
+SERVICE_PORTS: Mapping[str, int] = {"postgres": 5432, "scratch": 5432, "redis": 6379, "s3": 9000}
+S3_REGION = "us-east-1"
+S3_ACCESS_KEY_ID = "drillbook"
+POSTGRES_USER = "postgres"
+# A container label naming who started it, to find our containers with `docker ps --filter`.
+OWNER_LABEL = "org.drillbook.environment"
+
+# Readiness deadline per container, once it runs (an image's first start initialises a cluster).
+READY_TIMEOUT_S = 90.0
+# Docker API calls (and the inactivity limit of a pull): long enough for a slow pull, not forever.
+DOCKER_API_TIMEOUT_S = 120
+_PROBE_TIMEOUT_S = 2
+_POLL_INTERVAL_S = 0.25
+_LOG_TAIL_LINES = 20
+_MAX_PURPOSE_SLUG = 30
+_UPLOAD_WORKERS = 8
+_REDIS_SAMPLE_KEYS = 100
+_PORT_TAKEN = ("port is already allocated", "address already in use")
+
+
+def _quiet(_: str) -> None:
+    """The default progress callback: say nothing."""
+
+
+def resolve_images(images: Mapping[str, str] | None) -> dict[str, str]:
+    """The image per service: defaults overridden by ``images``; ``scratch`` follows ``postgres``.
+
+    Raises :class:`ConfigError` for an unknown key or an empty image name.
+    """
+    given = dict(images or {})
+    unknown = sorted(set(given) - set(DEFAULT_IMAGES))
+    if unknown:
+        raise ConfigError(
+            f"unknown container image key(s): {', '.join(unknown)}; known: {', '.join(DEFAULT_IMAGES)}",
+            hint="name images per service: postgres, scratch, redis, s3",
+            key=unknown[0],
+        )
+    empty = sorted(key for key, image in given.items() if not image.strip())
+    if empty:
+        raise ConfigError(f"empty container image name for {', '.join(empty)}",
+                          hint="give an image reference such as postgres:15", key=empty[0])
+    resolved = {**DEFAULT_IMAGES, **given}
+    if "postgres" in given and "scratch" not in given:
+        resolved["scratch"] = given["postgres"]
+    return resolved
+
+
+def describe_docker_host() -> str:
+    """Where the engine is looked for: ``DOCKER_HOST=...``, or the default socket."""
+    host = os.environ.get("DOCKER_HOST")
+    if host:
+        return f"DOCKER_HOST={host}"
+    return f"the default socket unix://{DEFAULT_DOCKER_SOCKET} (DOCKER_HOST is not set)"
+
+
+@dataclass
+class _Service:
+    """One container of the environment: what it runs and, once created, which container it is."""
+
+    key: str
+    image: str
+    port: int
+    host_port: int | None = None
+    container: DockerContainer | None = None
+    container_id: str | None = None
+    password: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    @property
+    def label(self) -> str:
+        return SERVICE_LABELS[self.key]
+
+
+class ContainersScratch:
+    """Fresh, empty databases in the scratch PostgreSQL container (``ScratchPostgres``)."""
+
+    def __init__(self, *, port: int, password: str, bindir: Path) -> None:
+        self.port = port
+        self.bindir: Path = bindir
+        self._password = password
+        self._databases: set[str] = set()
+        self._counter = 0
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        """libpq connection string for a database of the scratch container (via 127.0.0.1)."""
+        return psycopg.conninfo.make_conninfo(host=LOOPBACK, port=str(self.port), user=POSTGRES_USER,
+                                              password=self._password, dbname=dbname)
+
+    def fresh_database(self, purpose: str) -> PostgresTarget:
+        """``CREATE DATABASE <unique name> TEMPLATE template0``: empty, and scratch by construction."""
+        slug = re.sub(r"[^a-z0-9]+", "_", purpose.lower()).strip("_")[:_MAX_PURPOSE_SLUG] or "drill"
+        self._counter += 1
+        name = f"scratch_{slug}_{self._counter}_{uuid.uuid4().hex[:6]}"
+        with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        self._databases.add(name)
+        return PostgresTarget(name=f"scratch:{name}", dsn=self.dsn(name), role=Role.SCRATCH,
+                              created_by_drillbook=True)
+
+    def drop(self, target: PostgresTarget) -> None:
+        """Drop a database this scratch handed out (``WITH (FORCE)``: drill sessions may linger)."""
+        target.require_scratch()
+        info = psycopg.conninfo.conninfo_to_dict(target.dsn)
+        dbname = str(info.get("dbname") or "")
+        if dbname not in self._databases or str(info.get("port")) != str(self.port):
+            raise SafetyError(
+                f"refusing to drop `{target.name}` ({target.describe()}): this scratch container "
+                f"did not create it",
+                target=target.name,
+                hint="drop only databases obtained from fresh_database() of the same scratch",
+            )
+        with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        self._databases.discard(dbname)
+
+    def databases(self) -> list[str]:
+        """Databases handed out and not dropped yet."""
+        return sorted(self._databases)
+
+    def container_removed(self) -> None:
+        """The scratch container is gone, and every database in it."""
+        self._databases.clear()
+
+
+class ContainersEnvironment:
+    """The sandbox in containers: subject and scratch PostgreSQL, Redis and MinIO on 127.0.0.1."""
+
+    name = "containers"
+
+    POSTGRES = ("production",)
+    REDIS = ("cache",)
+    STORES = ("nightly-dumpall", "nightly-custom", "nightly-plain")
+
+    def __init__(self, workdir: Path, cache_dir: Path, images: Mapping[str, str],
+                 host_ports: Mapping[str, int] | None = None) -> None:
+        self.workdir = workdir
+        self.cache_dir = cache_dir
+        self.directory_store = workdir / "directory-store"
+        self.images = dict(images)
+        self.product: SandboxProduct | None = None
+        self.scratch: ContainersScratch | None = None
+        self.timings: dict[str, float] = {}
+        self.cache_hit = False
+        ports = host_ports or {}
+        self._services = {key: _Service(key, image, SERVICE_PORTS[key], host_port=ports.get(key))
+                          for key, image in self.images.items()}
+        self._published: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        # Set when start fails or close begins: readiness waits in other workers give up at once.
+        self._abort = threading.Event()
+        self._previous_sigterm: Any = None
+        self._installed_sigterm = False
+        atexit.register(self.close)
+        self._install_sigterm()
+
+    # -- start ---------------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        progress: Progress | None = None,
+        images: Mapping[str, str] | None = None,
+        cache_dir: Path | None = None,
+        now: datetime | None = None,
+        bindir: Path | None = None,
+        host_ports: Mapping[str, int] | None = None,
+        ready_timeout: float = READY_TIMEOUT_S,
+    ) -> ContainersEnvironment:
+        """Start the four containers and load the sandbox product; on any failure, leave nothing behind.
+
+        ``images`` overrides images per service (keys ``postgres``, ``scratch``,
+        ``redis``, ``s3``); ``host_ports`` pins host ports per service (default:
+        ports chosen by the engine, on 127.0.0.1); ``now`` and ``bindir`` are as
+        in :meth:`drills.local.LocalEnvironment.start`.
+
+        Raises :class:`EnvironmentError_` when no engine answers, an image is
+        missing and cannot be pulled, a port is taken, or a container exits or
+        never becomes ready (:class:`ServerStartError`, with its last log lines).
+        """
+        say = progress or _quiet
+        started = time.monotonic()
+        resolved = resolve_images(images)
+        unknown_ports = sorted(set(host_ports or {}) - set(DEFAULT_IMAGES))
+        if unknown_ports:
+            raise ConfigError(f"unknown service(s) in host_ports: {', '.join(unknown_ports)}",
+                              hint="pin ports per service: postgres, scratch, redis, s3",
+                              key=unknown_ports[0])
+        if not docker_engine_answers():
+            raise EnvironmentError_(
+                f"no Docker engine answers at {describe_docker_host()}: "
+                f"GET /_ping got no `200 OK` within {PING_TIMEOUT_S} s",
+                hint="start the Docker engine or point DOCKER_HOST at one (unix:///path/to/docker.sock "
+                "or tcp://host:2375); without Docker, use the local sandbox: `drillbook run --env local`",
+                docker_host=os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_DOCKER_SOCKET}",
+            )
+        _disable_reaper()
+        _ensure_images(resolved, say)
+
+        from . import pgtools
+        from .sandbox import history
+
+        workdir = Path(tempfile.mkdtemp(prefix="drillbook-containers-"))
+        env = cls(workdir, cache_dir or history.default_cache_dir(), resolved, host_ports)
+        try:
+            env._start(now or datetime.now(UTC), say, bindir or pgtools.bindir(), ready_timeout)
+        except BaseException:
+            env.close()
+            raise
+        env.timings["total"] = round(time.monotonic() - started, 3)
+        return env
+
+    def _start(self, now: datetime, say: Progress, bindir: Path, ready_timeout: float) -> None:
+        from .processes import copy_tree
+        from .sandbox import history
+
+        mark = time.monotonic()
+        # Local binaries build the product; workdir is only a place for the build cluster.
+        self.workdir.chmod(0o711)
+        say(f"preparing the sandbox product (cache: {self.cache_dir})")
+        product = history.ensure_product(self.cache_dir, now=now, bindir=bindir, workdir=self.workdir,
+                                         progress=say)
+        self.product = product
+        self.cache_hit = product.cache_hit
+        mark = self._lap("product", mark)
+
+        # Each container is created, waited for and seeded in its own worker: the four overlap.
+        loaders: dict[str, Callable[[int], None]] = {
+            "postgres": lambda port: self._restore_subject(port, product),
+            "scratch": lambda port: self._ready_scratch(port, bindir),
+            "redis": self._seed_redis,
+            "s3": lambda port: self._load_s3(port, product),
+        }
+        with ThreadPoolExecutor(max_workers=len(loaders)) as pool:
+            futures = [pool.submit(self._run_service, key, loader, ready_timeout, say)
+                       for key, loader in loaders.items()]
+            try:
+                copy_tree(product.directory, self.directory_store)
+                for future in as_completed(futures):
+                    future.result()
+            except BaseException:
+                self._abort.set()
+                raise
+        self._lap("containers", mark)
+
+    def _run_service(self, key: str, load: Callable[[int], None], ready_timeout: float,
+                     say: Progress) -> None:
+        service = self._services[key]
+        say(f"starting {service.label} ({service.image})")
+        container = _new_container(service)
+        with self._lock:
+            if self._closed or self._abort.is_set():
+                container.get_docker_client().client.close()
+                raise EnvironmentError_(f"start of {service.label} abandoned: the environment is closing")
+            # Recorded before it is created, so close() removes it whatever happens next.
+            service.container = container
+        _start_container(service, container)
+        port = self._wait_ready(service, container, ready_timeout)
+        self._published[key] = port
+        started = time.monotonic()
+        load(port)
+        self.timings[f"{key}_load"] = round(time.monotonic() - started, 3)
+
+    def _wait_ready(self, service: _Service, container: DockerContainer, timeout: float) -> int:
+        """The published host port once the service answers; raises if it exits or the deadline passes."""
+        import docker.errors
+
+        wrapped = container.get_wrapped_container()
+        probe = _PROBES[service.key]
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._abort.is_set():
+                raise EnvironmentError_(f"start of {service.label} abandoned: another container failed")
+            try:
+                wrapped.reload()
+            except docker.errors.DockerException as exc:
+                raise EnvironmentError_(f"the {service.label} container vanished during start: {exc}",
+                                        hint="something else removed it; check `docker events`") from None
+            if wrapped.status in ("exited", "dead"):
+                code = wrapped.attrs.get("State", {}).get("ExitCode")
+                raise ServerStartError(
+                    f"the {service.label} container ({service.image}, {_short(wrapped.id)}) exited with "
+                    f"status {code} during start; its last log lines:\n{_log_tail(wrapped)}",
+                    hint=f"the image must run the service on port {service.port}; "
+                    "read the log lines above, or try the default image",
+                    server=service.label, image=service.image,
+                )
+            port = _published_port(wrapped.attrs, service.port)
+            if port is not None and probe(port, service.password):
+                return port
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"the {service.label} container ({service.image}, {_short(wrapped.id)}) did not answer "
+                    f"on 127.0.0.1:{port or '?'} within {timeout:.0f} s; its last log lines:\n"
+                    f"{_log_tail(wrapped)}",
+                    hint="a first start of a large image can be slow: retry, or raise ready_timeout",
+                    server=service.label, image=service.image,
+                )
+            time.sleep(_POLL_INTERVAL_S)
+
+    def _subject_dsn(self, port: int, dbname: str) -> str:
+        return psycopg.conninfo.make_conninfo(host=LOOPBACK, port=str(port), user=POSTGRES_USER,
+                                              password=self._services["postgres"].password, dbname=dbname)
+
+    def _restore_subject(self, port: int, product: SandboxProduct) -> None:
+        """Newest custom dump with the local ``pg_restore``, then the rows inserted after it."""
+        from . import pgtools
+        from .sandbox import history, seed
+
+        newest = history.newest_backup(product.anchor)
+        dump = product.s3_dir / history.SARK_PREFIX / newest.strftime(history.SARK_PATTERN)
+        dsn = self._subject_dsn(port, history.PRODUCT_DB)
+        command = [pgtools.tool("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error",
+                   "-d", dsn, str(dump)]
+        result = subprocess.run(command, capture_output=True, text=True, check=False,
+                                env={**os.environ, "PGCONNECT_TIMEOUT": "10"})
+        if result.returncode != 0:
+            raise EnvironmentError_(
+                f"seeding the subject PostgreSQL container from {dump.name} failed: pg_restore exited "
+                f"with status {result.returncode}: {result.stderr.strip()[-2000:]}",
+                hint="the local pg_restore must read the product's dumps and reach the container; "
+                "an older server image than the local PostgreSQL may not accept them",
+            )
+        if product.built_at > newest:
+            seed.seed(dsn, anchor=product.anchor, since=newest, until=product.built_at)
+
+    def _ready_scratch(self, port: int, bindir: Path) -> None:
+        self.scratch = ContainersScratch(port=port, password=self._services["scratch"].password,
+                                         bindir=bindir)
+
+    def _seed_redis(self, port: int) -> None:
+        import redis
+
+        client = redis.Redis(host=LOOPBACK, port=port, password=self._services["redis"].password)
+        try:
+            pipe = client.pipeline(transaction=False)
+            for i in range(1, _REDIS_SAMPLE_KEYS + 1):
+                pipe.set(f"session:{i:04d}", f"account:{i}")
+            pipe.hset("sandbox", mapping={"product": "drillbook sandbox", "role": "cache"})
+            pipe.execute()
+        finally:
+            client.close()
+
+    def _s3_client(self, port: int) -> Any:
+        import boto3
+        from botocore.config import Config as BotoConfig
+
+        return boto3.session.Session().client(
+            "s3", endpoint_url=f"http://{LOOPBACK}:{port}", region_name=S3_REGION,
+            aws_access_key_id=S3_ACCESS_KEY_ID, aws_secret_access_key=self._services["s3"].password,
+            config=BotoConfig(retries={"max_attempts": 2}, s3={"addressing_style": "path"}),
+        )
+
+    def _load_s3(self, port: int, product: SandboxProduct) -> None:
+        """The product's backups into the bucket, under the same keys as in the local sandbox."""
+        from .sandbox import history
+
+        client = self._s3_client(port)
+        try:
+            client.create_bucket(Bucket=history.BUCKET)
+
+            def upload(item: tuple[str, Path]) -> None:
+                key, path = item
+                client.put_object(Bucket=history.BUCKET, Key=key, Body=path.read_bytes())
+
+            with ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS) as pool:
+                list(pool.map(upload, product.s3_files()))
+        finally:
+            client.close()
+
+    def _lap(self, phase: str, since: float) -> float:
+        now = time.monotonic()
+        self.timings[phase] = round(now - since, 3)
+        return now
+
+    # -- Environment protocol ------------------------------------------------------------
+
+    def postgres(self, name: str) -> PostgresTarget:
+        """``production``: the product database of the subject container (read-only)."""
+        if name not in self.POSTGRES or "postgres" not in self._published:
+            raise _unknown("postgres", name, self.POSTGRES)
+        from .sandbox import history
+
+        dsn = self._subject_dsn(self._published["postgres"], history.PRODUCT_DB)
+        return PostgresTarget(name=name, dsn=dsn, role=Role.SUBJECT)
+
+    def redis(self, name: str) -> RedisTarget:
+        """``cache``: the Redis container."""
+        if name not in self.REDIS or "redis" not in self._published:
+            raise _unknown("redis", name, self.REDIS)
+        return RedisTarget(name=name, url=self._redis_url(), role=Role.SUBJECT)
+
+    def _redis_url(self) -> str:
+        return f"redis://:{self._services['redis'].password}@{LOOPBACK}:{self._published['redis']}/0"
+
+    def store(self, name: str) -> StoreSpec:
+        """The sandbox's backup stores: two prefixes of the MinIO bucket and one local directory."""
+        if name not in self.STORES or "s3" not in self._published:
+            raise _unknown("store", name, self.STORES)
+        from .sandbox import history
+
+        if name == "nightly-plain":
+            return StoreSpec(name=name, url=str(self.directory_store), key_pattern=history.DIRECTORY_PATTERN)
+        prefix, pattern = ((history.AUREUS_PREFIX, history.AUREUS_PATTERN) if name == "nightly-dumpall"
+                           else (history.SARK_PREFIX, history.SARK_PATTERN))
+        return StoreSpec(
+            name=name, url=f"s3://{history.BUCKET}/{prefix}", key_pattern=pattern,
+            endpoint_url=f"http://{LOOPBACK}:{self._published['s3']}", region=S3_REGION,
+            access_key_id=S3_ACCESS_KEY_ID, secret_access_key=self._services["s3"].password,
+            checksum_suffix=history.CHECKSUM_SUFFIX,
+        )
+
+    def scratch_postgres(self) -> ContainersScratch:
+        """The scratch container: fresh databases per drill, dropped after."""
+        if self.scratch is None:
+            raise ConfigError("the scratch PostgreSQL container is not running",
+                              hint="start the environment first")
+        return self.scratch
+
+    def details(self) -> Mapping[str, str]:
+        """Connection details, containers and start-up measurements, for ``drillbook sandbox up``."""
+        found: dict[str, str] = {"environment": self.name, "docker": describe_docker_host(),
+                                 "cache_dir": str(self.cache_dir), "cache_hit": str(self.cache_hit).lower()}
+        if "postgres" in self._published:
+            found["postgres.production"] = self.postgres("production").dsn
+        if self.scratch is not None:
+            found["postgres.scratch"] = self.scratch.dsn()
+        if "redis" in self._published:
+            found["redis.cache"] = self._redis_url()
+        if "s3" in self._published:
+            from .sandbox import history
+
+            found["s3.endpoint_url"] = f"http://{LOOPBACK}:{self._published['s3']}"
+            found["s3.bucket"] = history.BUCKET
+            found["s3.access_key_id"] = S3_ACCESS_KEY_ID
+        found["directory"] = str(self.directory_store)
+        for service in self._services.values():
+            if service.container_id:
+                found[f"container.{service.key}"] = f"{_short(service.container_id)} ({service.image})"
+        if self.product is not None:
+            from .sandbox import history
+
+            found["anchor"] = self.product.anchor.isoformat()
+            found["newest_backup"] = history.newest_backup(self.product.anchor).isoformat()
+            found["product_built_at"] = self.product.built_at.isoformat()
+        for phase, seconds in self.timings.items():
+            found[f"timing.{phase}_s"] = f"{seconds:.3f}"
+        return found
+
+    # -- cleanup -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Remove every container this environment created and its temp dir; safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._abort.set()
+        errors: list[str] = []
+        try:
+            for service in self._services.values():
+                errors.extend(_remove(service))
+            if self.scratch is not None and not errors:
+                self.scratch.container_removed()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            atexit.unregister(self.close)
+            if self._installed_sigterm and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
+                self._installed_sigterm = False
+        if errors:
+            raise EnvironmentError_(
+                "could not remove every container: " + "; ".join(errors),
+                hint=f"remove them by hand: docker rm -f $(docker ps -aq --filter label={OWNER_LABEL})",
+            )
+
+    def leftovers(self) -> list[str]:
+        """Containers still present and files still on disk (empty after :meth:`close`).
+
+        A container whose presence cannot be checked (the engine stopped
+        answering) is listed as such: "could not tell" is not "gone".
+        """
+        found: list[str] = []
+        if self.scratch is not None:
+            found += [f"scratch database {name} was not dropped" for name in self.scratch.databases()]
+        ids = {service.label: service.container_id for service in self._services.values()
+               if service.container_id}
+        if ids:
+            import docker
+            import docker.errors
+
+            try:
+                client = docker.from_env(timeout=10)
+            except docker.errors.DockerException as exc:
+                return [f"could not check containers {', '.join(_short(i) for i in ids.values())}: {exc}"]
+            try:
+                for label, container_id in ids.items():
+                    try:
+                        client.containers.get(container_id)
+                    except docker.errors.NotFound:
+                        continue
+                    except (docker.errors.DockerException, OSError) as exc:
+                        found.append(f"could not check container {_short(container_id)} ({label}): {exc}")
+                        continue
+                    found.append(f"container {_short(container_id)} ({label}) still exists")
+            finally:
+                client.close()
+        if self.workdir.exists():
+            found.append(f"temp dir {self.workdir} still exists")
+        return found
+
+    def container_ids(self) -> list[str]:
+        """Ids of every container this environment created (kept after close, for ``leftovers``)."""
+        return [service.container_id for service in self._services.values() if service.container_id]
+
+    def _install_sigterm(self) -> None:
+        # Only the main thread may set handlers, and a handler someone else installed
+        # (a supervisor, pytest-timeout) is theirs to keep.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_system_exit)
+        self._installed_sigterm = True
+
+
+if TYPE_CHECKING:
+    # Static proof that the providers satisfy the protocols of drills/targets.py.
+    def _is_environment(env: ContainersEnvironment) -> Environment:
+        return env
+
+    def _is_scratch(scratch: ContainersScratch) -> ScratchPostgres:
+        return scratch
+
+
+# -- Docker and testcontainers (imported here, never at module import) -----------------------
+
+
+def _disable_reaper() -> None:
+    """No Ryuk sidecar: we remove our containers ourselves.
+
+    This is ``TESTCONTAINERS_RYUK_DISABLED=true`` set through testcontainers' config
+    object, which caches the variable on first read: setting the variable in
+    ``os.environ`` could come too late, and would leak into the caller's
+    environment and every child process.
+    """
+    from testcontainers.core.config import testcontainers_config
+
+    testcontainers_config.ryuk_disabled = True
+
+
+def _ensure_images(images: Mapping[str, str], say: Progress) -> None:
+    """Every image present on the engine, pulled once when missing; else one error naming them all.
+
+    Done before any container is created, so a missing image leaves nothing to clean up.
+    """
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env(timeout=DOCKER_API_TIMEOUT_S)
+    except docker.errors.DockerException as exc:
+        raise EnvironmentError_(
+            f"the Docker engine at {describe_docker_host()} answers /_ping but the Docker SDK "
+            f"cannot talk to it: {exc}",
+            hint="check the engine's API version and that DOCKER_HOST names a Docker engine",
+        ) from None
+    missing: dict[str, str] = {}
+    try:
+        # In service order (subject first), each image once.
+        for image in dict.fromkeys(images.values()):
+            try:
+                client.images.get(image)
+                continue
+            except docker.errors.ImageNotFound:
+                pass
+            except (docker.errors.DockerException, OSError) as exc:
+                missing[image] = f"inspecting it failed: {_docker_reason(exc)}"
+                continue
+            say(f"pulling {image} (not on the engine yet)")
+            try:
+                client.images.pull(image)
+            except (docker.errors.DockerException, OSError) as exc:
+                missing[image] = f"pulling it failed: {_docker_reason(exc)}"
+    finally:
+        client.close()
+    if missing:
+        users = {image: [SERVICE_LABELS[key] for key, named in images.items() if named == image]
+                 for image in missing}
+        lines = "; ".join(f"{image} (for {', '.join(users[image])}): {reason}"
+                          for image, reason in missing.items())
+        first = next(iter(missing))
+        each = " (and likewise for each image named)" if len(missing) > 1 else ""
+        raise EnvironmentError_(
+            f"image(s) not available on the Docker engine at {describe_docker_host()}: {lines}",
+            hint=f"provide the image to the engine: `docker pull {first}` where a registry is reachable, "
+            f"or `docker load -i FILE.tar` with an image saved elsewhere "
+            f"(`docker save {first} -o FILE.tar`){each}; "
+            "or use an image the engine has: `image = \"...\"` for the target in the config "
+            "(ContainersEnvironment.start(images={\"postgres\": ...}))",
+            images=sorted(missing),
+        )
+
+
+def _new_container(service: _Service) -> DockerContainer:
+    """The testcontainers object for a service: published on 127.0.0.1, no waiting of its own."""
+    from testcontainers.community.postgres import PostgresContainer
+    from testcontainers.community.redis import RedisContainer
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
+
+    class _WaitedForByDrillbook(WaitStrategy):
+        """Readiness is waited for by ContainersEnvironment: deadline, exit detection, published port."""
+
+        def wait_until_ready(self, container: WaitStrategyTarget) -> None:
+            return None
+
+    class _Postgres(PostgresContainer):
+        def _connect(self) -> None:
+            """Skip the exec-based wait (see _WaitedForByDrillbook)."""
+
+    container: DockerContainer
+    if service.key in ("postgres", "scratch"):
+        container = _Postgres(service.image, port=service.port, username=POSTGRES_USER,
+                              password=service.password,
+                              dbname="product" if service.key == "postgres" else "postgres", driver=None)
+    elif service.key == "redis":
+        container = RedisContainer(service.image, port=service.port, password=service.password)
+        # No persistence, as the local redis-server.
+        container.with_command(["redis-server", "--requirepass", service.password,
+                                "--save", "", "--appendonly", "no"])
+    else:
+        container = DockerContainer(service.image)
+        container.with_command(["server", "/data", "--address", f":{service.port}"])
+        container.with_env("MINIO_ROOT_USER", S3_ACCESS_KEY_ID)
+        container.with_env("MINIO_ROOT_PASSWORD", service.password)
+    container.waiting_for(_WaitedForByDrillbook())
+    container.with_kwargs(labels={OWNER_LABEL: "containers", "org.drillbook.service": service.key,
+                                  "org.drillbook.pid": str(os.getpid())})
+    # Published on loopback only; the host port is the engine's choice unless pinned.
+    ports = cast("dict[str, object]", container.ports)
+    ports.pop(str(service.port), None)
+    ports[f"{service.port}/tcp"] = (LOOPBACK, service.host_port)
+    return container
+
+
+def _start_container(service: _Service, container: DockerContainer) -> None:
+    """Create and start; a taken port or a refused start becomes a clear EnvironmentError_."""
+    import docker.errors
+
+    try:
+        container.start()
+    except docker.errors.ImageNotFound as exc:
+        raise EnvironmentError_(
+            f"image {service.image} for the {service.label} disappeared from the engine: "
+            f"{_docker_reason(exc)}",
+            hint=f"`docker pull {service.image}` or `docker load -i FILE.tar`, then retry",
+            image=service.image,
+        ) from None
+    except docker.errors.APIError as exc:
+        reason = _docker_reason(exc)
+        if any(marker in reason for marker in _PORT_TAKEN):
+            where = f"127.0.0.1:{service.host_port}" if service.host_port else "the port the engine chose"
+            raise EnvironmentError_(
+                f"cannot publish the {service.label} container's port {service.port} on {where}: "
+                f"it is already in use ({reason})",
+                hint="stop what holds the port, or leave the host port to the engine (no host_ports)",
+                port=service.host_port,
+            ) from None
+        raise EnvironmentError_(f"the engine refused to start the {service.label} container "
+                                f"({service.image}): {reason}",
+                                hint="read the engine's message; `docker info` shows its state",
+                                image=service.image) from None
+    with_id = container.get_wrapped_container().id
+    service.container_id = with_id
+
+
+def _remove(service: _Service) -> list[str]:
+    """Force-remove a service's container (and its volumes) and close its client; problems as text."""
+    import docker.errors
+    from testcontainers.core.exceptions import ContainerStartException
+
+    container = service.container
+    if container is None:
+        return []
+    if not service.container_id:
+        # create() succeeded but start() failed: the container exists all the same.
+        with contextlib.suppress(ContainerStartException):
+            service.container_id = container.get_wrapped_container().id
+    try:
+        container.stop(force=True, delete_volume=True)
+    except docker.errors.NotFound:
+        container.get_docker_client().client.close()
+    except (docker.errors.DockerException, OSError) as exc:
+        container.get_docker_client().client.close()
+        return [f"{service.label} ({_short(service.container_id or '?')}): {_docker_reason(exc)}"]
+    return []
+
+
+def _published_port(attrs: Mapping[str, Any], port: int) -> int | None:
+    """Host port of ``port/tcp`` bound on 127.0.0.1, from a container's inspect data."""
+    bindings = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    for binding in bindings.get(f"{port}/tcp") or []:
+        if binding.get("HostIp") in (LOOPBACK, "") and binding.get("HostPort"):
+            return int(binding["HostPort"])
+    return None
+
+
+def _log_tail(wrapped: Any) -> str:
+    try:
+        logs = wrapped.logs(tail=_LOG_TAIL_LINES)
+    except Exception as exc:  # noqa: BLE001 - the logs only decorate an error already being raised
+        return f"  (logs unavailable: {exc})"
+    text = bytes(logs).decode("utf-8", errors="replace").rstrip()
+    return "\n".join(f"  {line}" for line in text.splitlines()) or "  (no output)"
+
+
+def _docker_reason(exc: BaseException) -> str:
+    """The engine's own message when there is one (``explanation``), else the exception text."""
+    explanation = getattr(exc, "explanation", None)
+    text = str(explanation or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _short(container_id: str) -> str:
+    return container_id[:12]
+
+
+# -- readiness probes through the published port -------------------------------------------
+
+
+def _postgres_answers(port: int, password: str) -> bool:
+    dsn = psycopg.conninfo.make_conninfo(host=LOOPBACK, port=str(port), user=POSTGRES_USER,
+                                         password=password, dbname="postgres")
+    try:
+        with psycopg.connect(dsn, connect_timeout=_PROBE_TIMEOUT_S, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
+def _redis_answers(port: int, password: str) -> bool:
+    import redis
+
+    client = redis.Redis(host=LOOPBACK, port=port, password=password, socket_timeout=_PROBE_TIMEOUT_S,
+                         socket_connect_timeout=_PROBE_TIMEOUT_S)
+    try:
+        return bool(client.ping())
+    except redis.exceptions.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _minio_answers(port: int, _password: str) -> bool:
+    url = f"http://{LOOPBACK}:{port}/minio/health/live"
+    try:
+        # A fixed http:// URL on loopback, not user input.
+        with urllib.request.urlopen(url, timeout=_PROBE_TIMEOUT_S) as response:
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+_PROBES: Mapping[str, Callable[[int, str], bool]] = {
+    "postgres": _postgres_answers,
+    "scratch": _postgres_answers,
+    "redis": _redis_answers,
+    "s3": _minio_answers,
+}
+
+
+def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM → SystemExit, so ``finally`` blocks and atexit handlers (and so cleanup) run."""
+    raise SystemExit(128 + signum)
+
+
+def _unknown(kind: str, name: str, known: tuple[str, ...]) -> ConfigError:
+    return ConfigError(
+        f"the containers environment has no {kind} target named `{name}`; known: {', '.join(known)}",
+        hint="use one of the known names, or run against a config file (--config drillbook.toml)",
+        key=name,
+    )

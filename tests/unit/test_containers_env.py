@@ -1,0 +1,242 @@
+"""The containers environment without a real Docker engine: no engine, a lazy import, a fake engine.
+
+The fake engine is a real HTTP server on a loopback unix socket, answering the
+Docker API paths the Docker SDK calls: ``/_ping`` and ``/version`` as an
+engine would, and 404 "No such image" for every image inspect and pull.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from checks.errors import ConfigError, EnvironmentError_
+from drills.containers_env import ContainersEnvironment, resolve_images
+
+API_VERSION = "1.45"
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A short directory: unix socket paths are limited to ~107 bytes, pytest's tmp_path may be longer."""
+    with tempfile.TemporaryDirectory(prefix="dbk-") as name:
+        yield Path(name)
+
+
+class FakeEngine:
+    """A Docker engine that has no images and reaches no registry; it logs every request."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.requests: list[tuple[str, str, int]] = []
+        self.created: list[str] = []
+        self.deleted: list[str] = []
+        engine = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                engine.handle(self, "GET")
+
+            def do_HEAD(self) -> None:
+                engine.handle(self, "HEAD")
+
+            def do_POST(self) -> None:
+                engine.handle(self, "POST")
+
+            def do_DELETE(self) -> None:
+                engine.handle(self, "DELETE")
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Requests are recorded by the engine instead (the base class would write to stderr)."""
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+        self.server = Server(str(path), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.path}"
+
+    def handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        if length:
+            request.rfile.read(length)
+        path = request.path.split("?", 1)[0]
+        status, body = self.answer(method, path, request.path)
+        self.requests.append((method, request.path, status))
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request.send_response(status)
+        request.send_header("Api-Version", API_VERSION)
+        request.send_header("Content-Type", "text/plain" if isinstance(body, bytes) else "application/json")
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        if method != "HEAD":
+            request.wfile.write(payload)
+
+    def answer(self, method: str, path: str, full: str) -> tuple[int, bytes | dict[str, object]]:
+        parts = path.strip("/").split("/")
+        if parts and parts[0].startswith("v1."):
+            parts = parts[1:]
+        route = "/".join(parts)
+        if route == "_ping":
+            return 200, b"OK"
+        if route == "version":
+            return 200, {"ApiVersion": API_VERSION, "MinAPIVersion": "1.24", "Version": "27.0.0-fake"}
+        if method == "GET" and route.startswith("images/") and route.endswith("/json"):
+            image = route.removeprefix("images/").removesuffix("/json")
+            return 404, {"message": f"No such image: {image}"}
+        if method == "POST" and route == "images/create":
+            query = parse_qs(urlsplit(full).query)
+            image = f"{query.get('fromImage', ['?'])[0]}:{query.get('tag', ['latest'])[0]}"
+            return 404, {"message": f"No such image: {image}"}
+        if method == "POST" and route == "containers/create":
+            container_id = f"{len(self.created) + 1:064x}"
+            self.created.append(container_id)
+            return 201, {"Id": container_id, "Warnings": []}
+        if method == "DELETE" and route.startswith("containers/"):
+            self.deleted.append(route.removeprefix("containers/"))
+            return 204, b""
+        return 404, {"message": f"page not found: {method} {path}"}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def fake_engine(socket_dir: Path) -> Iterator[FakeEngine]:
+    engine = FakeEngine(socket_dir / "fake-docker.sock")
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+class TestNoEngine:
+    def test_start_fails_fast_naming_the_socket(self, socket_dir: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+        """Nothing listening on DOCKER_HOST: start() raises within 2 s, names the socket, gives a hint."""
+        silent = socket_dir / "nobody.sock"
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{silent}")
+        started = time.monotonic()
+        with pytest.raises(EnvironmentError_) as caught:
+            ContainersEnvironment.start()
+        assert time.monotonic() - started < 2
+        assert str(silent) in caught.value.message
+        assert "no Docker engine answers" in caught.value.message
+        assert "DOCKER_HOST" in caught.value.hint
+        assert "--env local" in caught.value.hint
+
+    def test_socket_that_refuses_is_no_engine(self, socket_dir: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        """A socket file nobody accepts on (bound, not listening) counts as no engine too."""
+        path = socket_dir / "bound.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.bind(str(path))
+            monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+            with pytest.raises(EnvironmentError_, match="no Docker engine answers"):
+                ContainersEnvironment.start()
+
+    def test_unknown_image_key_is_a_config_error_before_any_engine_check(
+            self, socket_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A misspelt image key is reported as such, even when there is no engine to start anything."""
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{socket_dir / 'nobody.sock'}")
+        with pytest.raises(ConfigError, match="unknown container image key") as caught:
+            ContainersEnvironment.start(images={"postgress": "postgres:16"})
+        assert "postgres, scratch, redis, s3" in caught.value.hint
+
+
+class TestImages:
+    def test_defaults(self) -> None:
+        """PostgreSQL 15 for subject and scratch, Redis 7, MinIO."""
+        assert resolve_images(None) == {"postgres": "postgres:15", "scratch": "postgres:15",
+                                        "redis": "redis:7", "s3": "minio/minio:latest"}
+
+    def test_scratch_follows_the_subject_image(self) -> None:
+        """Overriding the subject image changes the scratch image too, unless scratch is named."""
+        assert resolve_images({"postgres": "pg:local"})["scratch"] == "pg:local"
+        assert resolve_images({"postgres": "pg:local", "scratch": "pg:other"})["scratch"] == "pg:other"
+
+
+class TestLazyImport:
+    def test_module_import_pulls_in_neither_testcontainers_nor_docker(self) -> None:
+        """Importing the module (the provider choice's hot path) costs no testcontainers or docker import."""
+        code = ("import sys, drills.containers_env; "
+                "print(sorted(m for m in sys.modules if m.split('.')[0] in ('testcontainers', 'docker')))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).resolve().parents[2])
+        assert result.stdout.strip() == "[]"
+
+
+class TestFakeEngineWithoutImages:
+    def test_missing_image_is_named_with_how_to_provide_it(self, fake_engine: FakeEngine,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+        """An engine without postgres:15 and no registry: the error names the image and docker pull/load."""
+        monkeypatch.setenv("DOCKER_HOST", fake_engine.docker_host)
+        with pytest.raises(EnvironmentError_) as caught:
+            ContainersEnvironment.start()
+        assert "postgres:15" in caught.value.message
+        assert "No such image" in caught.value.message
+        assert "docker pull postgres:15" in caught.value.hint
+        assert "docker load" in caught.value.hint
+        assert "image = " in caught.value.hint
+        assert "postgres:15" in caught.value.context["images"]
+
+    def test_every_missing_image_is_named_at_once(self, fake_engine: FakeEngine,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+        """One error lists every missing image, so a user provides them all in one go."""
+        monkeypatch.setenv("DOCKER_HOST", fake_engine.docker_host)
+        with pytest.raises(EnvironmentError_) as caught:
+            ContainersEnvironment.start()
+        for image in ("postgres:15", "redis:7", "minio/minio:latest"):
+            assert image in caught.value.message
+
+    def test_nothing_is_created_on_the_engine(self, fake_engine: FakeEngine,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+        """Images are checked before any container is created: the engine saw no create at all."""
+        monkeypatch.setenv("DOCKER_HOST", fake_engine.docker_host)
+        with pytest.raises(EnvironmentError_):
+            ContainersEnvironment.start()
+        assert fake_engine.created == []
+        assert not [path for method, path, _ in fake_engine.requests if "/containers/" in path]
+
+    def test_the_docker_api_paths_used(self, fake_engine: FakeEngine,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+        """The SDK asks /version, inspects each image, then tries one pull per missing image."""
+        monkeypatch.setenv("DOCKER_HOST", fake_engine.docker_host)
+        with pytest.raises(EnvironmentError_):
+            ContainersEnvironment.start()
+        seen = [(method, path.split("?", 1)[0]) for method, path, _ in fake_engine.requests]
+        assert ("GET", "/_ping") in seen
+        assert ("GET", "/version") in seen
+        assert ("GET", f"/v{API_VERSION}/images/postgres:15/json") in seen
+        assert ("POST", f"/v{API_VERSION}/images/create") in seen
+        assert ("GET", f"/v{API_VERSION}/images/minio/minio:latest/json") in seen
+
+    def test_a_caller_given_image_is_the_one_named(self, fake_engine: FakeEngine,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+        """An image chosen per target is the one checked and named."""
+        monkeypatch.setenv("DOCKER_HOST", fake_engine.docker_host)
+        with pytest.raises(EnvironmentError_) as caught:
+            ContainersEnvironment.start(images={"postgres": "drillbook/pg:15-local"})
+        assert "drillbook/pg:15-local" in caught.value.message
+        assert "postgres:15" not in caught.value.message
