@@ -268,6 +268,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             if not isinstance(exc, DrillbookError | pytest.fail.Exception | AssertionError):
                 text += "\n" + "".join(traceback.format_tb(call.excinfo.tb)[-3:])
             scenario.failure = redact.redact(text)
+    if call.when == "call" and not scenario.verdicts and scenario.failure is None:
+        # An empty set of checks is never a pass: JUnit must say so too.
+        scenario.failure = "the scenario recorded no verdict: it has no step that checks anything"
+        report.outcome = "failed"
+        report.longrepr = scenario.failure
     if call.when == "teardown":
         _progress_line(session_of(item.config), scenario)
     return report

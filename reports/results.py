@@ -78,8 +78,8 @@ class ScenarioResult:
             return Outcome.ERROR
         found = worst([v.outcome for v in self.verdicts])
         if found is None:
-            # A scenario that recorded nothing proved nothing.
-            return Outcome.ERROR if self.failure else Outcome.NOT_APPLICABLE
+            # A scenario that recorded nothing proved nothing: never a pass.
+            return Outcome.ERROR
         return found
 
     def to_dict(self) -> dict[str, Any]:

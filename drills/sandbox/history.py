@@ -46,10 +46,11 @@ from ..processes import PostgresServer, copy_tree, postgres_version, template_da
 from . import seed
 
 # Bump when the seeding or the history layout changes: it invalidates every cache entry.
-SANDBOX_VERSION = "4"
+SANDBOX_VERSION = "5"  # bump when the product or its history changes shape
 PRODUCT_DB = "product"
 BACKUP_DAYS = 35
-DIRECTORY_DAYS = 30
+# SentraScan deletes with `find -mtime +30`: tonight's dump plus the 30 nights before it remain.
+DIRECTORY_DAYS = 31
 BACKUP_HOUR_UTC = 2
 
 BUCKET = "sandbox-backups"
@@ -73,9 +74,9 @@ def default_cache_dir() -> Path:
 
 
 def backup_times(anchor: datetime) -> list[datetime]:
-    """The nightly backup instants, oldest first; the newest is the day before ``anchor`` at 02:00."""
+    """The nightly backup instants, oldest first; the newest is ``anchor``'s day at 02:00 (last night's)."""
     return [anchor - timedelta(days=days) + timedelta(hours=BACKUP_HOUR_UTC)
-            for days in range(BACKUP_DAYS, 0, -1)]
+            for days in range(BACKUP_DAYS - 1, -1, -1)]
 
 
 def cache_key(anchor: datetime, pg_version: str) -> str:

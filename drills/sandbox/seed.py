@@ -42,9 +42,17 @@ AUDIT_EVENTS = 9_000
 TABLES = ("accounts", "products", "orders", "order_items", "signatures", "scans", "audit_events")
 
 
+# The nightly backup runs at 02:00 UTC (the runbooks' cron); a day's product is built after it.
+NIGHTLY_AT = timedelta(hours=2)
+
+
 def anchor_for(now: datetime) -> datetime:
-    """The seeding anchor for ``now``: that day's 00:00 UTC."""
-    day = now.astimezone(UTC).date()
+    """The seeding anchor for ``now``: 00:00 UTC of the day of the last 02:00 backup.
+
+    Before 02:00 the anchor is the previous day, so the newest backup is always
+    the last night's one (at most 24 h old), as on a real system.
+    """
+    day = (now.astimezone(UTC) - NIGHTLY_AT).date()
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 

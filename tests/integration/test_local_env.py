@@ -169,13 +169,13 @@ class TestSeed:
 
 class TestBackupHistory:
     @pytest.mark.parametrize("store", ["nightly-dumpall", "nightly-custom"])
-    def test_each_prefix_has_35_daily_backups_up_to_yesterday(
+    def test_each_prefix_has_35_daily_backups_up_to_last_night(
             self, local_env: LocalEnvironment, store: str) -> None:
-        """35 objects, one per day, the newest taken yesterday at 02:00 UTC."""
+        """35 objects, one per day, the newest taken at the last 02:00 UTC (last night's backup)."""
         spec = local_env.store(store)
         assert spec.key_pattern is not None
         keys = [k for k in _s3_keys(local_env, spec.prefix) if not k.endswith(spec.checksum_suffix)]
-        yesterday = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0) - timedelta(days=1)
+        yesterday = seed.anchor_for(datetime.now(UTC)) + timedelta(hours=2)
         expected = [spec.prefix + (yesterday - timedelta(days=d)).strftime(spec.key_pattern)
                     for d in range(34, -1, -1)]
         assert keys == expected
@@ -204,12 +204,12 @@ class TestBackupHistory:
             assert name == key.rsplit("/", 1)[1]
             assert digest == hashlib.sha256(_s3_body(local_env, key)).hexdigest()
 
-    def test_directory_holds_the_last_30_nightly_dumps(self, local_env: LocalEnvironment) -> None:
-        """30 ``sentrascan_*.sql.gz`` files whose mtimes are their backup times."""
+    def test_directory_holds_the_last_31_nightly_dumps(self, local_env: LocalEnvironment) -> None:
+        """31 ``sentrascan_*.sql.gz`` files (``find -mtime +30`` keeps them) whose mtimes are their backup times."""
         spec = local_env.store("nightly-plain")
         assert spec.key_pattern is not None
         files = sorted(spec.path.iterdir())
-        assert len(files) == 30
+        assert len(files) == 31
         for path in files:
             taken = datetime.strptime(path.name, spec.key_pattern).replace(tzinfo=UTC)
             assert path.stat().st_mtime == taken.timestamp()
