@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import re
 import secrets
@@ -310,11 +311,17 @@ class ContainersEnvironment:
         return env
 
     def _start(self, now: datetime, say: Progress, bindir: Path, ready_timeout: float) -> None:
+        """Containers up and answering first (a broken image fails in seconds, before any product
+        build), then the product, then the four seedings side by side."""
         from .processes import copy_tree
         from .sandbox import history
 
         mark = time.monotonic()
-        # Local binaries build the product; workdir is only a place for the build cluster.
+        self._in_parallel({key: functools.partial(self._run_service, key, ready_timeout, say)
+                           for key in self._services})
+        mark = self._lap("containers", mark)
+
+        # Local binaries build the product; the build cluster runs as the postgres user in workdir.
         self.workdir.chmod(0o711)
         say(f"preparing the sandbox product (cache: {self.cache_dir})")
         product = history.ensure_product(self.cache_dir, now=now, bindir=bindir, workdir=self.workdir,
@@ -323,27 +330,29 @@ class ContainersEnvironment:
         self.cache_hit = product.cache_hit
         mark = self._lap("product", mark)
 
-        # Each container is created, waited for and seeded in its own worker: the four overlap.
-        loaders: dict[str, Callable[[int], None]] = {
-            "postgres": lambda port: self._restore_subject(port, product),
-            "scratch": lambda port: self._ready_scratch(port, bindir),
-            "redis": self._seed_redis,
-            "s3": lambda port: self._load_s3(port, product),
-        }
-        with ThreadPoolExecutor(max_workers=len(loaders)) as pool:
-            futures = [pool.submit(self._run_service, key, loader, ready_timeout, say)
-                       for key, loader in loaders.items()]
+        say(f"seeding the containers ({len(product.s3_files())} backups into MinIO)")
+        ports = self._published
+        self._in_parallel({
+            "postgres": lambda: self._restore_subject(ports["postgres"], product),
+            "scratch": lambda: self._ready_scratch(ports["scratch"], bindir),
+            "redis": lambda: self._seed_redis(ports["redis"]),
+            "s3": lambda: self._load_s3(ports["s3"], product),
+            "directory": lambda: copy_tree(product.directory, self.directory_store),
+        })
+        self._lap("seed", mark)
+
+    def _in_parallel(self, jobs: Mapping[str, Callable[[], None]]) -> None:
+        """Run jobs in threads; the first failure is raised once all have stopped (the rest abandon)."""
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            futures = [pool.submit(job) for job in jobs.values()]
             try:
-                copy_tree(product.directory, self.directory_store)
                 for future in as_completed(futures):
                     future.result()
             except BaseException:
                 self._abort.set()
                 raise
-        self._lap("containers", mark)
 
-    def _run_service(self, key: str, load: Callable[[int], None], ready_timeout: float,
-                     say: Progress) -> None:
+    def _run_service(self, key: str, ready_timeout: float, say: Progress) -> None:
         service = self._services[key]
         say(f"starting {service.label} ({service.image})")
         container = _new_container(service)
@@ -354,11 +363,7 @@ class ContainersEnvironment:
             # Recorded before it is created, so close() removes it whatever happens next.
             service.container = container
         _start_container(service, container)
-        port = self._wait_ready(service, container, ready_timeout)
-        self._published[key] = port
-        started = time.monotonic()
-        load(port)
-        self.timings[f"{key}_load"] = round(time.monotonic() - started, 3)
+        self._published[key] = self._wait_ready(service, container, ready_timeout)
 
     def _wait_ready(self, service: _Service, container: DockerContainer, timeout: float) -> int:
         """The published host port once the service answers; raises if it exits or the deadline passes."""

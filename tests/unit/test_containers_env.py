@@ -8,8 +8,10 @@ engine would, and 404 "No such image" for every image inspect and pull.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import socketserver
+import struct
 import subprocess
 import sys
 import tempfile
@@ -18,11 +20,12 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from checks.errors import ConfigError, EnvironmentError_
+from checks.errors import ConfigError, EnvironmentError_, ServerStartError
 from drills.containers_env import ContainersEnvironment, resolve_images
 
 API_VERSION = "1.45"
@@ -38,10 +41,13 @@ def socket_dir() -> Iterator[Path]:
 class FakeEngine:
     """A Docker engine that has no images and reaches no registry; it logs every request."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, with_images: bool = False) -> None:
         self.path = path
+        # with_images: every image is present, and every container exits at once with a log line.
+        self.with_images = with_images
         self.requests: list[tuple[str, str, int]] = []
         self.created: list[str] = []
+        self.create_bodies: list[dict[str, Any]] = []
         self.deleted: list[str] = []
         engine = self
 
@@ -77,9 +83,10 @@ class FakeEngine:
 
     def handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
         length = int(request.headers.get("Content-Length") or 0)
-        if length:
-            request.rfile.read(length)
+        sent = request.rfile.read(length) if length else b""
         path = request.path.split("?", 1)[0]
+        if path.endswith("/containers/create") and sent:
+            self.create_bodies.append(json.loads(sent))
         status, body = self.answer(method, path, request.path)
         self.requests.append((method, request.path, status))
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -100,6 +107,10 @@ class FakeEngine:
             return 200, b"OK"
         if route == "version":
             return 200, {"ApiVersion": API_VERSION, "MinAPIVersion": "1.24", "Version": "27.0.0-fake"}
+        if self.with_images:
+            answered = self.answer_with_images(method, route)
+            if answered is not None:
+                return answered
         if method == "GET" and route.startswith("images/") and route.endswith("/json"):
             image = route.removeprefix("images/").removesuffix("/json")
             return 404, {"message": f"No such image: {image}"}
@@ -115,6 +126,27 @@ class FakeEngine:
             self.deleted.append(route.removeprefix("containers/"))
             return 204, b""
         return 404, {"message": f"page not found: {method} {path}"}
+
+    def answer_with_images(self, method: str, route: str) -> tuple[int, bytes | dict[str, object]] | None:
+        """Images exist; a created container has exited by the time anyone looks at it."""
+        if method == "GET" and route.startswith("images/") and route.endswith("/json"):
+            return 200, {"Id": "sha256:" + "ab" * 32, "RepoTags": [route[7:-5]]}
+        match = re.fullmatch(r"containers/([0-9a-f]{64})(?:/(\w+))?", route)
+        if match is None:
+            return None
+        container_id, action = match.groups()
+        if method == "POST" and action == "start":
+            return 204, b""
+        if method == "GET" and action == "json":
+            return 200, {"Id": container_id, "Name": f"/fake-{container_id[-4:]}",
+                         "Config": {"Tty": False, "Image": "fake"},
+                         "State": {"Status": "exited", "Running": False, "ExitCode": 3},
+                         "NetworkSettings": {"Ports": {}}}
+        if method == "GET" and action == "logs":
+            line = b"FATAL: fake engine: this image only fails\n"
+            # The engine's multiplexed log stream: [stream, 0, 0, 0, length (big-endian)] + payload.
+            return 200, bytes([2, 0, 0, 0]) + struct.pack(">I", len(line)) + line
+        return None
 
     def close(self) -> None:
         self.server.shutdown()
@@ -240,3 +272,49 @@ class TestFakeEngineWithoutImages:
             ContainersEnvironment.start(images={"postgres": "drillbook/pg:15-local"})
         assert "drillbook/pg:15-local" in caught.value.message
         assert "postgres:15" not in caught.value.message
+
+
+@pytest.fixture
+def failing_engine(socket_dir: Path) -> Iterator[FakeEngine]:
+    engine = FakeEngine(socket_dir / "failing-docker.sock", with_images=True)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+class TestFakeEngineContainersExit:
+    def test_exit_during_start_reports_the_last_log_lines(self, failing_engine: FakeEngine,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+        """A container that exits during start fails start() with its exit status and last log lines."""
+        monkeypatch.setenv("DOCKER_HOST", failing_engine.docker_host)
+        with pytest.raises(ServerStartError) as caught:
+            ContainersEnvironment.start(cache_dir=tmp_path / "cache")
+        assert "exited with status 3 during start" in caught.value.message
+        assert "FATAL: fake engine: this image only fails" in caught.value.message
+
+    def test_every_created_container_is_removed(self, failing_engine: FakeEngine,
+                                                monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """The engine saw a DELETE for each container it created, and no product was built meanwhile."""
+        monkeypatch.setenv("DOCKER_HOST", failing_engine.docker_host)
+        with pytest.raises(ServerStartError):
+            ContainersEnvironment.start(cache_dir=tmp_path / "cache")
+        assert failing_engine.created
+        assert sorted(failing_engine.deleted) == sorted(failing_engine.created)
+        assert not (tmp_path / "cache").exists()
+
+    def test_ports_are_published_on_loopback_only(self, failing_engine: FakeEngine,
+                                                  monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """Every port binding asks for 127.0.0.1; host ports are the engine's choice unless pinned."""
+        monkeypatch.setenv("DOCKER_HOST", failing_engine.docker_host)
+        with pytest.raises(ServerStartError):
+            ContainersEnvironment.start(cache_dir=tmp_path / "cache", host_ports={"redis": 16379})
+        bindings = [binding for body in failing_engine.create_bodies
+                    for port_bindings in body["HostConfig"]["PortBindings"].values()
+                    for binding in port_bindings]
+        assert len(bindings) == len(failing_engine.create_bodies) == 4
+        assert {binding["HostIp"] for binding in bindings} == {"127.0.0.1"}
+        assert {binding["HostPort"] for binding in bindings} == {"", "16379"}
+        labels = {body["Labels"]["org.drillbook.service"] for body in failing_engine.create_bodies}
+        assert labels == {"postgres", "scratch", "redis", "s3"}
