@@ -58,6 +58,7 @@ class DrillSession:
     progress: bool
     run: RunResult
     _env: Any = None
+    _env_error: DrillbookError | None = None
     _opened: float = 0.0
     scenarios: list[ScenarioResult] = field(default_factory=list)
 
@@ -65,13 +66,22 @@ class DrillSession:
         if not self.progress:
             return
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
         text = redact.redact(line)
-        if reporter is not None:
-            reporter.write_line(text)
+        if reporter is None:
+            print(text, file=sys.stderr, flush=True)
+            return
+        if capture is not None:
+            # Progress is for the person watching: it must not vanish into pytest's capture.
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(text)
+                reporter.flush()
         else:
-            print(text, file=sys.stderr)
+            reporter.write_line(text)
 
     def environment(self) -> Any:
+        if self._env_error is not None:
+            raise self._env_error
         if self._env is None:
             from .environments import open_environment
 
@@ -165,6 +175,27 @@ def pytest_bdd_apply_tag(tag: str, function: Callable[..., Any]) -> bool | None:
 
 def session_of(config: pytest.Config) -> DrillSession:
     return config.stash[_SESSION]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Start the environment before the first scenario, so no scenario's time includes it."""
+    drill = session_of(session.config)
+    if session.config.option.collectonly or not any(
+        "drillbook_env" in getattr(item, "fixturenames", ()) or _is_scenario(item) for item in session.items
+    ):
+        return
+    try:
+        drill.environment()
+    except DrillbookError as exc:
+        # Remembered: every scenario that needs the environment errors with this message.
+        drill._env_error = exc
+        drill.say(f"environment could not be provided: {exc}")
+
+
+def _is_scenario(item: pytest.Item) -> bool:
+    # Every pytest-bdd scenario function takes this fixture (its Examples row).
+    return "_pytest_bdd_example" in getattr(item, "fixturenames", ())
 
 
 @pytest.fixture(scope="session")
