@@ -31,12 +31,12 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from checks.compare import compare_databases  # noqa: E402
-from checks.postgres import pin_session, row_counts  # noqa: E402
-from drills import pgtools  # noqa: E402
-from drills.local import LocalEnvironment, LocalScratch  # noqa: E402
-from drills.restore import RestoreDrill  # noqa: E402
-from drills.targets import PostgresTarget, StoreSpec  # noqa: E402
+from checks.compare import compare_databases
+from checks.postgres import pin_session, row_counts
+from drills import pgtools
+from drills.local import LocalEnvironment, LocalScratch
+from drills.restore import RestoreDrill
+from drills.targets import PostgresTarget, StoreSpec
 
 TABLES = {"pgbench_accounts": "aid", "pgbench_branches": "bid", "pgbench_tellers": "tid"}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import shlex
@@ -127,7 +126,8 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     outcome = RunResult.read(results)
     counts = {k: v for k, v in outcome.counts().items() if v}
     summary = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
-    print(f"drillbook: {'PASS' if outcome.passed else 'FAIL'} — {len(outcome.scenarios)} scenarios: {summary}")
+    verdict = "PASS" if outcome.passed else "FAIL"
+    print(f"drillbook: {verdict} — {len(outcome.scenarios)} scenarios: {summary}")
     print(f"report:   {_rel(run_dir / 'report.html')}")
     print(f"junit:    {_rel(run_dir / 'junit.xml')}")
     print(f"evidence: {_rel(results)}")
@@ -165,6 +165,6 @@ def _point_latest(out: Path, run_dir: Path) -> None:
     try:
         if latest.is_symlink() or latest.exists():
             latest.unlink()
-        os.symlink(run_dir.name, latest)
+        latest.symlink_to(run_dir.name)
     except OSError:
         pass  # a convenience only (e.g. filesystems without symlinks)

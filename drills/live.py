@@ -8,8 +8,8 @@ throwaway local PostgreSQL cluster started on first use.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TypeVar
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql

@@ -134,7 +134,10 @@ def restored_row_counts(datatable: list[list[str]], drill_state: ScenarioState) 
     _guarded("postgres.row_counts", check)
 
 
-@then(parsers.re(r'the query "(?P<query>.+)" returns (?P<comparison>more than|at least|exactly|at most|less than) (?P<value>-?\d+(?:\.\d+)?)'))
+@then(parsers.re(
+    r'the query "(?P<query>.+)" returns '
+    r"(?P<comparison>more than|at least|exactly|at most|less than) (?P<value>-?\d+(?:\.\d+)?)"
+))
 def restored_query(query: str, comparison: str, value: str, drill_state: ScenarioState) -> None:
     """The runbook's documented query, run on the restored copy."""
     restored = drill_state.require_restore()

@@ -79,7 +79,7 @@ class TestRunOnTheSandbox:
         assert results["passed"] is True
         assert {s["outcome"] for s in results["scenarios"]} == {"passed"}
         assert (run / "report.html").read_text().count("BKP-01") >= 1
-        tree = ET.parse(run / "junit.xml")
+        tree = ET.parse(run / "junit.xml")  # noqa: S314 - our own run's junit.xml, not outside input
         names = [tc.get("name") for tc in tree.iter("testcase")]
         assert any(n and "Scrydon monthly backup verification" in n for n in names)
         props = {p.get("name") for p in tree.iter("property")}
@@ -93,7 +93,9 @@ class TestRunOnTheSandbox:
 
 
 class TestSelection:
-    def test_cadence_selects_only_its_scenarios(self, tmp_path: Path, sandbox_cache_env: dict[str, str]) -> None:
+    def test_cadence_selects_only_its_scenarios(
+        self, tmp_path: Path, sandbox_cache_env: dict[str, str]
+    ) -> None:
         """--cadence weekly runs the weekly scenarios only."""
         proc = drillbook("run", "--cadence", "weekly", "--out", str(tmp_path), env=sandbox_cache_env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -132,7 +134,9 @@ class TestBadConfigAndFeatures:
         """A feature pytest-bdd cannot parse is exit 2 naming the file."""
         features = tmp_path / "features"
         features.mkdir()
-        (features / "broken.feature").write_text("Feature: x\n  Scenario: y\n    Given a step\nFeature: again\n")
+        (features / "broken.feature").write_text(
+            "Feature: x\n  Scenario: y\n    Given a step\nFeature: again\n"
+        )
         proc = drillbook("run", "--features", str(features), "--out", str(tmp_path / "out"))
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert "broken.feature" in proc.stderr
@@ -184,7 +188,8 @@ class TestLiveConfig:
         assert outcomes == {"LIVE-01": "passed", "LIVE-02": "failed"}
         failed = next(s for s in results["scenarios"] if s["id"] == "LIVE-02")
         assert "nothing-here" in json.dumps(failed["verdicts"])
-        texts = [proc.stdout, proc.stderr] + [p.read_text(errors="replace") for p in run.rglob("*") if p.is_file()]
+        texts = [proc.stdout, proc.stderr]
+        texts += [p.read_text(errors="replace") for p in run.rglob("*") if p.is_file()]
         for text in texts:
             assert password not in text
             assert s3_secret not in text

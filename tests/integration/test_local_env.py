@@ -205,7 +205,10 @@ class TestBackupHistory:
             assert digest == hashlib.sha256(_s3_body(local_env, key)).hexdigest()
 
     def test_directory_holds_the_last_31_nightly_dumps(self, local_env: LocalEnvironment) -> None:
-        """31 ``sentrascan_*.sql.gz`` files (``find -mtime +30`` keeps them) whose mtimes are their backup times."""
+        """31 ``sentrascan_*.sql.gz`` files (``find -mtime +30`` keeps them).
+
+        Their mtimes are their backup times.
+        """
         spec = local_env.store("nightly-plain")
         assert spec.key_pattern is not None
         files = sorted(spec.path.iterdir())

@@ -177,7 +177,7 @@ class TestBadInput:
     def test_not_a_dump(self, tmp_path: Path, scratch: Any) -> None:
         """A file that is not a dump is refused before any restore."""
         (tmp_path / "backup.sql").write_text("hello, this is a shopping list\n")
-        with pytest.raises(BackupUnreadable, match="backup.sql"):
+        with pytest.raises(BackupUnreadable, match=r"backup\.sql"):
             self._run(tmp_path, scratch)
 
     def test_truncated_gzip(self, local_env: Any, tmp_path: Path, scratch: Any) -> None:
@@ -185,7 +185,7 @@ class TestBadInput:
         source = _first_plain_backup(local_env)
         data = source.read_bytes()
         (tmp_path / "cut.sql.gz").write_bytes(data[: len(data) // 2])
-        with pytest.raises(BackupUnreadable, match="truncated|corrupt"):
+        with pytest.raises(BackupUnreadable, match=r"truncated|corrupt"):
             self._run(tmp_path, scratch)
 
     def test_dump_that_restores_with_errors(self, tmp_path: Path, scratch: Any) -> None:
@@ -221,7 +221,10 @@ class TestBadInput:
 
 class TestSafety:
     def test_subject_as_scratch_is_refused_before_any_write(self, local_env: Any, tmp_path: Path) -> None:
-        """A provider that hands back a subject makes the drill stop with NotScratch; the subject is untouched."""
+        """A provider that hands back a subject makes the drill stop with NotScratch.
+
+        The subject is untouched.
+        """
         subject = local_env.postgres("production")
 
         class Treacherous:

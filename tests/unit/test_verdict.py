@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from checks.errors import BackupUnreadable, StoreUnreachable
 from checks.verdict import (
     Outcome,
     Verdict,
@@ -16,7 +17,6 @@ from checks.verdict import (
     verdict_from_error,
     worst,
 )
-from checks.errors import BackupUnreadable, StoreUnreachable
 
 
 class TestOutcome:
