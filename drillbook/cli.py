@@ -143,8 +143,15 @@ def _readable(pattern: str) -> str:
     """A regex step shown with its named groups as {placeholders}."""
     import re
 
-    text = re.sub(r"\(\?P<(\w+)>[^()]*(?:\([^()]*\)[^()]*)*\)", r"{\1}", pattern)
-    return text.replace(r"\d", "").strip("^$")
+    def placeholder(match: re.Match[str]) -> str:
+        body = match.group(2)
+        # Alternatives are worth showing: they are the words the sentence accepts.
+        if "|" in body and re.fullmatch(r"[\w |]+", body):
+            return "{" + match.group(1) + ": " + body + "}"
+        return "{" + match.group(1) + "}"
+
+    text = re.sub(r"\(\?P<(\w+)>([^()]*(?:\([^()]*\)[^()]*)*)\)", placeholder, pattern)
+    return text.strip("^$")
 
 
 def print_json(data: Any) -> None:
