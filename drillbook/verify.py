@@ -15,7 +15,7 @@ from checks import redact
 from checks.backups import BackupObject, backup_freshness
 from checks.compare import compare_databases
 from checks.durations import parse_duration
-from checks.errors import ConfigError, NoBackupFound, StoreUnreachable
+from checks.errors import ConfigError, NoBackupFound, SafetyError, StoreUnreachable
 from checks.verdict import Verdict, format_duration, verdict_from_error
 from drills.restore import RestoreDrill
 from drills.targets import PostgresTarget, Role, StoreSpec
@@ -61,7 +61,8 @@ def verify_backup(args: argparse.Namespace) -> int:
                           progress=lambda m: print(f"  {m}", file=sys.stderr)) as drill:
             try:
                 result = drill.run()
-            except (NoBackupFound, StoreUnreachable) as exc:
+            except (NoBackupFound, StoreUnreachable, SafetyError) as exc:
+                # Nothing was restored, so nothing is known about the backup: usage, not "not restorable".
                 verdicts.append(verdict_from_error("restore.completed", exc))
                 code = EXIT_USAGE
             except Exception as exc:  # noqa: BLE001 - every drill failure becomes a verdict
