@@ -56,8 +56,8 @@ def worst(outcomes: Iterator[Outcome] | list[Outcome]) -> Outcome | None:
     return min(found, key=_SEVERITY.index)
 
 
-def _jsonable(value: Any) -> Any:
-    """Turn measured values (durations, datetimes, paths) into JSON-friendly ones."""
+def jsonable(value: Any) -> Any:
+    """JSON-friendly form of measured values and evidence (durations, datetimes, paths, enums)."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, timedelta):
@@ -67,10 +67,15 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
+        items = [jsonable(v) for v in value]
+        # Sets have no order: sort so the same evidence always serialises the same.
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
     return str(value)
+
+
+_jsonable = jsonable
 
 
 @dataclass(frozen=True)

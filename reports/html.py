@@ -35,7 +35,7 @@ from typing import Any
 import jinja2
 
 from checks.redact import redact, redact_obj
-from checks.verdict import Outcome, Verdict, format_duration
+from checks.verdict import Outcome, Verdict, format_duration, jsonable
 from reports.results import CADENCES, RunResult, ScenarioResult, StepResult
 
 __all__ = ["render_html_report", "write_html_report"]
@@ -502,22 +502,8 @@ def _evidence_item(key: str, value: Any) -> EvidenceItem:
     return EvidenceItem(key=_r(key), value=_r(text), block=block)
 
 
-def _plain(value: Any) -> Any:
-    """JSON-friendly form of measured values and evidence (as the evidence log stores them)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Outcome):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [_plain(v) for v in value]
-        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
-    return str(value)
+_plain = jsonable
+
 
 
 def _listed(cards: Iterable[ScenarioView], outcome: Outcome) -> tuple[ListedVerdict, ...]:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from checks.redact import redact
+from checks.verdict import jsonable
 from reports.results import ScenarioResult
 
 __all__ = ["junit_properties", "junit_testcase_key", "rename_testcases"]
@@ -161,17 +162,4 @@ def _number(value: float) -> str:
     return str(int(rounded)) if rounded.is_integer() else repr(rounded)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
+_plain = jsonable
