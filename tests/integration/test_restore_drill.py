@@ -112,7 +112,7 @@ class TestSandboxStores:
                              (key,))
             subject = local_env.postgres("production")
             verdict = compare_databases(lambda: _connect(subject), lambda: _connect(result.target),
-                                        cutoff=result.backup_time, tables=["orders"], chunk_rows=500)
+                                        cutoff=result.backup_time, tables=["orders"], max_ranges=64)
         assert verdict.outcome is Outcome.FAILED
         assert f"first difference at id = {key}" in verdict.message
 
