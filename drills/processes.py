@@ -48,6 +48,8 @@ DEFAULT_TIMEOUT_S = 30.0
 # How often a readiness loop retries; short, because a local server is usually up in < 1 s.
 _POLL_INTERVAL_S = 0.02
 _LOG_TAIL_LINES = 15
+# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+_MAX_SOCKET_PATH = 107
 SERVER_USER = "postgres"
 WAL_SEGMENT_MB = 1
 
@@ -350,9 +352,13 @@ class PostgresServer:
         hand_to_server_user(self.sockdir)
         # A copied data dir may still carry a pid file if its source was not shut down cleanly.
         (self.datadir / "postmaster.pid").unlink(missing_ok=True)
+        # A Unix socket path is limited to 107 bytes; under a long TMPDIR the postmaster would
+        # refuse to start. Every client connects over TCP, so then the socket is simply left out.
+        socket_path = f"{self.sockdir}/.s.PGSQL.{self.port}"
+        sockdir = str(self.sockdir) if len(os.fsencode(socket_path)) <= _MAX_SOCKET_PATH else ""
         command = [
             str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
-            "-k", str(self.sockdir), "-c", "listen_addresses=127.0.0.1",
+            "-k", sockdir, "-c", "listen_addresses=127.0.0.1",
             # A sandbox is rebuilt from scratch on a crash: durability buys nothing here.
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
         ]

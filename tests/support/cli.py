@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import psutil
 
@@ -45,3 +51,93 @@ def private_tmpdir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     path.chmod(0o711)
     return path
+
+
+class Spawned:
+    """``drillbook ARGS`` started in a session of its own, its stdout read line by line as it comes.
+
+    A session of its own lets a test deliver Ctrl-C the way a terminal does: to the whole
+    process group (:meth:`interrupt_group`).
+    """
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [*DRILLBOOK, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=cwd or REPO, env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._stderr: list[str] = []
+        self._new_line = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self._stderr), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _pump(self, stream: IO[str] | None, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            with self._new_line:
+                into.append(line.rstrip("\n"))
+                self._new_line.notify_all()
+        with self._new_line:
+            self._new_line.notify_all()
+
+    def wait_for_line(self, predicate: Callable[[str], bool], *, timeout: float) -> str:
+        """The first stdout line matching ``predicate``; fails naming what was printed instead."""
+        deadline = time.monotonic() + timeout
+        with self._new_line:
+            while True:
+                for line in self.lines:
+                    if predicate(line):
+                        return line
+                left = deadline - time.monotonic()
+                finished = self.proc.poll() is not None and not any(r.is_alive() for r in self._readers)
+                if left <= 0 or finished:
+                    raise AssertionError(
+                        f"no matching line within {timeout:.0f}s (exit code {self.proc.poll()}); "
+                        f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+                    )
+                self._new_line.wait(min(left, 0.5))
+
+    def interrupt_group(self) -> None:
+        """Ctrl-C as a terminal sends it: SIGINT to every process of the group."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+
+    def send(self, signum: int) -> None:
+        """A signal to the drillbook process alone (a CI timeout, ``kill PID``)."""
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Its exit code; fails (after killing the group) when it does not exit in time."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"drillbook did not exit within {timeout:.0f}s; stdout:\n{self.stdout}"
+                                 f"\nstderr:\n{self.stderr}") from None
+        self._close_pipes()
+        return code
+
+    def _close_pipes(self) -> None:
+        for reader in self._readers:
+            reader.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def kill(self) -> None:
+        """Last resort cleanup for a test that failed half-way: SIGKILL the whole group."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self._close_pipes()
+
+    @property
+    def stdout(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self._stderr)
