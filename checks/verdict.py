@@ -204,7 +204,8 @@ class VerdictFailed(AssertionError):
         self.verdict = verdict
 
 
-Recorder = Callable[[Verdict], None]
+# A recorder may return a replacement verdict (the plugin turns a waived failure into `waived`).
+Recorder = Callable[[Verdict], "Verdict | None"]
 _recorder: ContextVar[Recorder | None] = ContextVar("drillbook_recorder", default=None)
 _strict: ContextVar[bool] = ContextVar("drillbook_strict", default=False)
 
@@ -228,7 +229,9 @@ def record(verdict: Verdict) -> Verdict:
     """
     recorder = _recorder.get()
     if recorder is not None:
-        recorder(verdict)
+        replaced = recorder(verdict)
+        if replaced is not None:
+            verdict = replaced
     if verdict.counts_as_fail(strict=_strict.get()):
         raise VerdictFailed(verdict)
     return verdict

@@ -44,8 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where targets come from (default: live with --config, else local)")
     p_run.add_argument("--strict", action="store_true", help="warnings fail the run")
     p_run.add_argument("-v", "--verbose", action="store_true", help="show pytest's tracebacks too")
+    p_run.add_argument("--waivers", type=Path, help="waiver file (TOML): approved, time-boxed failures")
 
     sub.add_parser("steps", help="print the step catalogue: every sentence a feature can use")
+
+    from . import evidence_cli, status_cli
+
+    evidence_cli.add_parsers(sub, _Parser)
+    status_cli.add_status_parser(sub)
+    p_gate = sub.add_parser("gate", help="CI gates: exit 0, or say what blocks")
+    gate_sub = p_gate.add_subparsers(dest="gate", required=True, parser_class=_Parser)
+    status_cli.add_gate_cadence_parser(gate_sub)
 
     p_sandbox = sub.add_parser("sandbox", help="start or stop the embedded environment to explore it")
     sandbox_sub = p_sandbox.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -84,11 +93,23 @@ def main(argv: list[str] | None = None) -> int:
             return run(
                 RunOptions(config=args.config, cadence=args.cadence, tags=args.tags, out=args.out,
                            features=args.features, env=args.env, strict=args.strict,
-                           verbose=args.verbose),
+                           verbose=args.verbose, waivers=args.waivers),
                 argv=args_list,
             )
         if args.command == "steps":
             return print_steps()
+        if args.command == "evidence":
+            from .evidence_cli import main as evidence_main
+
+            return evidence_main(args)
+        if args.command == "status":
+            from .status_cli import status
+
+            return status(args)
+        if args.command == "gate" and args.gate == "cadence":
+            from .status_cli import gate_cadence
+
+            return gate_cadence(args)
         if args.command == "sandbox":
             from .sandbox_cli import sandbox_down, sandbox_up
 

@@ -34,6 +34,7 @@ class RunOptions:
     env: str = "auto"
     strict: bool = False
     verbose: bool = False
+    waivers: Path | None = None
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -70,6 +71,11 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
 
         load_config(config_path)
     expression = marker_expression(options.cadence, options.tags)
+    # Waivers are validated (format, approver, known ids) before anything runs: exit 2 otherwise.
+    from .audit import prepare_run
+
+    audit = prepare_run(features=features, config_path=config_path, waivers=options.waivers,
+                        out=options.out)
 
     run_id = new_run_id()
     run_dir = (options.out / run_id).resolve()
@@ -101,6 +107,7 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
         args.append("--drillbook-strict")
     if expression:
         args += ["-m", expression]
+    args += audit.pytest_args()
 
     print(f"drillbook run {run_id}: features {', '.join(str(_rel(p)) for p in features)}", flush=True)
     watcher = _CollectionWatcher()
@@ -123,6 +130,7 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     if code == pytest.ExitCode.INTERRUPTED:
         print("drillbook: interrupted; servers and scratch databases were cleaned up", file=sys.stderr)
         return EXIT_FAILED
+    audit_problems = audit.finish(run_dir)
     outcome = RunResult.read(results)
     counts = {k: v for k, v in outcome.counts().items() if v}
     summary = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
@@ -131,6 +139,13 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     print(f"report:   {_rel(run_dir / 'report.html')}")
     print(f"junit:    {_rel(run_dir / 'junit.xml')}")
     print(f"evidence: {_rel(results)}")
+    if audit.ledger is not None and not audit_problems:
+        print(f"ledger:   {_rel(audit.ledger.path)}")
+    for problem in audit_problems:
+        # The drills ran, but the audit trail is incomplete: that run cannot count as a pass.
+        print(f"drillbook: {problem}", file=sys.stderr)
+    if audit_problems:
+        return EXIT_FAILED
     return EXIT_PASSED if outcome.passed else EXIT_FAILED
 
 

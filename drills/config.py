@@ -51,7 +51,8 @@ from .targets import PostgresTarget, RedisTarget, Role, StoreSpec
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
 
-_RUN_KEYS = {"out", "strict"}
+_RUN_KEYS = {"out", "strict", "waivers"}
+_LEDGER_KEYS = {"url"}
 _TARGET_KEYS: dict[str, set[str]] = {
     "postgres": {"kind", "dsn", "scratch"},
     "redis": {"kind", "url", "scratch"},
@@ -62,7 +63,7 @@ _TARGET_KEYS: dict[str, set[str]] = {
     "directory": {"kind", "path", "key_pattern", "checksum_suffix"},
 }
 _SECRET_KEYS = {"dsn", "url", "secret_access_key", "access_key_id", "endpoint_url"}
-_TOP_KEYS = {"run", "targets"}
+_TOP_KEYS = {"run", "targets", "ledger"}
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,16 @@ class Config:
     postgres: Mapping[str, PostgresTarget] = field(default_factory=dict)
     redis: Mapping[str, RedisTarget] = field(default_factory=dict)
     stores: Mapping[str, StoreSpec] = field(default_factory=dict)
+    waivers: Path | None = None  # [run] waivers: the waiver file, relative to the config file
+    ledger_url: str | None = None  # [ledger] url: the cadence ledger (a path; default <out>/ledger.jsonl)
 
     def redacted(self) -> dict[str, Any]:
         """The effective config with every secret masked (for evidence)."""
         data: dict[str, Any] = {
             "out": str(self.out),
             "strict": self.strict,
+            "waivers": str(self.waivers) if self.waivers else None,
+            "ledger_url": redact.redact(self.ledger_url) if self.ledger_url else None,
             "targets": {},
         }
         for name, pg in self.postgres.items():
@@ -124,6 +129,17 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
     _reject_unknown(run, _RUN_KEYS, where, "run.")
     out = Path(_string(run.get("out", "out"), where, "run.out"))
     strict = _bool(run.get("strict", False), where, "run.strict")
+    waivers = None
+    if "waivers" in run:
+        waivers_value = Path(_string(run["waivers"], where, "run.waivers"))
+        if not waivers_value.is_absolute() and path is not None:
+            waivers_value = path.parent / waivers_value
+        waivers = waivers_value
+    ledger = _table(data.get("ledger", {}), where, "ledger")
+    _reject_unknown(ledger, _LEDGER_KEYS, where, "ledger.")
+    ledger_url = None
+    if "url" in ledger:
+        ledger_url = _resolve(ledger["url"], where, "ledger.url", environ, secret=False)
 
     postgres: dict[str, PostgresTarget] = {}
     redis_targets: dict[str, RedisTarget] = {}
@@ -182,7 +198,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
             _validate_key_pattern(key_pattern, where, f"{key}.key_pattern")
     _reject_scratch_equal_to_subject(postgres, where)
     return Config(path=path, out=out, strict=strict, postgres=postgres,
-                  redis=redis_targets, stores=stores)
+                  redis=redis_targets, stores=stores, waivers=waivers, ledger_url=ledger_url)
 
 
 def _check_dsn(dsn: str, where: str, key: str) -> None:

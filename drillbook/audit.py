@@ -1,0 +1,336 @@
+"""The audit side of a run: waivers in, ledger and evidence snapshot out.
+
+Three seams, kept out of the main plugin and runner:
+
+- a pytest plugin part (listed in ``drillbook.plugin.pytest_plugins``): the
+  ``--drillbook-waivers`` / ``--drillbook-ledger`` options, the waiver file
+  loaded at configure time (a bad file is a usage error before anything runs),
+  :func:`waive` called by the plugin's recorder, and the ``drillbook_ledger``
+  fixture the cadence step reads;
+- :func:`prepare_run`, called by ``drillbook run`` before pytest starts:
+  validates the waiver file against the feature catalogue, resolves the ledger;
+- :meth:`RunAudit.finish`, called after the run: snapshots what an auditor
+  needs into the run directory (features as run, redacted config, environment
+  fingerprint, waiver file), appends to the ledger, writes the metrics textfile.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checks import redact
+from checks.cadence import DrillHistory, shortest_cadence
+from checks.errors import ConfigError
+from checks.verdict import Verdict
+from checks.waivers import Waiver, WaiverError, apply_waiver, check_known, load_waivers
+from reports.ledger import LocalLedger, entries_for_run, histories
+from reports.results import RunResult
+
+from . import __version__
+
+_WAIVERS = pytest.StashKey[list[Waiver]]()
+LEDGER_FILE = "ledger.jsonl"
+METRICS_FILE = "drillbook.prom"
+_TOOLS = ("pg_dump", "pg_restore", "psql")
+_PACKAGES = ("pytest", "pytest-bdd", "psycopg", "boto3", "redis", "moto", "jinja2")
+
+
+# ---------------------------------------------------------------- feature catalogue
+
+
+@dataclass(frozen=True)
+class Drill:
+    """A scenario with an @id, as the features define it."""
+
+    id: str
+    scenario: str
+    cadence: str | None
+    feature_path: str
+    line: int
+
+
+def feature_files(paths: Iterable[Path]) -> list[Path]:
+    """Every ``.feature`` file under the given files and folders, sorted."""
+    found: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            found.update(p.resolve() for p in path.rglob("*.feature"))
+        elif path.suffix == ".feature" and path.exists():
+            found.add(path.resolve())
+    return sorted(found)
+
+
+def catalogue(paths: Iterable[Path]) -> dict[str, Drill]:
+    """Every scenario id the features define, with its (shortest) cadence."""
+    from pytest_bdd.exceptions import FeatureError
+    from pytest_bdd.parser import FeatureParser
+
+    drills: dict[str, Drill] = {}
+    for path in feature_files(paths):
+        try:
+            feature = FeatureParser(str(path.parent), path.name).parse()
+        except FeatureError as exc:
+            raise ConfigError(f"{path}: cannot parse the feature: {exc}", file=str(path)) from exc
+        for scenario in feature.scenarios.values():
+            tags = set(scenario.tags) | set(feature.tags)
+            ident = next((t.split(":", 1)[1] for t in sorted(tags) if t.startswith("id:")), None)
+            if ident is None:
+                continue
+            cadence = shortest_cadence(tags)
+            previous = drills.get(ident)
+            if previous is not None and previous.cadence != cadence:
+                cadence = shortest_cadence([c for c in (cadence, previous.cadence) if c])
+            drills[ident] = Drill(id=ident, scenario=scenario.name, cadence=cadence,
+                                  feature_path=_feature_rel(path), line=scenario.line_number)
+    return drills
+
+
+def _feature_rel(path: Path) -> str:
+    for parent in path.parents:
+        if parent.name == "features":
+            return str(Path("features") / path.relative_to(parent))
+    return path.name
+
+
+# ---------------------------------------------------------------- run integration
+
+
+def read_waiver_file(path: Path, known_ids: Iterable[str] | None) -> list[Waiver]:
+    """Load a waiver file; with ``known_ids``, an unknown scenario id is an error too."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise WaiverError(f"cannot read waiver file {path}: {exc.strerror}", file=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise WaiverError(f"{path}: not UTF-8 text (byte {exc.start})", file=str(path)) from exc
+    waivers = load_waivers(text, source=str(path))
+    if known_ids is not None:
+        check_known(waivers, known_ids)
+    return waivers
+
+
+@dataclass
+class RunAudit:
+    """What ``drillbook run`` needs before and after pytest: waivers, ledger, config to snapshot."""
+
+    ledger: LocalLedger | None
+    waivers_path: Path | None
+    config_path: Path | None
+    features: Sequence[Path]
+    waivers: list[Waiver] = field(default_factory=list)
+
+    def pytest_args(self) -> list[str]:
+        args = []
+        if self.waivers_path is not None:
+            args.append(f"--drillbook-waivers={self.waivers_path}")
+        if self.ledger is not None:
+            args.append(f"--drillbook-ledger={self.ledger.path}")
+        return args
+
+    def finish(self, run_dir: Path) -> list[str]:
+        """Snapshot evidence into ``run_dir``, append to the ledger, write metrics; return problems."""
+        problems: list[str] = []
+        run = RunResult.read(run_dir / "results.json")
+        try:
+            snapshot_run(run_dir, run, self.features, self.config_path, self.waivers_path)
+        except OSError as exc:
+            problems.append(f"evidence snapshot incomplete in {run_dir}: {exc}")
+        if self.ledger is None:
+            return problems
+        from checks.errors import DrillbookError
+
+        try:
+            self.ledger.append(entries_for_run(run))
+        except DrillbookError as exc:
+            problems.append(f"ledger not updated: {redact.redact(str(exc))}")
+            return problems
+        try:
+            from reports.metrics import write_textfile
+
+            read = self.ledger.read()
+            write_textfile(self.ledger.path.with_name(METRICS_FILE), read.entries,
+                           catalogue_cadences(self.features))
+        except (OSError, ConfigError) as exc:
+            problems.append(f"metrics textfile not written: {exc}")
+        return problems
+
+
+def catalogue_cadences(features: Sequence[Path]) -> dict[str, str | None]:
+    return {d.id: d.cadence for d in catalogue(features).values()}
+
+
+def prepare_run(*, features: Sequence[Path], config_path: Path | None, waivers: Path | None,
+                out: Path) -> RunAudit:
+    """Resolve ledger and waivers for a run; a bad waiver file raises (usage error, nothing ran)."""
+    ledger_url: str | None = None
+    if config_path is not None:
+        from drills.config import load_config
+
+        config = load_config(config_path)
+        ledger_url = config.ledger_url
+        if waivers is None and config.waivers is not None:
+            waivers = config.waivers
+    audit = RunAudit(ledger=ledger_at(ledger_url, out, config_path), waivers_path=waivers,
+                     config_path=config_path, features=list(features))
+    if waivers is not None:
+        audit.waivers_path = waivers.resolve()
+        audit.waivers = read_waiver_file(audit.waivers_path, catalogue(features).keys())
+    return audit
+
+
+def ledger_at(url: str | None, out: Path, config_path: Path | None = None) -> LocalLedger:
+    """The ledger a run appends to: ``[ledger] url`` (a path) or ``<out>/ledger.jsonl``."""
+    if url is None:
+        return LocalLedger((out / LEDGER_FILE).resolve())
+    if url.startswith("s3://"):
+        raise ConfigError(f"`ledger.url` {url}: S3 ledgers are not supported by this version",
+                          key="ledger.url", hint="use a local path (a shared filesystem works)")
+    path = Path(url.removeprefix("file://"))
+    if not path.is_absolute() and config_path is not None:
+        path = config_path.parent / path
+    return LocalLedger(path.resolve())
+
+
+def snapshot_run(run_dir: Path, run: RunResult, features: Sequence[Path], config_path: Path | None,
+                 waivers_path: Path | None) -> None:
+    """Copy into the run directory what the evidence bundle needs and might change later."""
+    wanted = {s.feature_path for s in run.scenarios}
+    for path in feature_files(features):
+        rel = _feature_rel(path)
+        if rel in wanted:
+            target = run_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    config: dict[str, Any] = {"config_path": str(config_path) if config_path else None,
+                              "environment": run.environment}
+    if config_path is not None:
+        from drills.config import load_config
+
+        config["effective"] = load_config(config_path).redacted()
+    else:
+        config["effective"] = None
+        config["note"] = "no drillbook.toml: the embedded local sandbox supplied every target"
+    _write_json(run_dir / "config.json", redact.redact_obj(config))
+    _write_json(run_dir / "environment.json", redact.redact_obj(fingerprint(run)))
+    if waivers_path is not None:
+        shutil.copyfile(waivers_path, run_dir / "waivers.toml")
+
+
+def fingerprint(run: RunResult) -> dict[str, Any]:
+    """drillbook, Python, package and tool versions, the host, and the environment's details."""
+    packages: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "drillbook_version": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "packages": packages,
+        "tools": tool_versions(),
+        "environment": run.environment,
+        "environment_details": dict(run.environment_details),
+    }
+
+
+def tool_versions() -> dict[str, str | None]:
+    """``--version`` of the PostgreSQL client tools and redis-server (None when absent)."""
+    from checks.errors import EnvironmentError_
+    from drills import pgtools
+
+    found: dict[str, str | None] = {}
+    for name in _TOOLS:
+        try:
+            binary = str(pgtools.bindir() / name)
+        except EnvironmentError_:
+            binary = shutil.which(name) or name
+        found[name] = _version_of([binary, "--version"])
+    found["redis-server"] = _version_of(["redis-server", "--version"])
+    return found
+
+
+def _version_of(command: list[str]) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- pytest plugin part
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("drillbook")
+    group.addoption("--drillbook-waivers", default=None, help="waiver file (TOML) to apply")
+    group.addoption("--drillbook-ledger", default=None, help="cadence ledger file the cadence step reads")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    path = config.getoption("--drillbook-waivers", None)
+    if not path:
+        config.stash[_WAIVERS] = []
+        return
+    try:
+        config.stash[_WAIVERS] = read_waiver_file(Path(path), None)
+    except WaiverError as exc:
+        raise pytest.UsageError(f"drillbook: {exc}") from exc
+
+
+def waive(config: pytest.Config, scenario_id: str | None, verdict: Verdict) -> Verdict:
+    """The plugin's recorder calls this: a failed verdict under an active waiver becomes waived."""
+    waivers = config.stash.get(_WAIVERS, [])
+    if not waivers:
+        return verdict
+    return apply_waiver(verdict, scenario_id, waivers, today=datetime.now(UTC).date())
+
+
+class LedgerView:
+    """What the cadence step may ask of the ledger: one drill's history."""
+
+    def __init__(self, ledger: LocalLedger | None) -> None:
+        self.ledger = ledger
+
+    def history(self, drill_id: str) -> DrillHistory:
+        """The drill's history; raises LedgerCorrupt (an error verdict) when the chain is damaged."""
+        from reports.ledger import LedgerCorrupt
+
+        if self.ledger is None:
+            return DrillHistory(drill_id=drill_id, cadence=None)
+        read = self.ledger.read()
+        if not read.ok:
+            raise LedgerCorrupt(f"{self.ledger.path}: {read.problems[0]}", path=str(self.ledger.path))
+        found = histories(read.entries).get(drill_id)
+        return found or DrillHistory(drill_id=drill_id, cadence=None)
+
+
+@pytest.fixture(scope="session")
+def drillbook_ledger(request: pytest.FixtureRequest) -> LedgerView:
+    """The run's cadence ledger (``--drillbook-ledger``; else ``out/ledger.jsonl`` beside the run)."""
+    path = request.config.getoption("--drillbook-ledger", None)
+    if path:
+        return LedgerView(LocalLedger(Path(path)))
+    out = request.config.getoption("--drillbook-out", None)
+    if out:
+        return LedgerView(LocalLedger(Path(out).resolve().parent / LEDGER_FILE))
+    return LedgerView(None)

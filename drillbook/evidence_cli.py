@@ -1,0 +1,153 @@
+"""``drillbook evidence export|verify``: the auditor's bundle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from checks.durations import parse_duration
+from checks.errors import ConfigError
+from reports.evidence import VerifyReport, export_bundle, verify_bundle
+
+from .runner import EXIT_FAILED, EXIT_PASSED
+
+# Environment variables that carry an ambient OIDC identity for keyless signing.
+_IDENTITY_VARS = ("SIGSTORE_ID_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL")
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                parser_class: type[argparse.ArgumentParser]) -> None:
+    """``evidence export`` and ``evidence verify`` (called from cli.build_parser)."""
+    p_evidence = sub.add_parser("evidence", help="export or verify an auditor's evidence bundle")
+    ev_sub = p_evidence.add_subparsers(dest="action", required=True, parser_class=parser_class)
+    p_export = ev_sub.add_parser("export", help="one deterministic zip of runs, with a SHA-256 manifest")
+    p_export.add_argument("--out", type=Path, default=Path("out"),
+                          help="where runs were written (default out/)")
+    which = p_export.add_mutually_exclusive_group()
+    which.add_argument("--run", action="append", metavar="ID", help="a run id (repeatable; default: latest)")
+    which.add_argument("--since", metavar="AGE", help="every run started within AGE, e.g. 90d")
+    p_export.add_argument("-o", "--output", type=Path, default=Path("evidence.zip"), help="the zip to write")
+    p_export.add_argument("--sign", action="store_true",
+                          help="sign the manifest with sigstore (needs an ambient OIDC identity)")
+    p_verify = ev_sub.add_parser("verify", help="check every hash, name any modified, missing or extra file")
+    p_verify.add_argument("bundle", type=Path)
+    p_verify.add_argument("--identity", help="expected signer identity (signed bundles only)")
+    p_verify.add_argument("--issuer", help="expected OIDC issuer of the signer")
+    p_verify.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.action == "export":
+        return export(args)
+    return verify(args)
+
+
+def select_runs(out: Path, run_ids: list[str] | None, since: str | None, *, now: datetime) -> list[Path]:
+    """The run directories to export: named ids, runs started within ``since``, or the latest."""
+    if not out.is_dir():
+        raise ConfigError(f"{out} does not exist: no run to export",
+                          hint="pass --out with the runs directory")
+    runs = sorted(p for p in out.iterdir() if p.is_dir() and not p.is_symlink()
+                  and (p / "results.json").is_file())
+    if run_ids:
+        chosen = []
+        for ident in run_ids:
+            path = out / ident
+            if "/" in ident or not (path / "results.json").is_file():
+                known = ", ".join(p.name for p in runs[-5:]) or "none"
+                raise ConfigError(f"no run {ident!r} in {out} (latest: {known})",
+                                  hint="`ls` the runs directory, or use --since")
+            chosen.append(path)
+        return chosen
+    if since:
+        try:
+            age = parse_duration(since)
+        except ValueError as exc:
+            raise ConfigError(f"--since: {exc}") from exc
+        cutoff = now - age
+        chosen = [p for p in runs if _started(p) >= cutoff]
+        if not chosen:
+            raise ConfigError(f"no run in {out} started within {since}")
+        return chosen
+    latest = out / "latest"
+    if (latest / "results.json").is_file():
+        return [latest.resolve()]
+    if not runs:
+        raise ConfigError(f"no run in {out}", hint="run `drillbook run` first")
+    return [runs[-1]]
+
+
+def _started(run_dir: Path) -> datetime:
+    try:
+        data = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        moment = datetime.fromisoformat(data["started_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return datetime.min.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def export(args: argparse.Namespace) -> int:
+    runs = select_runs(args.out, args.run, args.since, now=datetime.now(UTC))
+    data = export_bundle(runs)
+    target: Path = args.output
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    report = verify_bundle(data, name=str(target))
+    print(f"evidence: {target} — {len(runs)} run(s), {report.files_checked} files, {len(data)} bytes")
+    print(f"manifest sha256: {report.manifest_sha256}")
+    if args.sign:
+        if any(os.environ.get(v) for v in _IDENTITY_VARS):
+            print("drillbook: --sign: keyless signing is not implemented in this version; "
+                  "exported unsigned", file=sys.stderr)
+        else:
+            print("drillbook: --sign: no ambient OIDC identity (SIGSTORE_ID_TOKEN or a GitHub Actions "
+                  "id-token) is available here; exported unsigned", file=sys.stderr)
+    return EXIT_PASSED
+
+
+def verify(args: argparse.Namespace) -> int:
+    path: Path = args.bundle
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"drillbook: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    report = verify_bundle(data, name=str(path))
+    signature_problem = None
+    if args.identity or args.issuer:
+        signature_problem = ("the bundle is not signed, but --identity/--issuer ask for a signature "
+                             "check: treat it as unverified")
+    if args.json:
+        print(json.dumps(_as_json(report, signature_problem), indent=2))
+    else:
+        _print_report(report, signature_problem)
+    return EXIT_PASSED if report.ok and signature_problem is None else EXIT_FAILED
+
+
+def _as_json(report: VerifyReport, signature_problem: str | None) -> dict[str, object]:
+    problems = [{"kind": p.kind, "path": p.path, "detail": p.detail} for p in report.problems]
+    if signature_problem:
+        problems.append({"kind": "signature", "path": "", "detail": signature_problem})
+    return {"bundle": report.path, "ok": report.ok and not signature_problem,
+            "manifest_sha256": report.manifest_sha256, "runs": report.runs,
+            "files_checked": report.files_checked, "signed": False, "problems": problems}
+
+
+def _print_report(report: VerifyReport, signature_problem: str | None) -> None:
+    for problem in report.problems:
+        print(f"  {problem}")
+    if signature_problem:
+        print(f"  signature: {signature_problem}")
+    if report.ok and not signature_problem:
+        print(f"evidence OK: {report.path} — {report.files_checked} files match the manifest, "
+              f"runs {', '.join(report.runs)}; unsigned")
+        print(f"manifest sha256: {report.manifest_sha256} (compare with the exporter's)")
+    else:
+        count = len(report.problems) + (1 if signature_problem else 0)
+        print(f"evidence NOT VERIFIED: {report.path} — {count} problem(s)")

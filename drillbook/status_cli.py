@@ -1,0 +1,149 @@
+"""``drillbook status`` and ``drillbook gate cadence``: every drill against its cadence."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from checks.cadence import DrillHistory, DrillState, drill_state, due_at
+from reports.ledger import LedgerRead, LocalLedger, histories
+
+from .audit import METRICS_FILE, Drill, catalogue, ledger_at
+from .runner import EXIT_FAILED, EXIT_OVERDUE, EXIT_PASSED, _default_features
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("out"),
+                        help="where runs are written; the ledger is <out>/ledger.jsonl (default out/)")
+    parser.add_argument("--ledger", type=Path, help="the ledger file (overrides --out and the config)")
+    parser.add_argument("--config", type=Path, help="drillbook.toml (for `[ledger] url`)")
+    parser.add_argument("--features", type=Path, action="append",
+                        help="feature file or folder defining the drills (default features/)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def add_status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p_status = sub.add_parser("status", help="every drill: cadence, last run, last pass, due, state")
+    _common(p_status)
+    p_status.add_argument("--prometheus", type=Path, metavar="FILE",
+                          help=f"also write a node_exporter textfile (e.g. .../{METRICS_FILE})")
+
+
+def add_gate_cadence_parser(gate_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p_cadence = gate_sub.add_parser("cadence", help="exit 3 when any drill is overdue or never ran")
+    _common(p_cadence)
+
+
+def _ledger(args: argparse.Namespace) -> LocalLedger:
+    if args.ledger is not None:
+        return LocalLedger(args.ledger.resolve())
+    url = None
+    if args.config is not None:
+        from drills.config import load_config
+
+        url = load_config(args.config.resolve()).ledger_url
+    return ledger_at(url, args.out, args.config.resolve() if args.config else None)
+
+
+def status_rows(drills: dict[str, Drill], read: LedgerRead, *, now: datetime) -> list[dict[str, Any]]:
+    """One row per drill id known to the features or the ledger."""
+    found = histories(read.entries, {d.id: d.cadence for d in drills.values()})
+    rows = []
+    for drill_id in sorted(set(drills) | set(found)):
+        drill = drills.get(drill_id)
+        history = found.get(drill_id) or DrillHistory(
+            drill_id=drill_id, cadence=drill.cadence if drill else None)
+        due = due_at(history)
+        rows.append({
+            "id": drill_id,
+            "scenario": drill.scenario if drill else None,
+            "cadence": history.cadence,
+            "last_run": _iso(history.last_run),
+            "last_outcome": history.last_outcome.value if history.last_outcome else None,
+            "last_pass": _iso(history.last_pass),
+            "due": _iso(due),
+            "state": drill_state(history, now=now).value,
+            "in_features": drill is not None,
+        })
+    return rows
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
+
+
+def _load(args: argparse.Namespace) -> tuple[LocalLedger, LedgerRead, dict[str, Drill]]:
+    ledger = _ledger(args)
+    read = ledger.read()
+    features = [p.resolve() for p in (args.features or [_default_features()])]
+    return ledger, read, catalogue(features)
+
+
+def status(args: argparse.Namespace) -> int:
+    ledger, read, drills = _load(args)
+    rows = status_rows(drills, read, now=datetime.now(UTC))
+    if args.prometheus is not None:
+        from reports.metrics import write_textfile
+
+        write_textfile(args.prometheus, read.entries, {d.id: d.cadence for d in drills.values()})
+    if args.json:
+        print(json.dumps({"ledger": str(ledger.path), "ledger_ok": read.ok,
+                          "ledger_problems": [str(p) for p in read.problems], "drills": rows}, indent=2))
+    else:
+        _table(rows)
+        print(f"ledger: {ledger.path} ({len(read.entries)} entries)")
+    _print_problems(ledger, read)
+    return EXIT_PASSED if read.ok else EXIT_FAILED
+
+
+def gate_cadence(args: argparse.Namespace) -> int:
+    ledger, read, drills = _load(args)
+    rows = status_rows(drills, read, now=datetime.now(UTC))
+    blocking = [r for r in rows if r["state"] in (DrillState.OVERDUE.value, DrillState.NEVER_RUN.value)
+                and r["cadence"] is not None]
+    if args.json:
+        print(json.dumps({"ledger": str(ledger.path), "ledger_ok": read.ok,
+                          "ledger_problems": [str(p) for p in read.problems],
+                          "blocking": blocking, "passed": not blocking and read.ok}, indent=2))
+    _print_problems(ledger, read)
+    if not read.ok:
+        # A damaged ledger cannot prove anything: "could not check", never a pass.
+        return EXIT_FAILED
+    if blocking:
+        if not args.json:
+            print(f"drillbook gate cadence: BLOCKED — {len(blocking)} drill(s) out of cadence:")
+            for row in blocking:
+                last = row["last_pass"] or "never passed"
+                print(f"  {row['state'].upper():<10} {row['id']:<10} {row['cadence']:<10} "
+                      f"last pass {last}; due {row['due'] or 'now'}")
+        return EXIT_OVERDUE
+    if not args.json:
+        print(f"drillbook gate cadence: PASS — {len(rows)} drill(s) within cadence")
+    return EXIT_PASSED
+
+
+def _print_problems(ledger: LocalLedger, read: LedgerRead) -> None:
+    if read.ok:
+        return
+    print(f"drillbook: the ledger {ledger.path} is damaged:", file=sys.stderr)
+    for problem in read.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    header = ("ID", "CADENCE", "LAST RUN", "OUTCOME", "LAST PASS", "DUE", "STATE")
+    lines = [header] + [(
+        r["id"], r["cadence"] or "-", _short(r["last_run"]), r["last_outcome"] or "-",
+        _short(r["last_pass"]), _short(r["due"]), r["state"],
+    ) for r in rows]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _short(value: str | None) -> str:
+    return value.replace("+00:00", "Z") if value else "-"

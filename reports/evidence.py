@@ -1,0 +1,312 @@
+"""The evidence bundle: one deterministic zip an auditor can verify offline.
+
+Layout of ``evidence.zip``::
+
+    manifest.json                          SHA-256 and size of every other file
+    runs/<run-id>/results.json             the run as recorded (already redacted)
+    runs/<run-id>/scenarios/NNN-<id>.json  one file per scenario: verdicts, measured vs
+                                           expected, evidence, timings
+    runs/<run-id>/junit.xml, report.html   as the run wrote them
+    runs/<run-id>/features/...             the feature files as run (snapshot of the run)
+    runs/<run-id>/config.json              the effective config, secrets masked
+    runs/<run-id>/environment.json         drillbook/tool/package versions, host
+    runs/<run-id>/waivers.toml             the waiver file the run applied, if any
+
+Same inputs give a byte-identical archive: members in a fixed order
+(manifest first, then sorted paths), fixed timestamps and permissions, and
+*stored* (not deflated) members. Storing is deliberate: the archive is then
+a pure function of its contents, so :func:`verify_bundle` can rebuild it and
+prove every byte, not only every member, independent of the zlib in use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from checks import redact
+from checks.errors import DrillbookError
+
+FORMAT = "drillbook-evidence/1"
+MANIFEST = "manifest.json"
+# The earliest timestamp a zip can hold: the archive never depends on when it was made.
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+_FILE_MODE = 0o100644 << 16
+_UNIX = 3
+# Files a run directory holds that are copied as they are (when present).
+_RUN_FILES = ("results.json", "junit.xml", "report.html", "config.json", "environment.json",
+              "waivers.toml")
+_SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class EvidenceError(DrillbookError):
+    """A run directory cannot be exported (missing, unreadable, not a drillbook run)."""
+
+    default_hint = "pass --out with the directory `drillbook run` wrote to, and an existing --run id"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file of the bundle."""
+
+    path: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing verification found: ``kind`` is modified, missing, extra, archive or manifest."""
+
+    kind: str
+    path: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.path} — {self.detail}" if self.path else f"{self.kind}: {self.detail}"
+
+
+@dataclass
+class VerifyReport:
+    """The result of verifying a bundle: every problem found, and what the manifest claims."""
+
+    path: str
+    problems: list[Problem] = field(default_factory=list)
+    files_checked: int = 0
+    manifest_sha256: str | None = None
+    runs: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# ---------------------------------------------------------------- export
+
+
+def run_members(run_dir: Path) -> list[Member]:
+    """Every bundle file for one run directory, under ``runs/<run-id>/``."""
+    results_path = run_dir / "results.json"
+    try:
+        raw = results_path.read_bytes()
+        data = json.loads(raw.decode("utf-8"))
+    except OSError as exc:
+        raise EvidenceError(f"{results_path}: cannot read the run's results ({exc.strerror})",
+                            path=str(results_path)) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvidenceError(f"{results_path}: not a drillbook results file ({exc})",
+                            path=str(results_path)) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
+        raise EvidenceError(f"{results_path}: not a drillbook results file (no run_id)",
+                            path=str(results_path))
+    run_id = data["run_id"]
+    if not _SAFE_ID.match(run_id):
+        raise EvidenceError(f"{results_path}: run_id {run_id!r} is not a plain name",
+                            path=str(results_path))
+    base = f"runs/{run_id}"
+    members = []
+    for name in _RUN_FILES:
+        path = run_dir / name
+        if path.is_file():
+            members.append(Member(f"{base}/{name}", _redacted_bytes(path.read_bytes())))
+    for index, scenario in enumerate(data.get("scenarios") or [], start=1):
+        ident = (scenario.get("id") if isinstance(scenario, dict) else None) or "no-id"
+        text = json.dumps(scenario, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        name = f"{index:03d}-{_SLUG.sub('_', str(ident))}.json"
+        members.append(Member(f"{base}/scenarios/{name}", redact.redact(text).encode("utf-8")))
+    features = run_dir / "features"
+    if features.is_dir():
+        for path in sorted(p for p in features.rglob("*") if p.is_file()):
+            rel = path.relative_to(run_dir).as_posix()
+            members.append(Member(f"{base}/{rel}", _redacted_bytes(path.read_bytes())))
+    return members
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def _redacted_bytes(data: bytes) -> bytes:
+    """Text files pass through the redactor once more; binary files are kept as they are."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    return redact.redact(text).encode("utf-8")
+
+
+def build_manifest(members: Sequence[Member], runs: Sequence[dict[str, Any]]) -> Member:
+    """``manifest.json``: the format, the runs, and path/SHA-256/size of every member."""
+    manifest = {
+        "format": FORMAT,
+        "runs": list(runs),
+        "files": [{"path": m.path, "sha256": m.sha256, "size": len(m.data)}
+                  for m in sorted(members, key=lambda m: m.path)],
+    }
+    text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return Member(MANIFEST, text.encode("utf-8"))
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """What the manifest says about one run (id, times, version, pass/fail, counts)."""
+    data = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    return {
+        "run_id": data.get("run_id"),
+        "started_at": data.get("started_at"),
+        "finished_at": data.get("finished_at"),
+        "drillbook_version": data.get("drillbook_version"),
+        "environment": data.get("environment"),
+        "passed": data.get("passed"),
+        "counts": data.get("counts"),
+    }
+
+
+def export_bundle(run_dirs: Iterable[Path]) -> bytes:
+    """The evidence zip for these runs, byte-identical for identical inputs."""
+    dirs = sorted({Path(d) for d in run_dirs}, key=lambda d: d.name)
+    if not dirs:
+        raise EvidenceError("no run to export", hint="run `drillbook run` first, or widen --since")
+    members: list[Member] = []
+    summaries = []
+    for run_dir in dirs:
+        members.extend(run_members(run_dir))
+        summaries.append(run_summary(run_dir))
+    summaries.sort(key=lambda s: str(s["run_id"]))
+    manifest = build_manifest(members, summaries)
+    return canonical_zip([manifest, *sorted(members, key=lambda m: m.path)])
+
+
+def canonical_zip(members: Sequence[Member]) -> bytes:
+    """A zip of ``members`` in the given order with fixed metadata: no time, no owner, no compression."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for member in members:
+            info = zipfile.ZipInfo(member.path, date_time=_FIXED_TIME)
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = _FILE_MODE
+            info.create_system = _UNIX
+            archive.writestr(info, member.data)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- verify
+
+
+def verify_bundle(data: bytes, *, name: str = "evidence.zip") -> VerifyReport:
+    """Check every hash in the manifest, then that the archive is exactly the canonical export.
+
+    Never raises on bad input: a corrupt zip, a lying manifest, a modified,
+    missing or extra file each become a named :class:`Problem`.
+    """
+    report = VerifyReport(path=name)
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+        report.problems.append(Problem("archive", "", f"{name} is not a readable zip archive "
+                                       f"(corrupt or truncated): {exc}"))
+        return report
+    with archive:
+        infos = archive.infolist()
+        names = [i.filename for i in infos]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            report.problems.append(Problem("extra", dup, "appears more than once in the archive"))
+        contents: dict[str, bytes] = {}
+        for info in infos:
+            if info.filename in contents:
+                continue
+            try:
+                contents[info.filename] = archive.read(info)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError,
+                    NotImplementedError, RuntimeError) as exc:
+                # A CRC mismatch or a damaged header: the member's bytes were changed.
+                report.problems.append(Problem("modified", info.filename, f"cannot be read intact: {exc}"))
+    manifest = _read_manifest(contents, report)
+    if manifest is None:
+        return report
+    listed: dict[str, dict[str, Any]] = {}
+    for entry in manifest["files"]:
+        listed[entry["path"]] = entry
+    for path, entry in sorted(listed.items()):
+        if path not in contents:
+            if not any(p.path == path for p in report.problems):
+                report.problems.append(Problem("missing", path,
+                                               "listed in the manifest, absent from the archive"))
+            continue
+        body = contents[path]
+        digest = hashlib.sha256(body).hexdigest()
+        report.files_checked += 1
+        if digest != entry["sha256"]:
+            report.problems.append(Problem(
+                "modified", path, f"SHA-256 {digest}, manifest says {entry['sha256']}"))
+        elif len(body) != entry["size"]:
+            report.problems.append(Problem(
+                "modified", path, f"{len(body)} bytes, manifest says {entry['size']}"))
+    for path in sorted(set(contents) - set(listed) - {MANIFEST}):
+        report.problems.append(Problem("extra", path, "in the archive but not in the manifest"))
+    if report.ok:
+        _check_canonical(data, contents, report)
+    return report
+
+
+def _read_manifest(contents: dict[str, bytes], report: VerifyReport) -> dict[str, Any] | None:
+    raw = contents.get(MANIFEST)
+    if raw is None:
+        if not any(p.path == MANIFEST for p in report.problems):
+            report.problems.append(Problem("missing", MANIFEST, "the archive has no manifest"))
+        return None
+    report.manifest_sha256 = hashlib.sha256(raw).hexdigest()
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        report.problems.append(Problem("manifest", MANIFEST, f"not valid JSON: {exc}"))
+        return None
+    problem = _manifest_shape(manifest)
+    if problem:
+        report.problems.append(Problem("manifest", MANIFEST, problem))
+        return None
+    report.runs = [str(r.get("run_id")) for r in manifest["runs"] if isinstance(r, dict)]
+    return dict(manifest)
+
+
+def _manifest_shape(manifest: Any) -> str | None:
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    if manifest.get("format") != FORMAT:
+        return f"format is {manifest.get('format')!r}, expected {FORMAT!r}"
+    files, runs = manifest.get("files"), manifest.get("runs")
+    if not isinstance(files, list) or not isinstance(runs, list):
+        return "`files` and `runs` must be lists"
+    seen: set[str] = set()
+    for index, entry in enumerate(files):
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                and isinstance(entry.get("sha256"), str) and isinstance(entry.get("size"), int)):
+            return f"files[{index}] needs a string path, a string sha256 and an integer size"
+        path = entry["path"]
+        if path in seen:
+            return f"files[{index}]: {path} is listed twice"
+        if path.startswith("/") or ".." in PurePosixPath(path).parts:
+            return f"files[{index}]: {path!r} is not a relative path inside the bundle"
+        seen.add(path)
+    return None
+
+
+def _check_canonical(data: bytes, contents: dict[str, bytes], report: VerifyReport) -> None:
+    """Every member matched its hash: the archive bytes must then equal the canonical export."""
+    order = [MANIFEST, *sorted(p for p in contents if p != MANIFEST)]
+    expected = canonical_zip([Member(p, contents[p]) for p in order])
+    if expected != data:
+        at = next((i for i, (a, b) in enumerate(zip(expected, data, strict=False)) if a != b),
+                  min(len(expected), len(data)))
+        report.problems.append(Problem(
+            "archive", "", f"the zip's own bytes differ from a canonical drillbook export "
+            f"(first difference at byte {at}; {len(data)} bytes, expected {len(expected)}): "
+            "headers, order or trailing data were altered"))

@@ -1,0 +1,456 @@
+"""The cadence ledger: an append-only, hash-chained record of every scenario outcome.
+
+One JSON object per line (``ledger.jsonl``). Each entry carries the SHA-256 of
+the previous entry (``prev``) and its own (``hash``, over the canonical JSON
+of every other field), so an edited or deleted entry breaks the chain where
+it happened. A sidecar ``ledger.jsonl.head`` records the sequence number and
+hash of the last entry: deleting entries from the end, which a chain alone
+cannot reveal, shows as a ledger shorter than its head.
+
+Appends take an exclusive ``fcntl`` lock on ``ledger.jsonl.lock``, check the
+tail, and write whole lines with a single ``write`` on an ``O_APPEND``
+descriptor followed by ``fsync``: two runs appending at once lose nothing.
+Nothing in the ledger is ever rewritten; a damaged ledger refuses appends and
+names the damage.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from checks.cadence import DrillHistory, shortest_cadence
+from checks.errors import DrillbookError
+from checks.verdict import Outcome, worst
+from reports.results import RunResult, ScenarioResult
+
+GENESIS = "0" * 64
+_FIELDS = ("seq", "prev", "id", "scenario", "cadence", "pack", "outcome", "run_id", "time",
+           "duration_s", "evidence_sha256", "waiver")
+
+
+class LedgerError(DrillbookError):
+    """The ledger cannot be read or appended to."""
+
+    default_hint = "check the ledger path and its permissions (`[ledger] url` in drillbook.toml)"
+
+
+class LedgerCorrupt(LedgerError):
+    """The chain is broken: an entry was edited, deleted, reordered or truncated."""
+
+    default_hint = ("the ledger is evidence and is never rewritten: keep the damaged file for "
+                    "investigation and start a new ledger path (`[ledger] url`)")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One scenario outcome of one run, chained to the entry before it."""
+
+    seq: int
+    prev: str
+    id: str | None
+    scenario: str
+    cadence: str | None
+    pack: str | None
+    outcome: Outcome
+    run_id: str
+    time: str
+    duration_s: float
+    evidence_sha256: str
+    waiver: str | None
+    hash: str
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "prev": self.prev, "id": self.id, "scenario": self.scenario,
+            "cadence": self.cadence, "pack": self.pack, "outcome": self.outcome.value,
+            "run_id": self.run_id, "time": self.time, "duration_s": self.duration_s,
+            "evidence_sha256": self.evidence_sha256, "waiver": self.waiver,
+        }
+
+    def line(self) -> str:
+        return _canonical({**self.body(), "hash": self.hash}) + "\n"
+
+    @property
+    def moment(self) -> datetime:
+        return datetime.fromisoformat(self.time)
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """What a run contributes before it is chained (no seq, prev or hash yet)."""
+
+    id: str | None
+    scenario: str
+    cadence: str | None
+    pack: str | None
+    outcome: Outcome
+    run_id: str
+    time: str
+    duration_s: float
+    evidence_sha256: str
+    waiver: str | None = None
+
+
+@dataclass(frozen=True)
+class LedgerProblem:
+    """Damage found while reading: where (line, seq) and what."""
+
+    line: int
+    detail: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.detail}" if self.line else self.detail
+
+
+@dataclass
+class LedgerRead:
+    """Every entry that could be read, and every problem found on the way."""
+
+    path: Path
+    entries: list[LedgerEntry] = field(default_factory=list)
+    problems: list[LedgerProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _canonical(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _digest(body: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
+
+
+def chain(new: NewEntry, *, seq: int, prev: str) -> LedgerEntry:
+    """Give a new entry its place in the chain: sequence number, previous hash, own hash."""
+    draft = LedgerEntry(seq=seq, prev=prev, id=new.id, scenario=new.scenario, cadence=new.cadence,
+                        pack=new.pack, outcome=new.outcome, run_id=new.run_id, time=new.time,
+                        duration_s=round(new.duration_s, 3), evidence_sha256=new.evidence_sha256,
+                        waiver=new.waiver, hash="")
+    return _with_hash(draft)
+
+
+def _with_hash(entry: LedgerEntry) -> LedgerEntry:
+    from dataclasses import replace
+
+    return replace(entry, hash=_digest(entry.body()))
+
+
+def entries_for_run(run: RunResult) -> list[NewEntry]:
+    """One ledger entry per scenario of a finished run."""
+    found = []
+    for scenario in run.scenarios:
+        found.append(NewEntry(
+            id=scenario.scenario_id, scenario=scenario.scenario,
+            cadence=shortest_cadence(scenario.tags), pack=scenario.pack or scenario.area,
+            outcome=scenario.outcome, run_id=run.run_id,
+            time=scenario.started_at or run.started_at, duration_s=scenario.duration_s,
+            evidence_sha256=scenario_digest(scenario), waiver=_waiver_of(scenario),
+        ))
+    return found
+
+
+def scenario_digest(scenario: ScenarioResult) -> str:
+    """SHA-256 of the scenario's canonical JSON (sorted keys, no spaces): its evidence digest."""
+    return hashlib.sha256(_canonical(scenario.to_dict()).encode("utf-8")).hexdigest()
+
+
+def _waiver_of(scenario: ScenarioResult) -> str | None:
+    for verdict in scenario.verdicts:
+        if verdict.outcome is Outcome.WAIVED:
+            waiver = verdict.evidence.get("waiver")
+            if isinstance(waiver, Mapping):
+                return f"{waiver.get('id')} approved by {waiver.get('approver')} until {waiver.get('expiry')}"
+    return None
+
+
+# ---------------------------------------------------------------- reading
+
+
+def parse_entry(line: str) -> LedgerEntry:
+    """One line as an entry; ValueError naming what is wrong."""
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    missing = [k for k in (*_FIELDS, "hash") if k not in data]
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(missing)}")
+    extra = sorted(set(data) - {*_FIELDS, "hash"})
+    if extra:
+        raise ValueError(f"unknown field(s) {', '.join(extra)}")
+    try:
+        entry = LedgerEntry(
+            seq=_int(data["seq"]), prev=str(data["prev"]), id=_opt(data["id"]),
+            scenario=str(data["scenario"]), cadence=_opt(data["cadence"]), pack=_opt(data["pack"]),
+            outcome=Outcome(data["outcome"]), run_id=str(data["run_id"]), time=str(data["time"]),
+            duration_s=float(data["duration_s"]), evidence_sha256=str(data["evidence_sha256"]),
+            waiver=_opt(data["waiver"]), hash=str(data["hash"]),
+        )
+        datetime.fromisoformat(entry.time)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad value: {exc}") from exc
+    return entry
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"seq must be an integer, got {value!r}")
+    return value
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def read_text(text: str, *, head: Mapping[str, Any] | None, path: Path) -> LedgerRead:
+    """Check the whole chain in ``text`` (and against ``head``); never raises on damage."""
+    result = LedgerRead(path=path)
+    if text and not text.endswith("\n"):
+        last = text.count("\n") + 1
+        result.problems.append(LedgerProblem(last, "truncated: the last entry is incomplete "
+                                                   "(no end of line)"))
+    prev_hash, prev_seq = GENESIS, 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            result.problems.append(LedgerProblem(number, "empty line: entries are never blank"))
+            continue
+        try:
+            entry = parse_entry(line)
+        except (ValueError, json.JSONDecodeError) as exc:
+            result.problems.append(LedgerProblem(number, f"not a ledger entry (edited or truncated): {exc}"))
+            prev_hash, prev_seq = "?", prev_seq + 1
+            continue
+        if _digest(entry.body()) != entry.hash:
+            result.problems.append(LedgerProblem(
+                number, f"entry seq {entry.seq} was edited: its content does not match its hash"))
+        if entry.seq != prev_seq + 1:
+            if entry.seq > prev_seq + 1:
+                gap = (f"entry seq {prev_seq + 1}" if entry.seq == prev_seq + 2
+                       else f"entries seq {prev_seq + 1}..{entry.seq - 1}")
+                result.problems.append(LedgerProblem(number, f"{gap} deleted before seq {entry.seq}"))
+            else:
+                result.problems.append(LedgerProblem(
+                    number, f"entry seq {entry.seq} out of order after seq {prev_seq} (moved or duplicated)"))
+        elif prev_hash not in ("?", entry.prev):
+            result.problems.append(LedgerProblem(
+                number, f"chain broken at seq {entry.seq}: `prev` does not match the hash of the entry "
+                "before it (that entry was edited or replaced)"))
+        result.entries.append(entry)
+        prev_hash, prev_seq = entry.hash, entry.seq
+    _check_head(result, head)
+    return result
+
+
+def _check_head(result: LedgerRead, head: Mapping[str, Any] | None) -> None:
+    last = result.entries[-1] if result.entries else None
+    if head is None:
+        if last is not None:
+            result.problems.append(LedgerProblem(0, "the head record (ledger.jsonl.head) is missing: "
+                                                    "removal of the last entries cannot be ruled out"))
+        return
+    seq, digest = head.get("seq"), head.get("hash")
+    if not isinstance(seq, int) or not isinstance(digest, str):
+        result.problems.append(LedgerProblem(0, "the head record is damaged (needs integer seq and hash)"))
+        return
+    if seq == 0 and last is None:
+        return
+    if last is None or last.seq < seq:
+        ends = last.seq if last else 0
+        result.problems.append(LedgerProblem(
+            0, f"truncated: the head records seq {seq}, the ledger ends at seq {ends} "
+            f"(entries {ends + 1}..{seq} were removed)"))
+        return
+    at_head = next((e for e in result.entries if e.seq == seq), None)
+    if at_head is None or at_head.hash != digest:
+        result.problems.append(LedgerProblem(0, f"entry seq {seq} does not match the head record"))
+
+
+# ---------------------------------------------------------------- the local file
+
+
+class LocalLedger:
+    """A ledger in a local file, with its ``.head`` and ``.lock`` beside it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.head_path = self.path.with_name(self.path.name + ".head")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+
+    def __repr__(self) -> str:
+        return f"LocalLedger({str(self.path)!r})"
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LedgerError(f"cannot open the ledger lock {self.lock_path}: {exc.strerror}",
+                              path=str(self.lock_path)) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _head(self) -> dict[str, Any] | None:
+        try:
+            raw = self.head_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise LedgerError(f"cannot read {self.head_path}: {exc.strerror}",
+                              path=str(self.head_path)) from exc
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            return {"seq": None, "hash": None}
+        return data if isinstance(data, dict) else {"seq": None, "hash": None}
+
+    def read(self) -> LedgerRead:
+        """Every entry, with the chain and the head checked. A missing file is an empty ledger."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            raw = b""
+        except OSError as exc:
+            raise LedgerError(f"cannot read the ledger {self.path}: {exc.strerror}",
+                              path=str(self.path)) from exc
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            result = LedgerRead(path=self.path)
+            line = raw[: exc.start].count(b"\n") + 1
+            result.problems.append(LedgerProblem(line, f"not UTF-8 text at byte {exc.start}: edited"))
+            return result
+        return read_text(text, head=self._head(), path=self.path)
+
+    def append(self, new: Sequence[NewEntry]) -> list[LedgerEntry]:
+        """Chain and append ``new`` under an exclusive lock; refuse (LedgerCorrupt) on a damaged tail."""
+        if not new:
+            return []
+        with self._locked():
+            seq, prev = self._tail()
+            entries = []
+            for item in new:
+                seq += 1
+                entry = chain(item, seq=seq, prev=prev)
+                entries.append(entry)
+                prev = entry.hash
+            data = "".join(e.line() for e in entries).encode("utf-8")
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    written = os.write(fd, data)
+                    if written != len(data):
+                        raise LedgerError(f"short write to {self.path}: {written} of {len(data)} bytes",
+                                          path=str(self.path))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                self._write_head(seq, prev)
+            except OSError as exc:
+                raise LedgerError(f"cannot append to the ledger {self.path}: {exc.strerror}",
+                                  path=str(self.path)) from exc
+            return entries
+
+    def _tail(self) -> tuple[int, str]:
+        """Sequence number and hash of the last entry, after checking the tail is intact."""
+        last_line = _last_line(self.path)
+        head = self._head()
+        if last_line is None:
+            if head is not None and head.get("seq") not in (0, None):
+                raise LedgerCorrupt(f"{self.path} is empty or missing but its head records seq "
+                                    f"{head.get('seq')}: the ledger was deleted or truncated",
+                                    path=str(self.path))
+            return 0, GENESIS
+        text, complete = last_line
+        if not complete:
+            raise LedgerCorrupt(f"{self.path}: the last entry is incomplete (truncated)", path=str(self.path))
+        try:
+            last = parse_entry(text)
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise LedgerCorrupt(f"{self.path}: the last line is not a ledger entry: {exc}",
+                                path=str(self.path)) from exc
+        if _digest(last.body()) != last.hash:
+            raise LedgerCorrupt(f"{self.path}: the last entry (seq {last.seq}) was edited",
+                                path=str(self.path))
+        if head is None or head.get("seq") != last.seq or head.get("hash") != last.hash:
+            # The head lags only if a writer died between the two writes; anything else is damage.
+            full = self.read()
+            if not full.ok:
+                raise LedgerCorrupt(f"{self.path}: {full.problems[0]}", path=str(self.path))
+        return last.seq, last.hash
+
+    def _write_head(self, seq: int, digest: str) -> None:
+        tmp = self.head_path.with_name(self.head_path.name + ".tmp")
+        tmp.write_text(_canonical({"seq": seq, "hash": digest}) + "\n", encoding="utf-8")
+        tmp.replace(self.head_path)
+
+
+def _last_line(path: Path) -> tuple[str, bool] | None:
+    """The last line of a file (without reading all of it) and whether it ends with a newline."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            if size == 0:
+                return None
+            chunk, position = b"", size
+            while position > 0:
+                step = min(65536, position)
+                position -= step
+                handle.seek(position)
+                chunk = handle.read(step) + chunk
+                stripped = chunk[:-1] if chunk.endswith(b"\n") else chunk
+                if b"\n" in stripped:
+                    break
+    except FileNotFoundError:
+        return None
+    complete = chunk.endswith(b"\n")
+    body = chunk[:-1] if complete else chunk
+    line = body.rsplit(b"\n", 1)[-1]
+    return line.decode("utf-8", errors="replace"), complete
+
+
+# ---------------------------------------------------------------- histories
+
+
+def histories(entries: Iterable[LedgerEntry], cadences: Mapping[str, str | None] | None = None
+              ) -> dict[str, DrillHistory]:
+    """Per drill id: cadence, last run, its outcome, last pass. Rows of one run (outline examples)
+    count as one run of the drill, with the worst outcome. ``cadences`` (from the features) wins
+    over the cadence the ledger recorded."""
+    runs: dict[str, dict[str, list[LedgerEntry]]] = {}
+    for entry in entries:
+        if entry.id is None:
+            continue
+        runs.setdefault(entry.id, {}).setdefault(entry.run_id, []).append(entry)
+    found: dict[str, DrillHistory] = {}
+    for drill_id, by_run in runs.items():
+        summary = []
+        for run_id, rows in by_run.items():
+            outcome = worst([r.outcome for r in rows])
+            assert outcome is not None  # every run group holds at least one row
+            summary.append((max(r.moment for r in rows), run_id, outcome, rows[-1].cadence))
+        summary.sort(key=lambda s: (s[0], s[1]))
+        last_time, last_run_id, last_outcome, recorded_cadence = summary[-1]
+        passes = [s for s in summary if not s[2].counts_as_fail()]
+        cadence = (cadences or {}).get(drill_id, recorded_cadence)
+        found[drill_id] = DrillHistory(
+            drill_id=drill_id, cadence=cadence, last_run=last_time, last_outcome=last_outcome,
+            last_pass=passes[-1][0] if passes else None, last_run_id=last_run_id,
+        )
+    return found
