@@ -29,9 +29,8 @@ from checks.verdict import Verdict, VerdictFailed, recording
 from reports.results import CADENCES, RunResult, ScenarioResult, StepResult
 
 from . import __version__
-from .audit import waive
 
-pytest_plugins = ["steps.context", "steps.backup", "steps.cadence", "drillbook.audit"]
+pytest_plugins = ["steps.context", "steps.backup", "steps.cadence", "drillbook.audit", "steps.migrations"]
 
 GATES = ("pre-upgrade",)
 COMPONENTS = ("postgres", "redis", "s3", "http", "tls", "prometheus", "sigstore", "sbom")
@@ -271,6 +270,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     def recorder(verdict: Verdict) -> Verdict:
         scenario = item.stash.get(_SCENARIO, None)
         # A failed verdict under an unexpired waiver is recorded (and judged by record()) as waived.
+        # (Imported here: drillbook.audit is a pytest plugin of its own, registered via pytest_plugins.)
+        from .audit import waive
+
         verdict = waive(item.config, scenario.scenario_id if scenario else None, verdict)
         if scenario is not None:
             scenario.verdicts.append(verdict)
