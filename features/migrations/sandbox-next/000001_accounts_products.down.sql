@@ -1,0 +1,3 @@
+-- Rolls back 000001: the catalogue and the customers.
+DROP TABLE products;
+DROP TABLE accounts;

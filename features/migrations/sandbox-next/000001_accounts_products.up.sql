@@ -1,0 +1,1 @@
+../../../drills/sandbox/migrations/0001_accounts_products.sql

@@ -1,0 +1,2 @@
+-- Rolls back 000003.
+DROP TABLE signatures;

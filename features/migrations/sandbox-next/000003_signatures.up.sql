@@ -1,0 +1,1 @@
+../../../drills/sandbox/migrations/0003_signatures.sql

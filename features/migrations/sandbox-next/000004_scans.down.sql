@@ -1,0 +1,2 @@
+-- Rolls back 000004.
+DROP TABLE scans;

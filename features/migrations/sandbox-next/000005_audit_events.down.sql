@@ -1,0 +1,2 @@
+-- Rolls back 000005.
+DROP TABLE audit_events;

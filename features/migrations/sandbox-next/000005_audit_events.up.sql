@@ -1,0 +1,1 @@
+../../../drills/sandbox/migrations/0005_audit_events.sql
