@@ -34,6 +34,12 @@ from .verdict import Verdict
 
 LINT_TIMEOUT_S = 120
 ALL_RULES = "all"
+# Destructive or lock-heavy operations: the default blocking set of `verify migrations --lint`.
+DEFAULT_BLOCKING_RULES = frozenset({
+    "adding-required-field", "adding-field-with-default", "adding-not-nullable-field",
+    "changing-column-type", "constraint-missing-not-valid", "ban-drop-column", "ban-drop-table",
+    "ban-drop-database", "renaming-column", "renaming-table", "disallowed-unique-constraint",
+})
 # The rule squawk reports when it cannot parse a file: never advisory.
 SYNTAX_ERROR = "syntax-error"
 

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_backup.add_argument("--scratch", metavar="DSN",
                           help="an EMPTY database to restore into (default: a throwaway local one)")
     p_backup.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    from .verify_migrations import add_parser as add_verify_migrations
+
+    add_verify_migrations(verify_sub)
     return parser
 
 
@@ -118,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             from .verify import verify_backup
 
             return verify_backup(args)
+        if args.command == "verify" and args.what == "migrations":
+            from .verify_migrations import verify_migrations
+
+            return verify_migrations(args)
     except ConfigError as exc:
         print(f"drillbook: {redact.redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE

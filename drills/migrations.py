@@ -601,6 +601,8 @@ class RoundTripResult:
     steps: list[StepRun] = field(default_factory=list)
     failure: MigrationError | None = None
     head: SchemaSnapshot | None = None
+    # The first pass's snapshot at each version ("0" = before the first step).
+    snapshots: dict[str, SchemaSnapshot] = field(default_factory=dict)
 
     def to_evidence(self) -> dict[str, Any]:
         return {
@@ -626,7 +628,7 @@ def round_trip(replay: MigrationReplay, *, ignore_tables: Iterable[str] = ()) ->
     result = RoundTripResult()
     versioned = replay.migrations.versioned()
     replay.preflight(versioned, downs=True)
-    states: dict[str, SchemaSnapshot] = {}
+    states = result.snapshots
 
     def take() -> SchemaSnapshot:
         return replay.snapshot().without_tables(ignored)
