@@ -285,3 +285,23 @@ class TestMetrics:
         assert f"drillbook_cadence_period_seconds{{{labels}}} {31 * 86400}" in text
         # Never passed: 0, so `time() - last_success > period` fires; quotes escaped.
         assert 'drillbook_last_success_timestamp_seconds{id="X\\"1",cadence="daily",pack="backup"} 0' in text
+
+    def test_textfile_parses_with_the_prometheus_client_parser(self, tmp_path: Path) -> None:
+        """The official client's parser reads every family back, with the values written."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        from reports.metrics import write_textfile
+
+        ledger = LocalLedger(tmp_path / "ledger.jsonl")
+        ledger.append([entry("BKP-01", Outcome.PASSED, when=NOW), entry("BKP-02", Outcome.WAIVED, cadence="weekly")])
+        target = tmp_path / "textfile" / "drillbook.prom"
+        write_textfile(target, ledger.read().entries)
+        families = {f.name: f for f in text_string_to_metric_families(target.read_text())}
+        assert set(families) == {"drillbook_scenario_outcome", "drillbook_drill_duration_seconds",
+                                 "drillbook_last_success_timestamp_seconds", "drillbook_cadence_period_seconds"}
+        waived = [s for s in families["drillbook_scenario_outcome"].samples
+                  if s.labels["id"] == "BKP-02" and s.value == 1]
+        assert [s.labels["outcome"] for s in waived] == ["waived"]
+        success = {s.labels["id"]: s.value for s in families["drillbook_last_success_timestamp_seconds"].samples}
+        assert success == {"BKP-01": NOW.timestamp(), "BKP-02": NOW.timestamp()}
+        assert list(target.parent.iterdir()) == [target]  # the temp file was renamed, not left behind
