@@ -185,7 +185,8 @@ class TestVerify:
         assert [(p.kind, p.path) for p in report.problems] == [("modified", target.path)]
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(name=st.from_regex(r"[a-z]{1,8}(/[a-z0-9_.-]{1,12}){0,3}", fullmatch=True), body=st.binary(max_size=64))
+    @given(name=st.from_regex(r"[a-z]{1,8}(/[a-z0-9_.-]{1,12}){0,3}", fullmatch=True),
+           body=st.binary(max_size=64))
     def test_any_added_file_is_named(self, bundle: bytes, name: str, body: bytes) -> None:
         members = members_of(bundle)
         if name in {m.path for m in members}:

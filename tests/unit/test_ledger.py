@@ -218,7 +218,8 @@ class TestHistories:
 def history(*, last_pass_days: float | None, last_outcome: Outcome = Outcome.PASSED,
             cadence: str | None = "monthly", ran: bool = True) -> DrillHistory:
     last_pass = NOW - timedelta(days=last_pass_days) if last_pass_days is not None else None
-    return DrillHistory(drill_id="BKP-01", cadence=cadence, last_run=(NOW - timedelta(hours=1)) if ran else None,
+    last_run = NOW - timedelta(hours=1) if ran else None
+    return DrillHistory(drill_id="BKP-01", cadence=cadence, last_run=last_run,
                         last_outcome=last_outcome if ran else None, last_pass=last_pass, last_run_id="r")
 
 
@@ -235,7 +236,8 @@ class TestDrillState:
         assert drill_state(history(last_pass_days=None, ran=False), now=NOW) is DrillState.NEVER_RUN
 
     def test_failing_while_the_last_pass_is_still_in_cadence(self) -> None:
-        assert drill_state(history(last_pass_days=3, last_outcome=Outcome.FAILED), now=NOW) is DrillState.FAILING
+        state = drill_state(history(last_pass_days=3, last_outcome=Outcome.FAILED), now=NOW)
+        assert state is DrillState.FAILING
 
     def test_ran_but_never_passed_is_overdue(self) -> None:
         state = drill_state(history(last_pass_days=None, last_outcome=Outcome.ERROR), now=NOW)
@@ -293,15 +295,18 @@ class TestMetrics:
         from reports.metrics import write_textfile
 
         ledger = LocalLedger(tmp_path / "ledger.jsonl")
-        ledger.append([entry("BKP-01", Outcome.PASSED, when=NOW), entry("BKP-02", Outcome.WAIVED, cadence="weekly")])
+        ledger.append([entry("BKP-01", Outcome.PASSED, when=NOW),
+                       entry("BKP-02", Outcome.WAIVED, cadence="weekly")])
         target = tmp_path / "textfile" / "drillbook.prom"
         write_textfile(target, ledger.read().entries)
         families = {f.name: f for f in text_string_to_metric_families(target.read_text())}
-        assert set(families) == {"drillbook_scenario_outcome", "drillbook_drill_duration_seconds",
-                                 "drillbook_last_success_timestamp_seconds", "drillbook_cadence_period_seconds"}
+        assert set(families) == {
+            "drillbook_scenario_outcome", "drillbook_drill_duration_seconds",
+            "drillbook_last_success_timestamp_seconds", "drillbook_cadence_period_seconds"}
         waived = [s for s in families["drillbook_scenario_outcome"].samples
                   if s.labels["id"] == "BKP-02" and s.value == 1]
         assert [s.labels["outcome"] for s in waived] == ["waived"]
-        success = {s.labels["id"]: s.value for s in families["drillbook_last_success_timestamp_seconds"].samples}
+        last = families["drillbook_last_success_timestamp_seconds"]
+        success = {s.labels["id"]: s.value for s in last.samples}
         assert success == {"BKP-01": NOW.timestamp(), "BKP-02": NOW.timestamp()}
         assert list(target.parent.iterdir()) == [target]  # the temp file was renamed, not left behind
