@@ -186,8 +186,10 @@ class RestoreDrill:
             try:
                 with self._phase("cleanup: drop scratch database", scratch=target.describe()):
                     self.scratch.drop(target)
-            except DrillbookError:
-                pass  # journaled; the environment's own teardown drops what is left
+            except (DrillbookError, psycopg.Error):
+                # Journaled; the environment's own teardown drops what is left (or the scratch
+                # server died, taking the database with it): temp files must still go.
+                pass
         if self._workdir.exists():
             with self._phase("cleanup: remove temp files"):
                 shutil.rmtree(self._workdir, ignore_errors=True)
