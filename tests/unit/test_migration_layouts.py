@@ -145,7 +145,7 @@ class TestDetection:
     def test_mixed_layouts_are_refused(self, tmp_path: Path) -> None:
         """Flyway files next to golang-migrate files: neither tool would run that folder."""
         _write(tmp_path, ["V1__init.sql", "000002_more.up.sql"])
-        expected = r"mixed layouts: V1__init\.sql is flyway, 000002_more\.up\.sql is not"
+        expected = r"mixed layouts: 000002_more\.up\.sql is updown, V1__init\.sql is not"
         with pytest.raises(LayoutError, match=expected):
             detect_layout(tmp_path)
 
