@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .verify_migrations import add_parser as add_verify_migrations
 
     add_verify_migrations(verify_sub)
+    from .verify_sbom import add_parser as add_verify_sbom
+
+    add_verify_sbom(verify_sub)
     return parser
 
 
@@ -125,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             from .verify_migrations import verify_migrations
 
             return verify_migrations(args)
+        if args.command == "verify" and args.what == "sbom":
+            from .verify_sbom import verify_sbom
+
+            return verify_sbom(args)
     except ConfigError as exc:
         print(f"drillbook: {redact.redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
