@@ -156,6 +156,22 @@ class TestUnrestorableOrUnreadable:
         assert "hint:" in proc.stdout
 
 
+    def test_unreachable_subject_is_an_error_naming_it(self, local_env: LocalEnvironment,
+                                                       scratch_db: PostgresTarget) -> None:
+        """--compare-with a DSN nobody answers: restored, but the content verdict errors (exit 1)."""
+        port = _closed_port()
+        newest = _plain_dumps(local_env)[-1]
+        proc = drillbook("verify", "backup", str(newest), "--scratch", scratch_db.dsn,
+                         "--compare-with", f"postgresql://postgres@127.0.0.1:{port}/product")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "PASSED   restore.completed" in proc.stdout
+        error = next(line for line in proc.stdout.splitlines() if "restore.content" in line)
+        assert error.startswith("ERROR")
+        assert "subject" in error
+        assert str(port) in error
+        assert _user_tables(scratch_db.dsn) == []
+
+
 class TestScratchSafety:
     def test_non_empty_scratch_is_refused_and_untouched(self, local_env: LocalEnvironment,
                                                         scratch_db: PostgresTarget) -> None:
