@@ -187,8 +187,20 @@ def prepare_run(*, features: Sequence[Path], config_path: Path | None, waivers: 
                      config_path=config_path, features=list(features))
     if waivers is not None:
         audit.waivers_path = waivers.resolve()
-        audit.waivers = read_waiver_file(audit.waivers_path, catalogue(features).keys())
+        # Known ids come from the whole suite, not only the selected folder: one team-wide waiver
+        # file must not break a run of `--features features/backup`.
+        audit.waivers = read_waiver_file(audit.waivers_path, catalogue(suite_roots(features)).keys())
     return audit
+
+
+def suite_roots(paths: Iterable[Path]) -> list[Path]:
+    """For each features path, the enclosing folder named ``features`` (the suite), else the path."""
+    roots = []
+    for path in paths:
+        resolved = path.resolve()
+        root = next((p for p in (resolved, *resolved.parents) if p.name == "features"), resolved)
+        roots.append(root)
+    return roots
 
 
 def ledger_at(url: str | None, out: Path, config_path: Path | None = None) -> LocalLedger:
