@@ -10,6 +10,10 @@ password inside a DSN) is registered with :mod:`checks.redact`.
     [run]
     out = "out"                 # where runs are written
     strict = false              # warnings fail the run
+    waivers = "waivers.toml"    # optional: the waiver file (relative to this file)
+
+    [ledger]
+    url = "out/ledger.jsonl"    # optional: the cadence ledger (default <out>/ledger.jsonl)
 
     [targets.production]        # a subject: read-only, always
     kind = "postgres"
