@@ -170,7 +170,7 @@ def _read_bytes(path: Path) -> bytes:
 
 def _detect_format(path: Path, data: bytes) -> str:
     head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    if head == b"{":
+    if head in (b"{", b"["):
         return "json"
     if head == b"<":
         return "xml"
@@ -453,7 +453,7 @@ def _json_errors(path: Path, text: str) -> tuple[list[dict[str, str]], str, str]
     schema_version = _schema_version(path, version, "json")
     try:
         validator = fast_json_validator(schema_version)
-    except NotImplementedError as exc:
+    except (NotImplementedError, ValueError) as exc:  # the library says "unsupported" either way
         raise SbomMalformed(f"{path}: CycloneDX {version} has no JSON schema (JSON starts at 1.2)",
                             path=str(path)) from exc
     found = [{"at": e.json_path, "message": _short(e.message)}
