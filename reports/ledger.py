@@ -33,6 +33,7 @@ from checks.verdict import Outcome, worst
 from reports.results import RunResult, ScenarioResult
 
 GENESIS = "0" * 64
+_HEAD_SIZE = 128  # bytes of the padded head record: seq (up to 19 digits) and a SHA-256 fit
 _FIELDS = ("seq", "prev", "id", "scenario", "cadence", "pack", "outcome", "run_id", "time",
            "duration_s", "evidence_sha256", "waiver")
 
@@ -256,7 +257,7 @@ def _check_head(result: LedgerRead, head: Mapping[str, Any] | None) -> None:
     last = result.entries[-1] if result.entries else None
     if head is None:
         if last is not None:
-            result.problems.append(LedgerProblem(0, "the head record (ledger.jsonl.head) is missing: "
+            result.problems.append(LedgerProblem(0, f"the head record ({result.path.name}.head) is missing: "
                                                     "removal of the last entries cannot be ruled out"))
         return
     seq, digest = head.get("seq"), head.get("hash")
@@ -395,9 +396,17 @@ class LocalLedger:
         return last.seq, last.hash
 
     def _write_head(self, seq: int, digest: str) -> None:
-        tmp = self.head_path.with_name(self.head_path.name + ".tmp")
-        tmp.write_text(_canonical({"seq": seq, "hash": digest}) + "\n", encoding="utf-8")
-        tmp.replace(self.head_path)
+        """One fixed-length ``pwrite`` under the lock (a rename costs as much as the fsync itself).
+
+        The record is padded to a constant size, so it always overwrites the whole previous one.
+        A head that lags after a crash is recovered by checking the chain (see ``_tail``).
+        """
+        record = (_canonical({"seq": seq, "hash": digest}).ljust(_HEAD_SIZE - 1) + "\n").encode("utf-8")
+        fd = os.open(self.head_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, record, 0)
+        finally:
+            os.close(fd)
 
 
 def _last_line(path: Path) -> tuple[str, bool] | None:
