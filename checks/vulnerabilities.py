@@ -69,6 +69,7 @@ __all__ = [
     "no_known_vulnerabilities",
     "package_key",
     "parse_version",
+    "purl_package",
     "version_in_range",
 ]
 
