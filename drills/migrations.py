@@ -495,18 +495,25 @@ class MigrationReplay:
             if script.empty:
                 pass  # an empty file is a valid no-op step (e.g. a change for another database)
             elif script.statements is None:
-                with conn.transaction():
-                    self._execute(conn, script, Statement(script.text, 1), whole_file=True)
+                try:
+                    with conn.transaction():
+                        conn.execute(script.text.encode("utf-8"))
+                except psycopg.Error as exc:
+                    raise self._unparsed_failure(script, exc) from exc
                 count = 1
             elif script.autocommit:
                 for statement in script.statements:
                     self._execute(conn, script, statement)
                     count += 1
             else:
-                with conn.transaction():
-                    for statement in script.statements:
-                        self._execute(conn, script, statement)
-                        count += 1
+                try:
+                    with conn.transaction():
+                        # The whole file in one round trip: the same work for the server as
+                        # statement by statement, without a client round trip per statement.
+                        conn.execute(script.text.encode("utf-8"))
+                except psycopg.Error as exc:
+                    raise self._locate(conn, script, exc) from exc
+                count = len(script.statements)
         except MigrationFailed as exc:
             self.journal.add(f"{direction.value} {migration.version}", "failed", started,
                              time.perf_counter() - t0, file=self.migrations.relative(path),
@@ -520,14 +527,52 @@ class MigrationReplay:
         self.steps.append(run)
         return run
 
-    def _execute(self, conn: psycopg.Connection[Any], script: Script, statement: Statement,
-                 *, whole_file: bool = False) -> None:
+    def _execute(self, conn: psycopg.Connection[Any], script: Script, statement: Statement) -> None:
         try:
             # No parameters: psycopg sends the text as is (simple query protocol).
             conn.execute(statement.text.encode("utf-8"))
         except psycopg.Error as exc:
-            raise _failure(self.migrations.relative(script.path), script, statement, exc,
-                           whole_file=whole_file) from exc
+            raise self._statement_failure(script, statement, exc) from exc
+
+    def _statement_failure(self, script: Script, statement: Statement, exc: psycopg.Error) -> MigrationFailed:
+        position = exc.diag.statement_position
+        line = statement.line
+        if position and position.isdigit():
+            line += statement.text[: int(position) - 1].count("\n")
+        return _failure(self.migrations.relative(script.path), script, statement.text, line, exc)
+
+    def _unparsed_failure(self, script: Script, exc: psycopg.Error) -> MigrationFailed:
+        position = exc.diag.statement_position
+        if position and position.isdigit():
+            line = script.text[: int(position) - 1].count("\n") + 1
+            lines = script.text.splitlines()
+            excerpt = lines[line - 1] if 0 < line <= len(lines) else script.text
+        else:
+            line, excerpt = 1, script.text
+        return _failure(self.migrations.relative(script.path), script, excerpt, line, exc)
+
+    def _locate(self, conn: psycopg.Connection[Any], script: Script, exc: psycopg.Error) -> MigrationFailed:
+        """Which statement of a file sent whole failed: the server's error position says, or
+        else the statements are re-run one by one in a transaction that is always rolled back."""
+        statements = script.statements or ()
+        position = exc.diag.statement_position
+        if position and position.isdigit() and statements:
+            line = script.text[: int(position) - 1].count("\n") + 1
+            chosen = [s for s in statements if s.line <= line] or [statements[0]]
+            return _failure(self.migrations.relative(script.path), script, chosen[-1].text, line, exc)
+        found: MigrationFailed | None = None
+        self.target.require_scratch()
+        with conn.transaction():
+            for statement in statements:
+                try:
+                    conn.execute(statement.text.encode("utf-8"))
+                except psycopg.Error as again:
+                    found = self._statement_failure(script, statement, again)
+                    break
+            raise psycopg.Rollback()
+        if found is not None:
+            return found
+        return _failure(self.migrations.relative(script.path), script, script.text, 1, exc)
 
     def up(self, migrations: Sequence[Migration] | None = None, *,
            after_each: Callable[[Migration], None] | None = None) -> list[StepRun]:
@@ -543,30 +588,16 @@ class MigrationReplay:
         return runs
 
 
-def _failure(file: str, script: Script, statement: Statement, exc: psycopg.Error, *,
-             whole_file: bool) -> MigrationFailed:
+def _failure(file: str, script: Script, statement: str, line: int, exc: psycopg.Error) -> MigrationFailed:
+    """The error naming file, line and statement, with the server's hint when it gave one."""
     diag = exc.diag
-    line = statement.line
-    position = diag.statement_position
-    if position:
-        try:
-            line += statement.text[: int(position) - 1].count("\n")
-            if whole_file:
-                # The whole file was sent: count from its first line, not the stripped text.
-                line = script.text[: int(position) - 1].count("\n") + 1
-        except ValueError:
-            pass
     primary = (diag.message_primary or str(exc)).strip()
-    excerpt = " ".join(statement.text.split())
-    if whole_file and position:
-        lines = script.text.splitlines()
-        excerpt = " ".join(lines[line - 1].split()) if 0 < line <= len(lines) else excerpt
+    excerpt = " ".join(statement.split())
     if len(excerpt) > STATEMENT_EXCERPT:
         excerpt = excerpt[: STATEMENT_EXCERPT - 3] + "..."
-    where = f"{file}:{line}"
     context = f" ({diag.context.strip().splitlines()[0]})" if diag.context else ""
     return MigrationFailed(
-        f"{where}: {primary}{context} — in statement: {excerpt}",
+        f"{file}:{line}: {primary}{context} — in statement: {excerpt}",
         file=file, line=line, statement=excerpt, sqlstate=diag.sqlstate or "",
         hint=(diag.message_hint or MigrationFailed.default_hint)
         + ("" if script.parse_error is None else " (the file was sent whole: pglast could not split it)"),

@@ -264,6 +264,16 @@ class TestBadInput:
         with _conn(target) as conn:
             assert "table public.b" not in snapshot(conn).objects
 
+    def test_error_position_gives_the_line_inside_a_statement(self, fresh: Fresh, tmp_path: Path) -> None:
+        """A parseable file sent whole: the server's error position points at the line in the file."""
+        _files(tmp_path, {"0001_a.sql": "CREATE TABLE a (id int);\n\nCREATE VIEW v AS\n  SELECT id,\n"
+                                        "         missing_column\n  FROM a;\n"})
+        migrations = load_migrations(tmp_path)
+        with MigrationReplay(migrations, fresh("position")) as replay, pytest.raises(MigrationFailed) as info:
+            replay.up()
+        assert info.value.context["line"] == 5
+        assert "missing_column" in str(info.value) and "CREATE VIEW v AS" in str(info.value)
+
     def test_missing_down_file_fails_the_round_trip(self, fresh: Fresh, tmp_path: Path) -> None:
         _files(tmp_path, {"0001_a.up.sql": "CREATE TABLE a (id int);", "0001_a.down.sql": "DROP TABLE a;",
                           "0002_b.up.sql": "CREATE TABLE b (id int);"})
