@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -138,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("drillbook: interrupted", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        # `drillbook steps | head`: the reader left; that is not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PASSED
     except DrillbookError as exc:
         print(f"drillbook: {redact.redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
