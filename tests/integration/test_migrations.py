@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from checks.errors import EnvironmentError_, NotScratch
-from checks.migration_history import compare_history, read_history, validate_history
+from checks.migration_history import HistoryKind, compare_history, read_history, validate_history
 from checks.migration_lint import UnknownRule, check_rule_names, lint_files, lint_verdict
 from checks.schema import schemas_match, snapshot
 from checks.verdict import Outcome
@@ -363,6 +363,66 @@ class TestSandbox:
         assert "000008_drop_email.up.sql:2:22 ban-drop-column" in verdict.message
         with pytest.raises(UnknownRule, match="ban-drop-colum'"):
             check_rule_names({"ban-drop-colum"})
+
+
+class TestOtherTools:
+    def test_flyway_set_with_undo_and_its_history_table(self, fresh: Fresh, tmp_path: Path) -> None:
+        """Flyway: 1 < 1.1 < 2, U files undo; flyway_schema_history read with CRC32 checksums."""
+        _files(tmp_path, {"V1__init.sql": "CREATE TABLE a (id int);",
+                          "V1.1__b.sql": "ALTER TABLE a ADD COLUMN b text;",
+                          "U1.1__b.sql": "ALTER TABLE a DROP COLUMN b;", "U1__init.sql": "DROP TABLE a;",
+                          "V2__c.sql": "CREATE INDEX a_b ON a (b);", "U2__c.sql": "DROP INDEX a_b;"})
+        migrations = load_migrations(tmp_path)
+        assert [m.version for m in migrations.migrations] == ["1", "1.1", "2"]
+        with MigrationReplay(migrations, fresh("flyway")) as replay:
+            assert round_trip_verdict(round_trip(replay), migrations).outcome is Outcome.PASSED
+        subject = fresh("flyway-subject")
+        local = {m.version: m for m in migrations.for_history()}
+        with _conn(subject) as conn:
+            conn.execute("CREATE TABLE flyway_schema_history (installed_rank int PRIMARY KEY, version text,"
+                         " description text, type text, script text, checksum int, installed_on timestamp,"
+                         " execution_time int, success boolean)")
+            rows = [(1, "1", "init", "SQL", local["1"].checksum(HistoryKind.FLYWAY), True),
+                    (2, "1.1", "b", "SQL", "12345", True)]
+            for rank, version, desc, kind, checksum, ok in rows:
+                conn.execute("INSERT INTO flyway_schema_history VALUES"
+                             " (%s, %s, %s, %s, '', %s, now(), 1, %s)",
+                             (rank, version, desc, kind, int(checksum or 0), ok))
+            history = read_history(conn)
+        verdict = validate_history(history, migrations.for_history())
+        assert history.kind is HistoryKind.FLYWAY
+        assert verdict.outcome is Outcome.FAILED
+        assert verdict.evidence["edited"] == ["1.1"] and verdict.evidence["pending"] == ["2"]
+
+    def test_golang_migrate_schema_migrations(self, fresh: Fresh, tmp_path: Path) -> None:
+        _files(tmp_path, {"000001_a.up.sql": "SELECT 1;", "000002_b.up.sql": "SELECT 1;",
+                          "000003_c.up.sql": "SELECT 1;"})
+        subject = fresh("golang")
+        with _conn(subject) as conn:
+            conn.execute("CREATE TABLE schema_migrations (version bigint PRIMARY KEY,"
+                         " dirty boolean NOT NULL)")
+            conn.execute("INSERT INTO schema_migrations VALUES (2, true)")
+            verdict = validate_history(read_history(conn), load_migrations(tmp_path).for_history())
+        assert verdict.outcome is Outcome.FAILED
+        assert verdict.evidence["failed"] == ["2"] and verdict.evidence["pending"] == ["3"]
+
+
+class TestFeatures:
+    def test_the_migration_features_pass_on_the_sandbox(self, tmp_path: Path,
+                                                        sandbox_cache_env: dict[str, str]) -> None:
+        """`drillbook run --features features/migrations`: replay+drift, round trip, history, lint,
+        and the pending migrations on last night's restored backup, end to end."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "drillbook.cli", "run", "--features", "features/migrations",
+             "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
+            env={**os.environ, **sandbox_cache_env})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        results = json.loads((tmp_path / "latest" / "results.json").read_text())
+        outcomes = {s["id"]: s["outcome"] for s in results["scenarios"]}
+        assert outcomes == {f"MIG-0{n}": "passed" for n in range(1, 6)}
+        verdicts = {v["id"]: v for s in results["scenarios"] for v in s["verdicts"]}
+        assert verdicts["migrations.pending_applied"]["evidence"]["steps"][0]["file"] == \
+            "000006_account_region.up.sql"
 
 
 def _cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
