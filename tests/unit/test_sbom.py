@@ -529,3 +529,97 @@ class TestNoDeniedLicenses:
         """Licences are read from XML too."""
         path = write_sbom(tmp_path / "s.xml", [Part("a", "1", licenses=["id:GPL-3.0-only"])], fmt="xml")
         assert no_denied_licenses(path, {"GPL-3.0-only"}).outcome is Outcome.FAILED
+
+
+# ---------------------------------------------------------------------------- drillbook verify sbom
+
+
+def _verify(*argv: str) -> int:
+    from drillbook.cli import build_parser
+    from drillbook.verify_sbom import verify_sbom
+
+    return verify_sbom(build_parser().parse_args(["verify", "sbom", *argv]))
+
+
+def _osv(directory: Path, name: str, fixed: str, severity: str) -> Path:
+    directory.mkdir(exist_ok=True)
+    (directory / "TEST-0001.json").write_text(json.dumps({
+        "schema_version": "1.6.0", "id": "TEST-0001", "modified": "2026-01-01T00:00:00Z",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": name},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}],
+        "database_specific": {"severity": severity}}))
+    return directory
+
+
+class TestVerifySbomCommand:
+    """``drillbook verify sbom``: exit 0 passed, 1 failed, 2 usage or unreadable; --json prints verdicts."""
+
+    def test_policy_drives_every_check(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Artifacts, required fields, denied licences and advisories from one policy file: all pass."""
+        release = _release(tmp_path, {"a.whl": b"wheel"})
+        sbom = write_sbom(tmp_path / "sbom.json", [Part("a", "1.0", "pkg:pypi/a@1.0", licenses=["id:MIT"],
+                                                       hashes={"SHA-256": sha256_of(b"wheel")})])
+        _osv(tmp_path / "osv", "a", "0.9", "CRITICAL")
+        policy = tmp_path / "policy.toml"
+        policy.write_text('[sbom]\nrequired_fields = ["version", "purl", "hashes"]\n'
+                          'denied_licenses = ["GPL-3.0-only"]\n'
+                          '[vulnerabilities]\nadvisories = "osv"\nthreshold = "medium"\n')
+        assert _verify(str(sbom), "--artifacts", str(release), "--policy", str(policy), "--json") == 0
+        output = json.loads(capsys.readouterr().out)
+        assert output["exit_code"] == 0
+        assert [v["id"] for v in output["verdicts"]] == [
+            "sbom.valid", "sbom.covers_artifacts", "sbom.components_complete", "sbom.licenses",
+            "sbom.vulnerabilities"]
+        assert all(v["outcome"] == "passed" for v in output["verdicts"])
+
+    def test_a_vulnerable_component_exits_1(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--advisories and --threshold on the command line; the hit is printed."""
+        sbom = write_sbom(tmp_path / "sbom.json", [Part("a", "1.0", "pkg:pypi/a@1.0")])
+        advisories = _osv(tmp_path / "osv", "a", "1.1", "HIGH")
+        assert _verify(str(sbom), "--advisories", str(advisories), "--threshold", "high") == 1
+        out = capsys.readouterr().out
+        assert "FAILED   sbom.vulnerabilities" in out
+        assert "TEST-0001" in out
+        assert _verify(str(sbom), "--advisories", str(advisories), "--threshold", "critical") == 0
+
+    def test_malformed_sbom_exits_1(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A malformed document is a failed check, reported once."""
+        assert _verify(str(_write(tmp_path, "bad.json", "{"))) == 1
+        out = capsys.readouterr().out
+        assert out.count("FAILED") == 1
+        assert "malformed JSON" in out
+
+    @pytest.mark.parametrize(("policy", "message"), [
+        ("[sbom]\ncolour = 1\n", "unknown key sbom.colour"),
+        ("[sboms]\n", "unknown section [sboms]"),
+        ('[sbom]\nrequired_fields = ["colour"]\n', "unknown field 'colour'"),
+        ('[vulnerabilities]\nthreshold = "severe"\n', "is not one of low, medium, high, critical"),
+        ("[sbom\n", "not valid TOML"),
+    ])
+    def test_bad_policy_is_a_usage_error(self, tmp_path: Path, policy: str, message: str) -> None:
+        """Every policy mistake names the key and the file before anything runs."""
+        from checks.errors import ConfigError
+
+        sbom = write_sbom(tmp_path / "sbom.json", [Part("a", "1", "pkg:pypi/a@1")])
+        path = tmp_path / "policy.toml"
+        path.write_text(policy)
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as info:
+            _verify(str(sbom), "--policy", str(path))
+        assert str(path) in str(info.value)
+
+    def test_exit_codes_from_the_shell(self, tmp_path: Path) -> None:
+        """As a user runs it: 0 valid, 1 incomplete, 2 missing file or missing advisory directory."""
+        from tests.support.cli import drillbook
+
+        good = write_sbom(tmp_path / "good.json", [Part("a", "1", "pkg:pypi/a@1")])
+        incomplete = write_sbom(tmp_path / "incomplete.xml", [Part("a")], fmt="xml")
+        assert drillbook("verify", "sbom", str(good)).returncode == 0
+        result = drillbook("verify", "sbom", str(incomplete), "--json")
+        assert result.returncode == 1
+        assert json.loads(result.stdout)["verdicts"][1]["outcome"] == "failed"
+        missing = drillbook("verify", "sbom", str(tmp_path / "absent.json"))
+        assert missing.returncode == 2
+        assert "absent.json" in missing.stderr
+        no_osv = drillbook("verify", "sbom", str(good), "--advisories", str(tmp_path / "no-osv"))
+        assert no_osv.returncode == 2
+        assert "no-osv" in no_osv.stderr
