@@ -45,7 +45,6 @@ Feature: The next release's migrations are safe to apply to production
 
     Given the backups in "nightly-custom"
     And the migrations in "features/migrations/sandbox-next"
-    And the migration session setting "drillbook.anchor" is the environment's "anchor"
     When the newest backup is restored into a scratch database
     And the pending migrations are applied to the restored database
     Then the pending migrations apply within 5 minutes
