@@ -248,10 +248,13 @@ def read_sbom(path: Path) -> SbomDocument:
         reader, note = "model", ""
     except Exception as exc:  # noqa: BLE001 - the model rejects valid documents too; read them directly
         reader, note = "document", f"cyclonedx-python-lib could not load it: {type(exc).__name__}: {exc}"
-        if fmt == "json":
-            components, subject = _read_json_components(document)
-        else:
-            components, subject = _read_xml_components(document)
+        try:
+            if fmt == "json":
+                components, subject = _read_json_components(document)
+            else:
+                components, subject = _read_xml_components(document)
+        except RecursionError as deep:
+            raise SbomMalformed(f"{path}: components nested too deeply to read", path=str(path)) from deep
     return SbomDocument(path=path, format=fmt, spec_version=version, sha256=digest, size=len(data),
                         components=tuple(components), subject=subject, reader=reader,
                         reader_note=note[:300], raw=document)
@@ -456,8 +459,11 @@ def _json_errors(path: Path, text: str) -> tuple[list[dict[str, str]], str, str]
     except (NotImplementedError, ValueError) as exc:  # the library says "unsupported" either way
         raise SbomMalformed(f"{path}: CycloneDX {version} has no JSON schema (JSON starts at 1.2)",
                             path=str(path)) from exc
-    found = [{"at": e.json_path, "message": _short(e.message)}
-             for e in islice(validator.iter_errors(document), _MAX_ERRORS)]
+    try:
+        found = [{"at": e.json_path, "message": _short(e.message)}
+                 for e in islice(validator.iter_errors(document), _MAX_ERRORS)]
+    except RecursionError as exc:  # components nested hundreds deep exhaust jsonschema's recursion
+        raise SbomMalformed(f"{path}: components nested too deeply to validate", path=str(path)) from exc
     return found, version, f"cyclonedx-python-lib JSON schema {version} (fast IRI check)"
 
 
