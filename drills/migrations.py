@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import pq
 
 from checks.errors import DrillbookError
 from checks.migration_history import LocalMigration, show_version, version_key
@@ -502,9 +502,21 @@ class MigrationReplay:
                     raise self._unparsed_failure(script, exc) from exc
                 count = 1
             elif script.autocommit:
-                for statement in script.statements:
-                    self._execute(conn, script, statement)
-                    count += 1
+                try:
+                    for statement in script.statements:
+                        self._execute(conn, script, statement)
+                        count += 1
+                finally:
+                    # A file that manages its own transaction must end it; one that failed inside
+                    # its own BEGIN, or never commits, is rolled back here, never left open.
+                    unfinished = conn.info.transaction_status != pq.TransactionStatus.IDLE
+                    if unfinished:
+                        conn.execute("ROLLBACK")
+                if unfinished:
+                    raise MigrationFailed(
+                        f"{self.migrations.relative(path)}: the file opens a transaction it never "
+                        "ends (BEGIN without COMMIT); its work was rolled back",
+                        file=self.migrations.relative(path), line=script.statements[-1].line)
             else:
                 try:
                     with conn.transaction():
@@ -790,15 +802,3 @@ def replay_verdict(migrations: MigrationSet, runs: list[StepRun], *,
         f"{len(runs)} migrations applied from empty in {total:.2f}s"
         + (f" ({empty} empty)" if empty else ""),
         measured=round(total, 6), expected="every step applies", evidence=evidence)
-
-
-def drop_everything(target: PostgresTarget) -> None:
-    """Empty a scratch database between phases (every non-system schema, then ``public`` again)."""
-    target.require_scratch()
-    with psycopg.connect(target.dsn, connect_timeout=10, autocommit=True) as conn:
-        schemas = [r[0] for r in conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema')"
-            " AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%'").fetchall()]
-        for schema in schemas:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-        conn.execute("CREATE SCHEMA IF NOT EXISTS public")

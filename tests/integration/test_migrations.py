@@ -274,6 +274,23 @@ class TestBadInput:
         assert info.value.context["line"] == 5
         assert "missing_column" in str(info.value) and "CREATE VIEW v AS" in str(info.value)
 
+    def test_a_file_with_its_own_transaction_is_never_left_open(self, fresh: Fresh, tmp_path: Path) -> None:
+        """BEGIN…COMMIT files run in autocommit; failing inside, or never committing, rolls back."""
+        _files(tmp_path, {"0001_a.sql": "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n",
+                          "0002_b.sql": "BEGIN;\nCREATE TABLE b (id int);\nSELECT 1/0;\nCOMMIT;\n",
+                          "0003_c.sql": "BEGIN;\nCREATE TABLE c (id int);\n"})
+        migrations = load_migrations(tmp_path)
+        a, b, c = migrations.versioned()
+        with MigrationReplay(migrations, fresh("own-tx")) as replay:
+            assert replay.apply(a).transactional is False
+            with pytest.raises(MigrationFailed, match=r"0002_b\.sql:3: division by zero"):
+                replay.apply(b)
+            with pytest.raises(MigrationFailed, match="never ends"):
+                replay.apply(c)
+            objects = replay.snapshot().objects
+        assert "table public.a" in objects
+        assert "table public.b" not in objects and "table public.c" not in objects
+
     def test_missing_down_file_fails_the_round_trip(self, fresh: Fresh, tmp_path: Path) -> None:
         _files(tmp_path, {"0001_a.up.sql": "CREATE TABLE a (id int);", "0001_a.down.sql": "DROP TABLE a;",
                           "0002_b.up.sql": "CREATE TABLE b (id int);"})
