@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from checks import redact
 from checks.durations import parse_duration
 from checks.errors import ConfigError
 from reports.evidence import VerifyReport, export_bundle, verify_bundle
@@ -30,7 +31,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     which = p_export.add_mutually_exclusive_group()
     which.add_argument("--run", action="append", metavar="ID", help="a run id (repeatable; default: latest)")
     which.add_argument("--since", metavar="AGE", help="every run started within AGE, e.g. 90d")
-    p_export.add_argument("-o", "--output", type=Path, default=Path("evidence.zip"), help="the zip to write")
+    p_export.add_argument("-o", "--output", type=Path, default=None,
+                          help="file to write (default evidence.zip, or assessment-results.json for oscal)")
+    p_export.add_argument("--format", choices=["zip", "oscal"], default="zip",
+                          help="zip: the evidence bundle; oscal: OSCAL assessment-results JSON")
     p_export.add_argument("--sign", action="store_true",
                           help="sign the manifest with sigstore (needs an ambient OIDC identity)")
     p_verify = ev_sub.add_parser("verify", help="check every hash, name any modified, missing or extra file")
@@ -92,12 +96,11 @@ def _started(run_dir: Path) -> datetime:
 
 def export(args: argparse.Namespace) -> int:
     runs = select_runs(args.out, args.run, args.since, now=datetime.now(UTC))
+    if args.format == "oscal":
+        return export_oscal(runs, args.output or Path("assessment-results.json"))
     data = export_bundle(runs)
-    target: Path = args.output
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)
+    target: Path = args.output or Path("evidence.zip")
+    _write(target, data)
     report = verify_bundle(data, name=str(target))
     print(f"evidence: {target} — {len(runs)} run(s), {report.files_checked} files, {len(data)} bytes")
     print(f"manifest sha256: {report.manifest_sha256}")
@@ -108,6 +111,29 @@ def export(args: argparse.Namespace) -> int:
         else:
             print("drillbook: --sign: no ambient OIDC identity (SIGSTORE_ID_TOKEN or a GitHub Actions "
                   "id-token) is available here; exported unsigned", file=sys.stderr)
+    return EXIT_PASSED
+
+
+def _write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+
+
+def export_oscal(runs: list[Path], target: Path) -> int:
+    """OSCAL assessment results for the runs; observations point at the bundle's scenario files."""
+    from reports.evidence import scenario_member
+    from reports.oscal import assessment_results, control_ids
+    from reports.results import RunResult
+
+    results = [RunResult.read(run / "results.json") for run in runs]
+    hrefs = {(r.run_id, s.nodeid): scenario_member(r.run_id, i, s.scenario_id)
+             for r in results for i, s in enumerate(r.scenarios, start=1)}
+    _write(target, redact.redact(assessment_results(results, evidence_paths=hrefs)).encode("utf-8"))
+    controls = sorted({c for r in results for s in r.scenarios for c in control_ids(s.tags)})
+    print(f"oscal: {target} — assessment results for {len(results)} run(s), "
+          f"controls {', '.join(controls) or 'none (tag scenarios @control:... or @ref:...)'}")
     return EXIT_PASSED
 
 

@@ -122,8 +122,7 @@ def run_members(run_dir: Path) -> list[Member]:
     for index, scenario in enumerate(data.get("scenarios") or [], start=1):
         ident = (scenario.get("id") if isinstance(scenario, dict) else None) or "no-id"
         text = json.dumps(scenario, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        name = f"{index:03d}-{_SLUG.sub('_', str(ident))}.json"
-        members.append(Member(f"{base}/scenarios/{name}", redact.redact(text).encode("utf-8")))
+        members.append(Member(scenario_member(run_id, index, ident), redact.redact(text).encode("utf-8")))
     features = run_dir / "features"
     if features.is_dir():
         for path in sorted(p for p in features.rglob("*") if p.is_file()):
@@ -133,6 +132,11 @@ def run_members(run_dir: Path) -> list[Member]:
 
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def scenario_member(run_id: str, index: int, ident: str | None) -> str:
+    """Where the ``index``-th scenario (from 1) of a run lives in the bundle."""
+    return f"runs/{run_id}/scenarios/{index:03d}-{_SLUG.sub('_', ident or 'no-id')}.json"
 
 
 def _redacted_bytes(data: bytes) -> bytes:

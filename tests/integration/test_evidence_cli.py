@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 FAILING = """Feature: Audit trail
-  @id:TST-01 @daily @impact:low
+  @id:TST-01 @daily @impact:low @control:CP-9
   Scenario: A drill nobody runs is in cadence
     GHOST-9 never runs: this scenario fails on purpose.
 
@@ -240,6 +240,19 @@ class TestEvidenceCommands:
                          "--sign", env=env)
         assert proc.returncode == 0
         assert "no ambient OIDC identity" in proc.stderr and "exported unsigned" in proc.stderr
+
+    def test_oscal_export_validates_and_names_the_control(self, runs: dict[str, Any],
+                                                          tmp_path: Path) -> None:
+        from trestle.oscal.assessment_results import AssessmentResults
+
+        target = tmp_path / "ar.json"
+        proc = drillbook("evidence", "export", "--out", str(runs["out"]), "--since", "1d",
+                         "--format", "oscal", "-o", str(target))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        document = AssessmentResults.model_validate(json.loads(target.read_text())["assessment-results"])
+        assert len(document.results) == 3
+        states = [f.target.status.state.value for r in document.results for f in (r.findings or [])]
+        assert states == ["not-satisfied", "not-satisfied"]  # waived, then failed: cp-9 does not hold
 
     def test_unknown_run_is_a_usage_error(self, runs: dict[str, Any], tmp_path: Path) -> None:
         proc = drillbook("evidence", "export", "--out", str(runs["out"]), "--run", "nope", "-o",

@@ -7,13 +7,14 @@ import json
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from checks import redact
-from checks.verdict import Verdict
+from checks.verdict import Outcome, Verdict
 from reports.evidence import MANIFEST, EvidenceError, Member, canonical_zip, export_bundle, verify_bundle
 from reports.html import write_html_report
 from reports.results import RunResult, ScenarioResult, StepResult
@@ -265,3 +266,80 @@ class TestVerify:
     def test_corrupt_zip_message_names_the_file(self) -> None:
         report = verify_bundle(b"PK\x03\x04garbage", name="audit/evidence.zip")
         assert "audit/evidence.zip is not a readable zip archive" in str(report.problems[0])
+
+
+class TestOscal:
+    """OSCAL assessment results, built with compliance-trestle's schema-generated models."""
+
+    @staticmethod
+    def run_with(outcome_tags: list[tuple[str, list[str]]]) -> RunResult:
+        started = "2026-11-22T09:00:00+00:00"
+        scenarios = []
+        for index, (outcome, tags) in enumerate(outcome_tags):
+            evidence = {"waiver": {"id": "BKP-01"}} if outcome == "waived" else {}
+            verdict = Verdict("restore.rto", Outcome(outcome), f"measured {index}", measured=index,
+                              expected="<= 1800", evidence=evidence)
+            scenarios.append(ScenarioResult(nodeid=f"t.py::test_{index}", feature="F",
+                                            feature_path="features/f.feature", scenario=f"scenario {index}",
+                                            tags=tags, verdicts=[verdict], started_at=started))
+        return RunResult(run_id="20261122T090000Z-abc123", started_at=started, finished_at=started,
+                         drillbook_version="0.1.0", scenarios=scenarios)
+
+    def parse(self, text: str) -> Any:
+        from trestle.oscal.assessment_results import AssessmentResults
+
+        return AssessmentResults.model_validate(json.loads(text)["assessment-results"])
+
+    def test_document_validates_against_the_trestle_models(self) -> None:
+        from reports.oscal import assessment_results
+
+        run = self.run_with([("passed", ["id:BKP-01", "control:CP-9", "ref:ISO27001-A.8.13"]),
+                             ("failed", ["id:BKP-02", "control:CP-4"])])
+        document = self.parse(assessment_results([run]))
+        [result] = document.results
+        selected = [c.control_id for c in result.reviewed_controls.control_selections[0].include_controls]
+        assert selected == ["cp-4", "cp-9", "iso27001-a.8.13"]
+        states = {f.target.target_id: f.target.status.state.value for f in result.findings}
+        assert states == {"cp-9_obj": "satisfied", "iso27001-a.8.13_obj": "satisfied",
+                          "cp-4_obj": "not-satisfied"}
+        assert len(result.observations) == 2
+        assert result.observations[0].methods == ["TEST"]
+
+    def test_same_runs_give_the_same_document(self) -> None:
+        """UUIDv5 ids and fixed order: byte-identical output."""
+        from reports.oscal import assessment_results
+
+        tags = ["id:BKP-01", "control:CP-9"]
+        assert assessment_results([self.run_with([("passed", tags)])]) == \
+            assessment_results([self.run_with([("passed", list(tags))])])
+
+    def test_waived_is_not_satisfied_and_names_the_waiver(self) -> None:
+        """A waiver accepts the risk; it does not make the control hold."""
+        from reports.oscal import assessment_results
+
+        run = self.run_with([("waived", ["id:BKP-01", "control:CP-9"])])
+        document = self.parse(assessment_results([run]))
+        [finding] = document.results[0].findings
+        assert finding.target.status.state.value == "not-satisfied"
+        assert "waiver" in finding.remarks
+
+    def test_evidence_links_point_into_the_bundle(self) -> None:
+        from reports.evidence import scenario_member
+        from reports.oscal import assessment_results
+
+        run = self.run_with([("passed", ["id:BKP-01"])])
+        hrefs = {(run.run_id, "t.py::test_0"): scenario_member(run.run_id, 1, "BKP-01")}
+        document = self.parse(assessment_results([run], evidence_paths=hrefs))
+        evidence = document.results[0].observations[0].relevant_evidence[0]
+        assert evidence.href == "runs/20261122T090000Z-abc123/scenarios/001-BKP-01.json"
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(st.text(min_size=1, max_size=20), max_size=5))
+    def test_any_tag_text_becomes_a_valid_control_id_or_nothing(self, values: list[str]) -> None:
+        """Outside input (tags): whatever they hold, the document still validates."""
+        from reports.oscal import assessment_results, control_ids
+
+        tags = [f"control:{v}" for v in values]
+        for control in control_ids(tags):
+            assert control[0].isalpha()
+        self.parse(assessment_results([self.run_with([("passed", tags)])]))
