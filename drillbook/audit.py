@@ -36,7 +36,7 @@ from checks.cadence import DrillHistory, shortest_cadence
 from checks.errors import ConfigError
 from checks.verdict import Verdict
 from checks.waivers import Waiver, WaiverError, apply_waiver, check_known, load_waivers
-from reports.ledger import LocalLedger, entries_for_run, histories
+from reports.ledger import Ledger, LocalLedger, entries_for_run, histories
 from reports.results import RunResult
 
 from . import __version__
@@ -126,10 +126,12 @@ def read_waiver_file(path: Path, known_ids: Iterable[str] | None) -> list[Waiver
 class RunAudit:
     """What ``drillbook run`` needs before and after pytest: waivers, ledger, config to snapshot."""
 
-    ledger: LocalLedger | None
+    ledger: Ledger | None
     waivers_path: Path | None
     config_path: Path | None
     features: Sequence[Path]
+    out: Path = Path("out")
+    ledger_url: str | None = None
     waivers: list[Waiver] = field(default_factory=list)
 
     def pytest_args(self) -> list[str]:
@@ -137,7 +139,7 @@ class RunAudit:
         if self.waivers_path is not None:
             args.append(f"--drillbook-waivers={self.waivers_path}")
         if self.ledger is not None:
-            args.append(f"--drillbook-ledger={self.ledger.path}")
+            args.append(f"--drillbook-ledger={self.ledger_url or self.ledger.path}")
         return args
 
     def finish(self, run_dir: Path) -> list[str]:
@@ -161,8 +163,10 @@ class RunAudit:
             from reports.metrics import write_textfile
 
             read = self.ledger.read()
-            write_textfile(self.ledger.path.with_name(METRICS_FILE), read.entries,
-                           catalogue_cadences(self.features))
+            # Beside a local ledger; in the runs directory for a ledger on S3.
+            where = (self.ledger.path.with_name(METRICS_FILE) if isinstance(self.ledger, LocalLedger)
+                     else self.out.resolve() / METRICS_FILE)
+            write_textfile(where, read.entries, catalogue_cadences(self.features))
         except (OSError, ConfigError) as exc:
             problems.append(f"metrics textfile not written: {exc}")
         return problems
@@ -176,15 +180,17 @@ def prepare_run(*, features: Sequence[Path], config_path: Path | None, waivers: 
                 out: Path) -> RunAudit:
     """Resolve ledger and waivers for a run; a bad waiver file raises (usage error, nothing ran)."""
     ledger_url: str | None = None
+    s3_options: dict[str, str] = {}
     if config_path is not None:
         from drills.config import load_config
 
         config = load_config(config_path)
         ledger_url = config.ledger_url
+        s3_options = dict(config.ledger_s3)
         if waivers is None and config.waivers is not None:
             waivers = config.waivers
-    audit = RunAudit(ledger=ledger_at(ledger_url, out, config_path), waivers_path=waivers,
-                     config_path=config_path, features=list(features))
+    audit = RunAudit(ledger=ledger_at(ledger_url, out, config_path, s3_options), waivers_path=waivers,
+                     config_path=config_path, features=list(features), out=out, ledger_url=ledger_url)
     if waivers is not None:
         audit.waivers_path = waivers.resolve()
         # Known ids come from the whole suite, not only the selected folder: one team-wide waiver
@@ -203,17 +209,38 @@ def suite_roots(paths: Iterable[Path]) -> list[Path]:
     return roots
 
 
-def ledger_at(url: str | None, out: Path, config_path: Path | None = None) -> LocalLedger:
-    """The ledger a run appends to: ``[ledger] url`` (a path) or ``<out>/ledger.jsonl``."""
+def ledger_at(url: str | None, out: Path, config_path: Path | None = None,
+              s3_options: dict[str, str] | None = None) -> Ledger:
+    """The ledger a run appends to: ``[ledger] url`` (a path or s3://) or ``<out>/ledger.jsonl``."""
     if url is None:
         return LocalLedger((out / LEDGER_FILE).resolve())
     if url.startswith("s3://"):
-        raise ConfigError(f"`ledger.url` {url}: S3 ledgers are not supported by this version",
-                          key="ledger.url", hint="use a local path (a shared filesystem works)")
+        return s3_ledger(url, s3_options or {})
     path = Path(url.removeprefix("file://"))
     if not path.is_absolute() and config_path is not None:
         path = config_path.parent / path
     return LocalLedger(path.resolve())
+
+
+def s3_ledger(url: str, options: dict[str, str]) -> Ledger:
+    """An S3 ledger with a client like the backup stores' (timeouts, bounded retries, path style)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    from reports.ledger_s3 import S3Ledger, S3Location
+
+    location = S3Location.parse(url)
+    redact.register(options.get("secret_access_key"))
+    endpoint = options.get("endpoint_url")
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name=options.get("region", "us-east-1"),
+        aws_access_key_id=options.get("access_key_id"),
+        aws_secret_access_key=options.get("secret_access_key"),
+        config=BotoConfig(connect_timeout=5, read_timeout=30,
+                          retries={"total_max_attempts": 3, "mode": "standard"},
+                          s3={"addressing_style": "path"} if endpoint else None),
+    )
+    return S3Ledger(location, client, endpoint=endpoint)
 
 
 def snapshot_run(run_dir: Path, run: RunResult, features: Sequence[Path], config_path: Path | None,
@@ -320,7 +347,7 @@ def waive(config: pytest.Config, scenario_id: str | None, verdict: Verdict) -> V
 class LedgerView:
     """What the cadence step may ask of the ledger: one drill's history."""
 
-    def __init__(self, ledger: LocalLedger | None) -> None:
+    def __init__(self, ledger: Ledger | None) -> None:
         self.ledger = ledger
 
     def history(self, drill_id: str) -> DrillHistory:
@@ -340,6 +367,12 @@ class LedgerView:
 def drillbook_ledger(request: pytest.FixtureRequest) -> LedgerView:
     """The run's cadence ledger (``--drillbook-ledger``; else ``out/ledger.jsonl`` beside the run)."""
     path = request.config.getoption("--drillbook-ledger", None)
+    if path and str(path).startswith("s3://"):
+        from drills.config import load_config
+
+        config = request.config.getoption("--drillbook-config", None)
+        options = dict(load_config(Path(config)).ledger_s3) if config else {}
+        return LedgerView(s3_ledger(str(path), options))
     if path:
         return LedgerView(LocalLedger(Path(path)))
     out = request.config.getoption("--drillbook-out", None)

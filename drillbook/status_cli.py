@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from checks.cadence import DrillHistory, DrillState, drill_state, due_at
-from reports.ledger import LedgerRead, LocalLedger, histories
+from reports.ledger import Ledger, LedgerRead, LocalLedger, histories
 
 from .audit import METRICS_FILE, Drill, catalogue, ledger_at
 from .runner import EXIT_FAILED, EXIT_OVERDUE, EXIT_PASSED, _default_features
@@ -38,15 +38,16 @@ def add_gate_cadence_parser(gate_sub: argparse._SubParsersAction[argparse.Argume
     _common(p_cadence)
 
 
-def _ledger(args: argparse.Namespace) -> LocalLedger:
+def _ledger(args: argparse.Namespace) -> Ledger:
     if args.ledger is not None:
         return LocalLedger(args.ledger.resolve())
-    url = None
+    url, options = None, {}
     if args.config is not None:
         from drills.config import load_config
 
-        url = load_config(args.config.resolve()).ledger_url
-    return ledger_at(url, args.out, args.config.resolve() if args.config else None)
+        config = load_config(args.config.resolve())
+        url, options = config.ledger_url, dict(config.ledger_s3)
+    return ledger_at(url, args.out, args.config.resolve() if args.config else None, options)
 
 
 def status_rows(drills: dict[str, Drill], read: LedgerRead, *, now: datetime) -> list[dict[str, Any]]:
@@ -76,7 +77,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment else None
 
 
-def _load(args: argparse.Namespace) -> tuple[LocalLedger, LedgerRead, dict[str, Drill]]:
+def _load(args: argparse.Namespace) -> tuple[Ledger, LedgerRead, dict[str, Drill]]:
     ledger = _ledger(args)
     read = ledger.read()
     features = [p.resolve() for p in (args.features or [_default_features()])]
@@ -91,11 +92,11 @@ def status(args: argparse.Namespace) -> int:
 
         write_textfile(args.prometheus, read.entries, {d.id: d.cadence for d in drills.values()})
     if args.json:
-        print(json.dumps({"ledger": str(ledger.path), "ledger_ok": read.ok,
+        print(json.dumps({"ledger": _where(ledger), "ledger_ok": read.ok,
                           "ledger_problems": [str(p) for p in read.problems], "drills": rows}, indent=2))
     else:
         _table(rows)
-        print(f"ledger: {ledger.path} ({len(read.entries)} entries)")
+        print(f"ledger: {_where(ledger)} ({len(read.entries)} entries)")
     _print_problems(ledger, read)
     return EXIT_PASSED if read.ok else EXIT_FAILED
 
@@ -106,7 +107,7 @@ def gate_cadence(args: argparse.Namespace) -> int:
     blocking = [r for r in rows if r["state"] in (DrillState.OVERDUE.value, DrillState.NEVER_RUN.value)
                 and r["cadence"] is not None]
     if args.json:
-        print(json.dumps({"ledger": str(ledger.path), "ledger_ok": read.ok,
+        print(json.dumps({"ledger": _where(ledger), "ledger_ok": read.ok,
                           "ledger_problems": [str(p) for p in read.problems],
                           "blocking": blocking, "passed": not blocking and read.ok}, indent=2))
     _print_problems(ledger, read)
@@ -126,12 +127,16 @@ def gate_cadence(args: argparse.Namespace) -> int:
     return EXIT_PASSED
 
 
-def _print_problems(ledger: LocalLedger, read: LedgerRead) -> None:
+def _print_problems(ledger: Ledger, read: LedgerRead) -> None:
     if read.ok:
         return
-    print(f"drillbook: the ledger {ledger.path} is damaged:", file=sys.stderr)
+    print(f"drillbook: the ledger {_where(ledger)} is damaged:", file=sys.stderr)
     for problem in read.problems:
         print(f"  {problem}", file=sys.stderr)
+
+
+def _where(ledger: Ledger) -> str:
+    return str(getattr(ledger, "location", ledger.path))
 
 
 def _table(rows: list[dict[str, Any]]) -> None:

@@ -56,7 +56,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
 
 _RUN_KEYS = {"out", "strict", "waivers"}
-_LEDGER_KEYS = {"url"}
+_LEDGER_KEYS = {"url", "endpoint_url", "region", "access_key_id", "secret_access_key"}
 _TARGET_KEYS: dict[str, set[str]] = {
     "postgres": {"kind", "dsn", "scratch"},
     "redis": {"kind", "url", "scratch"},
@@ -82,6 +82,7 @@ class Config:
     stores: Mapping[str, StoreSpec] = field(default_factory=dict)
     waivers: Path | None = None  # [run] waivers: the waiver file, relative to the config file
     ledger_url: str | None = None  # [ledger] url: the cadence ledger (a path; default <out>/ledger.jsonl)
+    ledger_s3: Mapping[str, str] = field(default_factory=dict)  # endpoint_url, region, keys for s3://
 
     def redacted(self) -> dict[str, Any]:
         """The effective config with every secret masked (for evidence)."""
@@ -144,6 +145,11 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
     ledger_url = None
     if "url" in ledger:
         ledger_url = _resolve(ledger["url"], where, "ledger.url", environ, secret=False)
+    ledger_s3 = {k: _resolve(v, where, f"ledger.{k}", environ, secret=k in _SECRET_KEYS)
+                 for k, v in ledger.items() if k != "url"}
+    if ledger_s3 and not (ledger_url or "").startswith("s3://"):
+        raise ConfigError(f"{where}: `ledger.{sorted(ledger_s3)[0]}` applies only to an s3:// `ledger.url`",
+                          file=where, key=f"ledger.{sorted(ledger_s3)[0]}")
 
     postgres: dict[str, PostgresTarget] = {}
     redis_targets: dict[str, RedisTarget] = {}
@@ -202,7 +208,8 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
             _validate_key_pattern(key_pattern, where, f"{key}.key_pattern")
     _reject_scratch_equal_to_subject(postgres, where)
     return Config(path=path, out=out, strict=strict, postgres=postgres,
-                  redis=redis_targets, stores=stores, waivers=waivers, ledger_url=ledger_url)
+                  redis=redis_targets, stores=stores, waivers=waivers, ledger_url=ledger_url,
+                  ledger_s3=ledger_s3)
 
 
 def _check_dsn(dsn: str, where: str, key: str) -> None:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from checks.cadence import DrillHistory, shortest_cadence
 from checks.errors import DrillbookError
@@ -214,8 +214,12 @@ def _opt(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def read_text(text: str, *, head: Mapping[str, Any] | None, path: Path) -> LedgerRead:
-    """Check the whole chain in ``text`` (and against ``head``); never raises on damage."""
+def read_text(text: str, *, head: Mapping[str, Any] | None, path: Path,
+              require_head: bool = True) -> LedgerRead:
+    """Check the whole chain in ``text`` (and against ``head``); never raises on damage.
+
+    ``require_head=False`` for stores without a head record (S3: objects are never overwritten).
+    """
     result = LedgerRead(path=path)
     if text and not text.endswith("\n"):
         last = text.count("\n") + 1
@@ -249,7 +253,8 @@ def read_text(text: str, *, head: Mapping[str, Any] | None, path: Path) -> Ledge
                 "before it (that entry was edited or replaced)"))
         result.entries.append(entry)
         prev_hash, prev_seq = entry.hash, entry.seq
-    _check_head(result, head)
+    if head is not None or require_head:
+        _check_head(result, head)
     return result
 
 
@@ -275,6 +280,16 @@ def _check_head(result: LedgerRead, head: Mapping[str, Any] | None) -> None:
     at_head = next((e for e in result.entries if e.seq == seq), None)
     if at_head is None or at_head.hash != digest:
         result.problems.append(LedgerProblem(0, f"entry seq {seq} does not match the head record"))
+
+
+class Ledger(Protocol):
+    """What runs, status and the cadence step need of a ledger, local or on S3."""
+
+    path: Path
+
+    def read(self) -> LedgerRead: ...
+
+    def append(self, new: Sequence[NewEntry]) -> list[LedgerEntry]: ...
 
 
 # ---------------------------------------------------------------- the local file

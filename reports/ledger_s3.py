@@ -1,0 +1,179 @@
+"""The cadence ledger on S3, for teams: ``[ledger] url = "s3://bucket/prefix/"``.
+
+S3 cannot append to an object, so each run's entries are one object named by
+the sequence number of its first entry: ``<prefix>000000000042.jsonl``. The
+object is written with ``If-None-Match: *``: of two runs racing for the same
+position exactly one wins; the other reads the new tail and chains after it.
+No object is ever overwritten or deleted by drillbook.
+
+Reading lists the prefix, fetches every object in key order, and checks the
+same chain as the local ledger (an edited, deleted or reordered entry is
+named), plus that each object's name matches the first entry it holds. A
+deleted *last* object leaves a valid chain: enable bucket versioning or S3
+Object Lock on the prefix so that deletions are recoverable and visible.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from reports.ledger import (
+    GENESIS,
+    LedgerCorrupt,
+    LedgerEntry,
+    LedgerError,
+    LedgerProblem,
+    LedgerRead,
+    NewEntry,
+    chain,
+    read_text,
+)
+
+_KEY = re.compile(r"^(\d{12})\.jsonl$")
+MAX_RACES = 20  # attempts to find a free position when other runs keep appending at the same time
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
+            raise LedgerError(f"ledger url {url!r} must look like s3://bucket/prefix/")
+        bucket, _, prefix = url[5:].partition("/")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        return cls(bucket, prefix)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+class S3Ledger:
+    """A ledger as immutable objects under an S3 prefix; ``client`` is a boto3 S3 client."""
+
+    def __init__(self, location: S3Location, client: Any, *, endpoint: str | None = None) -> None:
+        self.location = location
+        self.client = client
+        self.endpoint = endpoint
+        # Read results name this "path"; it is where the ledger lives, for messages.
+        self.path = Path(str(location))
+
+    def __repr__(self) -> str:
+        return f"S3Ledger({str(self.location)!r})"
+
+    def _where(self) -> str:
+        return f"{self.location}" + (f" at {self.endpoint}" if self.endpoint else "")
+
+    def _fail(self, action: str, exc: Exception) -> LedgerError:
+        code = _code(exc)
+        return LedgerError(f"cannot {action} the S3 ledger {self._where()}: {code or type(exc).__name__}",
+                           hint="check the bucket, prefix, endpoint and credentials in `[ledger]`",
+                           url=str(self.location))
+
+    def _keys(self) -> list[str]:
+        keys: list[str] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": self.location.prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            try:
+                page = self.client.list_objects_v2(**kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail("list", exc) from exc
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+            if not page.get("IsTruncated"):
+                return sorted(keys)
+            token = page.get("NextContinuationToken")
+
+    def _get(self, key: str) -> bytes:
+        try:
+            body: bytes = self.client.get_object(Bucket=self.location.bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(f"read {key} of", exc) from exc
+        return body
+
+    def read(self) -> LedgerRead:
+        """Every entry, chain checked; object names checked against their first entry."""
+        keys = self._keys()
+        texts = []
+        problems = []
+        for key in keys:
+            name = key[len(self.location.prefix):]
+            match = _KEY.match(name)
+            if match is None:
+                problems.append(LedgerProblem(
+                    0, f"object {key} is not a ledger object (expected NNNNNNNNNNNN.jsonl)"))
+                continue
+            raw = self._get(key)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problems.append(LedgerProblem(0, f"object {key}: not UTF-8 at byte {exc.start}: edited"))
+                continue
+            first = text.split("\n", 1)[0]
+            if f'"seq":{int(match.group(1))},' not in first:
+                problems.append(LedgerProblem(0, f"object {key} does not start with entry seq "
+                                                 f"{int(match.group(1))}: renamed or edited"))
+            texts.append(text)
+        result = read_text("".join(texts), head=None, path=self.path, require_head=False)
+        result.problems[:0] = problems
+        return result
+
+    def _tail(self) -> tuple[int, str]:
+        keys = [k for k in self._keys() if _KEY.match(k[len(self.location.prefix):])]
+        if not keys:
+            return 0, GENESIS
+        text = self._get(keys[-1]).decode("utf-8", errors="replace")
+        if not text.endswith("\n"):
+            raise LedgerCorrupt(f"{self._where()}: the last object {keys[-1]} is incomplete (truncated)")
+        from reports.ledger import _digest, parse_entry
+
+        try:
+            last = parse_entry(text.rstrip("\n").rsplit("\n", 1)[-1])
+        except ValueError as exc:
+            raise LedgerCorrupt(f"{self._where()}: the last entry of {keys[-1]} is damaged: {exc}") from exc
+        if _digest(last.body()) != last.hash:
+            raise LedgerCorrupt(f"{self._where()}: the last entry (seq {last.seq}) was edited")
+        return last.seq, last.hash
+
+    def append(self, new: Sequence[NewEntry]) -> list[LedgerEntry]:
+        """Chain after the current tail and create the object only if nobody took that position."""
+        if not new:
+            return []
+        for _ in range(MAX_RACES):
+            seq, prev = self._tail()
+            entries = []
+            for item in new:
+                seq += 1
+                entry = chain(item, seq=seq, prev=prev)
+                entries.append(entry)
+                prev = entry.hash
+            key = f"{self.location.prefix}{entries[0].seq:012d}.jsonl"
+            body = "".join(e.line() for e in entries).encode("utf-8")
+            try:
+                self.client.put_object(Bucket=self.location.bucket, Key=key, Body=body, IfNoneMatch="*",
+                                       ContentType="application/x-ndjson")
+            except (ClientError, BotoCoreError) as exc:
+                if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    continue  # another run appended first: chain after its entries
+                raise self._fail("append to", exc) from exc
+            return entries
+        raise LedgerError(f"could not append to the S3 ledger {self._where()}: {MAX_RACES} other appends "
+                          "won the race in a row", url=str(self.location))
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
