@@ -477,6 +477,13 @@ class TestVerifyMigrationsCli:
         assert "PASSED   migrations.drift: the schemas of replay at 5" in out
         assert "PASSED   migrations.lint: no blocking lint finding in 2 file(s)" in out
 
+    def test_bad_options_are_usage_errors(self, authelia: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """An unknown squawk rule or a malformed --setting stops before any database is touched."""
+        assert main(["verify", "migrations", str(authelia), "--lint", "--fail-on", "ban-drop-colum"]) == 2
+        assert "no rule named 'ban-drop-colum'" in capsys.readouterr().out
+        assert main(["verify", "migrations", str(authelia), "--setting", "novalue"]) == 2
+        assert "NAME=VALUE" in capsys.readouterr().err
+
     def test_as_a_user_runs_it(self, authelia: Path, sandbox_cache_env: dict[str, str]) -> None:
         """A real subprocess with its own throwaway PostgreSQL."""
         code, output = _cli(str(authelia), "--layout", "numbered", env=sandbox_cache_env)

@@ -342,6 +342,23 @@ class TestHistoryComparison:
         assert validate_history(dirty, _local([1, 2, 3])).outcome is Outcome.FAILED
 
 
+class TestHistoryFromOutside:
+    @HYPOTHESIS
+    @given(rows=st.lists(st.tuples(st.text(max_size=12), st.one_of(st.none(), st.text(max_size=70)),
+                                   st.booleans()), max_size=12),
+           kind=st.sampled_from(list(HistoryKind)))
+    def test_any_history_rows_give_a_verdict(self, rows: list[tuple[str, str | None, bool]],
+                                             kind: HistoryKind) -> None:
+        """Whatever a subject's history table holds, validation returns a verdict naming the rows."""
+        history = History(kind, "t", tuple(AppliedMigration(v, "", c, ok) for v, c, ok in rows),
+                          current_only=kind is HistoryKind.GOLANG_MIGRATE)
+        verdict = validate_history(history, _local([1, 2, 3]))
+        assert verdict.outcome in (Outcome.PASSED, Outcome.FAILED)
+        for version, _, _ in rows:
+            if not any(ch.isdigit() for ch in version):
+                assert verdict.outcome is Outcome.FAILED
+
+
 class TestSquawkOutput:
     def test_findings_are_one_based_and_deduplicated(self) -> None:
         output = ('[{"file":"/m/0001_a.sql","line":0,"column":0,"level":"Warning","message":"m",'
