@@ -206,3 +206,43 @@ class TestRecord:
             with pytest.raises(VerdictFailed):
                 record(Verdict.error("restore.rto", "unreachable"))
         assert [v.outcome for v in seen] == [Outcome.WAIVED, Outcome.ERROR]
+
+
+class TestConfigKeys:
+    """`[run] waivers` and `[ledger]` in drillbook.toml, with the strict unknown-key validation."""
+
+    def test_waivers_path_is_relative_to_the_config_file(self) -> None:
+        from pathlib import Path
+
+        from drills.config import parse_config
+
+        config = parse_config('[run]\nwaivers = "ops/waivers.toml"\n[ledger]\nurl = "ledger.jsonl"\n',
+                              path=Path("/etc/drillbook/drillbook.toml"), environ={})
+        assert config.waivers == Path("/etc/drillbook/ops/waivers.toml")
+        assert config.ledger_url == "ledger.jsonl"
+
+    def test_unknown_ledger_key_is_named(self) -> None:
+        from checks.errors import ConfigError
+        from drills.config import parse_config
+
+        with pytest.raises(ConfigError, match=r"unknown key `ledger\.path`"):
+            parse_config('[ledger]\npath = "x"\n', path=None, environ={})
+
+    def test_s3_options_need_an_s3_url(self) -> None:
+        from checks.errors import ConfigError
+        from drills.config import parse_config
+
+        with pytest.raises(ConfigError, match=r"`ledger\.endpoint_url` applies only to an s3://"):
+            parse_config('[ledger]\nurl = "l.jsonl"\nendpoint_url = "http://x"\n', path=None, environ={})
+
+    def test_s3_secret_comes_from_the_environment_and_is_redacted(self) -> None:
+        from checks import redact
+        from drills.config import parse_config
+
+        try:
+            config = parse_config('[ledger]\nurl = "s3://b/p/"\nsecret_access_key = "${LEDGER_KEY}"\n',
+                                  path=None, environ={"LEDGER_KEY": "k3y-from-env-1"})
+            assert config.ledger_s3["secret_access_key"] == "k3y-from-env-1"
+            assert redact.redact("k3y-from-env-1") == "***"
+        finally:
+            redact.clear()
