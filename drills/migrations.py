@@ -240,6 +240,12 @@ def _entries(directory: Path) -> tuple[list[Path], list[Path]]:
         raise LayoutError(f"cannot list {directory}: {exc.strerror}", directory=str(directory)) from exc
     files = [p for p in children if p.is_file() and p.name.endswith(".sql")]
     step_dirs = [p for p in children if p.is_dir() and (p / "up.sql").is_file()]
+    for child in children:
+        # A step directory with SQL in it but no up.sql would silently be skipped otherwise.
+        if (child.is_dir() and _STEP_DIR.match(child.name) and not (child / "up.sql").is_file()
+                and any(child.glob("*.sql"))):
+            raise LayoutError(f"{directory}: step directory {child.name}/ has no up.sql",
+                              directory=str(directory), file=child.name)
     return files, step_dirs
 
 

@@ -190,6 +190,11 @@ class TestOrderingAndDuplicates:
         for name in names:
             assert name in str(info.value)
 
+    def test_step_directory_without_up_is_refused(self, tmp_path: Path) -> None:
+        _write(tmp_path, ["0001_a/up.sql", "0002_b/down.sql"])
+        with pytest.raises(LayoutError, match=r"step directory 0002_b/ has no up\.sql"):
+            load_migrations(tmp_path)
+
     def test_down_without_up_is_refused(self, tmp_path: Path) -> None:
         _write(tmp_path, ["0001_a.up.sql", "0002_b.down.sql"])
         with pytest.raises(LayoutError, match=r"0002_b.down.sql undoes version 2"):
