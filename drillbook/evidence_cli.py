@@ -32,9 +32,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     which.add_argument("--run", action="append", metavar="ID", help="a run id (repeatable; default: latest)")
     which.add_argument("--since", metavar="AGE", help="every run started within AGE, e.g. 90d")
     p_export.add_argument("-o", "--output", type=Path, default=None,
-                          help="file to write (default evidence.zip, or assessment-results.json for oscal)")
-    p_export.add_argument("--format", choices=["zip", "oscal"], default="zip",
-                          help="zip: the evidence bundle; oscal: OSCAL assessment-results JSON")
+                          help="file to write (default evidence.zip, assessment-results.json, report.pdf)")
+    p_export.add_argument("--format", choices=["zip", "oscal", "pdf"], default="zip",
+                          help="zip: the evidence bundle; oscal: OSCAL assessment-results JSON; "
+                          "pdf: one run's HTML report printed by headless Chromium")
     p_export.add_argument("--sign", action="store_true",
                           help="sign the manifest with sigstore (needs an ambient OIDC identity)")
     p_verify = ev_sub.add_parser("verify", help="check every hash, name any modified, missing or extra file")
@@ -98,6 +99,8 @@ def export(args: argparse.Namespace) -> int:
     runs = select_runs(args.out, args.run, args.since, now=datetime.now(UTC))
     if args.format == "oscal":
         return export_oscal(runs, args.output or Path("assessment-results.json"))
+    if args.format == "pdf":
+        return export_pdf(runs, args.output or Path("report.pdf"))
     data = export_bundle(runs)
     target: Path = args.output or Path("evidence.zip")
     _write(target, data)
@@ -134,6 +137,18 @@ def export_oscal(runs: list[Path], target: Path) -> int:
     controls = sorted({c for r in results for s in r.scenarios for c in control_ids(s.tags)})
     print(f"oscal: {target} — assessment results for {len(results)} run(s), "
           f"controls {', '.join(controls) or 'none (tag scenarios @control:... or @ref:...)'}")
+    return EXIT_PASSED
+
+
+def export_pdf(runs: list[Path], target: Path) -> int:
+    """One run's HTML report as PDF (a PDF summary of several runs is not a thing the report does)."""
+    from reports.pdf import html_to_pdf
+
+    if len(runs) != 1:
+        raise ConfigError(f"--format pdf prints one run's report; {len(runs)} runs were selected",
+                          hint="pass one --run ID (or none for the latest)")
+    written = html_to_pdf(runs[0] / "report.html", target)
+    print(f"pdf: {written} — the report of run {runs[0].name}, {written.stat().st_size} bytes")
     return EXIT_PASSED
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -253,6 +254,22 @@ class TestEvidenceCommands:
         assert len(document.results) == 3
         states = [f.target.status.state.value for r in document.results for f in (r.findings or [])]
         assert states == ["not-satisfied", "not-satisfied"]  # waived, then failed: cp-9 does not hold
+
+    @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+    def test_pdf_prints_the_latest_report(self, runs: dict[str, Any], tmp_path: Path) -> None:
+        target = tmp_path / "report.pdf"
+        proc = drillbook("evidence", "export", "--out", str(runs["out"]), "--format", "pdf",
+                         "-o", str(target))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        data = target.read_bytes()
+        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+
+    def test_pdf_without_chromium_says_what_to_install(self, runs: dict[str, Any], tmp_path: Path) -> None:
+        proc = drillbook("evidence", "export", "--out", str(runs["out"]), "--format", "pdf",
+                         "-o", str(tmp_path / "r.pdf"), env={"PATH": str(tmp_path)})
+        assert proc.returncode == 1
+        assert "no Chromium found" in proc.stderr and "apt-get install chromium" in proc.stderr
+        assert not (tmp_path / "r.pdf").exists()
 
     def test_unknown_run_is_a_usage_error(self, runs: dict[str, Any], tmp_path: Path) -> None:
         proc = drillbook("evidence", "export", "--out", str(runs["out"]), "--run", "nope", "-o",
