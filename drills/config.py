@@ -13,7 +13,9 @@ password inside a DSN) is registered with :mod:`checks.redact`.
     waivers = "waivers.toml"    # optional: the waiver file (relative to this file)
 
     [ledger]
-    url = "out/ledger.jsonl"    # optional: the cadence ledger (default <out>/ledger.jsonl)
+    url = "out/ledger.jsonl"    # optional: the cadence ledger (default <out>/ledger.jsonl), or
+                                # "s3://bucket/prefix/" with endpoint_url, region, access_key_id,
+                                # secret_access_key as for an s3 target
 
     [targets.production]        # a subject: read-only, always
     kind = "postgres"
