@@ -139,7 +139,8 @@ class RunAudit:
         if self.waivers_path is not None:
             args.append(f"--drillbook-waivers={self.waivers_path}")
         if self.ledger is not None:
-            args.append(f"--drillbook-ledger={self.ledger_url or self.ledger.path}")
+            s3 = self.ledger_url is not None and self.ledger_url.startswith("s3://")
+            args.append(f"--drillbook-ledger={self.ledger_url if s3 else self.ledger.path}")
         return args
 
     def finish(self, run_dir: Path) -> list[str]:
