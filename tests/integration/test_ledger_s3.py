@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +21,8 @@ from reports.ledger import LedgerError, NewEntry
 from reports.ledger_s3 import S3Ledger
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +134,37 @@ class TestS3Ledger:
 
 def options_for(endpoint: str) -> dict[str, str]:
     return {"endpoint_url": endpoint, "access_key_id": S3_ACCESS_KEY_ID}
+
+
+class TestRunWithAnS3Ledger:
+    def test_run_appends_and_status_reads_the_s3_ledger(self, server: S3Server, tmp_path: Path) -> None:
+        """`drillbook run` and `drillbook status` with `[ledger] url = "s3://..."`, as a team sets it."""
+        bucket = f"ledger-{secrets.token_hex(4)}"
+        made = s3_ledger(f"s3://{bucket}/runs/", options(server))
+        assert isinstance(made, S3Ledger)
+        made.client.create_bucket(Bucket=bucket)
+        features = tmp_path / "features"
+        features.mkdir()
+        (features / "gate.feature").write_text(
+            "Feature: g\n  @id:TST-09 @weekly\n  Scenario: s\n"
+            "    Then the drill `TST-09` passed within its cadence\n")
+        config = tmp_path / "drillbook.toml"
+        config.write_text(f'[ledger]\nurl = "s3://{bucket}/runs/"\nendpoint_url = "{server.endpoint_url}"\n'
+                          'access_key_id = "testing"\nsecret_access_key = "${LEDGER_SECRET}"\n')
+        env = {**os.environ, "LEDGER_SECRET": S3_SECRET_ACCESS_KEY}
+        common = ["--config", str(config), "--features", str(features)]
+        for _ in range(2):
+            run = subprocess.run([sys.executable, "-m", "drillbook.cli", "run", *common,
+                                  "--out", str(tmp_path / "out")],
+                                 capture_output=True, text=True, cwd=REPO, env=env, timeout=120, check=False)
+        # The first run never ran TST-09 before (fails); the second finds that run failed: still no pass.
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert "never passed" in run.stdout
+        assert keys(made) == [f"runs/{n:012d}.jsonl" for n in (1, 2)]
+        status = subprocess.run([sys.executable, "-m", "drillbook.cli", "status", "--json", *common],
+                                capture_output=True, text=True, cwd=REPO, env=env, timeout=60, check=False)
+        assert status.returncode == 0, status.stdout + status.stderr
+        data = json.loads(status.stdout)
+        assert data["ledger"] == f"s3://{bucket}/runs/"
+        assert [(d["id"], d["state"]) for d in data["drills"]] == [("TST-09", "overdue")]
+        assert (tmp_path / "out" / "drillbook.prom").is_file()
