@@ -12,7 +12,8 @@ already read :class:`SbomDocument`:
   validators (JSON made fast by :mod:`checks.cyclonedx_fast`, same verdicts).
 - :func:`sbom_covers_artifacts` ``(sbom, artifacts_dir) -> Verdict``
   ``sbom.covers_artifacts``: every file of the release (and every digest in
-  ``images.txt``) appears as a component hash.
+  ``images.txt``) appears as a component hash; :func:`sbom_covers_digests`
+  does the same for a release known by digests (an S3 prefix).
 - :func:`components_have_versions_and_purls` / :func:`components_have_fields`
   -> ``sbom.components_complete``.
 - :func:`no_denied_licenses` ``(sbom, denied) -> Verdict`` ``sbom.licenses``.
@@ -57,8 +58,10 @@ __all__ = [
     "components_have_fields",
     "components_have_versions_and_purls",
     "no_denied_licenses",
+    "parse_images_list",
     "read_sbom",
     "sbom_covers_artifacts",
+    "sbom_covers_digests",
     "validate_sbom",
 ]
 
@@ -546,20 +549,79 @@ def _digests(path: Path, algorithms: Iterable[str]) -> dict[str, str]:
 _IMAGE_DIGEST = re.compile(r"@sha256:(?P<hex>[0-9a-fA-F]{64})\s*$")
 
 
-def _image_digests(path: Path) -> tuple[list[tuple[str, str]], list[str]]:
-    """(reference, sha256 hex) per image line of images.txt, and lines without a digest."""
+def parse_images_list(text: str, name: str = IMAGES_LIST) -> tuple[list[tuple[str, str]], list[str]]:
+    """(reference, sha256 hex) per image line of an ``images.txt``, and the lines without a digest.
+
+    One image per line (``registry/name:tag@sha256:<hex>``); ``#`` starts a comment.
+    """
     images: list[tuple[str, str]] = []
     undigested: list[str] = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
         if not line:
             continue
         match = _IMAGE_DIGEST.search(line)
         if match is None:
-            undigested.append(f"{path.name} line {number}: {line[:120]}")
+            undigested.append(f"{name} line {number}: {line[:120]}")
         else:
             images.append((line, match.group("hex").lower()))
     return images, undigested
+
+
+@dataclass
+class _Release:
+    """What a release holds: file digests by algorithm, image digests, and what could not be read."""
+
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
+    images: list[tuple[str, str]] = field(default_factory=list)
+    undigested: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def _known_hashes(document: SbomDocument) -> tuple[dict[str, set[str]], str]:
+    """Strong component hashes by algorithm, and the versions/purls text image digests may appear in."""
+    described = list(document.components) + ([document.subject] if document.subject else [])
+    known: dict[str, set[str]] = {}
+    for component in described:
+        for alg, content in component.hashes:
+            if alg in _STRONG_HASHES:
+                known.setdefault(alg, set()).add(content)
+    references = " ".join(f"{c.version or ''} {c.purl or ''}" for c in described).lower()
+    return known, references.replace("%3a", ":")
+
+
+def _coverage(check_id: str, document: SbomDocument, release: _Release, source: str,
+              evidence: dict[str, Any]) -> Verdict:
+    known, references = _known_hashes(document)
+    artifacts: dict[str, str] = {}
+    missing: list[str] = []
+    for name, digests in release.files.items():
+        artifacts[name] = digests.get("SHA-256", "")
+        if not any(hex_ in known.get(alg, ()) for alg, hex_ in digests.items()):
+            missing.append(name)
+    for reference, digest in release.images:
+        artifacts[f"image {reference}"] = digest
+        if digest not in known.get("SHA-256", set()) and f"sha256:{digest}" not in references:
+            missing.append(f"image {reference}")
+    total = len(artifacts) + len(release.undigested)
+    evidence |= {"artifacts": artifacts, "missing": missing, "unreadable": release.unreadable,
+                 "images_without_digest": release.undigested}
+    expected = "every artifact's digest is a component hash"
+    if missing or release.undigested:
+        problems = missing + release.undigested
+        return Verdict.failed(
+            check_id,
+            f"{document.path.name} does not cover {len(problems)} of {total} artifacts in {source}: "
+            f"{_listing(problems)}",
+            measured=total - len(problems), expected=expected, evidence=evidence)
+    if release.unreadable:
+        return Verdict.error(check_id, f"cannot read {len(release.unreadable)} artifacts in {source}: "
+                             f"{_listing(release.unreadable)}", evidence=evidence)
+    if total == 0:
+        return Verdict.failed(check_id, f"no artifacts in {source}: an empty release proves nothing",
+                              measured=0, expected=expected, evidence=evidence)
+    return Verdict.passed(check_id, f"{document.path.name} covers all {total} artifacts in {source}",
+                          measured=total, expected=expected, evidence=evidence)
 
 
 def sbom_covers_artifacts(sbom: Path | SbomDocument, artifacts_dir: Path, *,
@@ -572,76 +634,52 @@ def sbom_covers_artifacts(sbom: Path | SbomDocument, artifacts_dir: Path, *,
     or appears in a component's version or purl (``pkg:oci/…@sha256%3A…``).
     Only strong digests count (SHA-2/SHA-3; MD5 and SHA-1 do not). An empty
     release directory fails; a missing or unreadable one is an error.
+    For a release that is not a local folder (an S3 prefix), see :func:`sbom_covers_digests`.
     """
     check_id = "sbom.covers_artifacts"
     document = _loaded(check_id, sbom)
     if isinstance(document, Verdict):
         return document
-    evidence: dict[str, Any] = {**document.evidence(), "artifacts_dir": str(artifacts_dir)}
+    evidence: dict[str, Any] = {**document.evidence(), "artifacts_dir": str(artifacts_dir),
+                                "ignored_patterns": list(ignore)}
     if not artifacts_dir.is_dir():
         return Verdict.error(check_id, f"release directory {artifacts_dir} does not exist or is not a folder",
                              evidence={**evidence, "hint": "point --artifacts at the release directory"})
-    described = list(document.components) + ([document.subject] if document.subject else [])
-    known: dict[str, set[str]] = {}
-    for component in described:
-        for alg, content in component.hashes:
-            if alg in _STRONG_HASHES:
-                known.setdefault(alg, set()).add(content)
-    algorithms = set(known) | {"SHA-256"}
-    artifacts: dict[str, str] = {}
-    missing: list[str] = []
-    unreadable: list[str] = []
     try:
         files = list(_release_files(artifacts_dir, ignore, document.path))
     except OSError as exc:
         return Verdict.error(check_id, f"cannot list {artifacts_dir}: {exc.strerror or exc}",
                              evidence=evidence)
+    algorithms = set(_known_hashes(document)[0]) | {"SHA-256"}
+    release = _Release()
     for relative, path in files:
-        if path.name == IMAGES_LIST:
-            continue
         try:
-            digests = _digests(path, algorithms)
+            if path.name == IMAGES_LIST:
+                found, bad = parse_images_list(path.read_text(encoding="utf-8", errors="replace"), relative)
+                release.images.extend(found)
+                release.undigested.extend(bad)
+            else:
+                release.files[relative] = _digests(path, algorithms)
         except OSError as exc:
-            unreadable.append(f"{relative}: {exc.strerror or type(exc).__name__}")
-            continue
-        artifacts[relative] = digests["SHA-256"]
-        if not any(digests[alg] in known.get(alg, ()) for alg in digests):
-            missing.append(relative)
-    images, undigested = [], []
-    for relative, path in files:
-        if path.name == IMAGES_LIST:
-            try:
-                found, bad = _image_digests(path)
-            except OSError as exc:
-                unreadable.append(f"{relative}: {exc.strerror or type(exc).__name__}")
-                continue
-            images.extend(found)
-            undigested.extend(bad)
-    references = " ".join(f"{c.version or ''} {c.purl or ''}" for c in described).lower()
-    references = references.replace("%3a", ":")
-    for reference, digest in images:
-        artifacts[f"image {reference}"] = digest
-        if digest not in known.get("SHA-256", set()) and f"sha256:{digest}" not in references:
-            missing.append(f"image {reference}")
-    total = len(artifacts) + len(undigested)
-    evidence |= {"artifacts": artifacts, "missing": missing, "unreadable": unreadable,
-                 "images_without_digest": undigested, "ignored_patterns": list(ignore)}
-    expected = "every artifact's digest is a component hash"
-    if missing or undigested:
-        problems = missing + undigested
-        return Verdict.failed(
-            check_id,
-            f"{document.path.name} does not cover {len(problems)} of {total} artifacts in {artifacts_dir}: "
-            f"{_listing(problems)}",
-            measured=total - len(problems), expected=expected, evidence=evidence)
-    if unreadable:
-        return Verdict.error(check_id, f"cannot read {len(unreadable)} artifacts in {artifacts_dir}: "
-                             f"{_listing(unreadable)}", evidence=evidence)
-    if total == 0:
-        return Verdict.failed(check_id, f"no artifacts in {artifacts_dir}: an empty release proves nothing",
-                              measured=0, expected=expected, evidence=evidence)
-    return Verdict.passed(check_id, f"{document.path.name} covers all {total} artifacts in {artifacts_dir}",
-                          measured=total, expected=expected, evidence=evidence)
+            release.unreadable.append(f"{relative}: {exc.strerror or type(exc).__name__}")
+    return _coverage(check_id, document, release, str(artifacts_dir), evidence)
+
+
+def sbom_covers_digests(sbom: Path | SbomDocument, artifacts: Mapping[str, str], *, source: str,
+                        images: Sequence[tuple[str, str]] = ()) -> Verdict:
+    """``sbom.covers_artifacts`` for a release known by digests: ``{name: sha256 hex}``.
+
+    For releases that are not a local folder (e.g. objects under an S3 prefix, hashed
+    while downloading). ``images`` are (reference, sha256 hex) pairs, e.g. from
+    :func:`parse_images_list`. ``source`` names the release in messages.
+    """
+    check_id = "sbom.covers_artifacts"
+    document = _loaded(check_id, sbom)
+    if isinstance(document, Verdict):
+        return document
+    release = _Release(files={name: {"SHA-256": digest.lower()} for name, digest in artifacts.items()},
+                       images=[(ref, digest.lower()) for ref, digest in images])
+    return _coverage(check_id, document, release, source, {**document.evidence(), "source": source})
 
 
 def _listing(items: Sequence[str]) -> str:

@@ -22,8 +22,10 @@ from checks.sbom import (
     components_have_fields,
     components_have_versions_and_purls,
     no_denied_licenses,
+    parse_images_list,
     read_sbom,
     sbom_covers_artifacts,
+    sbom_covers_digests,
     validate_sbom,
 )
 from checks.verdict import Outcome
@@ -417,6 +419,30 @@ class TestSbomCoversArtifacts:
         verdict = sbom_covers_artifacts(sbom, release)
         assert verdict.outcome is Outcome.FAILED
         assert "images.txt line 2" in verdict.message
+
+    def test_release_known_by_digests(self, tmp_path: Path) -> None:
+        """An S3 release hashed while listing: the same verdict from a name -> digest mapping."""
+        sbom = write_sbom(tmp_path / "sbom.json", _covering(ARTIFACTS))
+        digests = {f"s3://releases/1.0/{n}": sha256_of(d) for n, d in ARTIFACTS.items()}
+        assert sbom_covers_digests(sbom, digests, source="s3://releases/1.0/").outcome is Outcome.PASSED
+        digests["s3://releases/1.0/extra.bin"] = sha256_of(b"extra")
+        verdict = sbom_covers_digests(sbom, digests, source="s3://releases/1.0/")
+        assert verdict.outcome is Outcome.FAILED
+        assert "s3://releases/1.0/extra.bin" in verdict.message
+        assert sbom_covers_digests(sbom, {}, source="s3://empty/").outcome is Outcome.FAILED
+
+    @given(st.lists(st.one_of(st.text(max_size=30), st.just("# comment"), st.just(""),
+                              st.builds(lambda r, h: f"{r}@sha256:{h}", st.text("abc/:.", max_size=10),
+                                        st.text("0123456789abcdef", min_size=64, max_size=64))),
+                    max_size=8))
+    def test_images_list_parses_every_line(self, lines: list[str]) -> None:
+        """Any images.txt: every non-blank, non-comment line is an image or a named undigested line."""
+        images, undigested = parse_images_list("\n".join(lines))
+        meaningful = [ln for ln in "\n".join(lines).splitlines()
+                      if ln.split("#", 1)[0].strip() and not ln.lstrip().startswith("#")]
+        assert len(images) + len(undigested) == len(meaningful)
+        assert all(len(digest) == 64 for _ref, digest in images)
+        assert all(u.startswith("images.txt line ") for u in undigested)
 
     def test_xml_sbom(self, tmp_path: Path) -> None:
         """The same check reads an XML SBOM."""
