@@ -567,7 +567,8 @@ class Scan:
 def _affected_match(component_version: str, entry: Affected) -> Match | None:
     if component_version in entry.versions:
         return Match(f"version {component_version} listed", None)
-    if _ecosystem_base(entry.ecosystem) == "pypi" and entry.versions:
+    if entry.versions:
+        # Same version, other spelling: PEP 440 "1.0" == "1.0.0", Go's purl "v1.2.3" vs OSV's "1.2.3".
         wanted = parse_version(entry.ecosystem, component_version)
         for listed in entry.versions:
             try:

@@ -398,6 +398,16 @@ class TestNoKnownVulnerabilities:
         assert verdict.outcome is Outcome.FAILED
         assert "version 2.10 listed" in verdict.message
 
+    def test_listed_versions_match_other_spellings(self, tmp_path: Path) -> None:
+        """Go purls say v1.7.0, OSV lists 1.7.0: the same version."""
+        path = write_sbom(tmp_path / "s.json",
+                          [Part("gin", "v1.7.0", "pkg:golang/github.com/gin-gonic/gin@v1.7.0")])
+        advisories = write_advisories(tmp_path / "osv", osv("TEST-0013", "Go", "github.com/gin-gonic/gin",
+                                                            versions=["1.6.3", "1.7.0"], severity="HIGH"))
+        verdict = no_known_vulnerabilities(path, advisories)
+        assert verdict.outcome is Outcome.FAILED
+        assert "version 1.7.0 listed" in verdict.message
+
     def test_distribution_packages(self, tmp_path: Path, sbom: Path) -> None:
         """A Debian advisory for Debian:12 matches pkg:deb/debian; -N revisions order after the release."""
         advisories = write_advisories(tmp_path / "osv", osv("TEST-0005", "Debian:12", "openssl",
