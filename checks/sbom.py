@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import importlib.metadata
 import json
 import re
 import warnings
@@ -69,6 +70,7 @@ _XML_NAMESPACE = re.compile(r"^\{http://cyclonedx\.org/schema/bom/(?P<version>[^
 _MAX_LISTED = 10  # how many offenders a message names; the evidence lists them all
 _MAX_ERRORS = 10  # schema errors kept as evidence (the first one is the library's verdict)
 _CHUNK = 1 << 20
+_LIBRARY_VERSION = importlib.metadata.version("cyclonedx-python-lib")  # recorded with every verdict
 
 # Files of a release directory that are not artifacts the SBOM must describe: signatures,
 # certificates, checksum sidecars, the SBOMs themselves. Overridable per call.
@@ -467,7 +469,7 @@ def _json_errors(path: Path, text: str) -> tuple[list[dict[str, str]], str, str]
                  for e in islice(validator.iter_errors(document), _MAX_ERRORS)]
     except RecursionError as exc:  # components nested hundreds deep exhaust jsonschema's recursion
         raise SbomMalformed(f"{path}: components nested too deeply to validate", path=str(path)) from exc
-    return found, version, f"cyclonedx-python-lib JSON schema {version} (fast IRI check)"
+    return found, version, f"cyclonedx-python-lib {_LIBRARY_VERSION} JSON schema {version} (fast IRI check)"
 
 
 def _xml_errors(path: Path, data: bytes, text: str) -> tuple[list[dict[str, str]], str, str]:
@@ -489,7 +491,7 @@ def _xml_errors(path: Path, data: bytes, text: str) -> tuple[list[dict[str, str]
         entry = error.data
         found.append({"at": f"line {getattr(entry, 'line', '?')}",
                       "message": _short(str(getattr(entry, "message", entry)))})
-    return found, version, f"cyclonedx-python-lib XML schema {version}"
+    return found, version, f"cyclonedx-python-lib {_LIBRARY_VERSION} XML schema {version}"
 
 
 def _short(message: str, limit: int = 400) -> str:
