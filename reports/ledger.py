@@ -22,7 +22,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -129,7 +129,7 @@ def _canonical(data: Mapping[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _digest(body: Mapping[str, Any]) -> str:
+def entry_digest(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
 
 
@@ -143,9 +143,7 @@ def chain(new: NewEntry, *, seq: int, prev: str) -> LedgerEntry:
 
 
 def _with_hash(entry: LedgerEntry) -> LedgerEntry:
-    from dataclasses import replace
-
-    return replace(entry, hash=_digest(entry.body()))
+    return replace(entry, hash=entry_digest(entry.body()))
 
 
 def entries_for_run(run: RunResult) -> list[NewEntry]:
@@ -236,7 +234,7 @@ def read_text(text: str, *, head: Mapping[str, Any] | None, path: Path,
             result.problems.append(LedgerProblem(number, f"not a ledger entry (edited or truncated): {exc}"))
             prev_hash, prev_seq = "?", prev_seq + 1
             continue
-        if _digest(entry.body()) != entry.hash:
+        if entry_digest(entry.body()) != entry.hash:
             result.problems.append(LedgerProblem(
                 number, f"entry seq {entry.seq} was edited: its content does not match its hash"))
         if entry.seq != prev_seq + 1:
@@ -400,7 +398,7 @@ class LocalLedger:
         except (ValueError, json.JSONDecodeError) as exc:
             raise LedgerCorrupt(f"{self.path}: the last line is not a ledger entry: {exc}",
                                 path=str(self.path)) from exc
-        if _digest(last.body()) != last.hash:
+        if entry_digest(last.body()) != last.hash:
             raise LedgerCorrupt(f"{self.path}: the last entry (seq {last.seq}) was edited",
                                 path=str(self.path))
         if head is None or head.get("seq") != last.seq or head.get("hash") != last.hash:

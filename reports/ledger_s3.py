@@ -31,7 +31,9 @@ from reports.ledger import (
     LedgerProblem,
     LedgerRead,
     NewEntry,
+    entry_digest,
     chain,
+    parse_entry,
     read_text,
 )
 
@@ -136,13 +138,11 @@ class S3Ledger:
         text = self._get(keys[-1]).decode("utf-8", errors="replace")
         if not text.endswith("\n"):
             raise LedgerCorrupt(f"{self._where()}: the last object {keys[-1]} is incomplete (truncated)")
-        from reports.ledger import _digest, parse_entry
-
         try:
             last = parse_entry(text.rstrip("\n").rsplit("\n", 1)[-1])
         except ValueError as exc:
             raise LedgerCorrupt(f"{self._where()}: the last entry of {keys[-1]} is damaged: {exc}") from exc
-        if _digest(last.body()) != last.hash:
+        if entry_digest(last.body()) != last.hash:
             raise LedgerCorrupt(f"{self._where()}: the last entry (seq {last.seq}) was edited")
         return last.seq, last.hash
 
