@@ -31,8 +31,8 @@ from reports.ledger import (
     LedgerProblem,
     LedgerRead,
     NewEntry,
-    entry_digest,
     chain,
+    entry_digest,
     parse_entry,
     read_text,
 )
