@@ -110,6 +110,9 @@ def library_json_validator(version: SchemaVersion) -> Any:
 
     Raises ``NotImplementedError`` for versions without a JSON schema (1.0, 1.1).
     """
+    # ``_validator`` is the library's lazily built Draft7Validator (schema + reference registry).
+    # Reusing it, rather than rebuilding from the schema files, keeps "same rules" true by
+    # construction; the dependency is pinned below 12 and the fixture tests fail if it moves.
     return make_schemabased_validator(OutputFormat.JSON, version)._validator
 
 
