@@ -30,6 +30,9 @@ Feature: Backup freshness
 
 def make_run(root: Path, run_id: str = "20261122T090000Z-abc123", *, secret: str | None = None) -> Path:
     """A run directory as `drillbook run` leaves it, written by the real report writers."""
+    # The redactor is process-wide: secrets other tests registered (hypothesis draws short
+    # ones) would mask parts of this run, e.g. the key "measured". Start from none.
+    redact.clear()
     run_dir = root / run_id
     run_dir.mkdir(parents=True)
     started = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
