@@ -36,6 +36,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p_export.add_argument("--format", choices=["zip", "oscal", "pdf"], default="zip",
                           help="zip: the evidence bundle; oscal: OSCAL assessment-results JSON; "
                           "pdf: one run's HTML report printed by headless Chromium")
+    p_export.add_argument("--ledger", type=Path, metavar="FILE",
+                          help="also bundle this ledger.jsonl: verify then checks its chain and that "
+                          "every exported scenario has its ledger entry")
     p_export.add_argument("--sign", action="store_true",
                           help="sign the manifest with sigstore (needs an ambient OIDC identity)")
     p_verify = ev_sub.add_parser("verify", help="check every hash, name any modified, missing or extra file")
@@ -101,7 +104,7 @@ def export(args: argparse.Namespace) -> int:
         return export_oscal(runs, args.output or Path("assessment-results.json"))
     if args.format == "pdf":
         return export_pdf(runs, args.output or Path("report.pdf"))
-    data = export_bundle(runs)
+    data = export_bundle(runs, ledger=args.ledger)
     target: Path = args.output or Path("evidence.zip")
     _write(target, data)
     report = verify_bundle(data, name=str(target))

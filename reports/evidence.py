@@ -11,6 +11,9 @@ Layout of ``evidence.zip``::
     runs/<run-id>/config.json              the effective config, secrets masked
     runs/<run-id>/environment.json         drillbook/tool/package versions, host
     runs/<run-id>/waivers.toml             the waiver file the run applied, if any
+    ledger/ledger.jsonl (+ .head)          with ``--ledger``: the whole cadence ledger; verify
+                                           then checks its chain and that every exported
+                                           scenario has its ledger entry (same evidence digest)
 
 Same inputs give a byte-identical archive: members in a fixed order
 (manifest first, then sorted paths), fixed timestamps and permissions, and
@@ -36,6 +39,8 @@ from checks.errors import DrillbookError
 
 FORMAT = "drillbook-evidence/1"
 MANIFEST = "manifest.json"
+LEDGER = "ledger/ledger.jsonl"
+LEDGER_HEAD = "ledger/ledger.jsonl.head"
 # The earliest timestamp a zip can hold: the archive never depends on when it was made.
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644 << 16
@@ -66,7 +71,7 @@ class Member:
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing verification found: ``kind`` is modified, missing, extra, archive or manifest."""
+    """One thing verification found: ``kind`` is modified, missing, extra, archive, manifest or ledger."""
 
     kind: str
     path: str
@@ -148,6 +153,18 @@ def _redacted_bytes(data: bytes) -> bytes:
     return redact.redact(text).encode("utf-8")
 
 
+def _ledger_members(path: Path) -> list[Member]:
+    try:
+        found = [Member(LEDGER, path.read_bytes())]
+    except OSError as exc:
+        raise EvidenceError(f"cannot read the ledger {path}: {exc.strerror}", path=str(path),
+                            hint="pass --ledger with the ledger.jsonl the runs appended to") from exc
+    head = path.with_name(path.name + ".head")
+    if head.is_file():
+        found.append(Member(LEDGER_HEAD, head.read_bytes()))
+    return found
+
+
 def build_manifest(members: Sequence[Member], runs: Sequence[dict[str, Any]]) -> Member:
     """``manifest.json``: the format, the runs, and path/SHA-256/size of every member."""
     manifest = {
@@ -174,8 +191,8 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def export_bundle(run_dirs: Iterable[Path]) -> bytes:
-    """The evidence zip for these runs, byte-identical for identical inputs."""
+def export_bundle(run_dirs: Iterable[Path], *, ledger: Path | None = None) -> bytes:
+    """The evidence zip for these runs (and the ledger file), byte-identical for identical inputs."""
     dirs = sorted({Path(d) for d in run_dirs}, key=lambda d: d.name)
     if not dirs:
         raise EvidenceError("no run to export", hint="run `drillbook run` first, or widen --since")
@@ -184,6 +201,8 @@ def export_bundle(run_dirs: Iterable[Path]) -> bytes:
     for run_dir in dirs:
         members.extend(run_members(run_dir))
         summaries.append(run_summary(run_dir))
+    if ledger is not None:
+        members.extend(_ledger_members(ledger))
     summaries.sort(key=lambda s: str(s["run_id"]))
     manifest = build_manifest(members, summaries)
     return canonical_zip([manifest, *sorted(members, key=lambda m: m.path)])
@@ -256,9 +275,46 @@ def verify_bundle(data: bytes, *, name: str = "evidence.zip") -> VerifyReport:
                 "modified", path, f"{len(body)} bytes, manifest says {entry['size']}"))
     for path in sorted(set(contents) - set(listed) - {MANIFEST}):
         report.problems.append(Problem("extra", path, "in the archive but not in the manifest"))
+    if LEDGER in contents and not any(p.path in (LEDGER, LEDGER_HEAD) for p in report.problems):
+        _check_ledger(contents, report)
     if report.ok:
         _check_canonical(data, contents, report)
     return report
+
+
+def _check_ledger(contents: dict[str, bytes], report: VerifyReport) -> None:
+    """The bundled ledger's chain holds, and each exported scenario has its entry (same digest)."""
+    from reports.ledger import read_text, scenario_digest
+    from reports.results import ScenarioResult
+
+    head: dict[str, Any] | None = None
+    if LEDGER_HEAD in contents:
+        try:
+            loaded = json.loads(contents[LEDGER_HEAD].decode("utf-8"))
+            head = loaded if isinstance(loaded, dict) else {}
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            head = {}
+    try:
+        text = contents[LEDGER].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        report.problems.append(Problem("ledger", LEDGER, f"not UTF-8 at byte {exc.start}"))
+        return
+    read = read_text(text, head=head, path=Path(LEDGER), require_head=LEDGER_HEAD in contents)
+    for problem in read.problems:
+        report.problems.append(Problem("ledger", LEDGER, str(problem)))
+    recorded = {(e.run_id, e.evidence_sha256) for e in read.entries}
+    for path in sorted(contents):
+        parts = PurePosixPath(path).parts
+        if len(parts) != 4 or parts[0] != "runs" or parts[2] != "scenarios":
+            continue
+        try:
+            scenario = ScenarioResult.from_dict(json.loads(contents[path].decode("utf-8")))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            report.problems.append(Problem("ledger", path, f"cannot be read as a scenario: {exc}"))
+            continue
+        if (parts[1], scenario_digest(scenario)) not in recorded:
+            report.problems.append(Problem(
+                "ledger", path, f"no ledger entry of run {parts[1]} has this scenario's evidence digest"))
 
 
 def _read_manifest(contents: dict[str, bytes], report: VerifyReport) -> dict[str, Any] | None:

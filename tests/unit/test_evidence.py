@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 
 from checks import redact
 from checks.verdict import Outcome, Verdict
-from reports.evidence import MANIFEST, EvidenceError, Member, canonical_zip, export_bundle, verify_bundle
+from reports.evidence import (
+    MANIFEST,
+    EvidenceError,
+    Member,
+    build_manifest,
+    canonical_zip,
+    export_bundle,
+    verify_bundle,
+)
 from reports.html import write_html_report
 from reports.results import RunResult, ScenarioResult, StepResult
 
@@ -346,3 +354,51 @@ class TestOscal:
         for control in control_ids(tags):
             assert control[0].isalpha()
         self.parse(assessment_results([self.run_with([("passed", tags)])]))
+
+
+class TestBundledLedger:
+    """`--ledger`: the bundle carries the ledger; a consistent forgery of results no longer verifies."""
+
+    @staticmethod
+    def bundle_with_ledger(tmp_path: Path) -> bytes:
+        from reports.ledger import LocalLedger, entries_for_run
+
+        run_dir = make_run(tmp_path)
+        ledger = LocalLedger(tmp_path / "ledger.jsonl")
+        ledger.append(entries_for_run(RunResult.read(run_dir / "results.json")))
+        return export_bundle([run_dir], ledger=ledger.path)
+
+    @staticmethod
+    def forge(data: bytes, path_suffix: str, old: bytes, new: bytes) -> bytes:
+        """Edit one member and rewrite the manifest to match: every hash agrees again."""
+        members = members_of(data)
+        for index, member in enumerate(members):
+            if member.path.endswith(path_suffix):
+                members[index] = Member(member.path, member.data.replace(old, new))
+        manifest = json.loads(members[0].data)
+        runs = manifest["runs"]
+        return canonical_zip([build_manifest(members[1:], runs), *members[1:]])
+
+    def test_bundle_with_its_ledger_verifies(self, tmp_path: Path) -> None:
+        data = self.bundle_with_ledger(tmp_path)
+        report = verify_bundle(data)
+        assert report.ok, report.problems
+        assert "ledger/ledger.jsonl" in [m.path for m in members_of(data)]
+
+    def test_rewritten_scenario_with_a_matching_manifest_is_caught(self, tmp_path: Path) -> None:
+        """The forger turns a failure into a pass and re-hashes the manifest: the ledger disagrees."""
+        forged = self.forge(self.bundle_with_ledger(tmp_path), "002-BKP-01.json",
+                            b'"outcome": "failed"', b'"outcome": "passed"')
+        problems = [(p.kind, p.path) for p in verify_bundle(forged).problems]
+        assert problems == [("ledger", "runs/20261122T090000Z-abc123/scenarios/002-BKP-01.json")]
+
+    def test_edited_ledger_in_the_bundle_is_named(self, tmp_path: Path) -> None:
+        forged = self.forge(self.bundle_with_ledger(tmp_path), "ledger/ledger.jsonl",
+                            b'"outcome":"failed"', b'"outcome":"passed"')
+        problems = [str(p) for p in verify_bundle(forged).problems]
+        assert "ledger: ledger/ledger.jsonl — line 2: entry seq 2 was edited: its content does not match " \
+               "its hash" in problems
+
+    def test_missing_ledger_file_is_an_export_error(self, tmp_path: Path) -> None:
+        with pytest.raises(EvidenceError, match="cannot read the ledger"):
+            export_bundle([make_run(tmp_path)], ledger=tmp_path / "none.jsonl")
