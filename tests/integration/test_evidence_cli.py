@@ -205,7 +205,7 @@ class TestEvidenceCommands:
         first, second = tmp_path / "a.zip", tmp_path / "b.zip"
         for target in (first, second):
             proc = drillbook("evidence", "export", "--out", str(runs["out"]), "--since", "1d",
-                             "-o", str(target))
+                             "--ledger", str(runs["ledger"]), "-o", str(target))
             assert proc.returncode == 0, proc.stdout + proc.stderr
         assert first.read_bytes() == second.read_bytes()
         proc = drillbook("evidence", "verify", str(first), "--json")
@@ -216,6 +216,7 @@ class TestEvidenceCommands:
         assert any(n.endswith("features/audit/failing.feature") for n in names)
         assert any(n.endswith("/environment.json") for n in names)
         assert any(n.endswith("/scenarios/001-TST-01.json") for n in names)
+        assert "ledger/ledger.jsonl" in names  # and verify checked every scenario against it
 
     def test_verify_names_a_modified_file(self, runs: dict[str, Any], tmp_path: Path) -> None:
         bundle = tmp_path / "e.zip"
