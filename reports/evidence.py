@@ -246,6 +246,11 @@ def verify_bundle(data: bytes, *, name: str = "evidence.zip") -> VerifyReport:
         for info in infos:
             if info.filename in contents:
                 continue
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(data):
+                # drillbook stores members; never inflate what an archive claims (a zip bomb).
+                report.problems.append(Problem("modified", info.filename,
+                                               "compressed or larger than the archive: not as exported"))
+                continue
             try:
                 contents[info.filename] = archive.read(info)
             except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError,

@@ -402,3 +402,13 @@ class TestBundledLedger:
     def test_missing_ledger_file_is_an_export_error(self, tmp_path: Path) -> None:
         with pytest.raises(EvidenceError, match="cannot read the ledger"):
             export_bundle([make_run(tmp_path)], ledger=tmp_path / "none.jsonl")
+
+
+def test_compressed_member_is_not_inflated() -> None:
+    """A deflated member (drillbook stores them) is named without being decompressed: no zip bomb."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", b"{}")
+        archive.writestr("bomb.bin", b"\0" * 10_000_000)
+    report = verify_bundle(buffer.getvalue())
+    assert ("modified", "bomb.bin") in [(p.kind, p.path) for p in report.problems]
