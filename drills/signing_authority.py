@@ -107,8 +107,8 @@ def inclusion_path(index: int, leaves: list[bytes]) -> list[bytes]:
         return []
     k = _split(len(leaves))
     if index < k:
-        return inclusion_path(index, leaves[:k]) + [merkle_root(leaves[k:])]
-    return inclusion_path(index - k, leaves[k:]) + [merkle_root(leaves[:k])]
+        return [*inclusion_path(index, leaves[:k]), merkle_root(leaves[k:])]
+    return [*inclusion_path(index - k, leaves[k:]), merkle_root(leaves[:k])]
 
 
 def _pem_of(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -161,6 +161,7 @@ class SigningAuthority:
             x509.NameAttribute(NameOID.COMMON_NAME, f"{ORGANIZATION} {name} intermediate"),
         ])
         root_ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
+        inter_ski = x509.SubjectKeyIdentifier.from_public_key(intermediate_key.public_key())
         ca_usage = x509.KeyUsage(
             digital_signature=False, content_commitment=False, key_encipherment=False,
             data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
@@ -188,8 +189,9 @@ class SigningAuthority:
             .not_valid_before(_ROOT_START).not_valid_after(_CA_NOT_AFTER)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(ca_usage, critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(intermediate_key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), critical=False)
+            .add_extension(inter_ski, critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski),
+                           critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
             .sign(root_key, hashes.SHA384(), ecdsa_deterministic=True)
         )
@@ -426,7 +428,7 @@ class SigningAuthority:
         pae = b"DSSEv1 %d %s %d %s" % (len(INTOTO_PAYLOAD_TYPE), INTOTO_PAYLOAD_TYPE.encode(),
                                         len(payload), payload)
         signature = key.sign(pae, ec.ECDSA(hashes.SHA256()))
-        envelope = {"payload": _b64(payload), "payloadType": INTOTO_PAYLOAD_TYPE,
+        envelope: dict[str, Any] = {"payload": _b64(payload), "payloadType": INTOTO_PAYLOAD_TYPE,
                     "signatures": [{"sig": _b64(signature)}]}
         cert_pem = leaf.public_bytes(serialization.Encoding.PEM)
         body = rfc8785.dumps({
