@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .verify_sbom import add_parser as add_verify_sbom
 
     add_verify_sbom(verify_sub)
+    from .verify_signature import add_parser as add_verify_signature
+
+    add_verify_signature(verify_sub)
     return parser
 
 
@@ -133,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             from .verify_sbom import verify_sbom
 
             return verify_sbom(args)
+        if args.command == "verify" and args.what == "signature":
+            from .verify_signature import verify_signature
+
+            return verify_signature(args)
     except ConfigError as exc:
         print(f"drillbook: {redact.redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
