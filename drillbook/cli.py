@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--strict", action="store_true", help="warnings fail the run")
     p_run.add_argument("-v", "--verbose", action="store_true", help="show pytest's tracebacks too")
     p_run.add_argument("--waivers", type=Path, help="waiver file (TOML): approved, time-boxed failures")
+    p_run.add_argument("--canary", action="store_true",
+                       help="sandbox: sign the release, then break one artifact, to see the gate fail")
 
     sub.add_parser("steps", help="print the step catalogue: every sentence a feature can use")
 
@@ -100,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if args.command == "run":
+            if args.canary:
+                # Read by steps/supply_chain.py (in-process or in a pytest subprocess alike).
+                os.environ["DRILLBOOK_CANARY"] = "1"
             return run(
                 RunOptions(config=args.config, cadence=args.cadence, tags=args.tags, out=args.out,
                            features=args.features, env=args.env, strict=args.strict,
