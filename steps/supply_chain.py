@@ -17,6 +17,8 @@ embedded in the sigstore package, offline).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,9 +83,14 @@ class Releases:
 
 
 @pytest.fixture(scope="session")
-def drillbook_releases(drillbook_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Releases]:
-    """Release directories for this run (sandbox releases are built in a temporary folder)."""
-    yield Releases(drillbook_env, tmp_path_factory.mktemp("releases"))
+def drillbook_releases(drillbook_env: Any) -> Iterator[Releases]:
+    """Release directories for this run, built or downloaded into a temporary folder removed at the end."""
+    # Not tmp_path_factory: pytest keeps its temp dirs after the run; a run leaves nothing behind.
+    workdir = Path(tempfile.mkdtemp(prefix="drillbook-releases-"))
+    try:
+        yield Releases(drillbook_env, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @dataclass
