@@ -46,6 +46,8 @@ from drills.releases import Release, build_sandbox_release, open_release
 from .context import ScenarioState
 
 SANDBOX_RELEASES = ("release", "release-canary")
+# The embedded environments (local servers or containers) have no release of their own: drillbook builds one.
+SANDBOX_ENVIRONMENTS = ("local", "containers")
 
 
 def canary_requested() -> bool:
@@ -68,7 +70,7 @@ class Releases:
         return self._cache[name]
 
     def _resolve(self, name: str) -> Release:
-        if getattr(self.env, "name", None) == "local" and name in SANDBOX_RELEASES:
+        if getattr(self.env, "name", None) in SANDBOX_ENVIRONMENTS and name in SANDBOX_RELEASES:
             canary = name == "release-canary" or canary_requested()
             return build_sandbox_release(self.workdir / name, canary=canary)
         try:
