@@ -460,3 +460,32 @@ def test_cli_on_fixture_with_embedded_staging_root(capsys: pytest.CaptureFixture
     assert main(["verify", "signature", str(SIGSTORE / dsse["artifact"]), "--bundle",
                  str(SIGSTORE / dsse["bundle"]), "--identity", dsse["identity"], "--issuer", dsse["issuer"],
                  "--staging", "--attestation"]) == 0
+
+
+# ---- releases resolved from drillbook.toml (the live environment) ----------------------------
+
+
+def test_live_release_from_a_directory_target_never_brings_its_own_root(tmp_path: Path) -> None:
+    from checks.errors import ConfigError
+    from drills.config import parse_config
+    from drills.live import LiveEnvironment
+    from drills.releases import build_sandbox_release
+    from steps.supply_chain import Releases
+
+    built = build_sandbox_release(tmp_path / "built")
+    config = parse_config(
+        f'[targets.release]\nkind = "directory"\npath = "{built.directory}"\n',
+        path=tmp_path / "drillbook.toml", environ={},
+    )
+    releases = Releases(LiveEnvironment(config), tmp_path / "work")
+    release = releases.get("release")
+    assert release.trusted_root is None and release.identity is None
+    assert [p.name for p in release.artifacts()] == [p.name for p in built.artifacts()]
+    assert release.sbom() is not None and len(release.attestations()) == 1
+    # Against sigstore production (the default for a release read from disk) the sandbox's bundles fail.
+    verdict = verify_artifacts(release.artifacts(), trusted_root=embedded_root_path("production"),
+                               identity=DEFAULT_IDENTITY, issuer=DEFAULT_ISSUER)
+    assert verdict.outcome is Outcome.FAILED
+    with pytest.raises(ConfigError) as missing:
+        releases.get("next-release")
+    assert "next-release" in str(missing.value) and "[targets.next-release]" in missing.value.hint
