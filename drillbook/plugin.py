@@ -19,9 +19,11 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pytest
+from _pytest._code.code import Traceback
 
 from checks import redact
 from checks.errors import DrillbookError
@@ -192,6 +194,49 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         # Remembered: every scenario that needs the environment errors with this message.
         drill._env_error = exc
         drill.say(f"environment could not be provided: {exc}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Make the Ctrl-C traceback printable before pytest's terminal reporter renders it."""
+    printable_traceback(excinfo)
+
+
+def printable_traceback(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Give every frame of the exception chain a line number.
+
+    Python 3.11 leaves ``tb_lineno`` at None for a frame interrupted on an
+    instruction without a line (a signal landing in a generator's resume).
+    pytest then crashes while printing the KeyboardInterrupt and the run dies
+    with a TypeError instead of unwinding as "interrupted".
+    """
+    seen: set[int] = set()
+    exc: BaseException | None = excinfo.value
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if exc.__traceback__ is not None:
+            exc.__traceback__ = _with_line_numbers(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+    if excinfo.value.__traceback__ is not None:
+        excinfo.traceback = Traceback(excinfo.value.__traceback__)
+
+
+def _with_line_numbers(tb: TracebackType) -> TracebackType:
+    entries: list[TracebackType] = []
+    cur: TracebackType | None = tb
+    while cur is not None:
+        entries.append(cur)
+        cur = cur.tb_next
+    rebuilt: TracebackType | None = None
+    for entry in reversed(entries):
+        lineno, lasti = entry.tb_lineno, entry.tb_lasti
+        if lineno is None:  # type: ignore[comparison-overlap]  # typeshed says int; 3.11 says otherwise
+            # The function's first line, and no instruction (the traceback module then
+            # prints no column markers rather than looking the instruction up again).
+            lineno, lasti = entry.tb_frame.f_code.co_firstlineno, -1
+        rebuilt = TracebackType(rebuilt, entry.tb_frame, lasti, lineno)
+    assert rebuilt is not None
+    return rebuilt
 
 
 def _is_scenario(item: pytest.Item) -> bool:
