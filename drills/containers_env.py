@@ -74,7 +74,17 @@ from psycopg import sql
 from checks.errors import ConfigError, EnvironmentError_, SafetyError, ServerStartError
 
 from .containers import DEFAULT_DOCKER_SOCKET, PING_TIMEOUT_S, docker_engine_answers
-from .targets import Environment, PostgresTarget, RedisTarget, Role, ScratchPostgres, StoreSpec
+from .targets import (
+    Environment,
+    HttpTarget,
+    PostgresTarget,
+    PrometheusTarget,
+    RedisTarget,
+    Role,
+    ScratchPostgres,
+    StoreSpec,
+    TlsTarget,
+)
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -496,6 +506,18 @@ class ContainersEnvironment:
 
     def _redis_url(self) -> str:
         return f"redis://:{self._services['redis'].password}@{LOOPBACK}:{self._published['redis']}/0"
+
+    def http(self, name: str) -> HttpTarget:
+        """The containers sandbox serves no product HTTP services."""
+        raise _unknown("http", name, ())
+
+    def tls(self, name: str) -> TlsTarget:
+        """The containers sandbox serves no TLS endpoints."""
+        raise _unknown("tls", name, ())
+
+    def prometheus(self, name: str) -> PrometheusTarget:
+        """The containers sandbox runs no Prometheus."""
+        raise _unknown("prometheus", name, ())
 
     def store(self, name: str) -> StoreSpec:
         """The sandbox's backup stores: two prefixes of the MinIO bucket and one local directory."""

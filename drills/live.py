@@ -18,7 +18,16 @@ from checks.errors import ConfigError, TargetUnreachable
 
 from . import pgtools
 from .config import Config
-from .targets import PostgresTarget, RedisTarget, Role, ScratchPostgres, StoreSpec
+from .targets import (
+    HttpTarget,
+    PostgresTarget,
+    PrometheusTarget,
+    RedisTarget,
+    Role,
+    ScratchPostgres,
+    StoreSpec,
+    TlsTarget,
+)
 
 ScratchFactory = Callable[[], ScratchPostgres]
 T = TypeVar("T")
@@ -83,6 +92,15 @@ class LiveEnvironment:
 
     def redis(self, name: str) -> RedisTarget:
         return _lookup(self.config.redis, name, "redis", self.config)
+
+    def http(self, name: str) -> HttpTarget:
+        return _lookup({}, name, "http", self.config)
+
+    def tls(self, name: str) -> TlsTarget:
+        return _lookup({}, name, "tls", self.config)
+
+    def prometheus(self, name: str) -> PrometheusTarget:
+        return _lookup({}, name, "prometheus", self.config)
 
     def scratch_postgres(self) -> ScratchPostgres:
         if self._scratch is None:

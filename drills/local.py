@@ -56,7 +56,17 @@ from .processes import (
 )
 from .sandbox import history
 from .sandbox.history import SandboxProduct
-from .targets import Environment, PostgresTarget, RedisTarget, Role, ScratchPostgres, StoreSpec
+from .targets import (
+    Environment,
+    HttpTarget,
+    PostgresTarget,
+    PrometheusTarget,
+    RedisTarget,
+    Role,
+    ScratchPostgres,
+    StoreSpec,
+    TlsTarget,
+)
 
 Progress = Callable[[str], None]
 
@@ -407,6 +417,18 @@ class LocalEnvironment(_Cleanup):
         if name not in self.REDIS or self.redis_server is None:
             raise _unknown("redis", name, self.REDIS)
         return RedisTarget(name=name, url=self.redis_server.url, role=Role.SUBJECT)
+
+    def http(self, name: str) -> HttpTarget:
+        """The sandbox products' HTTP services (none yet)."""
+        raise _unknown("http", name, ())
+
+    def tls(self, name: str) -> TlsTarget:
+        """The sandbox products' TLS endpoints (none yet)."""
+        raise _unknown("tls", name, ())
+
+    def prometheus(self, name: str) -> PrometheusTarget:
+        """The sandbox's Prometheus (none yet)."""
+        raise _unknown("prometheus", name, ())
 
     def store(self, name: str) -> StoreSpec:
         """The sandbox's backup stores: two S3 prefixes and one directory."""

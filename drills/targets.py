@@ -105,6 +105,44 @@ class RedisTarget:
     role: Role = Role.SUBJECT
 
 
+@dataclass(frozen=True)
+class HttpTarget:
+    """An HTTP(S) service a health check reads; TLS is always verified (``ca_file`` or the system store)."""
+
+    name: str
+    url: str
+    ca_file: Path | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class TlsTarget:
+    """Certificates to check: a live endpoint (``host``/``port``) or a PEM file on disk."""
+
+    name: str
+    host: str | None = None
+    port: int = 443
+    server_name: str | None = None
+    pem_file: Path | None = None
+    ca_file: Path | None = None
+
+    @property
+    def expected_hostname(self) -> str | None:
+        """The name the certificate must match: SNI when given, else the host."""
+        return self.server_name or self.host
+
+
+@dataclass(frozen=True)
+class PrometheusTarget:
+    """A Prometheus server read through its HTTP query API."""
+
+    name: str
+    url: str
+    ca_file: Path | None = None
+    timeout_s: float = 10.0
+
+
 class ScratchPostgres(Protocol):
     """Supplies empty databases a drill may write to, and drops them afterwards."""
 
@@ -125,6 +163,12 @@ class Environment(Protocol):
     def store(self, name: str) -> StoreSpec: ...
 
     def redis(self, name: str) -> RedisTarget: ...
+
+    def http(self, name: str) -> HttpTarget: ...
+
+    def tls(self, name: str) -> TlsTarget: ...
+
+    def prometheus(self, name: str) -> PrometheusTarget: ...
 
     def scratch_postgres(self) -> ScratchPostgres: ...
 
