@@ -14,7 +14,10 @@
     │   ├── BackupUnreadable         zero bytes, truncated, not a dump, checksum mismatch
     │   ├── StoreUnreachable         the S3 endpoint or directory cannot be listed
     │   └── RestoreFailed            pg_restore / psql exited non-zero
-    └── TargetUnreachable            a subject database or service does not answer
+    ├── TargetUnreachable            a subject database or service does not answer
+    │   └── AuthenticationFailed     it answers, but refuses the credentials
+    └── UnusableAnswer               it answers, but not with something checkable (not JSON,
+                                     a missing JSON path, a query error, an empty result)
 
 Catching code can tell "could not check" (``error`` verdicts) from
 "checked and failed" by class, never by message.
@@ -91,3 +94,14 @@ class RestoreFailed(BackupError):
 
 class TargetUnreachable(DrillbookError):
     default_hint = "check the DSN, credentials and that the server is running"
+
+
+class AuthenticationFailed(TargetUnreachable):
+    default_hint = "check the password or token the config resolves from ${ENV} for this target"
+
+
+class UnusableAnswer(DrillbookError):
+    default_hint = (
+        "the target answered, but not in the shape the step expects: "
+        "compare the step's path or query with what the service serves"
+    )
