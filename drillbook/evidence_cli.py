@@ -12,12 +12,16 @@ from pathlib import Path
 from checks import redact
 from checks.durations import parse_duration
 from checks.errors import ConfigError
-from reports.evidence import VerifyReport, export_bundle, verify_bundle
+from reports.evidence import SIGNATURE, VerifyReport, export_bundle, verify_bundle
+from reports.evidence_signature import (
+    SignatureCheck,
+    Signer,
+    ambient_identity_token,
+    check_signature,
+    keyless_signer,
+)
 
-from .runner import EXIT_FAILED, EXIT_PASSED
-
-# Environment variables that carry an ambient OIDC identity for keyless signing.
-_IDENTITY_VARS = ("SIGSTORE_ID_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL")
+from .runner import EXIT_FAILED, EXIT_PASSED, EXIT_USAGE
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -39,12 +43,25 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p_export.add_argument("--ledger", type=Path, metavar="FILE",
                           help="also bundle this ledger.jsonl: verify then checks its chain and that "
                           "every exported scenario has its ledger entry")
-    p_export.add_argument("--sign", action="store_true",
-                          help="sign the manifest with sigstore (needs an ambient OIDC identity)")
+    signing = p_export.add_mutually_exclusive_group()
+    signing.add_argument("--sign", action="store_true",
+                         help="sign the manifest keyless with sigstore, as the CI job's ambient OIDC "
+                         "identity (SIGSTORE_ID_TOKEN or GitHub Actions' id-token); without one, "
+                         "say so and export unsigned")
+    signing.add_argument("--sign-sandbox", action="store_true",
+                         help="sign with a throwaway sandbox signing authority and write its trusted "
+                         "root next to the bundle: to try signed bundles offline, not for audits")
+    p_export.add_argument("--staging", action="store_true",
+                          help="with --sign: use sigstore's staging instance")
     p_verify = ev_sub.add_parser("verify", help="check every hash, name any modified, missing or extra file")
     p_verify.add_argument("bundle", type=Path)
     p_verify.add_argument("--identity", help="expected signer identity (signed bundles only)")
     p_verify.add_argument("--issuer", help="expected OIDC issuer of the signer")
+    root = p_verify.add_mutually_exclusive_group()
+    root.add_argument("--trusted-root", type=Path, metavar="ROOT.json",
+                      help="the sigstore trusted root to check the signature against "
+                      "(default: sigstore production's, embedded, offline)")
+    root.add_argument("--staging", action="store_true", help="sigstore staging's embedded trusted root")
     p_verify.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -104,20 +121,40 @@ def export(args: argparse.Namespace) -> int:
         return export_oscal(runs, args.output or Path("assessment-results.json"))
     if args.format == "pdf":
         return export_pdf(runs, args.output or Path("report.pdf"))
-    data = export_bundle(runs, ledger=args.ledger)
     target: Path = args.output or Path("evidence.zip")
+    sign, signed_by = _signer(args, target)
+    data = export_bundle(runs, ledger=args.ledger, sign=sign)
     _write(target, data)
     report = verify_bundle(data, name=str(target))
     print(f"evidence: {target} — {len(runs)} run(s), {report.files_checked} files, {len(data)} bytes")
     print(f"manifest sha256: {report.manifest_sha256}")
-    if args.sign:
-        if any(os.environ.get(v) for v in _IDENTITY_VARS):
-            print("drillbook: --sign: keyless signing is not implemented in this version; "
-                  "exported unsigned", file=sys.stderr)
-        else:
-            print("drillbook: --sign: no ambient OIDC identity (SIGSTORE_ID_TOKEN or a GitHub Actions "
-                  "id-token) is available here; exported unsigned", file=sys.stderr)
+    if signed_by:
+        print(f"signed: {signed_by}")
     return EXIT_PASSED
+
+
+def _signer(args: argparse.Namespace, target: Path) -> tuple[Signer | None, str | None]:
+    """The manifest signer the options ask for, and how to say who signed."""
+    if args.sign_sandbox:
+        from drills.signing_authority import DEFAULT_IDENTITY, DEFAULT_ISSUER, SigningAuthority
+
+        authority = SigningAuthority.create("sandbox-evidence")
+        root = authority.write_trusted_root(target.with_name(target.stem + ".trusted_root.json"))
+
+        def sandbox_sign(data: bytes) -> bytes:
+            return json.dumps(authority.sign(data), indent=2).encode("utf-8")
+
+        return sandbox_sign, (f"{DEFAULT_IDENTITY} ({DEFAULT_ISSUER}), sandbox authority: verify with "
+                              f"--trusted-root {root}")
+    if not args.sign:
+        return None, None
+    token = ambient_identity_token()
+    if token is None:
+        print("drillbook: --sign: no ambient OIDC identity (SIGSTORE_ID_TOKEN or a GitHub Actions "
+              "id-token) is available here; exported unsigned", file=sys.stderr)
+        return None, None
+    instance = "staging" if args.staging else "production"
+    return keyless_signer(token, staging=args.staging), f"keyless, sigstore {instance}"
 
 
 def _write(target: Path, data: bytes) -> None:
@@ -163,35 +200,46 @@ def verify(args: argparse.Namespace) -> int:
         print(f"drillbook: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED
     report = verify_bundle(data, name=str(path))
-    signature_problem = None
-    if args.identity or args.issuer:
-        signature_problem = ("the bundle is not signed, but --identity/--issuer ask for a signature "
-                             "check: treat it as unverified")
+    from checks.signatures import SignatureInputError, embedded_root_path, load_trusted_root
+
+    try:
+        root = load_trusted_root(args.trusted_root) if args.trusted_root else load_trusted_root(
+            embedded_root_path("staging" if args.staging else "production"),
+            label=f"sigstore {'staging' if args.staging else 'production'} (embedded)")
+    except SignatureInputError as exc:
+        print(f"drillbook: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    signature = check_signature(report, trusted_root=root, identity=args.identity, issuer=args.issuer)
     if args.json:
-        print(json.dumps(_as_json(report, signature_problem), indent=2))
+        print(json.dumps(_as_json(report, signature), indent=2))
     else:
-        _print_report(report, signature_problem)
-    return EXIT_PASSED if report.ok and signature_problem is None else EXIT_FAILED
+        _print_report(report, signature)
+    return EXIT_PASSED if report.ok and signature.problem is None else EXIT_FAILED
 
 
-def _as_json(report: VerifyReport, signature_problem: str | None) -> dict[str, object]:
+def _as_json(report: VerifyReport, signature: SignatureCheck) -> dict[str, object]:
     problems = [{"kind": p.kind, "path": p.path, "detail": p.detail} for p in report.problems]
-    if signature_problem:
-        problems.append({"kind": "signature", "path": "", "detail": signature_problem})
-    return {"bundle": report.path, "ok": report.ok and not signature_problem,
+    if signature.problem:
+        problems.append({"kind": "signature", "path": SIGNATURE if signature.signed else "",
+                         "detail": signature.problem})
+    return {"bundle": report.path, "ok": report.ok and not signature.problem,
             "manifest_sha256": report.manifest_sha256, "runs": report.runs,
-            "files_checked": report.files_checked, "signed": False, "problems": problems}
+            "files_checked": report.files_checked, "signed": signature.signed,
+            "signer": signature.signer, "signer_issuer": signature.issuer,
+            "signature_evidence": signature.evidence, "problems": problems}
 
 
-def _print_report(report: VerifyReport, signature_problem: str | None) -> None:
+def _print_report(report: VerifyReport, signature: SignatureCheck) -> None:
     for problem in report.problems:
         print(f"  {problem}")
-    if signature_problem:
-        print(f"  signature: {signature_problem}")
-    if report.ok and not signature_problem:
+    if signature.problem:
+        print(f"  signature: {signature.problem}")
+    if report.ok and not signature.problem:
+        signed = (f"signed by {signature.signer} ({signature.issuer}), trusted root "
+                  f"{signature.evidence.get('trusted_root')}" if signature.signed else "unsigned")
         print(f"evidence OK: {report.path} — {report.files_checked} files match the manifest, "
-              f"runs {', '.join(report.runs)}; unsigned")
+              f"runs {', '.join(report.runs)}; {signed}")
         print(f"manifest sha256: {report.manifest_sha256} (compare with the exporter's)")
     else:
-        count = len(report.problems) + (1 if signature_problem else 0)
+        count = len(report.problems) + (1 if signature.problem else 0)
         print(f"evidence NOT VERIFIED: {report.path} — {count} problem(s)")

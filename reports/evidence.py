@@ -3,6 +3,7 @@
 Layout of ``evidence.zip``::
 
     manifest.json                          SHA-256 and size of every other file
+    manifest.json.sigstore.json            with ``--sign``: a sigstore bundle over manifest.json
     runs/<run-id>/results.json             the run as recorded (already redacted)
     runs/<run-id>/scenarios/NNN-<id>.json  one file per scenario: verdicts, measured vs
                                            expected, evidence, timings
@@ -16,7 +17,7 @@ Layout of ``evidence.zip``::
                                            scenario has its ledger entry (same evidence digest)
 
 Same inputs give a byte-identical archive: members in a fixed order
-(manifest first, then sorted paths), fixed timestamps and permissions, and
+(manifest first, its signature if any, then sorted paths), fixed timestamps and permissions, and
 *stored* (not deflated) members. Storing is deliberate: the archive is then
 a pure function of its contents, so :func:`verify_bundle` can rebuild it and
 prove every byte, not only every member, independent of the zlib in use.
@@ -29,7 +30,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -39,6 +40,8 @@ from checks.errors import DrillbookError
 
 FORMAT = "drillbook-evidence/1"
 MANIFEST = "manifest.json"
+# The manifest's sigstore bundle: it signs the manifest, which lists every other file.
+SIGNATURE = "manifest.json.sigstore.json"
 LEDGER = "ledger/ledger.jsonl"
 LEDGER_HEAD = "ledger/ledger.jsonl.head"
 # The earliest timestamp a zip can hold: the archive never depends on when it was made.
@@ -90,6 +93,8 @@ class VerifyReport:
     files_checked: int = 0
     manifest_sha256: str | None = None
     runs: list[str] = field(default_factory=list)
+    manifest: bytes | None = None
+    signature: bytes | None = None
 
     @property
     def ok(self) -> bool:
@@ -191,8 +196,13 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def export_bundle(run_dirs: Iterable[Path], *, ledger: Path | None = None) -> bytes:
-    """The evidence zip for these runs (and the ledger file), byte-identical for identical inputs."""
+def export_bundle(run_dirs: Iterable[Path], *, ledger: Path | None = None,
+                  sign: Callable[[bytes], bytes] | None = None) -> bytes:
+    """The evidence zip for these runs (and the ledger file), byte-identical for identical inputs.
+
+    ``sign`` turns the manifest's bytes into a sigstore bundle (JSON bytes),
+    stored as :data:`SIGNATURE`; signing is the one non-deterministic part.
+    """
     dirs = sorted({Path(d) for d in run_dirs}, key=lambda d: d.name)
     if not dirs:
         raise EvidenceError("no run to export", hint="run `drillbook run` first, or widen --since")
@@ -205,7 +215,22 @@ def export_bundle(run_dirs: Iterable[Path], *, ledger: Path | None = None) -> by
         members.extend(_ledger_members(ledger))
     summaries.sort(key=lambda s: str(s["run_id"]))
     manifest = build_manifest(members, summaries)
-    return canonical_zip([manifest, *sorted(members, key=lambda m: m.path)])
+    signature = [Member(SIGNATURE, canonical_json(sign(manifest.data)))] if sign is not None else []
+    return canonical_zip([manifest, *signature, *sorted(members, key=lambda m: m.path)])
+
+
+def canonical_json(data: bytes) -> bytes:
+    """RFC 8785 canonical form of a JSON document (the signature member's only spelling)."""
+    import rfc8785
+
+    return rfc8785.dumps(json.loads(data))
+
+
+def _is_canonical_json(data: bytes) -> bool:
+    try:
+        return canonical_json(data) == data
+    except (ValueError, TypeError, RecursionError):  # rfc8785's errors are ValueErrors
+        return False
 
 
 def canonical_zip(members: Sequence[Member]) -> bytes:
@@ -278,7 +303,12 @@ def verify_bundle(data: bytes, *, name: str = "evidence.zip") -> VerifyReport:
         elif len(body) != entry["size"]:
             report.problems.append(Problem(
                 "modified", path, f"{len(body)} bytes, manifest says {entry['size']}"))
-    for path in sorted(set(contents) - set(listed) - {MANIFEST}):
+    report.manifest = contents.get(MANIFEST)
+    report.signature = contents.get(SIGNATURE)
+    if report.signature is not None and not _is_canonical_json(report.signature):
+        # The manifest does not list its own signature: canonical bytes make every byte count.
+        report.problems.append(Problem("modified", SIGNATURE, "not the canonical JSON drillbook wrote"))
+    for path in sorted(set(contents) - set(listed) - {MANIFEST, SIGNATURE}):
         report.problems.append(Problem("extra", path, "in the archive but not in the manifest"))
     if LEDGER in contents and not any(p.path in (LEDGER, LEDGER_HEAD) for p in report.problems):
         _check_ledger(contents, report)
@@ -366,7 +396,8 @@ def _manifest_shape(manifest: Any) -> str | None:
 
 def _check_canonical(data: bytes, contents: dict[str, bytes], report: VerifyReport) -> None:
     """Every member matched its hash: the archive bytes must then equal the canonical export."""
-    order = [MANIFEST, *sorted(p for p in contents if p != MANIFEST)]
+    head = [MANIFEST, *([SIGNATURE] if SIGNATURE in contents else [])]
+    order = [*head, *sorted(p for p in contents if p not in head)]
     expected = canonical_zip([Member(p, contents[p]) for p in order])
     if expected != data:
         at = next((i for i, (a, b) in enumerate(zip(expected, data, strict=False)) if a != b),

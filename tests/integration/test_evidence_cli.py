@@ -243,6 +243,44 @@ class TestEvidenceCommands:
         assert proc.returncode == 0
         assert "no ambient OIDC identity" in proc.stderr and "exported unsigned" in proc.stderr
 
+    def test_sandbox_signed_export_verifies_with_its_root_only(self, runs: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+        bundle = tmp_path / "signed.zip"
+        proc = drillbook("evidence", "export", "--out", str(runs["out"]), "-o", str(bundle),
+                         "--sign-sandbox")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        root = tmp_path / "signed.trusted_root.json"
+        assert f"--trusted-root {root}" in proc.stdout
+        ok = drillbook("evidence", "verify", str(bundle), "--trusted-root", str(root), "--json",
+                       "--identity", "release-bot@drillbook-local.invalid",
+                       "--issuer", "https://oidc.drillbook-local.invalid")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        report = json.loads(ok.stdout)
+        assert report["signed"] and report["signer"] == "release-bot@drillbook-local.invalid"
+        assert report["signature_evidence"]["trusted_root_sha256"]
+        wrong = drillbook("evidence", "verify", str(bundle), "--trusted-root", str(root),
+                          "--identity", "mallory@example.com", "--issuer", "https://oidc.drillbook-local.invalid")
+        assert wrong.returncode == 1 and "signature:" in wrong.stdout
+        # The default root is sigstore production's: a sandbox signature is not trusted there.
+        default = drillbook("evidence", "verify", str(bundle))
+        assert default.returncode == 1 and "signature:" in default.stdout
+
+    def test_malformed_trusted_root_is_a_usage_error(self, runs: dict[str, Any], tmp_path: Path) -> None:
+        bundle, root = tmp_path / "e.zip", tmp_path / "root.json"
+        assert drillbook("evidence", "export", "--out", str(runs["out"]), "-o", str(bundle)).returncode == 0
+        root.write_text("{not json", encoding="utf-8")
+        proc = drillbook("evidence", "verify", str(bundle), "--trusted-root", str(root))
+        assert proc.returncode == 2 and str(root) in proc.stderr
+
+    def test_sign_with_a_malformed_token_stops_before_writing(self, runs: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+        target = tmp_path / "t.zip"
+        proc = drillbook("evidence", "export", "--out", str(runs["out"]), "-o", str(target), "--sign",
+                         env={"SIGSTORE_ID_TOKEN": "not-a-jwt"})
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "OIDC token" in proc.stderr and "not-a-jwt" not in proc.stderr + proc.stdout
+        assert not target.exists()
+
     def test_oscal_export_validates_and_names_the_control(self, runs: dict[str, Any],
                                                           tmp_path: Path) -> None:
         from trestle.oscal.assessment_results import AssessmentResults
