@@ -23,7 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +37,7 @@ from checks.errors import ConfigError
 from checks.verdict import Verdict
 from checks.waivers import Waiver, WaiverError, apply_waiver, check_known, load_waivers
 from reports.ledger import Ledger, LocalLedger, entries_for_run, histories
-from reports.results import RunResult
+from reports.results import RunResult, ScenarioResult
 
 from . import __version__
 
@@ -346,37 +346,68 @@ def waive(config: pytest.Config, scenario_id: str | None, verdict: Verdict) -> V
 
 
 class LedgerView:
-    """What the cadence step may ask of the ledger: one drill's history."""
+    """What the cadence step may ask of the ledger: one drill's history.
 
-    def __init__(self, ledger: Ledger | None) -> None:
+    ``this_run`` gives the scenarios this run has finished so far: a drill that passed earlier
+    in the same run (BKP-01 before a pre-upgrade check of it) counts, though the ledger only
+    receives the run's entries at its end.
+    """
+
+    def __init__(self, ledger: Ledger | None,
+                 this_run: Callable[[], tuple[str, Sequence[ScenarioResult]]] | None = None) -> None:
         self.ledger = ledger
+        self.this_run = this_run
 
     def history(self, drill_id: str) -> DrillHistory:
         """The drill's history; raises LedgerCorrupt (an error verdict) when the chain is damaged."""
         from reports.ledger import LedgerCorrupt
 
-        if self.ledger is None:
-            return DrillHistory(drill_id=drill_id, cadence=None)
-        read = self.ledger.read()
-        if not read.ok:
-            raise LedgerCorrupt(f"{self.ledger.path}: {read.problems[0]}", path=str(self.ledger.path))
-        found = histories(read.entries).get(drill_id)
-        return found or DrillHistory(drill_id=drill_id, cadence=None)
+        found = DrillHistory(drill_id=drill_id, cadence=None)
+        if self.ledger is not None:
+            read = self.ledger.read()
+            if not read.ok:
+                raise LedgerCorrupt(f"{self.ledger.path}: {read.problems[0]}", path=str(self.ledger.path))
+            found = histories(read.entries).get(drill_id) or found
+        if self.this_run is not None:
+            found = _with_this_run(found, *self.this_run())
+        return found
+
+
+def _with_this_run(history: DrillHistory, run_id: str, scenarios: Sequence[ScenarioResult]) -> DrillHistory:
+    """The ledger's history of a drill, updated with its finished scenarios of the current run."""
+    from checks.verdict import worst
+
+    mine = [s for s in scenarios if s.scenario_id == history.drill_id and s.started_at and s.duration_s]
+    outcome = worst([s.outcome for s in mine])
+    if outcome is None:
+        return history
+    moment = max(datetime.fromisoformat(s.started_at) for s in mine)
+    passed = not outcome.counts_as_fail()
+    cadence = history.cadence or shortest_cadence({t for s in mine for t in s.tags})
+    return DrillHistory(drill_id=history.drill_id, cadence=cadence, last_run=moment, last_outcome=outcome,
+                        last_pass=moment if passed else history.last_pass, last_run_id=run_id)
 
 
 @pytest.fixture(scope="session")
 def drillbook_ledger(request: pytest.FixtureRequest) -> LedgerView:
     """The run's cadence ledger (``--drillbook-ledger``; else ``out/ledger.jsonl`` beside the run)."""
+    from .plugin import session_of
+
+    session = session_of(request.config)
+
+    def this_run() -> tuple[str, Sequence[ScenarioResult]]:
+        return session.run.run_id, list(session.scenarios)
+
     path = request.config.getoption("--drillbook-ledger", None)
     if path and str(path).startswith("s3://"):
         from drills.config import load_config
 
         config = request.config.getoption("--drillbook-config", None)
         options = dict(load_config(Path(config)).ledger_s3) if config else {}
-        return LedgerView(s3_ledger(str(path), options))
+        return LedgerView(s3_ledger(str(path), options), this_run)
     if path:
-        return LedgerView(LocalLedger(Path(path)))
+        return LedgerView(LocalLedger(Path(path)), this_run)
     out = request.config.getoption("--drillbook-out", None)
     if out:
-        return LedgerView(LocalLedger(Path(out).resolve().parent / LEDGER_FILE))
-    return LedgerView(None)
+        return LedgerView(LocalLedger(Path(out).resolve().parent / LEDGER_FILE), this_run)
+    return LedgerView(None, this_run)

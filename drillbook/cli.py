@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_gate = sub.add_parser("gate", help="CI gates: exit 0, or say what blocks")
     gate_sub = p_gate.add_subparsers(dest="gate", required=True, parser_class=_Parser)
     status_cli.add_gate_cadence_parser(gate_sub)
+    from .upgrade_gate import add_parser as add_gate_pre_upgrade
+
+    add_gate_pre_upgrade(gate_sub)
 
     p_sandbox = sub.add_parser("sandbox", help="start or stop the embedded environment to explore it")
     sandbox_sub = p_sandbox.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -125,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             from .status_cli import gate_cadence
 
             return gate_cadence(args)
+        if args.command == "gate" and args.gate == "pre-upgrade":
+            from .upgrade_gate import gate_pre_upgrade
+
+            return gate_pre_upgrade(args, args_list)
         if args.command == "sandbox":
             from .sandbox_cli import sandbox_down, sandbox_up
 

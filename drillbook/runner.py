@@ -6,7 +6,7 @@ import re
 import secrets
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +35,8 @@ class RunOptions:
     strict: bool = False
     verbose: bool = False
     waivers: Path | None = None
+    pytest_args: list[str] = field(default_factory=list)  # extra plugin options (e.g. a gate's version)
+    run_id: str | None = None  # a caller that reads the run directory afterwards chooses the id
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -77,7 +79,7 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     audit = prepare_run(features=features, config_path=config_path, waivers=options.waivers,
                         out=options.out)
 
-    run_id = new_run_id()
+    run_id = options.run_id or new_run_id()
     run_dir = (options.out / run_id).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     module = run_dir / "test_drillbook_features.py"
@@ -108,6 +110,7 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     if expression:
         args += ["-m", expression]
     args += audit.pytest_args()
+    args += options.pytest_args
 
     print(f"drillbook run {run_id}: features {', '.join(str(_rel(p)) for p in features)}", flush=True)
     watcher = _CollectionWatcher()
