@@ -87,11 +87,12 @@ class DrillSession:
             raise self._env_error
         if self._env is None:
             from .environments import open_environment
+            from .server_versions import ObservedEnvironment
 
             t0 = time.perf_counter()
-            self._env = open_environment(
+            self._env = ObservedEnvironment(open_environment(
                 choice=self.env_choice, config_path=self.config_path, progress=self.say
-            )
+            ))
             self._opened = time.perf_counter() - t0
             self.run.environment = self._env.name
             self.run.environment_details = {
@@ -103,7 +104,10 @@ class DrillSession:
     def close(self) -> None:
         if self._env is not None:
             env, self._env = self._env, None
-            env.close()
+            try:
+                self.run.environment_details.update(env.server_versions())
+            finally:
+                env.close()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -85,6 +85,13 @@ class TestRunOnTheSandbox:
         props = {p.get("name") for p in tree.iter("property")}
         assert "restore.rto.measured" in props
 
+    def test_fingerprint_names_the_server_versions_drilled(self, sandbox_run: dict[str, Any]) -> None:
+        """environment.json says which PostgreSQL and Redis versions the run talked to."""
+        fingerprint = json.loads((sandbox_run["run"] / "environment.json").read_text())
+        details = fingerprint["environment_details"]
+        assert details["server.postgres.production"].startswith("PostgreSQL 1")
+        assert all(not v.startswith("unknown") for k, v in details.items() if k.startswith("server."))
+
     def test_nothing_left_running_or_on_disk(self, sandbox_run: dict[str, Any]) -> None:
         """After the run no server it started is alive and no temp dir of it remains."""
         tmpdir = sandbox_run["tmpdir"]
