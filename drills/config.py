@@ -37,6 +37,25 @@ password inside a DSN) is registered with :mod:`checks.redact`.
     [targets.cache]
     kind = "redis"
     url = "${REDIS_URL}"
+
+    [targets.sark-api]          # an HTTP(S) health endpoint; TLS is always verified
+    kind = "http"
+    url = "https://sark.internal:8443"
+    ca_file = "certs/internal-ca.pem"   # optional: else the system store (relative to this file)
+    headers = { Authorization = "Bearer ${SARK_TOKEN}" }   # optional
+
+    [targets.sovra-edge]        # certificates: a live endpoint ...
+    kind = "tls"
+    host = "edge.sovra.internal"
+    port = 443                  # optional, default 443
+    server_name = "edge.sovra.example"  # optional: SNI and the name to verify (default: host)
+    ca_file = "certs/internal-ca.pem"   # optional: else the system store
+    # ... or a PEM file (leaf first, then intermediates): pem_file = "certs/edge.pem"
+
+    [targets.metrics]
+    kind = "prometheus"
+    url = "https://prometheus.internal:9090"
+    ca_file = "certs/internal-ca.pem"   # optional
 """
 
 from __future__ import annotations
@@ -52,10 +71,13 @@ from typing import Any
 from checks import redact
 from checks.errors import ConfigError
 
-from .targets import PostgresTarget, RedisTarget, Role, StoreSpec
+from .targets import HttpTarget, PostgresTarget, PrometheusTarget, RedisTarget, Role, StoreSpec, TlsTarget
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
+# RFC 9110 field-name token; a value may not break the header block.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
 
 _RUN_KEYS = {"out", "strict", "waivers"}
 _LEDGER_KEYS = {"url", "endpoint_url", "region", "access_key_id", "secret_access_key"}
@@ -67,7 +89,12 @@ _TARGET_KEYS: dict[str, set[str]] = {
         "access_key_id", "secret_access_key", "checksum_suffix",
     },
     "directory": {"kind", "path", "key_pattern", "checksum_suffix"},
+    "http": {"kind", "url", "ca_file", "headers"},
+    "tls": {"kind", "host", "port", "server_name", "pem_file", "ca_file"},
+    "prometheus": {"kind", "url", "ca_file"},
 }
+# Values that are not strings, validated by kind: excluded from the generic ${ENV} resolution.
+_STRUCTURED_KEYS = {"kind", "scratch", "headers", "port"}
 _SECRET_KEYS = {"dsn", "url", "secret_access_key", "access_key_id", "endpoint_url"}
 _TOP_KEYS = {"run", "targets", "ledger"}
 
@@ -82,6 +109,9 @@ class Config:
     postgres: Mapping[str, PostgresTarget] = field(default_factory=dict)
     redis: Mapping[str, RedisTarget] = field(default_factory=dict)
     stores: Mapping[str, StoreSpec] = field(default_factory=dict)
+    http: Mapping[str, HttpTarget] = field(default_factory=dict)
+    tls: Mapping[str, TlsTarget] = field(default_factory=dict)
+    prometheus: Mapping[str, PrometheusTarget] = field(default_factory=dict)
     waivers: Path | None = None  # [run] waivers: the waiver file, relative to the config file
     ledger_url: str | None = None  # [ledger] url: the cadence ledger (a path; default <out>/ledger.jsonl)
     ledger_s3: Mapping[str, str] = field(default_factory=dict)  # endpoint_url, region, keys for s3://
@@ -107,6 +137,18 @@ class Config:
                 "key_pattern": st.key_pattern,
                 "endpoint_url": redact.redact(st.endpoint_url or ""),
             }
+        for name, ht in self.http.items():
+            data["targets"][name] = {"kind": "http", "url": redact.redact(ht.url),
+                                     "ca_file": str(ht.ca_file) if ht.ca_file else None,
+                                     "headers": {k: redact.redact(v) for k, v in ht.headers}}
+        for name, tl in self.tls.items():
+            data["targets"][name] = {"kind": "tls", "host": tl.host, "port": tl.port,
+                                     "server_name": tl.server_name,
+                                     "pem_file": str(tl.pem_file) if tl.pem_file else None,
+                                     "ca_file": str(tl.ca_file) if tl.ca_file else None}
+        for name, pr in self.prometheus.items():
+            data["targets"][name] = {"kind": "prometheus", "url": redact.redact(pr.url),
+                                     "ca_file": str(pr.ca_file) if pr.ca_file else None}
         return data
 
 
@@ -156,6 +198,9 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
     postgres: dict[str, PostgresTarget] = {}
     redis_targets: dict[str, RedisTarget] = {}
     stores: dict[str, StoreSpec] = {}
+    http_targets: dict[str, HttpTarget] = {}
+    tls_targets: dict[str, TlsTarget] = {}
+    prometheus_targets: dict[str, PrometheusTarget] = {}
     targets = _table(data.get("targets", {}), where, "targets")
     for name, body in targets.items():
         key = f"targets.{name}"
@@ -173,7 +218,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
             )
         _reject_unknown(spec, _TARGET_KEYS[kind], where, f"{key}.")
         values = {k: _resolve(v, where, f"{key}.{k}", environ, secret=k in _SECRET_KEYS)
-                  for k, v in spec.items() if k not in {"kind", "scratch"}}
+                  for k, v in spec.items() if k not in _STRUCTURED_KEYS}
         scratch = _bool(spec.get("scratch", False), where, f"{key}.scratch")
         role = Role.SCRATCH if scratch else Role.SUBJECT
         if kind == "postgres":
@@ -198,6 +243,19 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
                 secret_access_key=values.get("secret_access_key"),
                 checksum_suffix=values.get("checksum_suffix", ".sha256"),
             )
+        elif kind == "http":
+            url = _http_url(_required(values, "url", where, key), where, f"{key}.url")
+            http_targets[name] = HttpTarget(
+                name=name, url=url, ca_file=_file(values.get("ca_file"), path, where, f"{key}.ca_file"),
+                headers=_headers(spec.get("headers", {}), where, f"{key}.headers", environ),
+            )
+        elif kind == "prometheus":
+            url = _http_url(_required(values, "url", where, key), where, f"{key}.url")
+            prometheus_targets[name] = PrometheusTarget(
+                name=name, url=url, ca_file=_file(values.get("ca_file"), path, where, f"{key}.ca_file"),
+            )
+        elif kind == "tls":
+            tls_targets[name] = _tls_target(name, spec, values, path, where, key)
         else:
             directory = _required(values, "path", where, key)
             base = path.parent if path else Path.cwd()
@@ -210,8 +268,104 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
             _validate_key_pattern(key_pattern, where, f"{key}.key_pattern")
     _reject_scratch_equal_to_subject(postgres, where)
     return Config(path=path, out=out, strict=strict, postgres=postgres,
-                  redis=redis_targets, stores=stores, waivers=waivers, ledger_url=ledger_url,
+                  redis=redis_targets, stores=stores, http=http_targets, tls=tls_targets,
+                  prometheus=prometheus_targets, waivers=waivers, ledger_url=ledger_url,
                   ledger_s3=ledger_s3)
+
+
+def _http_url(url: str, where: str, key: str) -> str:
+    """An http(s) URL with a host; a password in it is registered as a secret, never shown."""
+    from urllib.parse import urlsplit
+
+    redact.register_dsn(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{where}: `{key}` is not a valid URL", file=where, key=key) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{where}: `{key}` must be an http:// or https:// URL with a host, "
+            f"got {redact.redact(url)!r}", file=where, key=key,
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{where}: `{key}` must not carry a query or fragment: steps name the path",
+                          file=where, key=key)
+    return url
+
+
+def _file(value: str | None, config_path: Path | None, where: str, key: str) -> Path | None:
+    """A file named relative to the config file; it must exist now, not an hour into the run."""
+    if value is None:
+        return None
+    if not value:
+        raise ConfigError(f"{where}: `{key}` is empty", file=where, key=key)
+    candidate = Path(value)
+    if not candidate.is_absolute():
+        candidate = (config_path.parent if config_path else Path.cwd()) / candidate
+    if not candidate.is_file():
+        raise ConfigError(f"{where}: `{key}`: no such file {candidate}", file=where, key=key,
+                          hint="paths are relative to the config file")
+    return candidate
+
+
+def _headers(value: Any, where: str, key: str, environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """``{ Name = "value" }``; values may reference ``${ENV}`` (registered as secrets)."""
+    table = _table(value, where, key)
+    headers = []
+    for name, raw in table.items():
+        if not _HEADER_NAME.match(name):
+            raise ConfigError(f"{where}: `{key}`: {name!r} is not a valid header name", file=where,
+                              key=f"{key}.{name}")
+        # Header values (tokens) are secrets when they come from the environment.
+        resolved = _resolve(raw, where, f"{key}.{name}", environ, secret=True)
+        if "\r" in resolved or "\n" in resolved or "\0" in resolved:
+            raise ConfigError(f"{where}: `{key}.{name}` contains a line break", file=where,
+                              key=f"{key}.{name}")
+        headers.append((name, resolved))
+    return tuple(headers)
+
+
+def _is_host(value: str) -> bool:
+    """A DNS name, or an IPv4/IPv6 address (brackets allowed): no scheme, port or path."""
+    import ipaddress
+
+    if _HOST_NAME.match(value):
+        return True
+    try:
+        ipaddress.ip_address(value.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _tls_target(name: str, spec: Mapping[str, Any], values: Mapping[str, str], config_path: Path | None,
+                where: str, key: str) -> TlsTarget:
+    host = values.get("host")
+    pem = values.get("pem_file")
+    if (host is None) == (pem is None):
+        raise ConfigError(f"{where}: `{key}` needs exactly one of `host` (a live endpoint) or `pem_file`",
+                          file=where, key=key)
+    if host is not None and not _is_host(host):
+        raise ConfigError(f"{where}: `{key}.host` must be a bare host name or address (no scheme, port "
+                          f"or path), got {host!r}", file=where, key=f"{key}.host")
+    port = spec.get("port", 443)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"{where}: `{key}.port` must be a number from 1 to 65535, got {port!r}",
+                          file=where, key=f"{key}.port")
+    if "port" in spec and host is None:
+        raise ConfigError(f"{where}: `{key}.port` applies only with `host`", file=where, key=f"{key}.port")
+    server_name = values.get("server_name")
+    if server_name is not None and not _is_host(server_name):
+        raise ConfigError(f"{where}: `{key}.server_name` must be a host name, got {server_name!r}",
+                          file=where, key=f"{key}.server_name")
+    if host is not None:
+        host = host.removeprefix("[").removesuffix("]")  # [::1]: sockets take the bare address
+    return TlsTarget(
+        name=name, host=host, port=port, server_name=server_name,
+        pem_file=_file(pem, config_path, where, f"{key}.pem_file"),
+        ca_file=_file(values.get("ca_file"), config_path, where, f"{key}.ca_file"),
+    )
 
 
 def _check_dsn(dsn: str, where: str, key: str) -> None:

@@ -94,13 +94,13 @@ class LiveEnvironment:
         return _lookup(self.config.redis, name, "redis", self.config)
 
     def http(self, name: str) -> HttpTarget:
-        return _lookup({}, name, "http", self.config)
+        return _lookup(self.config.http, name, "http", self.config)
 
     def tls(self, name: str) -> TlsTarget:
-        return _lookup({}, name, "tls", self.config)
+        return _lookup(self.config.tls, name, "tls", self.config)
 
     def prometheus(self, name: str) -> PrometheusTarget:
-        return _lookup({}, name, "prometheus", self.config)
+        return _lookup(self.config.prometheus, name, "prometheus", self.config)
 
     def scratch_postgres(self) -> ScratchPostgres:
         if self._scratch is None:
@@ -120,6 +120,11 @@ class LiveEnvironment:
     def details(self) -> Mapping[str, str]:
         details = {f"postgres.{n}": t.describe() for n, t in self.config.postgres.items()}
         details.update({f"store.{n}": s.url for n, s in self.config.stores.items()})
+        details.update({f"http.{n}": _without_password(t.url) for n, t in self.config.http.items()})
+        details.update({f"tls.{n}": str(t.pem_file) if t.pem_file else f"{t.host}:{t.port}"
+                        for n, t in self.config.tls.items()})
+        details.update({f"prometheus.{n}": _without_password(t.url)
+                        for n, t in self.config.prometheus.items()})
         return details
 
     def close(self) -> None:
@@ -137,3 +142,16 @@ def _lookup(table: Mapping[str, T], name: str, kind: str, config: Config) -> T:
             key=f"targets.{name}",
         )
     return table[name]
+
+
+def _without_password(url: str) -> str:
+    """``https://host:port/path``: user info dropped (the redactor masks secrets, this drops the rest)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
