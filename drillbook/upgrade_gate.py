@@ -122,26 +122,28 @@ def gate_pre_upgrade(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"drillbook gate pre-upgrade: PASS — {len(outcome.scenarios)} @pre-upgrade scenario(s) "
               f"passed; nothing blocks the upgrade to {target}")
         return EXIT_PASSED
-    print(f"drillbook gate pre-upgrade: BLOCKED — the upgrade to {target} is blocked by "
-          f"{len(blockers) or 'the run'}{' scenario(s)' if blockers else ''}:")
-    for line in blockers:
-        print(line)
-    if not blockers:
-        print("  the run's audit trail is incomplete (see the messages above)")
+    if blockers:
+        print(f"drillbook gate pre-upgrade: BLOCKED — the upgrade to {target} is blocked by "
+              f"{len(blockers)} of {len(outcome.scenarios)} scenario(s):")
+        for lines in blockers:
+            print("\n".join(lines))
+    else:
+        print(f"drillbook gate pre-upgrade: BLOCKED — the upgrade to {target}: every scenario passed, "
+              "but the run's audit trail is incomplete (see the messages above)")
     return EXIT_FAILED
 
 
-def blocking(outcome: RunResult, *, strict: bool) -> list[str]:
-    """One line per failing scenario (id, name) and one per failing check with its message."""
-    lines = []
+def blocking(outcome: RunResult, *, strict: bool) -> list[list[str]]:
+    """Per failing scenario: a line with its id and name, one per failing check with its message."""
+    found = []
     for scenario in outcome.scenarios:
         if not scenario.outcome.counts_as_fail(strict=strict):
             continue
-        lines.append(f"  {scenario.scenario_id or '-':<8} {scenario.scenario}")
+        lines = [f"  {scenario.scenario_id or '-':<8} {scenario.scenario}"]
         failing = [v for v in scenario.verdicts if v.counts_as_fail(strict=strict)]
         for verdict in failing:
             lines.append(f"      {verdict.outcome.value}: {verdict.id}: {redact.redact(verdict.message)}")
         if not failing and scenario.failure:
-            lines.append(f"      {scenario.failure.splitlines()[0]}")
-    return lines
-
+            lines.append(f"      {redact.redact(scenario.failure.splitlines()[0])}")
+        found.append(lines)
+    return found
