@@ -8,7 +8,11 @@ be measurable). Verifying is separate and never relaxed:
   target's CA file or the system store, for the expected host name (OpenSSL
   checks chain, validity dates and name);
 - a PEM file (leaf first, then intermediates): ``cryptography``'s X.509
-  path validation against the CA file or system store, for the host name.
+  path validation against the CA file or system store, for the host name,
+  with the web PKI's rules except two that OpenSSL does not enforce either:
+  a leaf's subjectAltName and extendedKeyUsage may be marked critical
+  (private CAs, trustme among them, do so). The name must still match the
+  subjectAltName, and an extendedKeyUsage must still allow TLS servers.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import verification
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .errors import TargetUnreachable, UnusableAnswer
 from .verdict import Verdict
@@ -179,7 +184,10 @@ def verify_pem(source: CertSource, *, hostname: str, now: datetime) -> Verdict:
     try:
         subject: verification.Subject = _subject(hostname)
         verifier = (verification.PolicyBuilder().store(verification.Store(roots))
-                    .time(now.astimezone(UTC).replace(tzinfo=None)).build_server_verifier(subject))
+                    .time(now.astimezone(UTC).replace(tzinfo=None))
+                    .extension_policies(ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+                                        ee_policy=_leaf_policy())
+                    .build_server_verifier(subject))
         verifier.verify(chain[0], chain[1:])
     except verification.VerificationError as exc:
         return Verdict.failed("tls.chain", f"{where}: the certificate does not verify for {hostname} "
@@ -190,6 +198,18 @@ def verify_pem(source: CertSource, *, hostname: str, now: datetime) -> Verdict:
                              evidence=evidence)
     return Verdict.passed("tls.chain", f"{where}: the chain verifies for {hostname} against {trust}",
                           measured="verifies", expected="verifies", evidence=evidence)
+
+
+def _leaf_policy() -> verification.ExtensionPolicy:
+    """Web PKI leaf rules, with subjectAltName and extendedKeyUsage allowed to be critical."""
+
+    def server_auth(policy: object, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
+        if eku is not None and ExtendedKeyUsageOID.SERVER_AUTH not in eku:
+            raise ValueError("the extendedKeyUsage does not allow TLS server authentication")
+
+    return (verification.ExtensionPolicy.webpki_defaults_ee()
+            .require_present(x509.SubjectAlternativeName, verification.Criticality.AGNOSTIC, None)
+            .may_be_present(x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, server_auth))
 
 
 def _subject(hostname: str) -> verification.Subject:
