@@ -19,29 +19,22 @@ blocks (and so cleanup) still run.
 from __future__ import annotations
 
 import atexit
-import re
 import shutil
-import signal
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import psutil
-import psycopg
 import redis
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import ClientError
-from psycopg import sql
 
-from checks.errors import ConfigError, SafetyError
+from checks.errors import ConfigError
 
 from . import pgtools
 from .processes import (
@@ -54,7 +47,7 @@ from .processes import (
     copy_tree,
     template_datadir,
 )
-from .sandbox import history
+from .sandbox import history, provision
 from .sandbox.history import SandboxProduct
 from .targets import (
     Environment,
@@ -69,11 +62,6 @@ from .targets import (
 )
 
 Progress = Callable[[str], None]
-
-# PostgreSQL identifiers are at most 63 bytes; the slug leaves room for the unique suffix.
-_MAX_PURPOSE_SLUG = 30
-_UPLOAD_WORKERS = 8
-_REDIS_SAMPLE_KEYS = 100
 
 
 def _quiet(_: str) -> None:
@@ -115,20 +103,9 @@ class _Cleanup:
         self._closed = False
         self._lock = threading.Lock()
         self._records: list[_ProcessRecord] = []
-        self._previous_sigterm: Any = None
-        self._installed_sigterm = False
+        self._sigterm = provision.SigtermAsExit()
         atexit.register(self.close)
-        self._install_sigterm()
-
-    def _install_sigterm(self) -> None:
-        # Only the main thread may set handlers, and a handler someone else installed
-        # (a supervisor, pytest-timeout) is theirs to keep.
-        if threading.current_thread() is not threading.main_thread():
-            return
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return
-        self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_system_exit)
-        self._installed_sigterm = True
+        self._sigterm.install()
 
     def _remember(self, label: str, pid: int | None) -> None:
         if pid is not None:
@@ -145,9 +122,7 @@ class _Cleanup:
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
             atexit.unregister(self.close)
-            if self._installed_sigterm and threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
-                self._installed_sigterm = False
+            self._sigterm.restore()
 
     def _stop_all(self) -> None:
         raise NotImplementedError
@@ -161,11 +136,6 @@ class _Cleanup:
         return found
 
 
-def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM → SystemExit, so ``finally`` blocks and atexit handlers run."""
-    raise SystemExit(128 + signum)
-
-
 class LocalScratch(_Cleanup):
     """A throwaway PostgreSQL cluster handing out fresh, empty databases (``ScratchPostgres``)."""
 
@@ -175,8 +145,7 @@ class LocalScratch(_Cleanup):
         self.server = server
         self.bindir: Path = server.bindir
         self._owns_workdir = owns_workdir
-        self._databases: set[str] = set()
-        self._counter = 0
+        self._databases = provision.ScratchDatabases(server.dsn, port=server.port, what="scratch cluster")
         self._remember(server.label, server.pid)
         if not owns_workdir:
             atexit.unregister(self.close)
@@ -207,35 +176,16 @@ class LocalScratch(_Cleanup):
         return server
 
     def fresh_database(self, purpose: str) -> PostgresTarget:
-        """``CREATE DATABASE <unique name> TEMPLATE template0``: empty, and scratch by construction."""
-        slug = re.sub(r"[^a-z0-9]+", "_", purpose.lower()).strip("_")[:_MAX_PURPOSE_SLUG] or "drill"
-        self._counter += 1
-        name = f"scratch_{slug}_{self._counter}_{uuid.uuid4().hex[:6]}"
-        with psycopg.connect(self.server.dsn(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-        self._databases.add(name)
-        return PostgresTarget(name=f"scratch:{name}", dsn=self.server.dsn(name), role=Role.SCRATCH,
-                              created_by_drillbook=True)
+        """An empty database of this cluster, scratch by construction."""
+        return self._databases.fresh(purpose)
 
     def drop(self, target: PostgresTarget) -> None:
-        """Drop a database this cluster handed out (``WITH (FORCE)``: drill sessions may linger)."""
-        target.require_scratch()
-        info = psycopg.conninfo.conninfo_to_dict(target.dsn)
-        dbname = str(info.get("dbname") or "")
-        if dbname not in self._databases or str(info.get("port")) != str(self.server.port):
-            raise SafetyError(
-                f"refusing to drop `{target.name}` ({target.describe()}): this scratch cluster "
-                f"did not create it",
-                target=target.name,
-                hint="drop only databases obtained from fresh_database() of the same scratch",
-            )
-        with psycopg.connect(self.server.dsn(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        self._databases.discard(dbname)
+        """Drop a database this cluster handed out; any other is refused (:class:`SafetyError`)."""
+        self._databases.drop(target)
 
     def databases(self) -> list[str]:
         """Databases handed out and not dropped yet."""
-        return sorted(self._databases)
+        return self._databases.names()
 
     def close(self) -> None:
         """Stop the scratch cluster; its temp dir is removed when this scratch owns it."""
@@ -250,7 +200,7 @@ class LocalScratch(_Cleanup):
 
     def _stop_all(self) -> None:
         self.server.stop()
-        self._databases.clear()
+        self._databases.forget_all()
 
     def leftovers(self) -> list[str]:
         found = super().leftovers()
@@ -264,9 +214,9 @@ class LocalEnvironment(_Cleanup):
 
     name = "local"
 
-    POSTGRES = ("production",)
-    REDIS = ("cache",)
-    STORES = ("nightly-dumpall", "nightly-custom", "nightly-plain")
+    POSTGRES = provision.POSTGRES_NAMES
+    REDIS = provision.REDIS_NAMES
+    STORES = provision.STORE_NAMES
 
     def __init__(self, workdir: Path, cache_dir: Path) -> None:
         super().__init__(workdir)
@@ -370,24 +320,14 @@ class LocalEnvironment(_Cleanup):
 
     def _load_s3(self, product: SandboxProduct) -> None:
         client = self._s3_client()
+
+        def backdate(key: str, path: Path) -> None:
+            # LastModified = when the nightly job wrote it (the file's mtime), as in a real bucket.
+            if self.s3 is not None:
+                self.s3.backdate(history.BUCKET, key, datetime.fromtimestamp(path.stat().st_mtime, UTC))
+
         try:
-            try:
-                client.create_bucket(Bucket=history.BUCKET)
-            except ClientError as exc:
-                # moto's state is process-wide: another sandbox in this process made it already.
-                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou",
-                                                                      "BucketAlreadyExists"):
-                    raise
-
-            def upload(item: tuple[str, Path]) -> None:
-                key, path = item
-                client.put_object(Bucket=history.BUCKET, Key=key, Body=path.read_bytes())
-                # LastModified = when the nightly job wrote it (the file's mtime), as in a real bucket.
-                if self.s3 is not None:
-                    self.s3.backdate(history.BUCKET, key, datetime.fromtimestamp(path.stat().st_mtime, UTC))
-
-            with ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS) as pool:
-                list(pool.map(upload, product.s3_files()))
+            provision.upload_backups(client, product, after_upload=backdate)
         finally:
             client.close()
 
@@ -396,11 +336,7 @@ class LocalEnvironment(_Cleanup):
             return
         client = redis.Redis.from_url(self.redis_server.url)
         try:
-            pipe = client.pipeline(transaction=False)
-            for i in range(1, _REDIS_SAMPLE_KEYS + 1):
-                pipe.set(f"session:{i:04d}", f"account:{i}")
-            pipe.hset("sandbox", mapping={"product": "drillbook sandbox", "role": "cache"})
-            pipe.execute()
+            provision.seed_redis(client)
         finally:
             client.close()
 
@@ -434,17 +370,9 @@ class LocalEnvironment(_Cleanup):
         """The sandbox's backup stores: two S3 prefixes and one directory."""
         if name not in self.STORES or self.s3 is None:
             raise _unknown("store", name, self.STORES)
-        if name == "nightly-plain":
-            return StoreSpec(name=name, url=str(self.directory_store),
-                             key_pattern=history.DIRECTORY_PATTERN)
-        prefix, pattern = ((history.AUREUS_PREFIX, history.AUREUS_PATTERN) if name == "nightly-dumpall"
-                           else (history.SARK_PREFIX, history.SARK_PATTERN))
-        return StoreSpec(
-            name=name, url=f"s3://{history.BUCKET}/{prefix}", key_pattern=pattern,
-            endpoint_url=self.s3.endpoint_url, region=S3_REGION,
-            access_key_id=S3_ACCESS_KEY_ID, secret_access_key=S3_SECRET_ACCESS_KEY,
-            checksum_suffix=history.CHECKSUM_SUFFIX,
-        )
+        return provision.store_spec(name, endpoint_url=self.s3.endpoint_url, region=S3_REGION,
+                                    access_key_id=S3_ACCESS_KEY_ID, secret_access_key=S3_SECRET_ACCESS_KEY,
+                                    directory=self.directory_store)
 
     def scratch_postgres(self) -> LocalScratch:
         """The scratch cluster: fresh databases per drill, dropped after."""
@@ -468,9 +396,7 @@ class LocalEnvironment(_Cleanup):
             found["s3.access_key_id"] = S3_ACCESS_KEY_ID  # moto's fake credential, not a secret
         found["directory"] = str(self.directory_store)
         if self.product is not None:
-            found["anchor"] = self.product.anchor.isoformat()
-            found["newest_backup"] = history.newest_backup(self.product.anchor).isoformat()
-            found["product_built_at"] = self.product.built_at.isoformat()
+            found.update(provision.product_details(self.product))
         for phase, seconds in self.timings.items():
             found[f"timing.{phase}_s"] = f"{seconds:.3f}"
         return found
@@ -511,9 +437,5 @@ if TYPE_CHECKING:
 
 
 def _unknown(kind: str, name: str, known: tuple[str, ...]) -> ConfigError:
-    return ConfigError(
-        f"the local sandbox has no {kind} target named `{name}`; known: {', '.join(known)}",
-        hint="use one of the known names, or run against a config file (--config drillbook.toml)",
-        key=name,
-    )
+    return provision.unknown_target("the local sandbox", kind, name, known)
 

@@ -1,0 +1,194 @@
+"""What both sandbox providers put into their servers, and how they name it.
+
+The ``local`` environment (:mod:`drills.local`, servers from local binaries)
+and the ``containers`` one (:mod:`drills.containers_env`, the same services in
+Docker containers) serve the same sandbox product under the same logical
+names. What they share is here, so the two cannot drift apart: the target
+names, the Redis sample data, the upload of the product's backups to the
+bucket, the store specs, the bookkeeping of scratch databases, and SIGTERM
+turned into ``SystemExit`` so that cleanup in ``finally`` runs.
+
+Only the servers differ: where they run, their ports and their credentials.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from checks.errors import ConfigError, SafetyError
+
+from ..targets import PostgresTarget, Role, StoreSpec
+from . import history
+from .history import SandboxProduct
+
+POSTGRES_NAMES = ("production",)
+REDIS_NAMES = ("cache",)
+STORE_NAMES = ("nightly-dumpall", "nightly-custom", "nightly-plain")
+
+# PostgreSQL identifiers are at most 63 bytes; the slug leaves room for the unique suffix.
+_MAX_PURPOSE_SLUG = 30
+_UPLOAD_WORKERS = 8
+_REDIS_SAMPLE_KEYS = 100
+_CONNECT_TIMEOUT_S = 10
+
+
+def seed_redis(client: Any) -> None:
+    """The sandbox's cache contents: sample session keys and one hash (``client``: a redis.Redis)."""
+    pipe = client.pipeline(transaction=False)
+    for i in range(1, _REDIS_SAMPLE_KEYS + 1):
+        pipe.set(f"session:{i:04d}", f"account:{i}")
+    pipe.hset("sandbox", mapping={"product": "drillbook sandbox", "role": "cache"})
+    pipe.execute()
+
+
+def upload_backups(client: Any, product: SandboxProduct, *,
+                   after_upload: Callable[[str, Path], None] | None = None) -> None:
+    """The product's backups into the sandbox bucket, under their keys (``client``: a boto3 S3 client).
+
+    A bucket that exists already and is ours is fine (moto's in-process state is
+    shared by every sandbox of a process). ``after_upload(key, path)`` runs after
+    each object is written.
+    """
+    from botocore.exceptions import ClientError
+
+    try:
+        client.create_bucket(Bucket=history.BUCKET)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+
+    def upload(item: tuple[str, Path]) -> None:
+        key, path = item
+        client.put_object(Bucket=history.BUCKET, Key=key, Body=path.read_bytes())
+        if after_upload is not None:
+            after_upload(key, path)
+
+    with ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS) as pool:
+        list(pool.map(upload, product.s3_files()))
+
+
+def store_spec(name: str, *, endpoint_url: str, access_key_id: str, secret_access_key: str,
+               region: str, directory: Path) -> StoreSpec:
+    """One of :data:`STORE_NAMES`: two prefixes of the sandbox bucket, and the plain-dump directory."""
+    if name == "nightly-plain":
+        return StoreSpec(name=name, url=str(directory), key_pattern=history.DIRECTORY_PATTERN)
+    prefix, pattern = ((history.AUREUS_PREFIX, history.AUREUS_PATTERN) if name == "nightly-dumpall"
+                       else (history.SARK_PREFIX, history.SARK_PATTERN))
+    return StoreSpec(
+        name=name, url=f"s3://{history.BUCKET}/{prefix}", key_pattern=pattern,
+        endpoint_url=endpoint_url, region=region,
+        access_key_id=access_key_id, secret_access_key=secret_access_key,
+        checksum_suffix=history.CHECKSUM_SUFFIX,
+    )
+
+
+def product_details(product: SandboxProduct) -> dict[str, str]:
+    """The product's dates, for ``drillbook sandbox up``."""
+    return {"anchor": product.anchor.isoformat(),
+            "newest_backup": history.newest_backup(product.anchor).isoformat(),
+            "product_built_at": product.built_at.isoformat()}
+
+
+def unknown_target(where: str, kind: str, name: str, known: tuple[str, ...]) -> ConfigError:
+    """The error for a target name the sandbox does not serve (``where``: "the local sandbox", ...)."""
+    return ConfigError(
+        f"{where} has no {kind} target named `{name}`; known: {', '.join(known)}",
+        hint="use one of the known names, or run against a config file (--config drillbook.toml)",
+        key=name,
+    )
+
+
+class ScratchDatabases:
+    """Fresh, empty databases on one scratch server, and only those dropped again.
+
+    ``dsn(dbname)`` connects to a database of that server; ``port`` tells its
+    databases from any other server's; ``what`` names the server in errors.
+    """
+
+    def __init__(self, dsn: Callable[[str], str], *, port: int, what: str) -> None:
+        self._dsn = dsn
+        self._port = port
+        self._what = what
+        self._names: set[str] = set()
+        self._counter = 0
+
+    def fresh(self, purpose: str) -> PostgresTarget:
+        """``CREATE DATABASE <unique name> TEMPLATE template0``: empty, and scratch by construction."""
+        slug = re.sub(r"[^a-z0-9]+", "_", purpose.lower()).strip("_")[:_MAX_PURPOSE_SLUG] or "drill"
+        self._counter += 1
+        name = f"scratch_{slug}_{self._counter}_{uuid.uuid4().hex[:6]}"
+        with self._admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        self._names.add(name)
+        return PostgresTarget(name=f"scratch:{name}", dsn=self._dsn(name), role=Role.SCRATCH,
+                              created_by_drillbook=True)
+
+    def drop(self, target: PostgresTarget) -> None:
+        """Drop a database :meth:`fresh` handed out (``WITH (FORCE)``: drill sessions may linger)."""
+        target.require_scratch()
+        info = psycopg.conninfo.conninfo_to_dict(target.dsn)
+        dbname = str(info.get("dbname") or "")
+        if dbname not in self._names or str(info.get("port")) != str(self._port):
+            raise SafetyError(
+                f"refusing to drop `{target.name}` ({target.describe()}): "
+                f"this {self._what} did not create it",
+                target=target.name,
+                hint="drop only databases obtained from fresh_database() of the same scratch",
+            )
+        with self._admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        self._names.discard(dbname)
+
+    def _admin(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self._dsn("postgres"), autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
+
+    def names(self) -> list[str]:
+        """Databases handed out and not dropped yet."""
+        return sorted(self._names)
+
+    def forget_all(self) -> None:
+        """The server is gone, and every database on it."""
+        self._names.clear()
+
+
+class SigtermAsExit:
+    """While installed, SIGTERM raises ``SystemExit`` so ``finally`` blocks and atexit handlers run.
+
+    Only the main thread may set handlers, and a handler someone else installed
+    (a supervisor, pytest-timeout) is theirs to keep: then this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+        self._installed = False
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        self._previous = signal.signal(signal.SIGTERM, raise_system_exit)
+        self._installed = True
+
+    def restore(self) -> None:
+        if self._installed and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
+            self._installed = False
+
+
+def raise_system_exit(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM → SystemExit(128 + signum)."""
+    raise SystemExit(128 + signum)
+
