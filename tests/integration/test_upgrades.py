@@ -1,0 +1,249 @@
+"""The upgrade rehearsal and ``drillbook gate pre-upgrade`` against the real sandbox servers.
+
+The rehearsal restores the sandbox's newest ``nightly-custom`` backup into the
+local scratch cluster, applies features/migrations/sandbox-next's pending
+migrations and runs health queries; the gate runs as a user runs it, in a
+subprocess, on the embedded sandbox.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checks.upgrades import rehearsed_downtime
+from checks.verdict import Outcome
+from drills.local import LocalEnvironment
+from drills.migrations import load_migrations
+from drills.upgrades import HealthQuery, UpgradeRehearsal, load_plan_file
+from tests.support.cli import drillbook, private_tmpdir
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PLAN = REPO / "features" / "upgrades" / "sandbox-upgrade.toml"
+SANDBOX_NEXT = REPO / "features" / "migrations" / "sandbox-next"
+HEALTH = [HealthQuery.parse("SELECT 1", "= 1"), HealthQuery.parse("SELECT count(*) FROM signatures", "> 0")]
+
+
+def _rehearse(
+    env: LocalEnvironment,
+    *,
+    migrations: Path = SANDBOX_NEXT,
+    health: list[HealthQuery] = HEALTH,
+    plan: Any = None,
+) -> tuple[Any, list[str]]:
+    """Run a rehearsal to the end; return its result and the scratch databases left after close()."""
+    rehearsal = UpgradeRehearsal(
+        plan or load_plan_file(PLAN),
+        store=env.store("nightly-custom"),
+        scratch=env.scratch_postgres(),
+        migrations=load_migrations(migrations),
+        health=health,
+    )
+    with rehearsal:
+        result = rehearsal.run()
+    return result, env.scratch_postgres().databases()
+
+
+class TestRehearsal:
+    def test_restores_migrates_and_checks_health_each_timed(self, local_env: LocalEnvironment) -> None:
+        """The plan's three database steps run for real in plan order; the scratch database is dropped."""
+        before = set(local_env.scratch_postgres().databases())
+        result, after = _rehearse(local_env)
+        assert result.ok, result.evidence()
+        assert [(s.step, s.action) for s in result.steps] == [
+            ("verify the backup", "restore"),
+            ("migrate the database", "migrate"),
+            ("health check", "health"),
+        ]
+        assert all(s.duration_s > 0 for s in result.steps)
+        # The nightly backup predates the next release: its pending migrations were applied.
+        assert result.pending == ["000006", "000007"]
+        assert "2 pending migration(s) applied (000006, 000007)" in result.steps[1].detail
+        assert "SELECT count(*) FROM signatures returned" in result.steps[2].detail
+        assert [s.name for s in result.not_rehearsed] == [
+            "verify the release",
+            "back up the database",
+            "enter maintenance mode",
+            "upgrade the application",
+            "leave maintenance mode",
+        ]
+        assert set(after) == before
+        assert any(e["phase"] == "cleanup: drop scratch database" for e in result.journal.entries)
+
+    def test_measured_downtime_is_compared_with_the_window(self, local_env: LocalEnvironment) -> None:
+        """Migrate + health measured, the application's downtime steps at their estimates (5m)."""
+        result, _ = _rehearse(local_env)
+        verdict = rehearsed_downtime(
+            result.steps, timedelta(minutes=15), estimated=result.estimated_downtime_not_rehearsed()
+        )
+        assert verdict.outcome is Outcome.PASSED, verdict.message
+        measured = verdict.evidence["measured_downtime_s"]
+        assert 0 < measured < 60
+        assert verdict.measured == timedelta(minutes=5, seconds=measured)
+        tight = rehearsed_downtime(
+            result.steps, timedelta(minutes=5), estimated=result.estimated_downtime_not_rehearsed()
+        )
+        assert tight.outcome is Outcome.FAILED and "over by" in tight.message
+
+    def test_a_failing_health_query_stops_the_rehearsal_naming_the_step(
+        self, local_env: LocalEnvironment
+    ) -> None:
+        """The documented count query against a table the restore lacks: the health step fails, named."""
+        result, _ = _rehearse(
+            local_env, health=[HealthQuery.parse("SELECT count(*) FROM no_such_table", "> 0")]
+        )
+        failed = [s for s in result.steps if not s.ok]
+        assert [s.step for s in failed] == ["health check"]
+        assert "no_such_table" in failed[0].detail
+        verdict = rehearsed_downtime(result.steps, timedelta(minutes=15))
+        assert verdict.outcome is Outcome.FAILED
+        assert "rehearsal stopped at step `health check` (health)" in verdict.message
+
+    def test_a_failing_migration_names_step_file_and_line(
+        self, local_env: LocalEnvironment, tmp_path: Path
+    ) -> None:
+        """A pending migration breaking half-way: the migrate step fails naming the file; no health step."""
+        broken = tmp_path / "next"
+        shutil.copytree(SANDBOX_NEXT, broken)
+        (broken / "000007_scans_by_account.up.sql").write_text(
+            "CREATE TABLE ok_so_far (id int);\nALTER TABLE scans ADD COLUMN x no_such_type;\n",
+            encoding="utf-8",
+        )
+        result, _ = _rehearse(local_env, migrations=broken)
+        assert [(s.step, s.ok) for s in result.steps] == [
+            ("verify the backup", True),
+            ("migrate the database", False),
+        ]
+        assert "000007_scans_by_account.up.sql:2" in result.steps[1].detail
+        assert "no_such_type" in result.steps[1].detail
+        assert "health check" in [s.name for s in result.not_rehearsed]
+
+    def test_migrating_before_any_restore_is_named(self, local_env: LocalEnvironment) -> None:
+        """A plan whose migrate step comes before its restore step cannot be rehearsed: said plainly."""
+        plan = load_plan_file(PLAN)
+        steps = [s for s in plan.steps if s.rehearse != "restore"]
+        result, _ = _rehearse(local_env, plan=replace(plan, steps=tuple(steps)))
+        assert not result.ok
+        assert "step 5 `migrate the database` needs a restored database" in result.steps[0].detail
+
+
+@pytest.fixture(scope="module")
+def gate_out(
+    tmp_path_factory: pytest.TempPathFactory, sandbox_cache_env: dict[str, str]
+) -> Iterator[dict[str, Any]]:
+    """An out dir whose ledger holds a BKP-01 pass (the monthly restore drill just ran)."""
+    out = tmp_path_factory.mktemp("gate-out")
+    tmpdir = private_tmpdir("drillbook-gate-tmp-")
+    env = {**sandbox_cache_env, "TMPDIR": str(tmpdir)}
+    proc = drillbook(
+        "run",
+        "--features",
+        "features/backup/restore_from_yesterday.feature",
+        "--cadence",
+        "monthly",
+        "--out",
+        str(out),
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    yield {"out": out, "env": env}
+    shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _gate(gate_out: dict[str, Any], *args: str) -> tuple[Any, float]:
+    started = time.monotonic()
+    proc = drillbook(
+        "gate", "pre-upgrade", *args, "--out", str(gate_out["out"]), env=gate_out["env"], timeout=400
+    )
+    return proc, time.monotonic() - started
+
+
+class TestGatePreUpgrade:
+    def test_passes_on_the_sandbox(self, gate_out: dict[str, Any]) -> None:
+        """Every @pre-upgrade scenario runs (backup, migrations, supply chain, plan, rehearsal) and passes."""
+        proc, seconds = _gate(gate_out, "--to", "2.0.0")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        for ident in (
+            "MIG-02",
+            "MIG-03",
+            "MIG-04",
+            "MIG-05",
+            "SUP-01",
+            "SUP-04",
+            "UPG-01",
+            "UPG-02",
+            "UPG-03",
+            "UPG-04",
+            "UPG-05",
+        ):
+            assert ident in proc.stdout, ident
+        assert "BKP-10" not in proc.stdout  # not a pre-upgrade scenario
+        assert "drillbook gate pre-upgrade: PASS" in proc.stdout
+        assert "nothing blocks the upgrade to 2.0.0" in proc.stdout
+        print(f"gate run: {seconds:.1f}s")
+
+    def test_a_skipped_major_blocks_naming_the_scenario_and_rule(self, gate_out: dict[str, Any]) -> None:
+        """--to 3.0.0 from the plan's 1.4.0: exit 1, UPG-03 and the skipped major named at the end."""
+        proc, _ = _gate(gate_out, "--to", "3.0.0")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        tail = proc.stdout[proc.stdout.index("drillbook gate pre-upgrade: BLOCKED") :]
+        assert "the upgrade to 3.0.0 is blocked by 1 of" in tail
+        assert "UPG-03" in tail
+        assert "1.4.0 → 3.0.0 skips major version(s) 2" in tail
+
+    def test_from_overrides_the_plan_and_a_downgrade_is_an_error(self, gate_out: dict[str, Any]) -> None:
+        """--from 2.1.0 --to 2.0.0: the version path is an error naming both versions."""
+        proc, _ = _gate(gate_out, "--to", "2.0.0", "--from", "2.1.0")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        tail = proc.stdout[proc.stdout.index("BLOCKED") :]
+        assert "the upgrade to 2.1.0 → 2.0.0" in tail
+        assert (
+            "error: upgrade.version_path: target version 2.0.0 is lower than the installed version 2.1.0"
+            in tail
+        )
+
+    def test_canary_blocks_on_the_broken_artifact(self, gate_out: dict[str, Any]) -> None:
+        """--canary breaks one artifact of the release after signing: the supply-chain scenarios block."""
+        proc, _ = _gate(gate_out, "--to", "2.0.0", "--canary")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        tail = proc.stdout[proc.stdout.index("BLOCKED") :]
+        assert "SUP-0" in tail
+        assert "UPG-" not in tail and "MIG-" not in tail
+
+    def test_without_a_verified_backup_it_blocks_on_the_cadence(
+        self, tmp_path: Path, gate_out: dict[str, Any]
+    ) -> None:
+        """A fresh out dir: the ledger never saw BKP-01, so UPG-05 blocks, naming the drill."""
+        proc = drillbook(
+            "gate", "pre-upgrade", "--to", "2.0.0", "--out", str(tmp_path), env=gate_out["env"], timeout=400
+        )
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        tail = proc.stdout[proc.stdout.index("BLOCKED") :]
+        assert "UPG-05" in tail and "drill BKP-01 has never run" in tail
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            ((), "the following arguments are required: --to"),
+            (("--to", "banana"), "--to 'banana': not a version"),
+            (("--to", "2.0.0", "--from", "1.x"), "--from '1.x': not a version"),
+        ],
+    )
+    def test_usage_errors_exit_2_before_anything_runs(
+        self, tmp_path: Path, args: tuple[str, ...], message: str
+    ) -> None:
+        """No --to, or a malformed version: exit 2, the option named, no run directory written."""
+        proc = drillbook("gate", "pre-upgrade", *args, "--out", str(tmp_path))
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert message in proc.stderr
+        assert list(tmp_path.iterdir()) == []
