@@ -218,6 +218,7 @@ class UpgradePlan:
     installed: Version | None = None
     policy: VersionPolicy = field(default_factory=VersionPolicy)
     source: str = ""
+    target: Version | None = None  # the release the plan prepares (--to overrides it)
 
     def step(self, name: str) -> PlanStep | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -229,6 +230,7 @@ class UpgradePlan:
                 "components": sorted(self.components) if self.components is not None else None,
                 "window_s": self.window.total_seconds() if self.window is not None else None,
                 "installed": str(self.installed) if self.installed else None,
+                "target": str(self.target) if self.target else None,
                 "versions": self.policy.to_evidence()}
 
 

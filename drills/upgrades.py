@@ -8,6 +8,7 @@ a plan live in :mod:`checks.upgrades`. A plan file::
 
     name = "sandbox upgrade"
     installed = "1.4.0"               # the version running now (--from overrides it)
+    target = "2.0.0"                  # the release this plan prepares (--to overrides it)
     window = "15m"                    # the declared downtime window
     components = ["postgres", "app"]  # a step naming another component is an error
 
@@ -72,7 +73,7 @@ from .restore import RestoreDrill, RestoreResult
 from .targets import Journal, PostgresTarget, ScratchPostgres, StoreSpec
 
 REHEARSAL_ACTIONS = ("restore", "migrate", "health")
-_TOP_KEYS = {"name", "installed", "window", "components", "steps", "rules", "versions"}
+_TOP_KEYS = {"name", "installed", "target", "window", "components", "steps", "rules", "versions"}
 _STEP_KEYS = {"name", "component", "destructive", "rollback", "downtime", "estimate", "rehearse"}
 _RULE_KEYS = {"before", "after", "because"}
 _VERSION_KEYS = {"max_major_jump", "minimum_installed", "allow_prerelease"}
@@ -216,6 +217,9 @@ def parse_plan(text: str, *, source: str) -> UpgradePlan:
     if "installed" in data:
         installed = parse_version(_str(data["installed"], f"{source}: `installed`"),
                                   where=f"{source}: `installed`")
+    target = None
+    if "target" in data:
+        target = parse_version(_str(data["target"], f"{source}: `target`"), where=f"{source}: `target`")
     policy = _policy(data.get("versions", {}), source)
     raw_steps = data.get("steps", [])
     if not isinstance(raw_steps, list) or not raw_steps:
@@ -253,7 +257,7 @@ def parse_plan(text: str, *, source: str) -> UpgradePlan:
                                _str(raw.get("after"), f"{where}: `after`"),
                                _str(raw.get("because", ""), f"{where}: `because`", empty=True)))
     return UpgradePlan(name=name, steps=tuple(steps), rules=tuple(rules), components=components,
-                       window=window, installed=installed, policy=policy, source=source)
+                       window=window, installed=installed, policy=policy, source=source, target=target)
 
 
 def _policy(raw: Any, source: str) -> VersionPolicy:

@@ -197,17 +197,21 @@ def plan_downtime(upgrade_state: UpgradeState) -> None:
 
 @then("the version path to the target version is allowed")
 def plan_version_path(upgrade_state: UpgradeState, drillbook_upgrade: UpgradeRequest) -> None:
-    """Not a downgrade, no skipped major version, the runbook's minimum installed version met."""
+    """Not a downgrade, no skipped major version, the runbook's minimum installed version met.
+
+    Target: ``--to``, else the scenario's ``Given the target version``, else the plan's ``target``.
+    Installed: ``--from``, else the plan's ``installed`` (or ``Given the installed version``).
+    """
     check = "upgrade.version_path"
 
     def run() -> Verdict:
         plan = upgrade_state.require_plan()
-        target = drillbook_upgrade.target or upgrade_state.target
+        target = drillbook_upgrade.target or upgrade_state.target or plan.target
         installed = drillbook_upgrade.installed or plan.installed
         if target is None:
             return Verdict.not_applicable(
                 check, "no target version given: run `drillbook gate pre-upgrade --to VERSION` "
-                       "(or pin it: `Given the target version is \"X\"`)")
+                       "(or state it: `target` in the plan file, `Given the target version is \"X\"`)")
         if installed is None:
             return Verdict.error(check, f"no installed version for `{plan.name}`: pass --from VERSION, "
                                         "or state `installed` in the plan")

@@ -11,7 +11,8 @@ Feature: The sandbox product's next upgrade is ready
   Scenario: The sandbox upgrade plan is valid for the target version
     Upgrades go one major version at a time, and a major upgrade starts from
     the minimum version the runbook names (the plan file's `[versions]`).
-    The target is the version given to `drillbook gate pre-upgrade --to`.
+    The target is the version given to `drillbook gate pre-upgrade --to`,
+    else the next release the plan file names.
 
     Given the upgrade plan in "features/upgrades/sandbox-upgrade.toml"
     Then the upgrade plan is well formed

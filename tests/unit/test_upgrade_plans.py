@@ -333,6 +333,7 @@ class TestPlanFile:
         """The plan the sandbox features use reads and passes its own checks."""
         plan = load_plan_file(Path(__file__).resolve().parents[2] / "features/upgrades/sandbox-upgrade.toml")
         assert plan.installed == Version(1, 4, 0)
+        assert plan.target == Version(2, 0, 0)
         assert [s.rehearse for s in plan.steps if s.rehearse] == ["restore", "migrate", "health"]
         verdicts = (ordering(plan), rollbacks(plan), downtime_window(plan))
         assert all(v.outcome is Outcome.PASSED for v in verdicts)
@@ -344,6 +345,7 @@ class TestPlanFile:
         ('[[steps]]\nname = "a"\n', "step 1 `a`: `component` must be a non-empty string"),
         (_STEP + 'rehearse = "deploy"\n', "rehearse 'deploy' is not one of"),
         ('installed = "four"\n' + _STEP, "`installed`: not a version: 'four'"),
+        ('target = "2.0"\ntarget_version = "x"\n' + _STEP, "unknown key `target_version`"),
         ('[versions]\nmax_major_jump = 0\n' + _STEP, "`max_major_jump`"),
         ('colour = "red"\n' + _STEP, "unknown key `colour`"),
         ('name = "x"\n', "at least one [[steps]]"),
