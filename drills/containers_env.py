@@ -3,18 +3,23 @@
 :meth:`ContainersEnvironment.start` mirrors :class:`drills.local.LocalEnvironment`
 (same logical target names, same sandbox product) with testcontainers:
 
-=================  ==========================================  =====================
+=================  ==========================================  ==========================
 service            container                                   default image
-=================  ==========================================  =====================
+=================  ==========================================  ==========================
 subject PostgreSQL ``PostgresContainer``, database ``product``  ``postgres:15``
 scratch PostgreSQL a second ``PostgresContainer``               the subject's image
 Redis              ``RedisContainer``, no persistence           ``redis:7``
-S3                 MinIO in a plain ``DockerContainer``         ``minio/minio:latest``
-=================  ==========================================  =====================
+S3                 moto's server in a plain ``DockerContainer``  ``motoserver/moto:latest``
+=================  ==========================================  ==========================
 
-MinIO runs in a plain ``DockerContainer`` rather than testcontainers'
-``MinioContainer`` because the latter imports the ``minio`` client package,
-which drillbook does not depend on: the stores speak S3 through boto3.
+S3 is moto's server, as in the local sandbox. An S3 image whose name
+contains ``minio`` is run as MinIO instead (``server /data``, port 9000,
+``MINIO_ROOT_USER``/``MINIO_ROOT_PASSWORD``), in a plain ``DockerContainer``
+rather than testcontainers' ``MinioContainer``, which imports the ``minio``
+client package drillbook does not depend on: the stores speak S3 through boto3.
+Images are overridable per target in ``drillbook.toml``
+(``[containers.production] image = "registry.internal/postgres:15.8"``, see
+:data:`CONFIG_TARGETS`).
 
 Every port is published on 127.0.0.1 only (FIELD-NOTES, "A real Docker engine
 on these machines"). The subject is seeded from the cached sandbox product
@@ -24,9 +29,11 @@ the rows between that backup and the product's build time are inserted by
 :func:`drills.sandbox.seed.seed`, so the subject holds what the local
 subject holds. The bucket receives the same backup files under the same
 keys; the directory store is a local temp dir, as in ``local.py``. One
-difference: MinIO stamps objects with their upload time, where the local
-sandbox backdates ``LastModified`` to the backup time; the stores' key date
-patterns, not ``LastModified``, date the backups here.
+difference: the S3 server stamps objects with their upload time, where the
+local sandbox backdates ``LastModified`` to the backup time (it reaches into
+its in-process moto); the stores' key date patterns, not ``LastModified``,
+date the backups here. What both sandboxes share is in
+:mod:`drills.sandbox.provision`.
 
 Validation comes before anything is touched: unknown image keys, then
 ``GET /_ping`` (:func:`drills.containers.docker_engine_answers`), then every
@@ -38,6 +45,8 @@ Cleanup does not rely on testcontainers' reaper (Ryuk): it is disabled for
 our containers, and every container started so far is removed on any start
 failure, by :meth:`ContainersEnvironment.close` (idempotent), at interpreter
 exit, and on SIGTERM (turned into ``SystemExit`` so ``finally`` runs).
+Containers publish their ports on 127.0.0.1 only and drillbook connects to
+them only there (and they carry the label :data:`OWNER_LABEL`).
 
 ``testcontainers`` and ``docker`` are imported inside :meth:`start` only;
 importing this module costs neither.
@@ -49,31 +58,27 @@ import atexit
 import contextlib
 import functools
 import os
-import re
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
-from psycopg import sql
 
-from checks.errors import ConfigError, EnvironmentError_, SafetyError, ServerStartError
+from checks.errors import ConfigError, EnvironmentError_, ServerStartError
 
 from .containers import DEFAULT_DOCKER_SOCKET, PING_TIMEOUT_S, docker_engine_answers
+from .sandbox import provision
 from .targets import (
     Environment,
     HttpTarget,
@@ -98,17 +103,27 @@ DEFAULT_IMAGES: Mapping[str, str] = {
     "postgres": "postgres:15",
     "scratch": "postgres:15",
     "redis": "redis:7",
-    "s3": "minio/minio:latest",
+    "s3": "motoserver/moto:latest",
 }
 SERVICE_LABELS: Mapping[str, str] = {
     "postgres": "subject PostgreSQL",
     "scratch": "scratch PostgreSQL",
     "redis": "Redis",
-    "s3": "S3 (MinIO)",
+    "s3": "S3",
+}
+# `[containers.<target>] image = "..."` in drillbook.toml: the sandbox target names, and the service
+# that serves each. Both S3 stores live in the one S3 container, so they must name the same image.
+CONFIG_TARGETS: Mapping[str, str] = {
+    "production": "postgres",
+    "scratch": "scratch",
+    "cache": "redis",
+    "nightly-custom": "s3",
+    "nightly-dumpall": "s3",
 }
 LOOPBACK = "127.0.0.1"
-# The port each service listens on inside its container.
-SERVICE_PORTS: Mapping[str, int] = {"postgres": 5432, "scratch": 5432, "redis": 6379, "s3": 9000}
+# The port each service listens on inside its container (MinIO: MINIO_PORT).
+SERVICE_PORTS: Mapping[str, int] = {"postgres": 5432, "scratch": 5432, "redis": 6379, "s3": 5000}
+MINIO_PORT = 9000
 S3_REGION = "us-east-1"
 S3_ACCESS_KEY_ID = "drillbook"
 POSTGRES_USER = "postgres"
@@ -122,9 +137,6 @@ DOCKER_API_TIMEOUT_S = 120
 _PROBE_TIMEOUT_S = 2
 _POLL_INTERVAL_S = 0.25
 _LOG_TAIL_LINES = 20
-_MAX_PURPOSE_SLUG = 30
-_UPLOAD_WORKERS = 8
-_REDIS_SAMPLE_KEYS = 100
 _PORT_TAKEN = ("port is already allocated", "address already in use")
 
 
@@ -153,6 +165,40 @@ def resolve_images(images: Mapping[str, str] | None) -> dict[str, str]:
     if "postgres" in given and "scratch" not in given:
         resolved["scratch"] = given["postgres"]
     return resolved
+
+
+def images_for_targets(by_target: Mapping[str, str], *, where: str = "<config>") -> dict[str, str]:
+    """Images per service from images per sandbox target name (``[containers.<target>] image``).
+
+    Raises :class:`ConfigError` for a name the containers environment does not
+    serve, and when the two S3 stores name different images (one container serves both).
+    """
+    images: dict[str, str] = {}
+    for target, image in by_target.items():
+        key = CONFIG_TARGETS.get(target)
+        if key is None:
+            raise ConfigError(
+                f"{where}: `containers.{target}`: the containers environment has no target `{target}`; "
+                f"known: {', '.join(CONFIG_TARGETS)}",
+                hint="nightly-plain is a directory on this machine and needs no image",
+                file=where, key=f"containers.{target}",
+            )
+        if key in images and images[key] != image:
+            raise ConfigError(
+                f"{where}: `containers.{target}.image` is {image!r} but another S3 store names "
+                f"{images[key]!r}: one S3 container serves nightly-custom and nightly-dumpall",
+                hint="give both the same image, or only one of them",
+                file=where, key=f"containers.{target}.image",
+            )
+        images[key] = image
+    return images
+
+
+def is_minio(image: str) -> bool:
+    """An S3 image run as MinIO (``server /data`` on port 9000) rather than as moto's server."""
+    repository = image.rsplit("@", 1)[0]
+    name = repository.rsplit("/", 1)[-1].split(":", 1)[0]
+    return "minio" in name.lower()
 
 
 def describe_docker_host() -> str:
@@ -187,8 +233,7 @@ class ContainersScratch:
         self.port = port
         self.bindir: Path = bindir
         self._password = password
-        self._databases: set[str] = set()
-        self._counter = 0
+        self._databases = provision.ScratchDatabases(self.dsn, port=port, what="scratch container")
 
     def dsn(self, dbname: str = "postgres") -> str:
         """libpq connection string for a database of the scratch container (via 127.0.0.1)."""
@@ -196,39 +241,20 @@ class ContainersScratch:
                                               password=self._password, dbname=dbname)
 
     def fresh_database(self, purpose: str) -> PostgresTarget:
-        """``CREATE DATABASE <unique name> TEMPLATE template0``: empty, and scratch by construction."""
-        slug = re.sub(r"[^a-z0-9]+", "_", purpose.lower()).strip("_")[:_MAX_PURPOSE_SLUG] or "drill"
-        self._counter += 1
-        name = f"scratch_{slug}_{self._counter}_{uuid.uuid4().hex[:6]}"
-        with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-        self._databases.add(name)
-        return PostgresTarget(name=f"scratch:{name}", dsn=self.dsn(name), role=Role.SCRATCH,
-                              created_by_drillbook=True)
+        """An empty database of the container, scratch by construction."""
+        return self._databases.fresh(purpose)
 
     def drop(self, target: PostgresTarget) -> None:
-        """Drop a database this scratch handed out (``WITH (FORCE)``: drill sessions may linger)."""
-        target.require_scratch()
-        info = psycopg.conninfo.conninfo_to_dict(target.dsn)
-        dbname = str(info.get("dbname") or "")
-        if dbname not in self._databases or str(info.get("port")) != str(self.port):
-            raise SafetyError(
-                f"refusing to drop `{target.name}` ({target.describe()}): this scratch container "
-                f"did not create it",
-                target=target.name,
-                hint="drop only databases obtained from fresh_database() of the same scratch",
-            )
-        with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        self._databases.discard(dbname)
+        """Drop a database this scratch handed out; any other is refused (``SafetyError``)."""
+        self._databases.drop(target)
 
     def databases(self) -> list[str]:
         """Databases handed out and not dropped yet."""
-        return sorted(self._databases)
+        return self._databases.names()
 
     def container_removed(self) -> None:
         """The scratch container is gone, and every database in it."""
-        self._databases.clear()
+        self._databases.forget_all()
 
 
 class ContainersEnvironment:
@@ -236,9 +262,9 @@ class ContainersEnvironment:
 
     name = "containers"
 
-    POSTGRES = ("production",)
-    REDIS = ("cache",)
-    STORES = ("nightly-dumpall", "nightly-custom", "nightly-plain")
+    POSTGRES = provision.POSTGRES_NAMES
+    REDIS = provision.REDIS_NAMES
+    STORES = provision.STORE_NAMES
 
     def __init__(self, workdir: Path, cache_dir: Path, images: Mapping[str, str],
                  host_ports: Mapping[str, int] | None = None) -> None:
@@ -251,17 +277,16 @@ class ContainersEnvironment:
         self.timings: dict[str, float] = {}
         self.cache_hit = False
         ports = host_ports or {}
-        self._services = {key: _Service(key, image, SERVICE_PORTS[key], host_port=ports.get(key))
+        self._services = {key: _Service(key, image, _service_port(key, image), host_port=ports.get(key))
                           for key, image in self.images.items()}
         self._published: dict[str, int] = {}
         self._lock = threading.Lock()
         self._closed = False
         # Set when start fails or close begins: readiness waits in other workers give up at once.
         self._abort = threading.Event()
-        self._previous_sigterm: Any = None
-        self._installed_sigterm = False
+        self._sigterm = provision.SigtermAsExit()
         atexit.register(self.close)
-        self._install_sigterm()
+        self._sigterm.install()
 
     # -- start ---------------------------------------------------------------------------
 
@@ -340,7 +365,7 @@ class ContainersEnvironment:
         self.cache_hit = product.cache_hit
         mark = self._lap("product", mark)
 
-        say(f"seeding the containers ({len(product.s3_files())} backups into MinIO)")
+        say(f"seeding the containers ({len(product.s3_files())} backups into S3)")
         ports = self._published
         self._in_parallel({
             "postgres": lambda: self._restore_subject(ports["postgres"], product),
@@ -380,7 +405,7 @@ class ContainersEnvironment:
         import docker.errors
 
         wrapped = container.get_wrapped_container()
-        probe = _PROBES[service.key]
+        probe = _probe(service)
         deadline = time.monotonic() + timeout
         while True:
             if self._abort.is_set():
@@ -447,11 +472,7 @@ class ContainersEnvironment:
 
         client = redis.Redis(host=LOOPBACK, port=port, password=self._services["redis"].password)
         try:
-            pipe = client.pipeline(transaction=False)
-            for i in range(1, _REDIS_SAMPLE_KEYS + 1):
-                pipe.set(f"session:{i:04d}", f"account:{i}")
-            pipe.hset("sandbox", mapping={"product": "drillbook sandbox", "role": "cache"})
-            pipe.execute()
+            provision.seed_redis(client)
         finally:
             client.close()
 
@@ -467,18 +488,9 @@ class ContainersEnvironment:
 
     def _load_s3(self, port: int, product: SandboxProduct) -> None:
         """The product's backups into the bucket, under the same keys as in the local sandbox."""
-        from .sandbox import history
-
         client = self._s3_client(port)
         try:
-            client.create_bucket(Bucket=history.BUCKET)
-
-            def upload(item: tuple[str, Path]) -> None:
-                key, path = item
-                client.put_object(Bucket=history.BUCKET, Key=key, Body=path.read_bytes())
-
-            with ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS) as pool:
-                list(pool.map(upload, product.s3_files()))
+            provision.upload_backups(client, product)
         finally:
             client.close()
 
@@ -520,21 +532,13 @@ class ContainersEnvironment:
         raise _unknown("prometheus", name, ())
 
     def store(self, name: str) -> StoreSpec:
-        """The sandbox's backup stores: two prefixes of the MinIO bucket and one local directory."""
+        """The sandbox's backup stores: two prefixes of the S3 container's bucket and one local directory."""
         if name not in self.STORES or "s3" not in self._published:
             raise _unknown("store", name, self.STORES)
-        from .sandbox import history
-
-        if name == "nightly-plain":
-            return StoreSpec(name=name, url=str(self.directory_store), key_pattern=history.DIRECTORY_PATTERN)
-        prefix, pattern = ((history.AUREUS_PREFIX, history.AUREUS_PATTERN) if name == "nightly-dumpall"
-                           else (history.SARK_PREFIX, history.SARK_PATTERN))
-        return StoreSpec(
-            name=name, url=f"s3://{history.BUCKET}/{prefix}", key_pattern=pattern,
-            endpoint_url=f"http://{LOOPBACK}:{self._published['s3']}", region=S3_REGION,
-            access_key_id=S3_ACCESS_KEY_ID, secret_access_key=self._services["s3"].password,
-            checksum_suffix=history.CHECKSUM_SUFFIX,
-        )
+        return provision.store_spec(name, endpoint_url=f"http://{LOOPBACK}:{self._published['s3']}",
+                                    region=S3_REGION, access_key_id=S3_ACCESS_KEY_ID,
+                                    secret_access_key=self._services["s3"].password,
+                                    directory=self.directory_store)
 
     def scratch_postgres(self) -> ContainersScratch:
         """The scratch container: fresh databases per drill, dropped after."""
@@ -564,11 +568,7 @@ class ContainersEnvironment:
             if service.container_id:
                 found[f"container.{service.key}"] = f"{_short(service.container_id)} ({service.image})"
         if self.product is not None:
-            from .sandbox import history
-
-            found["anchor"] = self.product.anchor.isoformat()
-            found["newest_backup"] = history.newest_backup(self.product.anchor).isoformat()
-            found["product_built_at"] = self.product.built_at.isoformat()
+            found.update(provision.product_details(self.product))
         for phase, seconds in self.timings.items():
             found[f"timing.{phase}_s"] = f"{seconds:.3f}"
         return found
@@ -591,9 +591,7 @@ class ContainersEnvironment:
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
             atexit.unregister(self.close)
-            if self._installed_sigterm and threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
-                self._installed_sigterm = False
+            self._sigterm.restore()
         if errors:
             raise EnvironmentError_(
                 "could not remove every container: " + "; ".join(errors),
@@ -638,16 +636,6 @@ class ContainersEnvironment:
     def container_ids(self) -> list[str]:
         """Ids of every container this environment created (kept after close, for ``leftovers``)."""
         return [service.container_id for service in self._services.values() if service.container_id]
-
-    def _install_sigterm(self) -> None:
-        # Only the main thread may set handlers, and a handler someone else installed
-        # (a supervisor, pytest-timeout) is theirs to keep.
-        if threading.current_thread() is not threading.main_thread():
-            return
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return
-        self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_system_exit)
-        self._installed_sigterm = True
 
 
 if TYPE_CHECKING:
@@ -755,11 +743,15 @@ def _new_container(service: _Service) -> DockerContainer:
         # No persistence, as the local redis-server.
         container.with_command(["redis-server", "--requirepass", service.password,
                                 "--save", "", "--appendonly", "no"])
-    else:
+    elif is_minio(service.image):
         container = DockerContainer(service.image)
         container.with_command(["server", "/data", "--address", f":{service.port}"])
         container.with_env("MINIO_ROOT_USER", S3_ACCESS_KEY_ID)
         container.with_env("MINIO_ROOT_PASSWORD", service.password)
+    else:
+        # moto's server: its image's own command (`moto_server -H 0.0.0.0`), any credentials accepted.
+        container = DockerContainer(service.image)
+        container.with_env("MOTO_PORT", str(service.port))
     container.waiting_for(_WaitedForByDrillbook())
     container.with_kwargs(labels={OWNER_LABEL: "containers", "org.drillbook.service": service.key,
                                   "org.drillbook.pid": str(os.getpid())})
@@ -879,32 +871,37 @@ def _redis_answers(port: int, password: str) -> bool:
         client.close()
 
 
-def _minio_answers(port: int, _password: str) -> bool:
-    url = f"http://{LOOPBACK}:{port}/minio/health/live"
+def _http_ok(url: str) -> bool:
     try:
         # A fixed http:// URL on loopback, not user input.
-        with urllib.request.urlopen(url, timeout=_PROBE_TIMEOUT_S) as response:
+        with urllib.request.urlopen(url, timeout=_PROBE_TIMEOUT_S) as response:  # noqa: S310
             return int(response.status) == 200
     except (urllib.error.URLError, OSError):
         return False
 
 
-_PROBES: Mapping[str, Callable[[int, str], bool]] = {
-    "postgres": _postgres_answers,
-    "scratch": _postgres_answers,
-    "redis": _redis_answers,
-    "s3": _minio_answers,
-}
+def _minio_answers(port: int, _password: str) -> bool:
+    return _http_ok(f"http://{LOOPBACK}:{port}/minio/health/live")
 
 
-def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM → SystemExit, so ``finally`` blocks and atexit handlers (and so cleanup) run."""
-    raise SystemExit(128 + signum)
+def _moto_answers(port: int, _password: str) -> bool:
+    return _http_ok(f"http://{LOOPBACK}:{port}/moto-api/")
+
+
+def _probe(service: _Service) -> Callable[[int, str], bool]:
+    if service.key in ("postgres", "scratch"):
+        return _postgres_answers
+    if service.key == "redis":
+        return _redis_answers
+    return _minio_answers if is_minio(service.image) else _moto_answers
 
 
 def _unknown(kind: str, name: str, known: tuple[str, ...]) -> ConfigError:
-    return ConfigError(
-        f"the containers environment has no {kind} target named `{name}`; known: {', '.join(known)}",
-        hint="use one of the known names, or run against a config file (--config drillbook.toml)",
-        key=name,
-    )
+    return provision.unknown_target("the containers environment", kind, name, known)
+
+
+def _service_port(key: str, image: str) -> int:
+    """The port the service listens on inside its container."""
+    if key == "s3" and is_minio(image):
+        return MINIO_PORT
+    return SERVICE_PORTS[key]

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from checks.errors import ConfigError, EnvironmentError_, ServerStartError
-from drills.containers_env import ContainersEnvironment, resolve_images
+from drills.containers_env import ContainersEnvironment, images_for_targets, is_minio, resolve_images
 
 API_VERSION = "1.45"
 
@@ -199,14 +199,40 @@ class TestNoEngine:
 
 class TestImages:
     def test_defaults(self) -> None:
-        """PostgreSQL 15 for subject and scratch, Redis 7, MinIO."""
+        """PostgreSQL 15 for subject and scratch, Redis 7, moto's S3 server."""
         assert resolve_images(None) == {"postgres": "postgres:15", "scratch": "postgres:15",
-                                        "redis": "redis:7", "s3": "minio/minio:latest"}
+                                        "redis": "redis:7", "s3": "motoserver/moto:latest"}
 
     def test_scratch_follows_the_subject_image(self) -> None:
         """Overriding the subject image changes the scratch image too, unless scratch is named."""
         assert resolve_images({"postgres": "pg:local"})["scratch"] == "pg:local"
         assert resolve_images({"postgres": "pg:local", "scratch": "pg:other"})["scratch"] == "pg:other"
+
+    def test_config_target_names_map_to_services(self) -> None:
+        """`[containers.<target>] image`: production, scratch, cache and the S3 stores name their service."""
+        assert images_for_targets({"production": "registry.internal/postgres:15.8", "cache": "r:7",
+                                   "nightly-custom": "s3:1"}) == {
+            "postgres": "registry.internal/postgres:15.8", "redis": "r:7", "s3": "s3:1"}
+
+    def test_unknown_config_target_is_named(self) -> None:
+        """A target the containers environment does not run (a directory store) is a config error."""
+        with pytest.raises(ConfigError, match="no target `nightly-plain`") as caught:
+            images_for_targets({"nightly-plain": "x:1"}, where="drillbook.toml")
+        assert caught.value.context["key"] == "containers.nightly-plain"
+
+    def test_the_two_s3_stores_share_one_image(self) -> None:
+        """nightly-custom and nightly-dumpall live in one S3 container: different images are refused."""
+        assert images_for_targets({"nightly-custom": "a:1", "nightly-dumpall": "a:1"}) == {"s3": "a:1"}
+        with pytest.raises(ConfigError, match="one S3 container serves"):
+            images_for_targets({"nightly-custom": "a:1", "nightly-dumpall": "b:1"})
+
+    @pytest.mark.parametrize(("image", "minio"), [
+        ("minio/minio:latest", True), ("registry.internal/tools/minio:2024", True),
+        ("motoserver/moto:latest", False), ("registry.internal/minio-mirror/moto:5", False),
+    ])
+    def test_minio_is_told_by_the_image_name(self, image: str, minio: bool) -> None:
+        """An S3 image named minio runs as MinIO; any other as moto's server (the default)."""
+        assert is_minio(image) is minio
 
 
 class TestLazyImport:
@@ -239,7 +265,7 @@ class TestFakeEngineWithoutImages:
         monkeypatch.setenv("DOCKER_HOST", fake_engine.docker_host)
         with pytest.raises(EnvironmentError_) as caught:
             ContainersEnvironment.start()
-        for image in ("postgres:15", "redis:7", "minio/minio:latest"):
+        for image in ("postgres:15", "redis:7", "motoserver/moto:latest"):
             assert image in caught.value.message
 
     def test_nothing_is_created_on_the_engine(self, fake_engine: FakeEngine,
@@ -262,7 +288,7 @@ class TestFakeEngineWithoutImages:
         assert ("GET", "/version") in seen
         assert ("GET", f"/v{API_VERSION}/images/postgres:15/json") in seen
         assert ("POST", f"/v{API_VERSION}/images/create") in seen
-        assert ("GET", f"/v{API_VERSION}/images/minio/minio:latest/json") in seen
+        assert ("GET", f"/v{API_VERSION}/images/motoserver/moto:latest/json") in seen
 
     def test_a_caller_given_image_is_the_one_named(self, fake_engine: FakeEngine,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
