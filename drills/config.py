@@ -17,6 +17,12 @@ password inside a DSN) is registered with :mod:`checks.redact`.
                                 # "s3://bucket/prefix/" with endpoint_url, region, access_key_id,
                                 # secret_access_key as for an s3 target
 
+    [migrations]
+    layout = "flyway"           # optional: the layout of every migration folder a feature names
+                                # (flyway, dotted, updown, directory, numbered; default: detected)
+    [migrations.folders]
+    "db/migrations" = "updown"  # optional: one folder's layout (path relative to this file)
+
     [targets.production]        # a subject: read-only, always
     kind = "postgres"
     dsn = "${PROD_PG_DSN}"
@@ -96,7 +102,10 @@ _TARGET_KEYS: dict[str, set[str]] = {
 # Values that are not strings, validated by kind: excluded from the generic ${ENV} resolution.
 _STRUCTURED_KEYS = {"kind", "scratch", "headers", "port"}
 _SECRET_KEYS = {"dsn", "url", "secret_access_key", "access_key_id", "endpoint_url"}
-_TOP_KEYS = {"run", "targets", "ledger"}
+_TOP_KEYS = {"run", "targets", "ledger", "migrations"}
+_MIGRATIONS_KEYS = {"layout", "folders"}
+# drills.migrations.Layout's values (not imported: reading a config must not load the SQL parser).
+MIGRATION_LAYOUTS = ("flyway", "dotted", "updown", "directory", "numbered")
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,12 @@ class Config:
     waivers: Path | None = None  # [run] waivers: the waiver file, relative to the config file
     ledger_url: str | None = None  # [ledger] url: the cadence ledger (a path; default <out>/ledger.jsonl)
     ledger_s3: Mapping[str, str] = field(default_factory=dict)  # endpoint_url, region, keys for s3://
+    migration_layout: str | None = None  # [migrations] layout: every folder's layout (default: detected)
+    migration_folders: Mapping[Path, str] = field(default_factory=dict)  # [migrations.folders], resolved
+
+    def migration_layout_for(self, directory: Path) -> str | None:
+        """The layout configured for a migration folder: its own entry, else ``[migrations] layout``."""
+        return self.migration_folders.get(directory.resolve(), self.migration_layout)
 
     def redacted(self) -> dict[str, Any]:
         """The effective config with every secret masked (for evidence)."""
@@ -123,6 +138,8 @@ class Config:
             "strict": self.strict,
             "waivers": str(self.waivers) if self.waivers else None,
             "ledger_url": redact.redact(self.ledger_url) if self.ledger_url else None,
+            "migrations": {"layout": self.migration_layout,
+                           "folders": {str(k): v for k, v in self.migration_folders.items()}},
             "targets": {},
         }
         for name, pg in self.postgres.items():
@@ -194,6 +211,8 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
     if ledger_s3 and not (ledger_url or "").startswith("s3://"):
         raise ConfigError(f"{where}: `ledger.{sorted(ledger_s3)[0]}` applies only to an s3:// `ledger.url`",
                           file=where, key=f"ledger.{sorted(ledger_s3)[0]}")
+
+    migration_layout, migration_folders = _migrations(data.get("migrations", {}), where, path)
 
     postgres: dict[str, PostgresTarget] = {}
     redis_targets: dict[str, RedisTarget] = {}
@@ -270,7 +289,31 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
     return Config(path=path, out=out, strict=strict, postgres=postgres,
                   redis=redis_targets, stores=stores, http=http_targets, tls=tls_targets,
                   prometheus=prometheus_targets, waivers=waivers, ledger_url=ledger_url,
-                  ledger_s3=ledger_s3)
+                  ledger_s3=ledger_s3, migration_layout=migration_layout,
+                  migration_folders=migration_folders)
+
+
+def _migrations(value: Any, where: str, path: Path | None) -> tuple[str | None, dict[Path, str]]:
+    """``[migrations]``: a default layout and per-folder layouts, each one of the known layouts."""
+    table = _table(value, where, "migrations")
+    _reject_unknown(table, _MIGRATIONS_KEYS, where, "migrations.")
+
+    def layout(raw: Any, key: str) -> str:
+        text = _string(raw, where, key)
+        if text not in MIGRATION_LAYOUTS:
+            raise ConfigError(f"{where}: `{key}` must be one of {', '.join(MIGRATION_LAYOUTS)}, got {text!r}",
+                              file=where, key=key)
+        return text
+
+    default = layout(table["layout"], "migrations.layout") if "layout" in table else None
+    folders: dict[Path, str] = {}
+    base = path.parent if path is not None else Path.cwd()
+    for folder, raw in _table(table.get("folders", {}), where, "migrations.folders").items():
+        key = f"migrations.folders.{folder}"
+        if not folder.strip():
+            raise ConfigError(f"{where}: `migrations.folders` has an empty folder name", file=where, key=key)
+        folders[(base / folder).resolve()] = layout(raw, key)
+    return default, folders
 
 
 def _http_url(url: str, where: str, key: str) -> str:

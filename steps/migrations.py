@@ -136,6 +136,8 @@ def migrations_in_layout(directory: str, layout: str, request: pytest.FixtureReq
 def _load(directory: str, layout: str | None, request: pytest.FixtureRequest,
           state: MigrationState) -> None:
     path = _resolve(directory, request)
+    if layout is None:
+        layout = _configured_layout(path, request)
     try:
         state.migrations = load_migrations(path, layout=layout)
     except ValueError:
@@ -143,6 +145,16 @@ def _load(directory: str, layout: str | None, request: pytest.FixtureRequest,
                                                   "updown, directory or numbered"))
     except MigrationError as exc:
         record(verdict_from_error("migrations.layout", exc))
+
+
+def _configured_layout(path: Path, request: pytest.FixtureRequest) -> str | None:
+    """``[migrations]`` of drillbook.toml: the folder's own layout, else the default (validated at start)."""
+    config_path = request.config.getoption("--drillbook-config", None)
+    if not config_path:
+        return None
+    from drills.config import load_config
+
+    return load_config(Path(config_path)).migration_layout_for(path)
 
 
 @given(parsers.parse('the migration session setting "{name}" is the environment\'s "{detail}"'))
