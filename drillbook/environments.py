@@ -28,8 +28,14 @@ def open_environment(*, choice: str, config_path: Path | None, progress: Progres
     if choice == "containers":
         from drills.containers_env import ContainersEnvironment
 
+        images: dict[str, str] = {}
+        if config_path is not None:
+            # A config given with --env containers supplies images ([containers.<target>] image).
+            from drills.config import load_config
+
+            images = dict(load_config(config_path).container_images)
         progress("starting the containers environment (testcontainers)")
-        return ContainersEnvironment.start(progress=progress)
+        return ContainersEnvironment.start(progress=progress, images=images)
     if choice == "local":
         from drills.local import LocalEnvironment
 

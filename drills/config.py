@@ -23,6 +23,10 @@ password inside a DSN) is registered with :mod:`checks.redact`.
     [migrations.folders]
     "db/migrations" = "updown"  # optional: one folder's layout (path relative to this file)
 
+    [containers.production]     # `--env containers` only: the image of a sandbox target
+    image = "registry.internal/postgres:15.8"   # (production, scratch, cache, nightly-custom,
+                                # nightly-dumpall; default: the official images, see containers_env)
+
     [targets.production]        # a subject: read-only, always
     kind = "postgres"
     dsn = "${PROD_PG_DSN}"
@@ -102,7 +106,7 @@ _TARGET_KEYS: dict[str, set[str]] = {
 # Values that are not strings, validated by kind: excluded from the generic ${ENV} resolution.
 _STRUCTURED_KEYS = {"kind", "scratch", "headers", "port"}
 _SECRET_KEYS = {"dsn", "url", "secret_access_key", "access_key_id", "endpoint_url"}
-_TOP_KEYS = {"run", "targets", "ledger", "migrations"}
+_TOP_KEYS = {"run", "targets", "ledger", "migrations", "containers"}
 _MIGRATIONS_KEYS = {"layout", "folders"}
 # drills.migrations.Layout's values (not imported: reading a config must not load the SQL parser).
 MIGRATION_LAYOUTS = ("flyway", "dotted", "updown", "directory", "numbered")
@@ -126,6 +130,8 @@ class Config:
     ledger_s3: Mapping[str, str] = field(default_factory=dict)  # endpoint_url, region, keys for s3://
     migration_layout: str | None = None  # [migrations] layout: every folder's layout (default: detected)
     migration_folders: Mapping[Path, str] = field(default_factory=dict)  # [migrations.folders], resolved
+    # [containers.<target>] image: images per service of the containers environment (postgres, redis, ...)
+    container_images: Mapping[str, str] = field(default_factory=dict)
 
     def migration_layout_for(self, directory: Path) -> str | None:
         """The layout configured for a migration folder: its own entry, else ``[migrations] layout``."""
@@ -213,6 +219,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
                           file=where, key=f"ledger.{sorted(ledger_s3)[0]}")
 
     migration_layout, migration_folders = _migrations(data.get("migrations", {}), where, path)
+    container_images = _containers(data.get("containers", {}), where, environ)
 
     postgres: dict[str, PostgresTarget] = {}
     redis_targets: dict[str, RedisTarget] = {}
@@ -290,7 +297,28 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
                   redis=redis_targets, stores=stores, http=http_targets, tls=tls_targets,
                   prometheus=prometheus_targets, waivers=waivers, ledger_url=ledger_url,
                   ledger_s3=ledger_s3, migration_layout=migration_layout,
-                  migration_folders=migration_folders)
+                  migration_folders=migration_folders, container_images=container_images)
+
+
+def _containers(value: Any, where: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """``[containers.<target>] image = "..."``: images per service of the containers environment."""
+    table = _table(value, where, "containers")
+    if not table:
+        return {}
+    # Imported only when the table is there: reading a config must stay cheap.
+    from .containers_env import images_for_targets
+
+    by_target: dict[str, str] = {}
+    for target, body in table.items():
+        key = f"containers.{target}"
+        spec = _table(body, where, key)
+        _reject_unknown(spec, {"image"}, where, f"{key}.")
+        image = _resolve(_required(spec, "image", where, key), where, f"{key}.image", environ, secret=False)
+        if not image.strip() or any(c.isspace() for c in image):
+            raise ConfigError(f"{where}: `{key}.image` must be an image reference such as postgres:15, "
+                              f"got {image!r}", file=where, key=f"{key}.image")
+        by_target[target] = image
+    return images_for_targets(by_target, where=where)
 
 
 def _migrations(value: Any, where: str, path: Path | None) -> tuple[str | None, dict[Path, str]]:

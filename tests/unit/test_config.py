@@ -91,6 +91,34 @@ class TestParseConfig:
         assert secret not in redact.redact(f"connecting to postgresql://app:{secret}@db/app")
 
 
+class TestContainerImages:
+    def test_image_per_sandbox_target(self) -> None:
+        """`[containers.<target>] image` names the image of the service serving that target."""
+        config = parse_config(
+            '[containers.production]\nimage = "registry.internal/postgres:15.8"\n'
+            '[containers.cache]\nimage = "${REDIS_IMAGE}"\n',
+            path=None, environ={"REDIS_IMAGE": "registry.internal/redis:7.2"},
+        )
+        assert config.container_images == {"postgres": "registry.internal/postgres:15.8",
+                                           "redis": "registry.internal/redis:7.2"}
+
+    def test_no_table_no_images(self) -> None:
+        """Without `[containers]` the official images apply (an empty mapping)."""
+        assert parse_config("", path=None, environ={}).container_images == {}
+
+    @pytest.mark.parametrize(("text", "key"), [
+        ('[containers.production]\nimage = "pg:15"\ntag = "x"\n', "containers.production.tag"),
+        ("[containers.production]\n", "containers.production.image"),
+        ('[containers.production]\nimage = "pg 15"\n', "containers.production.image"),
+        ('[containers.nightly-plain]\nimage = "x:1"\n', "containers.nightly-plain"),
+    ])
+    def test_bad_entries_name_the_key(self, text: str, key: str) -> None:
+        """An unknown key, a missing or malformed image, a target without a container: named at load."""
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text, path=None, environ={})
+        assert caught.value.context["key"] == key
+
+
 class TestConfigProperties:
     @settings(max_examples=60, deadline=None)
     @given(names=st.lists(NAMES, min_size=1, max_size=5, unique=True), secret=ENV_VALUES)
