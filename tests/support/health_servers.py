@@ -34,6 +34,8 @@ from drills.processes import free_port
 PROMETHEUS = "/usr/bin/prometheus"
 PROMETHEUS_START_S = 60.0
 FIRST_SCRAPE_S = 30.0
+# What the HTTPS test service's /private route wants in its Authorization header.
+API_TOKEN = "Bearer t0ken-1234"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from drills.processes import (
     template_datadir,
 )
 from tests.support.health_servers import (
+    API_TOKEN,
     Pki,
     Route,
     Served,
@@ -51,7 +52,6 @@ DEGRADED = {
     "status": "degraded",
     "components": {"database": {"status": "healthy"}, "siem": {"status": "degraded"}},
 }
-API_TOKEN = "Bearer t0ken-1234"
 
 # --- servers ----------------------------------------------------------------------------------------
 
