@@ -8,6 +8,7 @@ subprocess, on the embedded sandbox.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -247,3 +248,109 @@ class TestGatePreUpgrade:
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert message in proc.stderr
         assert list(tmp_path.iterdir()) == []
+
+
+BAD_PLANS = f"""Feature: Upgrade plans with mistakes in them
+
+  @id:BAD-01
+  Scenario: Rules with a cycle
+    Given the upgrade plan "cyclic":
+      | step    | component |
+      | backup  | postgres  |
+      | migrate | postgres  |
+      | verify  | postgres  |
+    And the ordering rules:
+      | before  | after   |
+      | backup  | migrate |
+      | migrate | verify  |
+      | verify  | backup  |
+    Then the upgrade steps respect every ordering rule
+
+  @id:BAD-02
+  Scenario: A step naming an unknown component
+    Given the upgrade plan "warehouse":
+      | step              | component |
+      | migrate           | postgres  |
+      | upgrade warehouse | starrocks |
+    And the product's components are "postgres, app"
+    Then the upgrade plan is well formed
+
+  @id:BAD-03
+  Scenario: A target lower than the installed version
+    Given the upgrade plan in "{PLAN}"
+    And the target version is "1.3.0"
+    Then the version path to the target version is allowed
+
+  @id:BAD-04
+  Scenario: A bad cell in the plan table
+    Given the upgrade plan "typo":
+      | step    | component | downtime |
+      | migrate | postgres  | maybe    |
+    Then the planned downtime fits in the window
+
+  @id:BAD-05
+  Scenario: Migrating before the backup is verified
+    Given the upgrade plan "rushed":
+      | step          | component |
+      | migrate       | postgres  |
+      | verify backup | postgres  |
+    And the ordering rules:
+      | before        | after   | because                                         |
+      | verify backup | migrate | a backup must be verified before maintenance    |
+    Then the upgrade steps respect every ordering rule
+"""
+
+
+class TestBadPlansInFeatures:
+    def test_each_mistake_is_a_verdict_naming_the_step(
+        self, tmp_path: Path, sandbox_cache_env: dict[str, str]
+    ) -> None:
+        """`drillbook run` on plans with mistakes: failed or error verdicts that name steps and rules."""
+        features = tmp_path / "features"
+        features.mkdir()
+        (features / "bad_plans.feature").write_text(BAD_PLANS, encoding="utf-8")
+        proc = drillbook(
+            "run",
+            "--features",
+            str(features),
+            "--out",
+            str(tmp_path / "out"),
+            env=sandbox_cache_env,
+            timeout=300,
+        )
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        results = json.loads((tmp_path / "out" / "latest" / "results.json").read_text())
+        by_id = {
+            next(t.split(":", 1)[1] for t in s["tags"] if t.startswith("id:")): s
+            for s in results["scenarios"]
+        }
+        failing = {
+            ident: [
+                (v["outcome"], v["message"]) for v in s["verdicts"] if v["outcome"] in ("failed", "error")
+            ]
+            for ident, s in by_id.items()
+        }
+        assert failing["BAD-01"] == [
+            (
+                "error",
+                "the ordering rules of `cyclic` contain a cycle: `backup` → `migrate` → `verify` → `backup`; "
+                "no order can satisfy them",
+            )
+        ]
+        [(outcome, message)] = failing["BAD-02"]
+        assert outcome == "error"
+        assert (
+            "step 2 `upgrade warehouse` names unknown component `starrocks` (known: app, postgres)" in message
+        )
+        [(outcome, message)] = failing["BAD-03"]
+        assert outcome == "error"
+        assert message.startswith("target version 1.3.0 is lower than the installed version 1.4.0")
+        [(outcome, message)] = failing["BAD-04"]
+        assert outcome == "error"
+        assert "plan `typo`, step 1 `migrate`, downtime: 'maybe' is not yes or no" in message
+        [(outcome, message)] = failing["BAD-05"]
+        assert outcome == "failed"
+        assert message == (
+            "step 1 `migrate` comes before step 2 `verify backup`, but the rule says `verify backup` "
+            "before `migrate` (a backup must be verified before maintenance)"
+        )
