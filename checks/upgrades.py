@@ -387,6 +387,13 @@ def plan_verdicts(plan: UpgradePlan) -> list[Verdict]:
 # -------------------------------------------------------------------------- rehearsal
 
 
+def precise_duration(seconds: float) -> str:
+    """A measured duration: milliseconds below 10 s (a sandbox migration takes 8 ms), else ``1m 02s``."""
+    if seconds < 10:
+        return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f}s"
+    return format_duration(timedelta(seconds=seconds))
+
+
 @dataclass(frozen=True)
 class RehearsedStep:
     """A plan step as the rehearsal executed it, measured."""
@@ -425,8 +432,8 @@ def rehearsed_downtime(steps: Iterable[RehearsedStep], window: timedelta, *,
                              evidence=evidence)
     measured = timedelta(seconds=sum(s.duration_s for s in down))
     total = measured + sum(others.values(), timedelta(0))
-    parts = ", ".join(f"`{s.step}` {format_duration(timedelta(seconds=s.duration_s))}" for s in down)
-    message = f"measured downtime {format_duration(measured)} ({parts})"
+    parts = ", ".join(f"`{s.step}` {precise_duration(s.duration_s)}" for s in down)
+    message = f"measured downtime {precise_duration(measured.total_seconds())} ({parts})"
     if others:
         message += (f" + {format_duration(total - measured)} estimated for steps not rehearsed "
                     f"({', '.join(f'`{n}`' for n in others)})")

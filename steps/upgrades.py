@@ -27,11 +27,12 @@ from checks.upgrades import (
     downtime_window,
     ordering,
     plan_structure,
+    precise_duration,
     rehearsed_downtime,
     rollbacks,
     version_path,
 )
-from checks.verdict import Verdict, format_duration, record, verdict_from_error
+from checks.verdict import Verdict, record, verdict_from_error
 from drills.upgrades import (
     HealthQuery,
     RehearsalResult,
@@ -250,8 +251,8 @@ def rehearse(datatable: list[list[str]], drillbook_env: Any, drill_state: Scenar
             # migrated copy; the rehearsal, not drill_state, drops it at the end.
             drill_state.restored = result.restore
             drill_state.backup_time = result.restore.backup_time
-        shown = ", ".join(f"{s.step} {format_duration(timedelta(seconds=s.duration_s))}"
-                          + ("" if s.ok else " FAILED") for s in result.steps)
+        shown = ", ".join(f"{s.step} {precise_duration(s.duration_s)}" + ("" if s.ok else " FAILED")
+                          for s in result.steps)
         if not result.ok:
             bad = next(s for s in result.steps if not s.ok)
             return Verdict.failed(check, f"rehearsal of `{plan.name}` failed at step `{bad.step}` "
