@@ -219,12 +219,13 @@ class UpgradePlan:
     policy: VersionPolicy = field(default_factory=VersionPolicy)
     source: str = ""
     target: Version | None = None  # the release the plan prepares (--to overrides it)
+    source_sha256: str | None = None  # of the plan file, when read from one
 
     def step(self, name: str) -> PlanStep | None:
         return next((s for s in self.steps if s.name == name), None)
 
     def to_evidence(self) -> dict[str, Any]:
-        return {"plan": self.name, "source": self.source,
+        return {"plan": self.name, "source": self.source, "source_sha256": self.source_sha256,
                 "steps": [s.to_evidence() for s in self.steps],
                 "rules": [{"before": r.before, "after": r.after, "because": r.because} for r in self.rules],
                 "components": sorted(self.components) if self.components is not None else None,
@@ -254,7 +255,8 @@ def plan_structure(plan: UpgradePlan) -> Verdict:
                 problems.append(f"rule {rule.shown()} names `{name}`, which is no step of the plan")
         if rule.before == rule.after:
             problems.append(f"rule {rule.shown()} orders a step before itself")
-    evidence = {"plan": plan.name, "source": plan.source, "steps": len(plan.steps), "rules": len(plan.rules)}
+    evidence = {"plan": plan.name, "source": plan.source, "steps": len(plan.steps), "rules": len(plan.rules),
+                "as_checked": plan.to_evidence()}
     if problems:
         return Verdict.error(check, f"upgrade plan `{plan.name}` cannot be checked: " + "; ".join(problems),
                              measured=len(problems), expected="a well-formed plan",

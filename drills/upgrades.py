@@ -42,10 +42,11 @@ temp files) runs in ``close()``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -188,12 +189,15 @@ def rules_from_table(rows: Sequence[Sequence[str]], *, source: str = "the featur
 def load_plan_file(path: Path) -> UpgradePlan:
     """Read and validate a TOML plan file; errors name the file and the step."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise PlanError(f"cannot read plan file {path}: {exc.strerror}", file=str(path)) from exc
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PlanError(f"{path}: not UTF-8 text (byte {exc.start})", file=str(path)) from exc
-    return parse_plan(text, source=str(path))
+    plan = parse_plan(text, source=str(path))
+    return replace(plan, source_sha256=hashlib.sha256(raw).hexdigest())
 
 
 def parse_plan(text: str, *, source: str) -> UpgradePlan:

@@ -334,6 +334,8 @@ class TestPlanFile:
         plan = load_plan_file(Path(__file__).resolve().parents[2] / "features/upgrades/sandbox-upgrade.toml")
         assert plan.installed == Version(1, 4, 0)
         assert plan.target == Version(2, 0, 0)
+        assert plan.source_sha256 is not None and len(plan.source_sha256) == 64
+        assert plan_structure(plan).evidence["as_checked"]["source_sha256"] == plan.source_sha256
         assert [s.rehearse for s in plan.steps if s.rehearse] == ["restore", "migrate", "health"]
         verdicts = (ordering(plan), rollbacks(plan), downtime_window(plan))
         assert all(v.outcome is Outcome.PASSED for v in verdicts)
