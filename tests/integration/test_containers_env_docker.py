@@ -2,7 +2,8 @@
 
 Skipped, with the reason, when no engine answers ``GET /_ping`` (DOCKER_HOST or
 the default socket). The engine needs the images locally (no registry may be
-reachable): ``postgres:15``, ``redis:7`` and ``minio/minio:latest``, or the
+reachable): ``postgres:15``, ``redis:7`` and ``motoserver/moto:latest``
+(``./bootstrap test`` builds them: tests/support/docker_engine.py), or the
 images named by ``DRILLBOOK_TEST_IMAGE_POSTGRES`` / ``_REDIS`` / ``_S3``.
 """
 
@@ -20,16 +21,12 @@ import pytest
 from checks.compare import compare_databases
 from checks.errors import EnvironmentError_
 from checks.verdict import Outcome
-from drills.containers import docker_engine_answers
 from drills.containers_env import ContainersEnvironment
 from drills.restore import RestoreDrill
 from drills.targets import PostgresTarget, Role
+from tests.support.engine import requires_docker
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.skipif(not docker_engine_answers(),
-                       reason="no Docker engine answers GET /_ping at DOCKER_HOST or /var/run/docker.sock"),
-]
+pytestmark = [pytest.mark.docker, requires_docker()]
 
 
 def _images() -> dict[str, str]:
