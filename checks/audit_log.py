@@ -21,8 +21,9 @@ from psycopg import sql
 
 from .errors import TargetUnreachable, UnusableAnswer
 from .postgres import qualified
+from .schedules import span
 from .thresholds import compare
-from .verdict import Verdict, format_duration
+from .verdict import Verdict
 
 # Event times quoted in evidence; counts are always exact.
 _EXAMPLES = 20
@@ -141,7 +142,7 @@ def event_count(times: list[datetime], *, kind: str, comparison: str, count: int
     return Verdict.compare(
         "audit.event_count", measured=found, expected=f"{comparison} {count}",
         ok=compare(found, comparison, count),
-        message=f"audit log {source}: {found} {kind!r} events in the last {format_duration(window)}, "
+        message=f"audit log {source}: {found} {kind!r} events in the last {span(window)}, "
                 f"expected {comparison} {count}",
         evidence={"source": source, "kind": kind, "count": found, "since": now - window, "until": now,
                   "latest": shown},

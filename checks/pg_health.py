@@ -196,7 +196,8 @@ def stuck_rows(
                 "time_column": time_column, "cutoff": cutoff, "count": count, "oldest": oldest}
     if count:
         return Verdict.failed(
-            check_id, f"{label}: {count} rows of {table} have been {column} = {state!r} for longer than "
+            check_id, f"{label}: {count} {'row' if count == 1 else 'rows'} of {table} "
+            f"{'has' if count == 1 else 'have'} been {column} = {state!r} for longer than "
             f"{format_duration(limit)} (oldest {time_column} {_stamp(oldest)})",
             measured=count, expected=0, evidence=evidence,
         )

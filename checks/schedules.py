@@ -32,6 +32,19 @@ _SHOWN = 10
 MAX_FIRE_TIMES = 100_000
 
 
+def span(value: timedelta) -> str:
+    """A window as a runbook says it: ``7 days``, ``1 day``, ``24h``, ``15 min``, else ``1h 30m 00s``."""
+    seconds = value.total_seconds()
+    if seconds and seconds % 86400 == 0:
+        days = int(seconds // 86400)
+        return f"{days} day" if days == 1 else f"{days} days"
+    if seconds and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds and seconds % 60 == 0 and seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    return format_duration(value)
+
+
 def newest_timestamp(conn: psycopg.Connection[Any], table: str, column: str) -> datetime | None:
     """``max(column)`` of ``table`` as aware UTC, or None when the table is empty."""
     query = sql.SQL("SELECT max({column}) FROM {table}").format(
@@ -132,7 +145,7 @@ def schedule_followed(
     if not due:
         return Verdict.error(
             check_id, f"{what}: {expression!r} has no fire time to check in the last "
-            f"{format_duration(window)} (with {format_duration(tolerance)} tolerance): widen the window",
+            f"{span(window)} (with {span(tolerance)} tolerance): widen the window",
             evidence=evidence,
         )
     matched, missing = match_occurrences(due, seen, tolerance=tolerance)
@@ -144,11 +157,11 @@ def schedule_followed(
         more = f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else ""
         return Verdict.failed(
             check_id, f"{what}: {len(missing)} of {len(due)} fire times of {expression!r} in the last "
-            f"{format_duration(window)} have nothing within {format_duration(tolerance)}: {shown}{more} UTC",
+            f"{span(window)} have nothing within {span(tolerance)}: {shown}{more} UTC",
             measured=f"{len(matched)} of {len(due)} fire times", expected=expected, evidence=evidence,
         )
     return Verdict.passed(
         check_id, f"{what}: all {len(due)} fire times of {expression!r} in the last "
-        f"{format_duration(window)} have an occurrence within {format_duration(tolerance)}",
+        f"{span(window)} have an occurrence within {span(tolerance)}",
         measured=f"{len(matched)} of {len(due)} fire times", expected=expected, evidence=evidence,
     )

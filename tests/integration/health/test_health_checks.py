@@ -238,7 +238,7 @@ class TestPostgresHealth:
                 now=now,
                 label="p",
             )
-        assert stuck.outcome is Outcome.FAILED and "1 rows of scans" in stuck.message
+        assert stuck.outcome is Outcome.FAILED and "1 row of scans has been" in stuck.message
         assert fine.outcome is Outcome.PASSED
         assert typo.outcome is Outcome.ERROR and '"scan" does not exist' in typo.message
 
