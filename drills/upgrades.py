@@ -419,6 +419,10 @@ class UpgradeRehearsal:
         return self._do_health(target)
 
     def _do_restore(self) -> str:
+        if self._restore is not None:
+            # A second restore step starts over from the backup: the first copy is dropped now.
+            previous, self._restore, self._target = self._restore, None, None
+            previous.close()
         drill = RestoreDrill(self.store, self.scratch, database=self.database, progress=self.progress)
         self._restore = drill
         restored = drill.run()

@@ -128,6 +128,16 @@ class TestRehearsal:
         assert "no_such_type" in result.steps[1].detail
         assert "health check" in [s.name for s in result.not_rehearsed]
 
+    def test_a_second_restore_step_drops_the_first_copy(self, local_env: LocalEnvironment) -> None:
+        """Restore, migrate, restore again (a rollback rehearsal): the first copy is dropped, none is left."""
+        before = set(local_env.scratch_postgres().databases())
+        plan = load_plan_file(PLAN)
+        again = replace(plan.steps[2], position=9, name="roll back by restore")
+        result, after = _rehearse(local_env, plan=replace(plan, steps=(*plan.steps, again)))
+        assert result.ok, result.evidence()
+        assert [s.action for s in result.steps] == ["restore", "migrate", "health", "restore"]
+        assert set(after) == before
+
     def test_migrating_before_any_restore_is_named(self, local_env: LocalEnvironment) -> None:
         """A plan whose migrate step comes before its restore step cannot be rehearsed: said plainly."""
         plan = load_plan_file(PLAN)
