@@ -17,8 +17,10 @@ image's interface that drillbook relies on; see :data:`RECIPES`.
 ``up`` needs root; it installs ``docker.io`` and ``debootstrap`` with apt-get
 when they are missing, starts ``dockerd`` with its socket, data root and exec
 root under STATE_DIR (overlay2, or vfs when overlay2 cannot start, said out
-loud), without touching iptables or ip_forward (ports published on 127.0.0.1
-reach containers through docker-proxy; containers get no route out). On
+loud) and a bridge of its own (so two engines on one machine never share
+addresses), without touching iptables or ip_forward (ports published on
+127.0.0.1 reach containers through docker-proxy; containers get no route
+out). On
 success it writes ``STATE_DIR/docker_host`` and exits 0; when the machine does
 not allow it, it writes the reason to ``STATE_DIR/unavailable``, leaves
 nothing running and exits 3.
@@ -53,7 +55,10 @@ REPO = Path(__file__).resolve().parents[2]
 UNAVAILABLE = 3
 ENGINE_START_TIMEOUT_S = 60.0
 ENGINE_STOP_TIMEOUT_S = 30.0
-BRIDGE = "docker0"
+# Each engine gets a bridge of its own (not docker0), so two engines on one machine never share
+# container addresses: named after the state dir, on a free 172.31.N.0/24.
+_BRIDGE_PREFIX = "dbk"
+_BRIDGE_NETS = tuple(f"172.31.{n}" for n in range(1, 255))
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 POSTGRES_ENTRYPOINT = r"""#!/bin/sh
@@ -232,12 +237,12 @@ def ensure_tools() -> None:
 def start_engine(state: Path) -> str:
     """Start dockerd under ``state``; return its DOCKER_HOST. overlay2 first, vfs if overlay2 fails."""
     state.mkdir(parents=True, exist_ok=True)
-    (state / "bridge_existed").write_text("1" if Path(f"/sys/class/net/{BRIDGE}").exists() else "0")
+    bridge = _make_bridge(state)
     sock = state / "docker.sock"
     failures: list[str] = []
     for driver in ("overlay2", "vfs"):
         started = time.monotonic()
-        process = _spawn_dockerd(state, driver)
+        process = _spawn_dockerd(state, driver, bridge)
         while time.monotonic() - started < ENGINE_START_TIMEOUT_S:
             if engine_answers(sock):
                 say(f"dockerd {driver} answered in {time.monotonic() - started:.1f} s at unix://{sock}")
@@ -257,11 +262,32 @@ def start_engine(state: Path) -> str:
     raise Unavailable("dockerd did not start: " + "; ".join(failures))
 
 
-def _spawn_dockerd(state: Path, driver: str) -> subprocess.Popen[bytes]:
+def _make_bridge(state: Path) -> str:
+    """A Linux bridge for this engine with an unused 172.31.N.1/24; its name is kept in the state dir."""
+    if not shutil.which("ip"):
+        raise Unavailable("no `ip` command (iproute2) to create the engine's bridge")
+    taken = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=False).stdout
+    net = next((n for n in _BRIDGE_NETS if f" {n}." not in taken), None)
+    if net is None:
+        raise Unavailable("no free 172.31.N.0/24 network for the engine's bridge")
+    name = _BRIDGE_PREFIX + hashlib.sha256(str(state).encode()).hexdigest()[:8]
+    for command in (["ip", "link", "add", name, "type", "bridge"],
+                    ["ip", "addr", "add", f"{net}.1/24", "dev", name],
+                    ["ip", "link", "set", name, "up"]):
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)
+            raise Unavailable(f"`{' '.join(command)}` failed: {result.stderr.strip()}")
+    (state / "bridge").write_text(name)
+    return name
+
+
+def _spawn_dockerd(state: Path, driver: str, bridge: str) -> subprocess.Popen[bytes]:
     log = (state / f"dockerd-{driver}.log").open("wb")
     command = ["dockerd", "--host", f"unix://{state / 'docker.sock'}",
                "--data-root", str(state / "data"), "--exec-root", str(state / "exec"),
                "--pidfile", str(state / "dockerd.pid"), "--storage-driver", driver,
+               "--bridge", bridge,
                # No iptables rules, no ip_forward: published ports reach containers through
                # docker-proxy on 127.0.0.1; containers get no route out (the network rule).
                "--iptables=false", "--ip-forward=false", "--ip-masq=false"]
@@ -286,10 +312,9 @@ def stop_engine(state: Path) -> None:
     if pid_file.exists():
         _stop_process(int(pid_file.read_text()), state)
     _unmount_under(state)
-    marker = state / "bridge_existed"
-    if marker.exists() and marker.read_text().strip() == "0" and shutil.which("ip"):
-        # The bridge dockerd created for this engine; one that was there before is not ours.
-        subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
+    bridge = state / "bridge"
+    if bridge.exists():
+        subprocess.run(["ip", "link", "delete", bridge.read_text().strip()], capture_output=True, check=False)
     shutil.rmtree(state, ignore_errors=True)
     if state.exists():
         say(f"could not remove {state} entirely")
@@ -509,13 +534,14 @@ def _timed(what: str) -> Iterator[None]:
 
 
 def up(state: Path) -> int:
+    """Engine and images, or the reason in ``state/unavailable`` with nothing left running."""
     try:
         if os.geteuid() != 0:
             raise Unavailable("not root: starting dockerd needs root")
         with _timed("engine and images ready"):
             ensure_tools()
-            docker_host = start_engine(state)
             try:
+                docker_host = start_engine(state)
                 provide_images(docker_host)
             except BaseException:
                 stop_engine(state)
