@@ -29,9 +29,12 @@ _QUERY_PREVIEW_CHARS = 200
 def connect_read_only(dsn: str, *, label: str, timeout_s: int = CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
     """A read-only autocommit session; :class:`TargetUnreachable` naming ``label`` when none answers."""
     try:
+        # Appended to the DSN's own options (a search_path there must survive).
+        own = psycopg.conninfo.conninfo_to_dict(dsn).get("options") or ""
+        options = f"{own} -c default_transaction_read_only=on -c TimeZone=UTC".strip()
         return psycopg.connect(
             dsn, connect_timeout=timeout_s, autocommit=True, application_name="drillbook-health",
-            options="-c default_transaction_read_only=on -c TimeZone=UTC",
+            options=options,
         )
     except psycopg.OperationalError as exc:
         raise TargetUnreachable(

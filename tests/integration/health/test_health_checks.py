@@ -139,6 +139,15 @@ class TestPostgresHealth:
         ):
             conn.execute("CREATE TABLE must_not_exist (x int)")
 
+    def test_the_dsn_s_own_options_are_kept(self, primary: PostgresServer) -> None:
+        """A search_path in the DSN's options survives the read-only options drillbook adds."""
+        dsn = primary.dsn() + "?options=-csearch_path%3Dhealth_app"
+        with pg_health.connect_read_only(dsn, label="p") as conn:
+            row = conn.execute(
+                "SELECT current_setting('search_path'), current_setting('transaction_read_only')"
+            ).fetchone()
+        assert row == ("health_app", "on")
+
     def test_select_1_within_the_limit(self, primary: PostgresServer) -> None:
         verdict = pg_health.answers_select_1(primary.dsn(), label=label_of(primary), limit=5 * SECOND)
         assert verdict.outcome is Outcome.PASSED, verdict.message

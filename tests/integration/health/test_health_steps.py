@@ -79,6 +79,7 @@ def health_run(
     locked_redis: RedisServer,
     https_api: Served,
     expired_endpoint: Served,
+    self_signed_endpoint: Served,
     pki: Pki,
     prometheus: Any,
 ) -> dict[str, Any]:
@@ -108,6 +109,9 @@ def health_run(
         'server_name = "localhost"\n'
         f"ca_file = {_toml(str(pki.ca_file))}\n"
         f'[targets.expired-edge]\nkind = "tls"\nhost = "127.0.0.1"\nport = {expired_endpoint.port}\n'
+        f"ca_file = {_toml(str(pki.ca_file))}\n"
+        f'[targets.self-signed-edge]\nkind = "tls"\nhost = "127.0.0.1"\nport = {self_signed_endpoint.port}\n'
+        'server_name = "localhost"\n'
         f"ca_file = {_toml(str(pki.ca_file))}\n"
         '[targets.edge-pem]\nkind = "tls"\npem_file = "edge.pem"\nserver_name = "health.drillbook.test"\n'
         f"ca_file = {_toml(str(pki.ca_file))}\n"
@@ -242,6 +246,11 @@ Feature: Health and thresholds
     Given the TLS endpoint "expired-edge"
     Then the certificate is valid for at least 30 more days
 
+  @id:T-04 @daily @tls
+  Scenario: a self-signed certificate
+    Given the TLS endpoint "self-signed-edge"
+    Then the certificate chain verifies for the host name
+
   @id:T-03 @daily @tls
   Scenario: a certificate file
     Given the TLS endpoint "edge-pem"
@@ -320,6 +329,7 @@ EXPECTED = {
     "T-01": "passed",
     "T-02": "failed",
     "T-03": "passed",
+    "T-04": "failed",
     "M-01": "passed",
     "M-02": "error",
     "M-03": "error",
@@ -354,6 +364,9 @@ class TestHealthStepsEndToEnd:
         assert "parse error" in _messages(health_run, "M-03")
         assert "siem: 'degraded'" in _messages(health_run, "H-02")
         assert "expired" in _messages(health_run, "T-02")
+        assert "self-signed" in _messages(health_run, "T-04") or "self signed" in _messages(
+            health_run, "T-04"
+        )
 
     def test_thresholds_are_reported_with_what_was_measured(self, health_run: dict[str, Any]) -> None:
         assert "holds 1,500 items: in the warning band" in _messages(health_run, "R-02")
