@@ -17,7 +17,7 @@ from checks.errors import UnusableAnswer
 from checks.http_health import HttpResponse, endpoint_url, every_entry_equals, json_equals, resolve
 from checks.schedules import fire_times, heartbeat, match_occurrences, schedule_followed
 from checks.thresholds import compare, format_size, parse_size
-from checks.tls_certs import CertSource, days_to_expiry, load_pem_chain, verify_pem
+from checks.tls_certs import CertSource, chain_verifies, days_to_expiry, load_pem_chain, verify_pem
 from checks.verdict import Outcome
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
@@ -323,6 +323,14 @@ class TestCertificatesOnDisk:
             cert = load_pem_chain(self._source(tmp_path, ca, leaf.cert_chain_pems[0].bytes()).pem_file,  # type: ignore[arg-type]
                                   label="edge")[0]
             assert days_to_expiry(cert, now=now, min_days=30, where="edge").outcome is outcome
+
+    def test_a_pem_file_without_a_name_to_verify_is_an_error(self, tmp_path: Path, ca: trustme.CA) -> None:
+        """Neither server_name nor host: nothing to verify the name against, so nothing is claimed."""
+        source = self._source(tmp_path, ca, ca.issue_cert("localhost").cert_chain_pems[0].bytes())
+        unnamed = CertSource(label="edge", pem_file=source.pem_file, ca_file=source.ca_file)
+        verdict = chain_verifies(unnamed, now=datetime.now(UTC))
+        assert verdict.outcome is Outcome.ERROR
+        assert "server_name" in verdict.evidence["hint"]
 
     def test_a_file_without_certificates_is_named(self, tmp_path: Path) -> None:
         (tmp_path / "x.pem").write_text("hello")
