@@ -60,6 +60,8 @@ class UpgradeState:
     window: timedelta | None = None
     installed: Version | None = None
     target: Version | None = None
+    max_major_jump: int | None = None
+    minimum_installed: dict[int, Version] = field(default_factory=dict)
     rehearsal: UpgradeRehearsal | None = None
     rehearsed: RehearsalResult | None = None
 
@@ -69,6 +71,11 @@ class UpgradeState:
             raise LookupError('name the plan first: `Given the upgrade plan "NAME":` with a table, '
                               'or `Given the upgrade plan in "FILE"`')
         base = self.plan or UpgradePlan(name=self.name, steps=self.steps, source="the feature")
+        policy = replace(
+            base.policy,
+            max_major_jump=self.max_major_jump or base.policy.max_major_jump,
+            minimum_installed={**base.policy.minimum_installed, **self.minimum_installed},
+        )
         return replace(
             base,
             steps=self.steps or base.steps,
@@ -76,6 +83,7 @@ class UpgradeState:
             components=self.components if self.components is not None else base.components,
             window=self.window if self.window is not None else base.window,
             installed=self.installed if self.installed is not None else base.installed,
+            policy=policy,
         )
 
     def close(self) -> None:
@@ -170,6 +178,21 @@ def installed_version(version: str, upgrade_state: UpgradeState) -> None:
 def target_version(version: str, upgrade_state: UpgradeState) -> None:
     """The version to upgrade to, when the scenario pins it (``--to`` overrides it)."""
     _plan_input(lambda: setattr(upgrade_state, "target", parse_version(version, where="target version")))
+
+
+@given(parsers.re(r"upgrades go at most (?P<jump>\d+) major versions? at a time"), converters={"jump": int})
+def max_major_jump(jump: int, upgrade_state: UpgradeState) -> None:
+    """The runbook's version rule (default 1: no skipped major version)."""
+    if jump < 1:
+        record(Verdict.error("upgrade.plan", f"at most {jump} major versions at a time: use 1 or more"))
+    upgrade_state.max_major_jump = jump
+
+
+@given(parsers.parse('an upgrade to {major:d}.x requires at least version "{version}" installed'))
+def minimum_installed(major: int, version: str, upgrade_state: UpgradeState) -> None:
+    """The runbook's "upgrade to 5.x from 4.8 or later" rule."""
+    _plan_input(lambda: upgrade_state.minimum_installed.__setitem__(
+        major, parse_version(version, where=f"minimum version for {major}.x")))
 
 
 @then("the upgrade plan is well formed")

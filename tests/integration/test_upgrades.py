@@ -308,6 +308,26 @@ BAD_PLANS = f"""Feature: Upgrade plans with mistakes in them
       | before        | after   | because                                         |
       | verify backup | migrate | a backup must be verified before maintenance    |
     Then the upgrade steps respect every ordering rule
+
+  @id:BAD-06
+  Scenario: A major upgrade from below the runbook's minimum, stated in the feature
+    Given the upgrade plan "major":
+      | step    | component |
+      | migrate | postgres  |
+    And the installed version is "4.7.0"
+    And the target version is "5.0.0"
+    And an upgrade to 5.x requires at least version "4.8.0" installed
+    Then the version path to the target version is allowed
+
+  @id:BAD-07
+  Scenario: Two majors at a time allowed, three asked for
+    Given the upgrade plan "jump":
+      | step    | component |
+      | migrate | postgres  |
+    And the installed version is "3.1.0"
+    And the target version is "6.0.0"
+    And upgrades go at most 2 major versions at a time
+    Then the version path to the target version is allowed
 """
 
 
@@ -364,3 +384,15 @@ class TestBadPlansInFeatures:
             "step 1 `migrate` comes before step 2 `verify backup`, but the rule says `verify backup` "
             "before `migrate` (a backup must be verified before maintenance)"
         )
+        assert failing["BAD-06"] == [
+            (
+                "failed",
+                "4.7.0 → 5.0.0: an upgrade to 5.x requires at least 4.8.0 installed first (installed 4.7.0)",
+            )
+        ]
+        [(outcome, message)] = failing["BAD-07"]
+        assert outcome == "failed"
+        assert message.startswith(
+            "3.1.0 → 6.0.0 skips major version(s) 4, 5: upgrade one major version at a time"
+        )
+        assert "(at most 2 per upgrade)" in message
