@@ -193,8 +193,8 @@ class TestPostgresHealth:
         thread = threading.Thread(target=lambda: _sleep_quietly(sleeper), daemon=True)
         thread.start()
         try:
-            time.sleep(0.8)
             with pg_health.connect_read_only(primary.dsn(), label="p") as conn:
+                _wait_running(conn, pid, longer_than=timedelta(milliseconds=500))
                 found = pg_health.long_running_queries(conn, limit=timedelta(milliseconds=300), label="p")
                 calm = pg_health.long_running_queries(conn, limit=timedelta(hours=1), label="p")
         finally:
@@ -320,6 +320,19 @@ class TestPostgresHealth:
         assert ok.outcome is Outcome.PASSED, ok.message
         assert gap.outcome is Outcome.FAILED
         assert len(gap.evidence["missing"]) == 1
+
+
+def _wait_running(conn: psycopg.Connection[Any], pid: int, *, longer_than: timedelta) -> None:
+    """Until backend ``pid`` has been running its query for longer than ``longer_than`` (10 s deadline)."""
+    deadline = time.monotonic() + 10
+    while True:
+        row = conn.execute(
+            "SELECT now() - query_start FROM pg_stat_activity WHERE pid = %s AND state = 'active'", (pid,)
+        ).fetchone()
+        if row is not None and row[0] > longer_than:
+            return
+        assert time.monotonic() < deadline, f"backend {pid} never ran its query long enough"
+        time.sleep(0.05)
 
 
 def _sleep_quietly(conn: psycopg.Connection[Any]) -> None:
