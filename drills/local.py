@@ -47,7 +47,7 @@ from .processes import (
     copy_tree,
     template_datadir,
 )
-from .sandbox import history, provision
+from .sandbox import fleet, history, provision
 from .sandbox.history import SandboxProduct
 from .targets import (
     Environment,
@@ -229,6 +229,9 @@ class LocalEnvironment(_Cleanup):
         self.directory_store = workdir / "directory-store"
         self.timings: dict[str, float] = {}
         self.cache_hit = False
+        # The five documented products' data, services and Prometheus (drills/sandbox/fleet.py).
+        self.products: fleet.ProductFleet | None = None
+        self.canary = False
 
     @classmethod
     def start(
@@ -238,15 +241,18 @@ class LocalEnvironment(_Cleanup):
         progress: Progress | None = None,
         now: datetime | None = None,
         bindir: Path | None = None,
+        canary: bool = False,
     ) -> LocalEnvironment:
         """Start every sandbox server and load the product; on any failure, leave nothing behind.
 
         ``now`` (default: the wall clock) fixes the anchor day of the product
         and its backup history; ``bindir`` defaults to :func:`drills.pgtools.bindir`.
+        ``canary`` seeds the products' failing variants (``drillbook run --canary``).
         """
         say = progress or _quiet
         started = time.monotonic()
         env = cls(_make_workdir("drillbook-local-"), cache_dir or history.default_cache_dir())
+        env.canary = canary
         try:
             env._start(now or datetime.now(UTC), say, bindir or pgtools.bindir())
         except BaseException:
@@ -261,6 +267,11 @@ class LocalEnvironment(_Cleanup):
         self.product = history.ensure_product(self.cache_dir, now=now, bindir=bindir,
                                               workdir=self.workdir, progress=say)
         self.cache_hit = self.product.cache_hit
+        self.products = fleet.ProductFleet(self.workdir / "products", now=now,
+                                           anchor=self.product.anchor, canary=self.canary)
+        self.products.start_services()
+        for label, pid in self.products.pids():
+            self._remember(label, pid)
         mark = self._lap("product", mark)
 
         # S3 comes up and takes its uploads in a thread while the clusters are copied and
@@ -269,7 +280,7 @@ class LocalEnvironment(_Cleanup):
         self.s3 = S3Server()
         # The scratch cluster is copied and launched in a worker too: the two data-dir copies
         # are the bulk of a warm start and overlap well.
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=3) as pool:
             s3_loaded = pool.submit(self._start_s3, self.s3, self.product)
             say("starting PostgreSQL (scratch)")
             scratch_launched = pool.submit(self._launch_scratch, bindir)
@@ -284,12 +295,22 @@ class LocalEnvironment(_Cleanup):
             self._remember(self.redis_server.label, self.redis_server.pid)
             copy_tree(self.product.directory, self.directory_store)
             self.subject.wait_ready()
+            products_seeded = pool.submit(self._seed_products, bindir)
             scratch_launched.result().wait_ready()
             self.redis_server.wait_ready()
             self._seed_redis()
             mark = self._lap("postgres_redis", mark)
             s3_loaded.result()
+            products_seeded.result()
         self._lap("s3_wait", mark)
+
+    def _seed_products(self, bindir: Path) -> None:
+        """The products' database (in a worker while S3 loads) and SARK's Redis keys."""
+        if self.products is None or self.subject is None:
+            return
+        started = time.monotonic()
+        self.products.seed_database(self.subject.dsn(), bindir)
+        self.timings["products"] = round(time.monotonic() - started, 3)
 
     def _launch_scratch(self, bindir: Path) -> PostgresServer:
         server = LocalScratch.launch(self.workdir, cache_dir=self.cache_dir, bindir=bindir)
@@ -339,37 +360,51 @@ class LocalEnvironment(_Cleanup):
             provision.seed_redis(client)
         finally:
             client.close()
+        if self.products is not None:
+            self.products.seed_redis(self.redis_server.url)
 
     # -- Environment protocol ------------------------------------------------------------
 
     def postgres(self, name: str) -> PostgresTarget:
-        """``production``: the product database of the subject cluster (read-only)."""
+        """``production``: the product database of the subject cluster (read-only); and the products'."""
+        if self.subject is not None and self.products is not None and name in fleet.POSTGRES:
+            return self.products.postgres(name, self.subject.dsn(history.PRODUCT_DB))
         if name not in self.POSTGRES or self.subject is None:
-            raise _unknown("postgres", name, self.POSTGRES)
+            raise _unknown("postgres", name, (*self.POSTGRES, *fleet.POSTGRES))
         return PostgresTarget(name=name, dsn=self.subject.dsn(history.PRODUCT_DB), role=Role.SUBJECT)
 
     def redis(self, name: str) -> RedisTarget:
-        """``cache``: the sandbox redis-server."""
+        """``cache``: the sandbox redis-server; ``sark-redis``: SARK's database of it."""
+        if self.redis_server is not None and self.products is not None and name in fleet.REDIS:
+            return self.products.redis(name, self.redis_server.url)
         if name not in self.REDIS or self.redis_server is None:
-            raise _unknown("redis", name, self.REDIS)
+            raise _unknown("redis", name, (*self.REDIS, *fleet.REDIS))
         return RedisTarget(name=name, url=self.redis_server.url, role=Role.SUBJECT)
 
     def http(self, name: str) -> HttpTarget:
-        """The sandbox products' HTTP services (none yet)."""
-        raise _unknown("http", name, ())
+        """The sandbox products' HTTP(S) services (``sark-api``, ``sovra-api``, ...)."""
+        if name not in fleet.HTTP or self.products is None:
+            raise _unknown("http", name, fleet.HTTP)
+        return self.products.http(name)
 
     def tls(self, name: str) -> TlsTarget:
-        """The sandbox products' TLS endpoints (none yet)."""
-        raise _unknown("tls", name, ())
+        """The sandbox products' TLS endpoints, verified against the run's sandbox CA."""
+        if name not in fleet.TLS or self.products is None:
+            raise _unknown("tls", name, fleet.TLS)
+        return self.products.tls(name)
 
     def prometheus(self, name: str) -> PrometheusTarget:
-        """The sandbox's Prometheus (none yet)."""
-        raise _unknown("prometheus", name, ())
+        """The sandbox's Prometheus (Debian's binary), launched at start, awaited on first use."""
+        if name not in fleet.PROMETHEUS or self.products is None:
+            raise _unknown("prometheus", name, fleet.PROMETHEUS)
+        return self.products.prometheus(name)
 
     def store(self, name: str) -> StoreSpec:
-        """The sandbox's backup stores: two S3 prefixes and one directory."""
+        """The sandbox's backup stores: two S3 prefixes and one directory; Sovra's nightly dumps."""
+        if name in fleet.STORES and self.products is not None:
+            return self.products.store(name)
         if name not in self.STORES or self.s3 is None:
-            raise _unknown("store", name, self.STORES)
+            raise _unknown("store", name, (*self.STORES, *fleet.STORES))
         return provision.store_spec(name, endpoint_url=self.s3.endpoint_url, region=S3_REGION,
                                     access_key_id=S3_ACCESS_KEY_ID, secret_access_key=S3_SECRET_ACCESS_KEY,
                                     directory=self.directory_store)
@@ -397,6 +432,8 @@ class LocalEnvironment(_Cleanup):
         found["directory"] = str(self.directory_store)
         if self.product is not None:
             found.update(provision.product_details(self.product))
+        if self.products is not None:
+            found.update(self.products.details())
         for phase, seconds in self.timings.items():
             found[f"timing.{phase}_s"] = f"{seconds:.3f}"
         return found
@@ -404,7 +441,9 @@ class LocalEnvironment(_Cleanup):
     def _stop_all(self) -> None:
         # Each stop is independent: one failing must not keep the others running.
         errors: list[BaseException] = []
-        for stop in (self.scratch.close if self.scratch else None,
+        # The products' clock writes to the subject cluster: it stops first.
+        for stop in (self.products.stop if self.products else None,
+                     self.scratch.close if self.scratch else None,
                      self.subject.stop if self.subject else None,
                      self.redis_server.stop if self.redis_server else None,
                      self.s3.stop if self.s3 else None):
@@ -424,6 +463,8 @@ class LocalEnvironment(_Cleanup):
             found += [f"scratch database {name} was not dropped" for name in self.scratch.databases()]
         if self.s3 is not None and self.s3.running:
             found.append(f"{self.s3.label} is still serving")
+        if self.products is not None:
+            found += [f"{what} is still running" for what in self.products.running()]
         return found
 
 
