@@ -64,32 +64,45 @@ def parse_query_response(response: HttpResponse, query: str) -> Sample:
             f"failed ({body.get('errorType', f'HTTP {response.status}')}): {body.get('error', body)}",
             "fix the PromQL in the feature; try it in Prometheus' own expression browser",
         )
-    data = body.get("data") or {}
-    result_type = data.get("resultType")
-    result = data.get("result")
+    data = body.get("data")
+    result_type = data.get("resultType") if isinstance(data, dict) else None
+    result = data.get("result") if isinstance(data, dict) else None
+    malformed = unusable("got an answer in an unexpected shape (not Prometheus' query API?)",
+                         "the target's `url` must be the Prometheus server itself")
     if result_type == "scalar" and isinstance(result, list) and len(result) == 2:
         timestamp, raw, labels = result[0], result[1], {}
-    elif result_type == "vector":
+    elif result_type == "vector" and isinstance(result, list):
         if not result:
             raise unusable(
                 "returned no sample (an empty vector)",
                 "the metric may not be scraped (yet), or the label selectors match nothing",
             )
+        if not all(isinstance(s, dict) for s in result):
+            raise malformed
         if len(result) > 1:
             shown = "; ".join(_labels(s.get("metric", {})) for s in result[:_SERIES_SHOWN])
             raise unusable(
                 f"returned {len(result)} series ({shown}), expected one",
                 "aggregate in the query (max(...), sum(...), avg(...)) so it yields one number",
             )
-        timestamp, raw = result[0]["value"]
-        labels = dict(result[0].get("metric", {}))
-    else:
+        pair = result[0].get("value")
+        metric = result[0].get("metric", {})
+        if not isinstance(pair, list) or len(pair) != 2 or not isinstance(metric, dict):
+            raise malformed
+        timestamp, raw = pair
+        labels = {str(k): str(v) for k, v in metric.items()}
+    elif result_type in ("matrix", "string"):
         raise unusable(f"returned a {result_type}, not a scalar or a one-sample vector",
                        "an instant query of a range selector returns a matrix: wrap it in a function")
-    value = float(raw)
+    else:
+        raise malformed
+    try:
+        value, when = float(raw), float(timestamp)
+    except (TypeError, ValueError):
+        raise malformed from None
     if math.isnan(value):
         raise unusable("returned NaN", "a ratio of zero over zero is NaN: is there any traffic in the range?")
-    return Sample(value=value, labels=labels, timestamp=float(timestamp), result_type=str(result_type))
+    return Sample(value=value, labels=labels, timestamp=when, result_type=str(result_type))
 
 
 def query_compares(

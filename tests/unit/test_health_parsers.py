@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from checks.audit_log import AuditFile, event_count, file_event_times, glob_to_like
 from checks.errors import UnusableAnswer
 from checks.http_health import HttpResponse, endpoint_url, every_entry_equals, json_equals, resolve
+from checks.prometheus_slo import parse_query_response
 from checks.schedules import fire_times, heartbeat, match_occurrences, schedule_followed
 from checks.thresholds import compare, format_size, parse_size
 from checks.tls_certs import CertSource, chain_verifies, days_to_expiry, load_pem_chain, verify_pem
@@ -336,3 +338,51 @@ class TestCertificatesOnDisk:
         (tmp_path / "x.pem").write_text("hello")
         with pytest.raises(UnusableAnswer, match="holds no PEM certificate"):
             load_pem_chain(tmp_path / "x.pem", label="edge")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def prometheus_answer(body: Any) -> HttpResponse:
+    return HttpResponse(target="metrics", url="http://prom:9090/api/v1/query", status=200,
+                        body=json.dumps(body).encode(), latency=timedelta(milliseconds=3))
+
+
+class TestPrometheusAnswers:
+    def test_a_one_sample_vector_and_a_scalar(self) -> None:
+        vector = {"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"job": "sark"}, "value": [1700000000.5, "0.9995"]}]}}
+        sample = parse_query_response(prometheus_answer(vector), "up")
+        assert (sample.value, sample.labels, sample.result_type) == (0.9995, {"job": "sark"}, "vector")
+        scalar = {"status": "success", "data": {"resultType": "scalar", "result": [1700000000, "42"]}}
+        assert parse_query_response(prometheus_answer(scalar), "q").value == 42.0
+
+    @pytest.mark.parametrize(("body", "reason"), [
+        ({"status": "error", "errorType": "bad_data", "error": "parse error"},
+         "failed (bad_data): parse error"),
+        ({"status": "success", "data": {"resultType": "vector", "result": []}}, "no sample"),
+        ({"status": "success", "data": {"resultType": "matrix", "result": []}}, "returned a matrix"),
+        ({"status": "success", "data": {"resultType": "scalar", "result": [1, "NaN"]}}, "NaN"),
+        ([1, 2], "not an object"),
+    ])
+    def test_unusable_answers_name_the_query(self, body: Any, reason: str) -> None:
+        with pytest.raises(UnusableAnswer, match=re.escape(reason)) as caught:
+            parse_query_response(prometheus_answer(body), "sum(up)")
+        assert "'sum(up)'" in caught.value.message and caught.value.hint
+
+    @settings(max_examples=300, deadline=None)
+    @given(data=JSON_VALUES, result_type=st.sampled_from(["vector", "scalar", "matrix", "string", "x"]),
+           result=JSON_VALUES)
+    def test_any_answer_is_a_sample_or_unusable(self, data: Any, result_type: str, result: Any) -> None:
+        """Whatever JSON comes back, parsing yields a number or UnusableAnswer, never a crash."""
+        for body in (data, {"status": "success", "data": data},
+                     {"status": "success", "data": {"resultType": result_type, "result": result}}):
+            try:
+                sample = parse_query_response(prometheus_answer(body), "q")
+            except UnusableAnswer:
+                continue
+            assert isinstance(sample.value, float)
