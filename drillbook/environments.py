@@ -39,8 +39,8 @@ def open_environment(*, choice: str, config_path: Path | None, progress: Progres
     if choice == "local":
         from drills.local import LocalEnvironment
 
-        progress("starting the local sandbox (PostgreSQL, Redis, S3)")
-        return LocalEnvironment.start(progress=progress)
+        progress("starting the local sandbox (PostgreSQL, Redis, S3, the products' services)")
+        return LocalEnvironment.start(progress=progress, canary=canary_requested())
     raise ConfigError(f"unknown environment {choice!r} (use auto, local, live or containers)")
 
 
@@ -49,3 +49,10 @@ def _local_scratch(progress: Progress) -> Any:
 
     progress("starting a throwaway local PostgreSQL for scratch databases")
     return LocalScratch.start(progress=progress)
+
+
+def canary_requested() -> bool:
+    """``drillbook run --canary`` (DRILLBOOK_CANARY=1): the sandbox seeds its failing variants."""
+    import os
+
+    return os.environ.get("DRILLBOOK_CANARY", "").strip().lower() in {"1", "true", "yes"}
