@@ -1,4 +1,4 @@
-"""Durations as runbooks write them: ``26h``, ``30 minutes``, ``1h30m``, ``35 days``."""
+"""Durations as runbooks write them: ``26h``, ``30 minutes``, ``1h30m``, ``35 days``, ``500 ms``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import re
 from datetime import timedelta
 
 _UNITS = {
+    # Latency limits are written in milliseconds ("answers within 500 ms").
+    "ms": 0.001, "msec": 0.001, "millisecond": 0.001, "milliseconds": 0.001,
     "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
     "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
     "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
@@ -24,6 +26,6 @@ def parse_duration(text: str) -> timedelta:
     seconds = 0.0
     for number, unit in _PART.findall(lowered):
         if unit not in _UNITS:
-            raise ValueError(f"unknown unit {unit!r} in duration {text!r} (use s, m, h, d or w)")
+            raise ValueError(f"unknown unit {unit!r} in duration {text!r} (use ms, s, m, h, d or w)")
         seconds += float(number) * _UNITS[unit]
     return timedelta(seconds=seconds)

@@ -14,6 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from checks.audit_log import AuditFile, event_count, file_event_times, glob_to_like
+from checks.durations import parse_duration
 from checks.errors import UnusableAnswer
 from checks.http_health import HttpResponse, endpoint_url, every_entry_equals, json_equals, resolve
 from checks.prometheus_slo import parse_query_response
@@ -66,6 +67,13 @@ class TestSizes:
         assert not compare(float("nan"), "at most", 1)
         with pytest.raises(ValueError, match="at least"):
             compare(1, "roughly", 1)
+
+
+class TestLatencyLimits:
+    @pytest.mark.parametrize(("text", "ms"), [("500 ms", 500), ("100ms", 100), ("1s 250ms", 1250), ("2s", 2000)])
+    def test_milliseconds_are_a_duration(self, text: str, ms: int) -> None:
+        """Health latency limits are written in ms: "answers HTTP 200 within 500 ms"."""
+        assert parse_duration(text) == timedelta(milliseconds=ms)
 
 
 class TestJsonPaths:
