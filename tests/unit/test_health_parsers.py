@@ -70,7 +70,8 @@ class TestSizes:
 
 
 class TestLatencyLimits:
-    @pytest.mark.parametrize(("text", "ms"), [("500 ms", 500), ("100ms", 100), ("1s 250ms", 1250), ("2s", 2000)])
+    @pytest.mark.parametrize(("text", "ms"), [("500 ms", 500), ("100ms", 100), ("1s 250ms", 1250),
+                                             ("2s", 2000)])
     def test_milliseconds_are_a_duration(self, text: str, ms: int) -> None:
         """Health latency limits are written in ms: "answers HTTP 200 within 500 ms"."""
         assert parse_duration(text) == timedelta(milliseconds=ms)
