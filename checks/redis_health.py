@@ -171,7 +171,7 @@ def list_length_bands(client: redis.Redis, key: str, *, warning: int, failed: in
         evidence = {"target": label, "key": key, "length": length, "exists": exists,
                     "warning_from": warning, "failed_above": failed}
         expected = f"< {warning} (warning up to {failed})"
-        text = f"Redis {label}: list `{key}` holds {length:,} items"
+        text = f"Redis {label}: list `{key}` holds {length:,} items{_absent(exists)}"
         if length < warning:
             return Verdict.passed("redis.list_length", f"{text} (below {warning:,})", measured=length,
                                   expected=expected, evidence=evidence)
@@ -191,7 +191,7 @@ def list_empty(client: redis.Redis, key: str, *, label: str) -> Verdict:
         length, exists = _list_length(client, key, label)
         return Verdict.compare(
             "redis.list_empty", measured=length, expected=0, ok=length == 0,
-            message=f"Redis {label}: list `{key}` holds {length:,} items, expected none",
+            message=f"Redis {label}: list `{key}` holds {length:,} items{_absent(exists)}, expected none",
             evidence={"target": label, "key": key, "length": length, "exists": exists},
         )
 
@@ -251,6 +251,11 @@ def no_key_holds(client: redis.Redis, pattern: str, value: str, *, label: str) -
         )
 
     return guarded("redis.no_key_holds", label, check)
+
+
+def _absent(exists: bool) -> str:
+    """Said aloud: an absent key reads as an empty list, which a wrong database number also gives."""
+    return "" if exists else " (no such key: Redis drops empty lists; check the database number)"
 
 
 def _text(value: Any) -> str:

@@ -405,7 +405,8 @@ class TestRedisHealth:
         assert verdict.measured == length
 
     def test_empty_list_and_a_wrong_type(self, client: redis.Redis) -> None:
-        assert redis_health.list_empty(client, "siem:failed_events", label="c").outcome is Outcome.PASSED
+        absent = redis_health.list_empty(client, "siem:failed_events", label="c")
+        assert absent.outcome is Outcome.PASSED and "no such key" in absent.message
         client.rpush("siem:failed_events", "e1", "e2")
         failed = redis_health.list_empty(client, "siem:failed_events", label="c")
         assert failed.outcome is Outcome.FAILED and "holds 2 items" in failed.message
