@@ -426,7 +426,8 @@ def seed_sark_redis(url: str, *, now: datetime, anchor: datetime, canary: bool) 
     realistic keyspace hit ratio (about 98 %; under 50 % in canary mode).
     """
     rng = _rng("sark-redis", anchor)
-    client = redis.Redis.from_url(url, db=SARK_REDIS_DB)
+    # The URL's path names the database and wins over `db=` (redis-py 8): put the number in the URL.
+    client = redis.Redis.from_url(url.rsplit("/", 1)[0] + f"/{SARK_REDIS_DB}")
     counts: dict[str, int] = {}
     try:
         client.config_set("maxmemory", SARK_REDIS_MAXMEMORY)
