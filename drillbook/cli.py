@@ -47,9 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("-v", "--verbose", action="store_true", help="show pytest's tracebacks too")
     p_run.add_argument("--waivers", type=Path, help="waiver file (TOML): approved, time-boxed failures")
     p_run.add_argument("--canary", action="store_true",
-                       help="sandbox: sign the release, then break one artifact, to see the gate fail")
+                       help="sandbox: sign the release, then break one artifact, to see the gate fail; "
+                       "the products' data and services get their failing variants")
+    p_run.add_argument("--pack",
+                       help="run one runbook pack: features/packs/PACK (`drillbook packs` lists them)")
 
     sub.add_parser("steps", help="print the step catalogue: every sentence a feature can use")
+    p_packs = sub.add_parser("packs", help="list the runbook packs with their scenario counts per cadence")
+    p_packs.add_argument("--json", action="store_true", help="print them as JSON")
 
     from . import evidence_cli, status_cli
 
@@ -111,11 +116,16 @@ def main(argv: list[str] | None = None) -> int:
             return run(
                 RunOptions(config=args.config, cadence=args.cadence, tags=args.tags, out=args.out,
                            features=args.features, env=args.env, strict=args.strict,
-                           verbose=args.verbose, waivers=args.waivers),
+                           verbose=args.verbose, waivers=args.waivers, pack=args.pack),
                 argv=args_list,
             )
         if args.command == "steps":
             return print_steps()
+        if args.command == "packs":
+            from .packs import list_packs
+            from .runner import _default_features
+
+            return list_packs(_default_features(), as_json=args.json)
         if args.command == "evidence":
             from .evidence_cli import main as evidence_main
 

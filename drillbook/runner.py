@@ -37,6 +37,7 @@ class RunOptions:
     waivers: Path | None = None
     pytest_args: list[str] = field(default_factory=list)  # extra plugin options (e.g. a gate's version)
     run_id: str | None = None  # a caller that reads the run directory afterwards chooses the id
+    pack: str | None = None  # features/packs/<pack> only (a plain run leaves the packs out)
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -61,7 +62,7 @@ def marker_expression(cadence: str | None, tags: str | None) -> str | None:
 
 def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     """Run the drills; write reports to ``out/<run-id>``; return the exit code."""
-    features = [p.resolve() for p in (options.features or [_default_features()])]
+    features = [p.resolve() for p in _features_of(options)]
     for path in features:
         if not path.exists():
             raise ConfigError(f"features path {path} does not exist",
@@ -164,6 +165,18 @@ class _CollectionWatcher:
             lines = [line for line in text.splitlines() if line.strip()]
             # pytest-bdd's FeatureError names the file and line at the end of the traceback.
             self.errors.append((report.nodeid or "features", "\n".join(lines[-6:])))
+
+
+def _features_of(options: RunOptions) -> list[Path]:
+    """``--features``, or one pack (``--pack``), or the default features without the packs."""
+    from .packs import pack_path, without_packs
+
+    if options.pack is not None:
+        if options.features:
+            raise ConfigError("--pack and --features both choose what runs: give one of them",
+                              key="--pack", hint="drop --features, or name the pack's folder with --features")
+        return [pack_path(_default_features(), options.pack)]
+    return options.features or without_packs(_default_features())
 
 
 def _default_features() -> Path:

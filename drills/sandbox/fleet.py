@@ -61,6 +61,20 @@ SOVRA_BACKUP_PATTERN = "sovra-backup-%Y%m%d-%H%M.dump"
 SOVRA_BACKUP_DAYS = 14
 _AUREUS_SERVICES = ("bridge", "aureus-os", "openclaw")
 
+# Two of SARK's documented alerts (its alert table names the rest without expressions).
+ALERT_RULES = """groups:
+  - name: sark
+    rules:
+      - alert: APIDown
+        expr: up{job="sark-api"} == 0
+        labels: {severity: P0}
+      - alert: HighErrorRate
+        expr: >-
+          sum(rate(http_requests_total{job="sark-api",status=~"5.*"}[1m]))
+          / sum(rate(http_requests_total{job="sark-api"}[1m])) > 0.05
+        labels: {severity: P1}
+"""
+
 _GREEN_LATENCY = {0.005: 0.20, 0.01: 0.45, 0.025: 0.75, 0.05: 0.93, 0.1: 0.985, 0.25: 0.998, 0.5: 0.9995,
                   1.0: 1.0}
 _SLOW_LATENCY = {0.005: 0.02, 0.01: 0.05, 0.025: 0.15, 0.05: 0.35, 0.1: 0.6, 0.25: 0.96, 0.5: 0.99, 1.0: 1.0}
@@ -125,7 +139,7 @@ class ProductFleet:
         jobs += [ScrapeJob(f"aureus-{service}", self.services["aureus-api"].port, True)
                  for service in _AUREUS_SERVICES]
         try:
-            server = PrometheusServer(self.workdir / "prometheus", jobs,
+            server = PrometheusServer(self.workdir / "prometheus", jobs, rules=ALERT_RULES,
                                       ca_file=self.ca.ca_file if self.ca else None)
             server.start()
         except EnvironmentError_ as exc:

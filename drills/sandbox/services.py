@@ -273,7 +273,7 @@ class ScrapeJob:
 class PrometheusServer:
     """Debian's ``prometheus`` on loopback, scraping the sandbox services every second."""
 
-    def __init__(self, workdir: Path, jobs: list[ScrapeJob], *, ca_file: Path | None,
+    def __init__(self, workdir: Path, jobs: list[ScrapeJob], *, ca_file: Path | None, rules: str = "",
                  binary: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         found = binary or shutil.which("prometheus")
         if found is None:
@@ -286,6 +286,7 @@ class PrometheusServer:
         self.workdir = workdir
         self.jobs = list(jobs)
         self.ca_file = ca_file
+        self.rules = rules
         self.port = free_port()
         self.timeout_s = timeout_s
         self._process: _Process | None = None
@@ -304,8 +305,10 @@ class PrometheusServer:
 
     def config(self) -> str:
         """The prometheus.yml: one job per service, TLS verified against the sandbox CA."""
-        lines = ["global:", "  scrape_interval: 1s", "  scrape_timeout: 900ms", "  evaluation_interval: 1s",
-                 "scrape_configs:"]
+        lines = ["global:", "  scrape_interval: 1s", "  scrape_timeout: 900ms", "  evaluation_interval: 1s"]
+        if self.rules:
+            lines += ["rule_files:", f"  - {self.workdir / 'rules.yml'}"]
+        lines.append("scrape_configs:")
         for job in self.jobs:
             lines += [f"  - job_name: {job.name}", f"    scheme: {'https' if job.https else 'http'}"]
             if job.https:
@@ -318,6 +321,8 @@ class PrometheusServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "prometheus.yml"
         config.write_text(self.config(), encoding="utf-8")
+        if self.rules:
+            (self.workdir / "rules.yml").write_text(self.rules, encoding="utf-8")
         command = [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'tsdb'}",
                    f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1d",
                    "--log.level=warn"]
@@ -333,8 +338,11 @@ class PrometheusServer:
         result: list[Any] = body["data"]["result"]
         return result
 
-    def wait_ready(self, *, samples: int = 2) -> None:
-        """Until every job has ``samples`` scrapes that came up (``rate()`` needs two)."""
+    def wait_ready(self, *, samples: int = 3) -> None:
+        """Until every job has ``samples`` scrapes that came up.
+
+        ``rate()`` needs two; the third leaves the rules a one-second evaluation over two.
+        """
         process = self._process
         if process is None:
             raise ServerStartError(f"{self.label} was never started", server="prometheus", port=self.port)
