@@ -95,7 +95,8 @@ def add_parser(gate_sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--strict", action="store_true", help="warnings block the upgrade too")
     p.add_argument("--waivers", type=Path, help="waiver file (TOML): approved, time-boxed failures")
     p.add_argument("--canary", action="store_true",
-                   help="sandbox: break one artifact of the release after signing, to see the gate block")
+                   help="sandbox: plant the known failures (e.g. a release artifact altered after signing), "
+                        "to see the gate block")
     p.add_argument("-v", "--verbose", action="store_true", help="show pytest's tracebacks too")
 
 
