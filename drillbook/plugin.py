@@ -175,7 +175,8 @@ def pytest_bdd_apply_tag(tag: str, function: Callable[..., Any]) -> bool | None:
     """``@id:BKP-01`` becomes ``pytest.mark.id("BKP-01")``: registered name, value kept."""
     key, sep, value = tag.partition(":")
     if sep and key in KEYED_TAGS:
-        getattr(pytest.mark, key)(value)(function)
+        # The value twice: positional for readers, keyword so `-m 'id(value="BKP-01")'` selects it.
+        getattr(pytest.mark, key)(value, value=value)(function)
         return True
     return None
 

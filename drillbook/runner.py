@@ -56,8 +56,16 @@ def marker_expression(cadence: str | None, tags: str | None) -> str | None:
         cleaned = tags.replace("@", "")
         if not _TAG_EXPR.match(cleaned):
             raise ConfigError(f"--tags {tags!r}: use tag names with and/or/not and parentheses")
-        parts.append(f"({cleaned})")
+        parts.append(f"({_KEYED_TAG.sub(_keyed_marker, cleaned)})")
     return " and ".join(parts) if parts else None
+
+
+# `id:BKP-01` in --tags: pytest's -m matches a marker's keyword values, never its positional ones.
+_KEYED_TAG = re.compile(r"\b([A-Za-z_]+):([A-Za-z0-9_\-.]+)")
+
+
+def _keyed_marker(match: re.Match[str]) -> str:
+    return f'{match.group(1)}(value="{match.group(2)}")'
 
 
 def run(options: RunOptions, *, argv: list[str] | None = None) -> int:

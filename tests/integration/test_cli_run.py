@@ -110,6 +110,14 @@ class TestSelection:
         ids = {s["id"] for s in results["scenarios"]}
         assert ids == {"BKP-03", "BKP-11", "BKP-12"}
 
+    def test_tags_select_one_drill_by_its_id(self, tmp_path: Path, sandbox_cache_env: dict[str, str]) -> None:
+        """--tags id:BKP-10 (the hint a missed cadence gives) runs that scenario alone."""
+        proc = drillbook("run", "--tags", "id:BKP-10", "--out", str(tmp_path), env=sandbox_cache_env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        results = json.loads((_run_dir(tmp_path) / "results.json").read_text())
+        # BKP-10 is a scenario outline over three stores: three examples, no other scenario.
+        assert [s["id"] for s in results["scenarios"]] == ["BKP-10"] * 3
+
     def test_unknown_cadence_is_usage_error(self, tmp_path: Path) -> None:
         """A cadence that does not exist is exit 2, naming the valid ones."""
         proc = drillbook("run", "--cadence", "fortnightly", "--out", str(tmp_path))
