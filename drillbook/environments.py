@@ -35,7 +35,7 @@ def open_environment(*, choice: str, config_path: Path | None, progress: Progres
 
             images = dict(load_config(config_path).container_images)
         progress("starting the containers environment (testcontainers)")
-        return ContainersEnvironment.start(progress=progress, images=images)
+        return ContainersEnvironment.start(progress=progress, images=images, canary=canary_requested())
     if choice == "local":
         from drills.local import LocalEnvironment
 

@@ -94,6 +94,7 @@ from .targets import (
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
 
+    from .sandbox.fleet import ProductFleet
     from .sandbox.history import SandboxProduct
 
 Progress = Callable[[str], None]
@@ -276,6 +277,10 @@ class ContainersEnvironment:
         self.scratch: ContainersScratch | None = None
         self.timings: dict[str, float] = {}
         self.cache_hit = False
+        # The five documented products' services and Prometheus on loopback, their data in the
+        # containers (drills/sandbox/fleet.py, as in the local sandbox).
+        self.products: ProductFleet | None = None
+        self.canary = False
         ports = host_ports or {}
         self._services = {key: _Service(key, image, _service_port(key, image), host_port=ports.get(key))
                           for key, image in self.images.items()}
@@ -301,13 +306,14 @@ class ContainersEnvironment:
         bindir: Path | None = None,
         host_ports: Mapping[str, int] | None = None,
         ready_timeout: float = READY_TIMEOUT_S,
+        canary: bool = False,
     ) -> ContainersEnvironment:
         """Start the four containers and load the sandbox product; on any failure, leave nothing behind.
 
         ``images`` overrides images per service (keys ``postgres``, ``scratch``,
         ``redis``, ``s3``); ``host_ports`` pins host ports per service (default:
-        ports chosen by the engine, on 127.0.0.1); ``now`` and ``bindir`` are as
-        in :meth:`drills.local.LocalEnvironment.start`.
+        ports chosen by the engine, on 127.0.0.1); ``now``, ``bindir`` and
+        ``canary`` are as in :meth:`drills.local.LocalEnvironment.start`.
 
         Raises :class:`EnvironmentError_` when no engine answers, an image is
         missing and cannot be pulled, a port is taken, or a container exits or
@@ -337,6 +343,7 @@ class ContainersEnvironment:
 
         workdir = Path(tempfile.mkdtemp(prefix="drillbook-containers-"))
         env = cls(workdir, cache_dir or history.default_cache_dir(), resolved, host_ports)
+        env.canary = canary
         try:
             env._start(now or datetime.now(UTC), say, bindir or pgtools.bindir(), ready_timeout)
         except BaseException:
@@ -349,7 +356,7 @@ class ContainersEnvironment:
         """Containers up and answering first (a broken image fails in seconds, before any product
         build), then the product, then the four seedings side by side."""
         from .processes import copy_tree
-        from .sandbox import history
+        from .sandbox import fleet, history
 
         mark = time.monotonic()
         self._in_parallel({key: functools.partial(self._run_service, key, ready_timeout, say)
@@ -363,12 +370,17 @@ class ContainersEnvironment:
                                          progress=say)
         self.product = product
         self.cache_hit = product.cache_hit
+        self.products = fleet.ProductFleet(self.workdir / "products", now=now, anchor=product.anchor,
+                                           canary=self.canary)
+        self.products.start_services()
         mark = self._lap("product", mark)
 
         say(f"seeding the containers ({len(product.s3_files())} backups into S3)")
         ports = self._published
+        products = self.products
         self._in_parallel({
             "postgres": lambda: self._restore_subject(ports["postgres"], product),
+            "packs": lambda: self._seed_products(products, ports["postgres"], bindir),
             "scratch": lambda: self._ready_scratch(ports["scratch"], bindir),
             "redis": lambda: self._seed_redis(ports["redis"]),
             "s3": lambda: self._load_s3(ports["s3"], product),
@@ -437,6 +449,16 @@ class ContainersEnvironment:
                 )
             time.sleep(_POLL_INTERVAL_S)
 
+    def _seed_products(self, products: ProductFleet, port: int, bindir: Path) -> None:
+        """The products' ``packs`` database in the subject container (and its clock started)."""
+        started = time.monotonic()
+        products.seed_database(self._subject_url(port), bindir)
+        self.timings["products"] = round(time.monotonic() - started, 3)
+
+    def _subject_url(self, port: int, dbname: str = "postgres") -> str:
+        """The subject container as a libpq URL: the products derive their databases' URLs from it."""
+        return f"postgresql://{POSTGRES_USER}:{self._services['postgres'].password}@{LOOPBACK}:{port}/{dbname}"
+
     def _subject_dsn(self, port: int, dbname: str) -> str:
         return psycopg.conninfo.make_conninfo(host=LOOPBACK, port=str(port), user=POSTGRES_USER,
                                               password=self._services["postgres"].password, dbname=dbname)
@@ -475,6 +497,8 @@ class ContainersEnvironment:
             provision.seed_redis(client)
         finally:
             client.close()
+        if self.products is not None:
+            self.products.seed_redis(self._redis_url())
 
     def _s3_client(self, port: int) -> Any:
         import boto3
@@ -502,39 +526,63 @@ class ContainersEnvironment:
     # -- Environment protocol ------------------------------------------------------------
 
     def postgres(self, name: str) -> PostgresTarget:
-        """``production``: the product database of the subject container (read-only)."""
-        if name not in self.POSTGRES or "postgres" not in self._published:
-            raise _unknown("postgres", name, self.POSTGRES)
-        from .sandbox import history
+        """``production``: the product database of the subject container (read-only); and the products'."""
+        from .sandbox import fleet, history
 
+        if "postgres" in self._published and self.products is not None and name in fleet.POSTGRES:
+            return self.products.postgres(name, self._subject_url(self._published["postgres"],
+                                                                  history.PRODUCT_DB))
+        if name not in self.POSTGRES or "postgres" not in self._published:
+            raise _unknown("postgres", name, (*self.POSTGRES, *fleet.POSTGRES))
         dsn = self._subject_dsn(self._published["postgres"], history.PRODUCT_DB)
         return PostgresTarget(name=name, dsn=dsn, role=Role.SUBJECT)
 
     def redis(self, name: str) -> RedisTarget:
-        """``cache``: the Redis container."""
+        """``cache``: the Redis container; ``sark-redis``: SARK's database of it."""
+        from .sandbox import fleet
+
+        if "redis" in self._published and self.products is not None and name in fleet.REDIS:
+            return self.products.redis(name, self._redis_url())
         if name not in self.REDIS or "redis" not in self._published:
-            raise _unknown("redis", name, self.REDIS)
+            raise _unknown("redis", name, (*self.REDIS, *fleet.REDIS))
         return RedisTarget(name=name, url=self._redis_url(), role=Role.SUBJECT)
 
     def _redis_url(self) -> str:
         return f"redis://:{self._services['redis'].password}@{LOOPBACK}:{self._published['redis']}/0"
 
     def http(self, name: str) -> HttpTarget:
-        """The containers sandbox serves no product HTTP services."""
-        raise _unknown("http", name, ())
+        """The sandbox products' HTTP(S) services, on loopback as in the local sandbox."""
+        from .sandbox import fleet
+
+        if name not in fleet.HTTP or self.products is None:
+            raise _unknown("http", name, fleet.HTTP)
+        return self.products.http(name)
 
     def tls(self, name: str) -> TlsTarget:
-        """The containers sandbox serves no TLS endpoints."""
-        raise _unknown("tls", name, ())
+        """The sandbox products' TLS endpoints, verified against the run's sandbox CA."""
+        from .sandbox import fleet
+
+        if name not in fleet.TLS or self.products is None:
+            raise _unknown("tls", name, fleet.TLS)
+        return self.products.tls(name)
 
     def prometheus(self, name: str) -> PrometheusTarget:
-        """The containers sandbox runs no Prometheus."""
-        raise _unknown("prometheus", name, ())
+        """The sandbox's Prometheus (Debian's binary on loopback), awaited on first use."""
+        from .sandbox import fleet
+
+        if name not in fleet.PROMETHEUS or self.products is None:
+            raise _unknown("prometheus", name, fleet.PROMETHEUS)
+        return self.products.prometheus(name)
 
     def store(self, name: str) -> StoreSpec:
-        """The sandbox's backup stores: two prefixes of the S3 container's bucket and one local directory."""
+        """The sandbox's backup stores: two prefixes of the S3 container's bucket and one local directory;
+        Sovra's nightly dumps (a local directory)."""
+        from .sandbox import fleet
+
+        if name in fleet.STORES and self.products is not None:
+            return self.products.store(name)
         if name not in self.STORES or "s3" not in self._published:
-            raise _unknown("store", name, self.STORES)
+            raise _unknown("store", name, (*self.STORES, *fleet.STORES))
         return provision.store_spec(name, endpoint_url=f"http://{LOOPBACK}:{self._published['s3']}",
                                     region=S3_REGION, access_key_id=S3_ACCESS_KEY_ID,
                                     secret_access_key=self._services["s3"].password,
@@ -564,6 +612,8 @@ class ContainersEnvironment:
             found["s3.bucket"] = history.BUCKET
             found["s3.access_key_id"] = S3_ACCESS_KEY_ID
         found["directory"] = str(self.directory_store)
+        if self.products is not None:
+            found.update(self.products.details())
         for service in self._services.values():
             if service.container_id:
                 found[f"container.{service.key}"] = f"{_short(service.container_id)} ({service.image})"
@@ -584,6 +634,12 @@ class ContainersEnvironment:
         self._abort.set()
         errors: list[str] = []
         try:
+            if self.products is not None:
+                # The products' clock writes to the subject container: it stops first.
+                try:
+                    self.products.stop()
+                except Exception as exc:  # noqa: BLE001 - reported after the containers are removed
+                    errors.append(f"the sandbox products' services: {exc}")
             for service in self._services.values():
                 errors.extend(_remove(service))
             if self.scratch is not None and not errors:
@@ -607,6 +663,8 @@ class ContainersEnvironment:
         found: list[str] = []
         if self.scratch is not None:
             found += [f"scratch database {name} was not dropped" for name in self.scratch.databases()]
+        if self.products is not None:
+            found += [f"{what} is still running" for what in self.products.running()]
         ids = {service.label: service.container_id for service in self._services.values()
                if service.container_id}
         if ids:

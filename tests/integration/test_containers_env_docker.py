@@ -59,6 +59,31 @@ class TestContainersEnvironment:
         assert "host=127.0.0.1" in details["postgres.production"]
         assert {"container.postgres", "container.scratch", "container.redis", "container.s3"} <= set(details)
 
+    def test_no_reaper_runs_beside_them(self, containers_env: ContainersEnvironment) -> None:
+        """testcontainers' reaper (Ryuk) is not started: drillbook removes its containers itself."""
+        import docker
+
+        client = docker.from_env(timeout=30)
+        try:
+            images = [c.attrs["Config"]["Image"] for c in client.containers.list(all=True)]
+        finally:
+            client.close()
+        assert not [image for image in images if "ryuk" in image], images
+        assert len(containers_env.container_ids()) == 4
+
+    def test_ports_are_published_on_loopback_only(self, containers_env: ContainersEnvironment) -> None:
+        """Each container's port is bound on 127.0.0.1 and nowhere else (the network rule)."""
+        import docker
+
+        client = docker.from_env(timeout=30)
+        try:
+            for container_id in containers_env.container_ids():
+                bindings = client.containers.get(container_id).attrs["NetworkSettings"]["Ports"]
+                host_ips = {b["HostIp"] for published in bindings.values() if published for b in published}
+                assert host_ips == {"127.0.0.1"}, bindings
+        finally:
+            client.close()
+
     def test_subject_holds_the_product(self, containers_env: ContainersEnvironment) -> None:
         """The subject answers with the product's tables, read-only by role."""
         subject = containers_env.postgres("production")
