@@ -19,7 +19,7 @@ Feature: Scrydon day-2 expectations
   Scenario: The week's audit log has few focus (*_FAILED) events
     The weekly review reads the focus events. The document names no count;
     this pack's example allows 30 `*_FAILED` events a week (the sandbox's
-    baseline is about 10) and requires the log to be written at all, since an
+    baseline is about five) and requires the log to be written at all, since an
     empty audit log passes any "at most".
 
     Given the subject database "scrydon"
