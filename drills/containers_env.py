@@ -81,14 +81,11 @@ from .containers import DEFAULT_DOCKER_SOCKET, PING_TIMEOUT_S, docker_engine_ans
 from .sandbox import provision
 from .targets import (
     Environment,
-    HttpTarget,
     PostgresTarget,
-    PrometheusTarget,
     RedisTarget,
     Role,
     ScratchPostgres,
     StoreSpec,
-    TlsTarget,
 )
 
 if TYPE_CHECKING:
@@ -258,10 +255,11 @@ class ContainersScratch:
         self._databases.forget_all()
 
 
-class ContainersEnvironment:
+class ContainersEnvironment(provision.ProductServices):
     """The sandbox in containers: subject and scratch PostgreSQL, Redis and MinIO on 127.0.0.1."""
 
     name = "containers"
+    where = "the containers environment"
 
     POSTGRES = provision.POSTGRES_NAMES
     REDIS = provision.REDIS_NAMES
@@ -549,30 +547,6 @@ class ContainersEnvironment:
 
     def _redis_url(self) -> str:
         return f"redis://:{self._services['redis'].password}@{LOOPBACK}:{self._published['redis']}/0"
-
-    def http(self, name: str) -> HttpTarget:
-        """The sandbox products' HTTP(S) services, on loopback as in the local sandbox."""
-        from .sandbox import fleet
-
-        if name not in fleet.HTTP or self.products is None:
-            raise _unknown("http", name, fleet.HTTP)
-        return self.products.http(name)
-
-    def tls(self, name: str) -> TlsTarget:
-        """The sandbox products' TLS endpoints, verified against the run's sandbox CA."""
-        from .sandbox import fleet
-
-        if name not in fleet.TLS or self.products is None:
-            raise _unknown("tls", name, fleet.TLS)
-        return self.products.tls(name)
-
-    def prometheus(self, name: str) -> PrometheusTarget:
-        """The sandbox's Prometheus (Debian's binary on loopback), awaited on first use."""
-        from .sandbox import fleet
-
-        if name not in fleet.PROMETHEUS or self.products is None:
-            raise _unknown("prometheus", name, fleet.PROMETHEUS)
-        return self.products.prometheus(name)
 
     def store(self, name: str) -> StoreSpec:
         """The sandbox's backup stores: two prefixes of the S3 container's bucket and one local directory;

@@ -51,14 +51,11 @@ from .sandbox import fleet, history, provision
 from .sandbox.history import SandboxProduct
 from .targets import (
     Environment,
-    HttpTarget,
     PostgresTarget,
-    PrometheusTarget,
     RedisTarget,
     Role,
     ScratchPostgres,
     StoreSpec,
-    TlsTarget,
 )
 
 Progress = Callable[[str], None]
@@ -209,10 +206,11 @@ class LocalScratch(_Cleanup):
         return found
 
 
-class LocalEnvironment(_Cleanup):
+class LocalEnvironment(provision.ProductServices, _Cleanup):
     """The embedded sandbox: real servers on loopback seeded with the sandbox product."""
 
     name = "local"
+    where = "the local sandbox"
 
     POSTGRES = provision.POSTGRES_NAMES
     REDIS = provision.REDIS_NAMES
@@ -380,24 +378,6 @@ class LocalEnvironment(_Cleanup):
         if name not in self.REDIS or self.redis_server is None:
             raise _unknown("redis", name, (*self.REDIS, *fleet.REDIS))
         return RedisTarget(name=name, url=self.redis_server.url, role=Role.SUBJECT)
-
-    def http(self, name: str) -> HttpTarget:
-        """The sandbox products' HTTP(S) services (``sark-api``, ``sovra-api``, ...)."""
-        if name not in fleet.HTTP or self.products is None:
-            raise _unknown("http", name, fleet.HTTP)
-        return self.products.http(name)
-
-    def tls(self, name: str) -> TlsTarget:
-        """The sandbox products' TLS endpoints, verified against the run's sandbox CA."""
-        if name not in fleet.TLS or self.products is None:
-            raise _unknown("tls", name, fleet.TLS)
-        return self.products.tls(name)
-
-    def prometheus(self, name: str) -> PrometheusTarget:
-        """The sandbox's Prometheus (Debian's binary), launched at start, awaited on first use."""
-        if name not in fleet.PROMETHEUS or self.products is None:
-            raise _unknown("prometheus", name, fleet.PROMETHEUS)
-        return self.products.prometheus(name)
 
     def store(self, name: str) -> StoreSpec:
         """The sandbox's backup stores: two S3 prefixes and one directory; Sovra's nightly dumps."""

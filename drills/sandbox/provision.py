@@ -28,8 +28,8 @@ from psycopg import sql
 
 from checks.errors import ConfigError, SafetyError
 
-from ..targets import PostgresTarget, Role, StoreSpec
-from . import history
+from ..targets import HttpTarget, PostgresTarget, PrometheusTarget, Role, StoreSpec, TlsTarget
+from . import fleet, history
 from .history import SandboxProduct
 
 POSTGRES_NAMES = ("production",)
@@ -108,6 +108,35 @@ def unknown_target(where: str, kind: str, name: str, known: tuple[str, ...]) -> 
         hint="use one of the known names, or run against a config file (--config drillbook.toml)",
         key=name,
     )
+
+
+class ProductServices:
+    """The products' HTTP(S), TLS and Prometheus targets, served on loopback by the sandbox's fleet.
+
+    Both sandbox environments mix this in: they set ``products`` once the fleet
+    runs, and name themselves in ``where`` for errors.
+    """
+
+    products: fleet.ProductFleet | None
+    where: str
+
+    def http(self, name: str) -> HttpTarget:
+        """The sandbox products' HTTP(S) services (``sark-api``, ``sovra-api``, ...)."""
+        if name not in fleet.HTTP or self.products is None:
+            raise unknown_target(self.where, "http", name, fleet.HTTP)
+        return self.products.http(name)
+
+    def tls(self, name: str) -> TlsTarget:
+        """The sandbox products' TLS endpoints, verified against the run's sandbox CA."""
+        if name not in fleet.TLS or self.products is None:
+            raise unknown_target(self.where, "tls", name, fleet.TLS)
+        return self.products.tls(name)
+
+    def prometheus(self, name: str) -> PrometheusTarget:
+        """The sandbox's Prometheus (Debian's binary on loopback), launched at start, awaited on first use."""
+        if name not in fleet.PROMETHEUS or self.products is None:
+            raise unknown_target(self.where, "prometheus", name, fleet.PROMETHEUS)
+        return self.products.prometheus(name)
 
 
 class ScratchDatabases:
