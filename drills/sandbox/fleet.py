@@ -323,8 +323,9 @@ class ProductFleet:
             raise EnvironmentError_(f"pg_dump of the sandbox's sovra schema failed: {result.stderr.strip()}")
         data = dump.read_bytes()
         dump.unlink()
+        # The newest fire time whose dump (written a few minutes after 03:00) already exists.
         last = self.now.replace(hour=3, minute=0, second=0, microsecond=0)
-        if last > self.now:
+        if last + timedelta(minutes=5) > self.now:
             last -= timedelta(days=1)
         for days in range(SOVRA_BACKUP_DAYS):
             fire = last - timedelta(days=days)
