@@ -19,7 +19,8 @@ target                    kind        what
 ``sovra-api``             http, tls   HTTPS: ``/health``, ``/v1/edge-nodes``, ``/v1/federation``,
                                       ``/metrics``
 ``sovra-edge``            http, tls   HTTPS: an edge node's listener (``/health``)
-``sovra-prometheus``,     prometheus  one Prometheus scraping every service (started on first use)
+``sovra-prometheus``,     prometheus  one Prometheus scraping every service (launched at start,
+                                      awaited on first use)
 ``sark-prometheus``,
 ``aureus-prometheus``
 ``sovra-backups``         store       directory of nightly ``pg_dump -Fc -n sovra`` files at 03:00

@@ -9,13 +9,18 @@ certificates issued by a sandbox CA made for the run (``ca.pem`` in the run's
 temp dir); the TLS checks and Prometheus verify against it.
 
 Prometheus is Debian's ``prometheus`` binary with a config of our own and a
-temp TSDB, scraping every service each second. It is started on first use
-(only the packs that query it pay its ~2 s), and holds only what it scraped
-since: the SLO queries of the packs use production windows (``[30d]``), which
-Prometheus evaluates over the samples it has. Backfilling 30 days with
-``promtool tsdb create-blocks-from openmetrics`` was the alternative; it buys
-nothing the checks can see (the sandbox's rates are constant) for a cached
-build of several seconds per day.
+temp TSDB, scraping every service each second. Its scrape manager applies
+new targets on a fixed 5-second tick (2.42 has no flag for it), so the first
+samples arrive ~5 s after launch: the sandbox spawns it at start without
+waiting (the spawn costs milliseconds) and the first pack query waits for
+three scrapes of every job. It holds only what it scraped since: the SLO
+queries of the packs use production windows (``[30d]``), which Prometheus
+evaluates over the samples it has. Backfilling 30 days with ``promtool tsdb
+create-blocks-from openmetrics`` was the alternative; it buys nothing the
+checks can see (the sandbox's rates are constant); and blocks cached per day
+end hours before ``now``, while the p95 (``[5m]``) and heartbeat (instant,
+5-minute lookback) queries need samples from the last minutes: only live
+scrapes (or a backfill per start, seconds of promtool) provide those.
 """
 
 from __future__ import annotations
