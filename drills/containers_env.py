@@ -256,7 +256,7 @@ class ContainersScratch:
 
 
 class ContainersEnvironment(provision.ProductServices):
-    """The sandbox in containers: subject and scratch PostgreSQL, Redis and MinIO on 127.0.0.1."""
+    """The sandbox in containers: subject and scratch PostgreSQL, Redis and S3 on 127.0.0.1."""
 
     name = "containers"
     where = "the containers environment"
