@@ -174,3 +174,25 @@ class TestProductTargets:
         import psutil
 
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+class TestInterruptingAPack:
+    def test_ctrl_c_stops_prometheus_and_every_server(self, sandbox_cache_env: dict[str, str]) -> None:
+        """Ctrl-C in the middle of a pack (Prometheus up, services serving): exit 1, nothing left."""
+        from tests.support.cli import Spawned, processes_mentioning
+
+        tmpdir = private_tmpdir("drillbook-packs-int-")
+        spawned = Spawned("run", "--pack", "sovra", "--out", str(tmpdir / "out"),
+                          env={**sandbox_cache_env, "TMPDIR": str(tmpdir)})
+        try:
+            spawned.wait_for_line(lambda line: "SOV-0" in line, timeout=120)
+            assert any("prometheus" in p for p in processes_mentioning(str(tmpdir)))
+            spawned.interrupt_group()
+            assert spawned.wait(60) == 1
+            assert "interrupted" in spawned.stderr
+            assert processes_mentioning(str(tmpdir)) == []
+            assert [p.name for p in tmpdir.iterdir() if p.name != "out"] == []
+        finally:
+            if spawned.proc.poll() is None:
+                spawned.kill()
+            shutil.rmtree(tmpdir, ignore_errors=True)
