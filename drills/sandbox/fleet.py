@@ -99,6 +99,7 @@ class ProductFleet:
         self.bindir: Path | None = None
         self._lock = threading.Lock()
         self._sovra_store: Path | None = None
+        self.redis_url: str | None = None
         self._prometheus_error: EnvironmentError_ | None = None
         self._prometheus_ready = False
         self._prometheus_started = 0.0
@@ -159,6 +160,7 @@ class ProductFleet:
         return self.seeded
 
     def seed_redis(self, url: str) -> dict[str, int]:
+        self.redis_url = url
         return products.seed_sark_redis(url, now=self.now, anchor=self.anchor, canary=self.canary)
 
     # -- routes ----------------------------------------------------------------------------------------
@@ -344,6 +346,8 @@ class ProductFleet:
         found: dict[str, str] = {}
         if self.cluster_dsn is not None:
             found["postgres.packs"] = f"{self.cluster_dsn.rsplit('/', 1)[0]}/{products.PACKS_DB}"
+        if self.redis_url is not None:
+            found["redis.sark-redis"] = self.redis(REDIS[0], self.redis_url).url
         for name, service in self.services.items():
             found[f"http.{name}"] = service.url
         if self.ca is not None:
