@@ -24,9 +24,16 @@ from checks.verdict import Outcome
 from drills.containers_env import ContainersEnvironment
 from drills.restore import RestoreDrill
 from drills.targets import PostgresTarget, Role
-from tests.support.engine import requires_docker
+from tests.support.engine import pointed_at_test_engine, requires_docker
 
 pytestmark = [pytest.mark.docker, requires_docker()]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _test_engine() -> Iterator[None]:
+    """DOCKER_HOST names the test engine while this module runs (bootstrap exports it apart)."""
+    with pointed_at_test_engine():
+        yield
 
 
 def _images() -> dict[str, str]:

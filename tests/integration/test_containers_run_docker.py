@@ -24,7 +24,7 @@ import pytest
 from checks.errors import EnvironmentError_
 from drills.containers_env import ContainersEnvironment
 from tests.support.cli import Spawned, drillbook
-from tests.support.engine import drillbook_containers, requires_docker
+from tests.support.engine import drillbook_containers, pointed_at_test_engine, requires_docker
 
 RUN_TIMEOUT_S = 600
 EXIT_DEADLINE_S = 60
@@ -34,6 +34,13 @@ MISSING_IMAGE = "drillbook-test/not-on-this-engine:0"
 ONE_FEATURE = "features/backup/restore_from_yesterday.feature"
 
 docker = pytest.mark.docker
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _test_engine() -> Iterator[None]:
+    """DOCKER_HOST names the test engine while this module runs (bootstrap exports it apart)."""
+    with pointed_at_test_engine():
+        yield
 
 
 @pytest.fixture(scope="module")
