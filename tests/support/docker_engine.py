@@ -59,6 +59,7 @@ ENGINE_STOP_TIMEOUT_S = 30.0
 # container addresses: named after the state dir, on a free 172.31.N.0/24.
 _BRIDGE_PREFIX = "dbk"
 _BRIDGE_NETS = tuple(f"172.31.{n}" for n in range(1, 255))
+_RUN_DOCKER = Path("/run/docker")
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 POSTGRES_ENTRYPOINT = r"""#!/bin/sh
@@ -238,6 +239,8 @@ def start_engine(state: Path) -> str:
     """Start dockerd under ``state``; return its DOCKER_HOST. overlay2 first, vfs if overlay2 fails."""
     state.mkdir(parents=True, exist_ok=True)
     bridge = _make_bridge(state)
+    # dockerd makes /run/docker/plugins whatever its exec root: removed afterwards unless it was there.
+    (state / "run_docker_existed").write_text("1" if _RUN_DOCKER.exists() else "0")
     sock = state / "docker.sock"
     failures: list[str] = []
     for driver in ("overlay2", "vfs"):
@@ -283,8 +286,11 @@ def _make_bridge(state: Path) -> str:
 
 
 def _spawn_dockerd(state: Path, driver: str, bridge: str) -> subprocess.Popen[bytes]:
+    # dockerd 20.10 writes its identity key to /etc/docker/key.json unless told otherwise.
+    config = state / "daemon.json"
+    config.write_text(json.dumps({"deprecated-key-path": str(state / "key.json")}))
     log = (state / f"dockerd-{driver}.log").open("wb")
-    command = ["dockerd", "--host", f"unix://{state / 'docker.sock'}",
+    command = ["dockerd", "--config-file", str(config), "--host", f"unix://{state / 'docker.sock'}",
                "--data-root", str(state / "data"), "--exec-root", str(state / "exec"),
                "--pidfile", str(state / "dockerd.pid"), "--storage-driver", driver,
                "--bridge", bridge,
@@ -312,6 +318,11 @@ def stop_engine(state: Path) -> None:
     if pid_file.exists():
         _stop_process(int(pid_file.read_text()), state)
     _unmount_under(state)
+    marker = state / "run_docker_existed"
+    if marker.exists() and marker.read_text() == "0":
+        with contextlib.suppress(OSError):
+            (_RUN_DOCKER / "plugins").rmdir()
+            _RUN_DOCKER.rmdir()
     bridge = state / "bridge"
     if bridge.exists():
         subprocess.run(["ip", "link", "delete", bridge.read_text().strip()], capture_output=True, check=False)
