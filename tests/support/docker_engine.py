@@ -114,7 +114,7 @@ if [ "$1" = redis-server ] && [ "$(id -u)" = 0 ]; then
     chown -R redis:redis /data
     exec setpriv --reuid=redis --regid=redis --init-groups "$0" "$@"
 fi
-if [ "$1" = redis-server ] && [ "${2%.conf}" = "${2:-}" ]; then
+if [ "$1" = redis-server ] && { [ $# -lt 2 ] || [ "${2%.conf}" = "$2" ]; }; then
     shift
     set -- redis-server --protected-mode no "$@"
 fi
