@@ -100,6 +100,9 @@ class ProductFleet:
         self._lock = threading.Lock()
         self._sovra_store: Path | None = None
         self.redis_url: str | None = None
+        self._seeding: threading.Thread | None = None
+        self._seed_error: Exception | None = None
+        self._stopping = threading.Event()
         self._prometheus_error: EnvironmentError_ | None = None
         self._prometheus_ready = False
         self._prometheus_started = 0.0
@@ -107,8 +110,12 @@ class ProductFleet:
 
     # -- start ---------------------------------------------------------------------------------------
 
-    def start_services(self) -> None:
-        """The CA and every product's HTTP(S) service (a few milliseconds)."""
+    def start_services(self, *, prometheus: bool = True) -> None:
+        """The CA and every product's HTTP(S) service (a few milliseconds); Prometheus unless told not to.
+
+        The local sandbox launches Prometheus itself once its servers are up
+        (:meth:`launch_prometheus`), so that its start does not compete with theirs.
+        """
         self.ca = SandboxCA(self.workdir / "tls", now=self.now)
         certs = {name: self.ca.issue(name) for name in ("sark-api", "aureus-api", "sovra-api")}
         certs["sovra-edge"] = (self.ca.issue("sovra-edge", valid_from=timedelta(days=367),
@@ -126,9 +133,10 @@ class ProductFleet:
             service = ProductService(name, routes[name], cert=certs.get(name))
             self.services[name] = service
             service.start()
-        self._launch_prometheus()
+        if prometheus:
+            self.launch_prometheus()
 
-    def _launch_prometheus(self) -> None:
+    def launch_prometheus(self) -> None:
         """Spawn Prometheus now, wait for it on first use: it scrapes nothing for its first ~5 s.
 
         (Its scrape manager applies new targets on a 5-second tick, and 2.42 has no
@@ -149,8 +157,20 @@ class ProductFleet:
             return
         self.prometheus_server = server
 
+    def begin_seeding(self, cluster_dsn: str, bindir: Path, redis_url: str) -> None:
+        """Create and fill the ``packs`` database and SARK's Redis keys in a thread; then start the clock.
+
+        The sandbox's start does not wait for it (≈0.3 s on two cores): the first
+        product target asked for does (:meth:`ready`), so runs without packs never pay it.
+        """
+        self.cluster_dsn = cluster_dsn
+        self.bindir = bindir
+        self.redis_url = redis_url
+        self._seeding = threading.Thread(target=self._seed, name="sandbox-products-seed", daemon=True)
+        self._seeding.start()
+
     def seed_database(self, cluster_dsn: str, bindir: Path) -> products.SeedReport:
-        """Create and fill the ``packs`` database, then start the products' clock."""
+        """Create and fill the ``packs`` database now (synchronously), then start the products' clock."""
         self.cluster_dsn = cluster_dsn
         self.bindir = bindir
         self.seeded = products.create_and_seed(cluster_dsn, anchor=self.anchor, now=self.now,
@@ -160,8 +180,38 @@ class ProductFleet:
         return self.seeded
 
     def seed_redis(self, url: str) -> dict[str, int]:
+        """SARK's Redis keys now (synchronously), in database 1 of the Redis at ``url``."""
         self.redis_url = url
         return products.seed_sark_redis(url, now=self.now, anchor=self.anchor, canary=self.canary)
+
+    def _seed(self) -> None:
+        started = time.monotonic()
+        try:
+            assert self.cluster_dsn is not None and self.redis_url is not None
+            self.seeded = products.create_and_seed(self.cluster_dsn, anchor=self.anchor, now=self.now,
+                                                   canary=self.canary)
+            products.seed_sark_redis(self.redis_url, now=self.now, anchor=self.anchor, canary=self.canary)
+            if not self._stopping.is_set():
+                self.clock = products.ProductClock(self.cluster_dsn, started_at=self.now, canary=self.canary)
+                self.clock.start()
+        except Exception as exc:  # noqa: BLE001 - handed to whoever asks for a product target
+            self._seed_error = exc
+        finally:
+            self.timings["products_seed"] = round(time.monotonic() - started, 3)
+
+    def ready(self, deadline_s: float = 60.0) -> None:
+        """Wait until the products' data is seeded; raise what went wrong if it failed."""
+        if self._seeding is None:
+            if self.seeded is not None:  # seeded synchronously (seed_database / seed_redis)
+                return
+            raise EnvironmentError_("the sandbox products' data was never seeded")
+        self._seeding.join(deadline_s)
+        if self._seeding.is_alive():
+            raise EnvironmentError_(f"seeding the sandbox products' data took over {deadline_s:g} s",
+                                    hint="the machine may be overloaded")
+        if self._seed_error is not None:
+            raise EnvironmentError_(f"seeding the sandbox products' data failed: {self._seed_error}",
+                                    hint="the subject PostgreSQL or Redis misbehaved; see their logs")
 
     # -- routes ----------------------------------------------------------------------------------------
 
@@ -270,11 +320,12 @@ class ProductFleet:
     def postgres(self, name: str, product_dsn: str) -> PostgresTarget:
         if name == "aureus":
             return PostgresTarget(name=name, dsn=product_dsn, role=Role.SUBJECT)
-        if self.cluster_dsn is None:
-            raise EnvironmentError_("the sandbox products' database is not seeded yet")
+        self.ready()
+        assert self.cluster_dsn is not None
         return PostgresTarget(name=name, dsn=products.schema_dsn(self.cluster_dsn, name), role=Role.SUBJECT)
 
     def redis(self, name: str, url: str) -> RedisTarget:
+        self.ready()
         return RedisTarget(name=name, url=url.rsplit("/", 1)[0] + f"/{products.SARK_REDIS_DB}",
                            role=Role.SUBJECT)
 
@@ -307,6 +358,7 @@ class ProductFleet:
 
     def store(self, name: str) -> StoreSpec:
         """Sovra's nightly backups: made on first use from a ``pg_dump -Fc -n sovra`` of the live schema."""
+        self.ready()
         with self._lock:
             if self._sovra_store is None:
                 self._sovra_store = self._sovra_backups()
@@ -347,7 +399,7 @@ class ProductFleet:
         if self.cluster_dsn is not None:
             found["postgres.packs"] = f"{self.cluster_dsn.rsplit('/', 1)[0]}/{products.PACKS_DB}"
         if self.redis_url is not None:
-            found["redis.sark-redis"] = self.redis(REDIS[0], self.redis_url).url
+            found["redis.sark-redis"] = f"{self.redis_url.rsplit('/', 1)[0]}/{products.SARK_REDIS_DB}"
         for name, service in self.services.items():
             found[f"http.{name}"] = service.url
         if self.ca is not None:
@@ -367,10 +419,15 @@ class ProductFleet:
         found = [service.label for service in self.services.values() if service.running]
         if self.clock is not None and self.clock.running:
             found.append("the sandbox products' clock thread")
+        if self._seeding is not None and self._seeding.is_alive():
+            found.append("the sandbox products' seeding thread")
         return found
 
     def stop(self) -> None:
-        """Stop the clock, Prometheus and every service; each independently of the others."""
+        """Stop the seeding, the clock, Prometheus and every service; each independently of the others."""
+        self._stopping.set()
+        if self._seeding is not None:
+            self._seeding.join(30)  # it writes to the subject cluster, which stops after this
         errors: list[BaseException] = []
         stops = [self.clock.stop if self.clock else None,
                  self.prometheus_server.stop if self.prometheus_server else None,
