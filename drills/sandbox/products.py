@@ -27,8 +27,10 @@ SARK's Redis state (``session:user:*``, ``ratelimit:user:*``,
 Every row is generated from a :class:`random.Random` seeded with the product
 name and the anchor day, with times counted back from ``now``: the same
 ``(anchor, now)`` gives the same rows, and freshness checks hold whenever the
-sandbox starts. The database is created and seeded on every start (≈0.1 s, in
-a worker while S3 loads), so the cached product history is unchanged.
+sandbox starts. The database is created and seeded on every start (≈0.3 s on
+two cores, in a thread the start does not wait for: the first product target
+asked for does), so the cached product history — and SANDBOX_VERSION — is
+unchanged.
 
 ``canary=True`` (``drillbook run --canary``) seeds each product's failing
 variants instead: see :data:`CANARY_FAULTS`.
