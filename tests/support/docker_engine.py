@@ -439,6 +439,24 @@ def debian_source() -> tuple[str, str]:
     raise Unavailable("no Debian mirror found in the apt sources (needed to build images)")
 
 
+def prefetch_debs(recipes: Sequence[Recipe], mirror: str, suite: str, debs: Path) -> None:
+    """``debootstrap --download-only`` for every recipe's packages at once, into the .deb cache."""
+    started = time.monotonic()
+    packages = sorted({package for recipe in recipes for package in recipe.packages})
+    with tempfile.TemporaryDirectory(prefix="drillbook-debs-") as tmp:
+        command = ["debootstrap", "--download-only", "--variant=minbase", f"--cache-dir={debs}",
+                   f"--include={','.join(packages)}", suite, str(Path(tmp) / "rootfs"), mirror]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-4:])
+            raise Unavailable(f"debootstrap --download-only failed ({result.returncode}): {tail}")
+        archives = Path(tmp) / "rootfs" / "var" / "cache" / "apt" / "archives"
+        for deb in archives.glob("*.deb"):
+            if not (debs / deb.name).exists():
+                shutil.copy2(deb, debs / deb.name)
+    say(f"fetched the packages in {time.monotonic() - started:.1f} s")
+
+
 def build_rootfs_tar(recipe: Recipe, mirror: str, suite: str, out: Path, debs: Path) -> None:
     """debootstrap the recipe into a temp folder, customise it, and write it as ``out`` (a tar)."""
     started = time.monotonic()
@@ -508,14 +526,12 @@ def provide_images(docker_host: str, recipes: Sequence[Recipe] = RECIPES) -> Non
     to_build = [recipe for recipe in recipes if not tars[recipe.image].exists()]
     if to_build:
         say(f"building {', '.join(r.image for r in to_build)} from Debian {suite} ({mirror})")
-        pending = list(to_build)
-        if not any(debs.iterdir()):
-            # The first build fills the shared .deb cache alone; the others then run side by side.
-            build_rootfs_tar(pending[0], mirror, suite, tars[pending[0].image], debs)
-            pending = pending[1:]
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        # Every .deb fetched once into the shared cache, then the builds run side by side
+        # (each a debootstrap reading that cache: about as long together as the largest alone).
+        prefetch_debs(to_build, mirror, suite, debs)
+        with ThreadPoolExecutor(max_workers=len(to_build)) as pool:
             for future in [pool.submit(build_rootfs_tar, r, mirror, suite, tars[r.image], debs)
-                           for r in pending]:
+                           for r in to_build]:
                 future.result()
         _prune(cache, keep=set(tars.values()))
     with ThreadPoolExecutor(max_workers=2) as pool:
