@@ -205,3 +205,27 @@ class TestShippedPack:
         text = (FEATURES / "packs" / pack / "README.md").read_text(encoding="utf-8")
         assert "sandbox" in text
         assert "--canary" in text
+
+
+class TestCommandLine:
+    def test_unknown_pack_exits_2_naming_the_known_packs(self) -> None:
+        """`drillbook run --pack nope`: usage error before anything starts."""
+        from tests.support.cli import drillbook
+
+        proc = drillbook("run", "--pack", "nope", "--out", "/nonexistent-never-written", timeout=60)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "unknown pack 'nope'" in proc.stderr
+        for pack in SHIPPED:
+            assert pack in proc.stderr
+        assert "drillbook run" not in proc.stdout  # nothing ran
+
+    def test_packs_lists_the_shipped_packs_as_json(self) -> None:
+        from tests.support.cli import drillbook
+
+        proc = drillbook("packs", "--json", timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        data = {p["pack"]: p for p in json.loads(proc.stdout)}
+        assert set(data) == set(SHIPPED)
+        for pack in SHIPPED:
+            assert data[pack]["scenarios"] == summarize(FEATURES / "packs" / pack).scenarios
+            assert sum(data[pack]["by_cadence"].values()) >= data[pack]["scenarios"]
