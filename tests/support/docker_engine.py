@@ -145,10 +145,8 @@ class Recipe:
     pip: tuple[str, ...] = ()  # requirements installed into /opt/python (constraints.txt applies)
 
     def key(self, suite: str) -> str:
-        """Hash of everything that shapes the image; pip installs also hash constraints.txt."""
+        """Hash of everything that shapes the image but the pinned Python versions (see :func:`_stale`)."""
         data = json.dumps({"suite": suite, **asdict(self)}, sort_keys=True)
-        if self.pip:
-            data += (REPO / "constraints.txt").read_text()
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -483,6 +481,7 @@ def build_rootfs_tar(recipe: Recipe, mirror: str, suite: str, out: Path, debs: P
             path.chmod(mode)
         if recipe.pip:
             _pip_into(root / "opt" / "python", recipe.pip, recipe.image)
+            _pins_file(out).write_text(json.dumps(_installed(root / "opt" / "python"), sort_keys=True))
         partial = out.with_suffix(".partial")
         result = subprocess.run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial), "."],
                                 capture_output=True, text=True, check=False)
@@ -523,7 +522,7 @@ def provide_images(docker_host: str, recipes: Sequence[Recipe] = RECIPES) -> Non
     debs = cache / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     tars = {recipe.image: cache / f"{_slug(recipe.image)}-{recipe.key(suite)}.tar" for recipe in recipes}
-    to_build = [recipe for recipe in recipes if not tars[recipe.image].exists()]
+    to_build = [recipe for recipe in recipes if _stale(recipe, tars[recipe.image])]
     if to_build:
         say(f"building {', '.join(r.image for r in to_build)} from Debian {suite} ({mirror})")
         # Every .deb fetched once into the shared cache, then the builds run side by side
@@ -544,6 +543,52 @@ def _prune(cache: Path, *, keep: set[Path]) -> None:
     for path in cache.glob("*.tar"):
         if path not in keep:
             path.unlink(missing_ok=True)
+            _pins_file(path).unlink(missing_ok=True)
+
+
+def _stale(recipe: Recipe, tar: Path) -> bool:
+    """No tarball yet, or one whose installed Python distributions constraints.txt now pins otherwise.
+
+    Only the pins of what the image holds count: a new pin for an unrelated package
+    (constraints.txt changes often) does not rebuild it.
+    """
+    if not tar.exists():
+        return True
+    if not recipe.pip:
+        return False
+    try:
+        installed: dict[str, str] = json.loads(_pins_file(tar).read_text())
+    except (OSError, ValueError):
+        return True
+    pinned = _constraints()
+    return any(pinned.get(name, version) != version for name, version in installed.items())
+
+
+def _pins_file(tar: Path) -> Path:
+    return tar.with_suffix(".pins.json")
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _constraints() -> dict[str, str]:
+    """``name==version`` lines of constraints.txt, by normalised name."""
+    pins: dict[str, str] = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^]]*\])?\s*==\s*([^\s;#]+)", line)
+        if match:
+            pins[_normalise(match.group(1))] = match.group(3)
+    return pins
+
+
+def _installed(target: Path) -> dict[str, str]:
+    """Distributions installed under ``target`` (``name-version.dist-info``), by normalised name."""
+    found: dict[str, str] = {}
+    for info in target.glob("*.dist-info"):
+        name, _, version = info.name.removesuffix(".dist-info").rpartition("-")
+        found[_normalise(name)] = version
+    return found
 
 
 def _slug(image: str) -> str:
