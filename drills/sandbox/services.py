@@ -16,11 +16,15 @@ waiting (the spawn costs milliseconds) and the first pack query waits for
 three scrapes of every job. It holds only what it scraped since: the SLO
 queries of the packs use production windows (``[30d]``), which Prometheus
 evaluates over the samples it has. Backfilling 30 days with ``promtool tsdb
-create-blocks-from openmetrics`` was the alternative; it buys nothing the
-checks can see (the sandbox's rates are constant); and blocks cached per day
-end hours before ``now``, while the p95 (``[5m]``) and heartbeat (instant,
-5-minute lookback) queries need samples from the last minutes: only live
-scrapes (or a backfill per start, seconds of promtool) provide those.
+create-blocks-from openmetrics`` was the alternative, measured here: 19 of
+Sovra's series at one-minute resolution are 55 MB of OpenMetrics (0.4 s to
+write) and take promtool 83 s with its default 2-hour blocks, 1.2 s with
+``--max-block-duration=744h``. It buys nothing the checks can see (the
+sandbox's rates are constant, so a month gives the ratio a minute gives);
+blocks cached per day end hours before ``now``, while the p95 (``[5m]``) and
+heartbeat (5-minute lookback) queries need the last minutes, so it would
+have to run on every start; and ``up``, the alert rules and the canary's
+live faults still need live scrapes, so it would not remove the wait.
 """
 
 from __future__ import annotations
