@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,17 @@ class TestExposition:
         assert "g 1.5" in lines
         buckets = [float(line.split()[-1]) for line in lines if line.startswith("h_seconds_bucket")]
         assert buckets == sorted(buckets) and buckets[-1] == 864_100.0
+
+
+class TestPrometheusBinary:
+    def test_a_missing_prometheus_binary_names_the_package(self, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without Debian's `prometheus`, the packs' Prometheus targets error with the remedy."""
+        from checks.errors import EnvironmentError_
+        from drills.sandbox.services import PrometheusServer
+
+        monkeypatch.setenv("PATH", str(tmp_path))
+        with pytest.raises(EnvironmentError_) as caught:
+            PrometheusServer(tmp_path / "prometheus", [], ca_file=None)
+        assert "`prometheus` binary" in caught.value.message
+        assert "Debian's `prometheus` package" in caught.value.hint
