@@ -22,7 +22,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ledger", type=Path, help="the ledger file (overrides --out and the config)")
     parser.add_argument("--config", type=Path, help="drillbook.toml (for `[ledger] url`)")
     parser.add_argument("--features", type=Path, action="append",
-                        help="feature file or folder defining the drills (default features/)")
+                        help="feature file or folder defining the drills (default features/ "
+                        "without the packs: a pack's drills count once they ran, or with --pack)")
+    parser.add_argument("--pack", action="append", metavar="NAME",
+                        help="also hold the drills of this pack to their cadence, run or not (repeatable)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -80,8 +83,17 @@ def _iso(moment: datetime | None) -> str | None:
 def _load(args: argparse.Namespace) -> tuple[Ledger, LedgerRead, dict[str, Drill]]:
     ledger = _ledger(args)
     read = ledger.read()
-    features = [p.resolve() for p in (args.features or [_default_features()])]
-    return ledger, read, catalogue(features)
+    return ledger, read, catalogue(drill_features(args.features, args.pack))
+
+
+def drill_features(features: list[Path] | None, packs: list[str] | None) -> list[Path]:
+    """The features whose drills are held to their cadence (the same default as `drillbook run`)."""
+    from .packs import pack_path, without_packs
+
+    root = _default_features()
+    chosen = list(features) if features else without_packs(root)
+    chosen += [pack_path(root, name) for name in packs or []]
+    return [p.resolve() for p in chosen]
 
 
 def status(args: argparse.Namespace) -> int:
