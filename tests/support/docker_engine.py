@@ -268,10 +268,14 @@ def _make_bridge(state: Path) -> str:
     if not shutil.which("ip"):
         raise Unavailable("no `ip` command (iproute2) to create the engine's bridge")
     taken = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=False).stdout
-    net = next((n for n in _BRIDGE_NETS if f" {n}." not in taken), None)
+    digest = hashlib.sha256(str(state).encode()).hexdigest()
+    # Searched from a point of the state dir's own, so two engines starting at once rarely collide.
+    start = int(digest[:4], 16) % len(_BRIDGE_NETS)
+    order = _BRIDGE_NETS[start:] + _BRIDGE_NETS[:start]
+    net = next((n for n in order if f" {n}." not in taken), None)
     if net is None:
         raise Unavailable("no free 172.31.N.0/24 network for the engine's bridge")
-    name = _BRIDGE_PREFIX + hashlib.sha256(str(state).encode()).hexdigest()[:8]
+    name = _BRIDGE_PREFIX + digest[:8]
     for command in (["ip", "link", "add", name, "type", "bridge"],
                     ["ip", "addr", "add", f"{net}.1/24", "dev", name],
                     ["ip", "link", "set", name, "up"]):
