@@ -199,6 +199,27 @@ def is_minio(image: str) -> bool:
     return "minio" in name.lower()
 
 
+def _require_local_engine() -> None:
+    """An engine on another machine publishes ports there: drillbook connects only to 127.0.0.1.
+
+    ``DOCKER_HOST=tcp://HOST`` with HOST not a loopback name is refused at once, before
+    any traffic goes to it (the network rule), rather than timing out on every container.
+    """
+    from urllib.parse import urlsplit
+
+    host = os.environ.get("DOCKER_HOST") or ""
+    parts = urlsplit(host)
+    if parts.scheme in ("tcp", "http", "https") and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise EnvironmentError_(
+            f"the containers environment needs a Docker engine on this machine: {describe_docker_host()} "
+            "names another host, where the containers' ports would be published; drillbook connects to "
+            "them only on 127.0.0.1",
+            hint="point DOCKER_HOST at a local engine (unix:///var/run/docker.sock or tcp://127.0.0.1:2375), "
+            "or use the local sandbox: `drillbook run --env local`",
+            docker_host=host,
+        )
+
+
 def describe_docker_host() -> str:
     """Where the engine is looked for: ``DOCKER_HOST=...``, or the default socket."""
     host = os.environ.get("DOCKER_HOST")
@@ -325,6 +346,7 @@ class ContainersEnvironment(provision.ProductServices):
             raise ConfigError(f"unknown service(s) in host_ports: {', '.join(unknown_ports)}",
                               hint="pin ports per service: postgres, scratch, redis, s3",
                               key=unknown_ports[0])
+        _require_local_engine()
         if not docker_engine_answers():
             raise EnvironmentError_(
                 f"no Docker engine answers at {describe_docker_host()}: "

@@ -178,6 +178,19 @@ class TestNoEngine:
         assert "DOCKER_HOST" in caught.value.hint
         assert "--env local" in caught.value.hint
 
+    @pytest.mark.parametrize("host", ["tcp://10.20.30.40:2375", "tcp://docker.internal:2376"])
+    def test_an_engine_on_another_host_is_refused_at_once(
+            self, host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Containers would publish their ports over there: refused before any /_ping, naming DOCKER_HOST."""
+        monkeypatch.setenv("DOCKER_HOST", host)
+        started = time.monotonic()
+        with pytest.raises(EnvironmentError_) as caught:
+            ContainersEnvironment.start()
+        assert time.monotonic() - started < 0.5
+        assert host in caught.value.message
+        assert "127.0.0.1" in caught.value.message
+        assert "--env local" in caught.value.hint
+
     def test_socket_that_refuses_is_no_engine(self, socket_dir: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
         """A socket file nobody accepts on (bound, not listening) counts as no engine too."""
