@@ -213,9 +213,10 @@ def engine_answers(sock: Path, timeout: float = 0.5) -> bool:
 
 
 def ensure_tools() -> None:
-    """dockerd, docker and debootstrap on PATH; installed with apt-get (as root) when missing."""
+    """dockerd, docker, debootstrap and ip on PATH; installed with apt-get (as root) when missing."""
     missing = [pkg for tool, pkg in (("dockerd", "docker.io"), ("docker", "docker.io"),
-                                     ("debootstrap", "debootstrap")) if not shutil.which(tool)]
+                                     ("debootstrap", "debootstrap"), ("ip", "iproute2"))
+               if not shutil.which(tool)]
     missing = list(dict.fromkeys(missing))
     if not missing:
         return
