@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,23 +10,12 @@ from pytest_bdd import given, parsers, then, when
 
 from checks.backups import backup_freshness, backup_retention, compile_key_pattern
 from checks.compare import compare_databases
-from checks.errors import DrillbookError
 from checks.postgres import query_value, row_counts, unique_values
-from checks.verdict import Verdict, format_duration, record, verdict_from_error
+from checks.verdict import Verdict, format_duration, record
 from drills.restore import RestoreDrill, newest_in_store
 
 from .context import PARSE_TYPES, ScenarioState
-
-
-def _guarded(check_id: str, action: Callable[[], Verdict]) -> Verdict:
-    """Run a check; a drillbook error becomes a verdict naming what and where."""
-    try:
-        verdict = action()
-    except DrillbookError as exc:
-        verdict = verdict_from_error(check_id, exc)
-    except psycopg.OperationalError as exc:
-        verdict = Verdict.error(check_id, f"database unreachable: {str(exc).strip()}")
-    return record(verdict)
+from .guard import guarded
 
 
 def _table_rows(datatable: list[list[str]]) -> list[dict[str, str]]:
@@ -74,7 +62,7 @@ def restore_newest(drillbook_env: Any, drill_state: ScenarioState) -> None:
             evidence=result.evidence(),
         )
 
-    _guarded("restore.completed", restore)
+    guarded("restore.completed", restore)
 
 
 @then(parsers.parse("the newest backup is at most {max_age:Duration} old", extra_types=PARSE_TYPES))
@@ -89,7 +77,7 @@ def newest_backup_age(max_age: timedelta, drill_state: ScenarioState) -> None:
             drill_state.backup_time = taken
         return backup_freshness(taken, now=datetime.now(UTC), max_age=max_age)
 
-    _guarded("backup.freshness", check)
+    guarded("backup.freshness", check)
 
 
 @then("the backup matches its checksum file")
@@ -131,7 +119,7 @@ def restored_row_counts(datatable: list[list[str]], drill_state: ScenarioState) 
         with psycopg.connect(restored.target.dsn, connect_timeout=10) as conn:  # type: ignore[union-attr]
             return row_counts(conn, minimums)
 
-    _guarded("postgres.row_counts", check)
+    guarded("postgres.row_counts", check)
 
 
 @then(parsers.re(
@@ -146,7 +134,7 @@ def restored_query(query: str, comparison: str, value: str, drill_state: Scenari
         with psycopg.connect(restored.target.dsn, connect_timeout=10) as conn:  # type: ignore[union-attr]
             return query_value(conn, query, comparison=comparison, value=float(value))
 
-    _guarded("postgres.query", check)
+    guarded("postgres.query", check)
 
 
 @then(parsers.parse('"{table}" has no duplicate "{column}"'))
@@ -158,7 +146,7 @@ def restored_unique(table: str, column: str, drill_state: ScenarioState) -> None
         with psycopg.connect(restored.target.dsn, connect_timeout=10) as conn:  # type: ignore[union-attr]
             return unique_values(conn, table, column)
 
-    _guarded("postgres.unique", check)
+    guarded("postgres.unique", check)
 
 
 @then("every row older than the backup matches the subject")
@@ -189,7 +177,7 @@ def _compare(drill_state: ScenarioState, *, tables: list[str] | None) -> None:
             tables=tables,
         )
 
-    _guarded("restore.content", check)
+    guarded("restore.content", check)
 
 
 @then(parsers.parse("there is one backup per day for the last {days:d} days"))
@@ -217,7 +205,7 @@ def _retention(drill_state: ScenarioState, *, days: int, max_age: timedelta | No
                 times.append(taken)
         return backup_retention(times, now=datetime.now(UTC), days=days, max_age=max_age)
 
-    _guarded("backup.retention", check)
+    guarded("backup.retention", check)
 
 
 def _store(drill_state: ScenarioState) -> Any:

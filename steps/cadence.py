@@ -10,7 +10,7 @@ from pytest_bdd import parsers, then
 from checks.cadence import within_cadence
 from checks.verdict import Verdict
 
-from .backup import _guarded
+from .guard import guarded
 
 
 @then(parsers.parse("the drill `{drill_id}` passed within its cadence"))
@@ -20,4 +20,4 @@ def drill_within_cadence(drill_id: str, drillbook_ledger: Any) -> None:
     def check() -> Verdict:
         return within_cadence(drillbook_ledger.history(drill_id), now=datetime.now(UTC))
 
-    _guarded("cadence.within", check)
+    guarded("cadence.within", check)

@@ -31,6 +31,7 @@ from drills.restore import newest_in_store
 from drills.targets import HttpTarget, PostgresTarget, PrometheusTarget, RedisTarget, TlsTarget
 
 from .context import PARSE_TYPES, ScenarioState
+from .guard import guarded
 
 # {size:Size} reads "50 GB" (1024-based, as pg_size_pretty prints).
 HEALTH_TYPES: dict[str, Any] = {**PARSE_TYPES, "Size": parse_size}
@@ -56,16 +57,8 @@ def health_state() -> Iterator[HealthState]:
 
 
 def _guarded(check_id: str, action: Callable[[], Verdict]) -> Verdict:
-    """Run a check; "could not check" (unreachable, bad input in the feature) is an error verdict."""
-    try:
-        verdict = action()
-    except DrillbookError as exc:
-        verdict = verdict_from_error(check_id, exc)
-    except psycopg.OperationalError as exc:
-        verdict = Verdict.error(check_id, f"database unreachable: {str(exc).strip()}")
-    except ValueError as exc:
-        verdict = Verdict.error(check_id, str(exc))
-    return record(verdict)
+    # A malformed value in the feature (a JSON path, a size) is "could not check" too.
+    return guarded(check_id, action, bad_input=True)
 
 
 def _lookup(kind: str, name: str, resolve: Callable[[str], Any]) -> Any:

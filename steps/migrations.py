@@ -8,7 +8,7 @@ The subject and the restored backup come from the backup steps' shared state
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +37,7 @@ from drills.migrations import (
 from drills.targets import PostgresTarget, ScratchPostgres
 
 from .context import PARSE_TYPES, ScenarioState
+from .guard import guarded
 
 SUITE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,17 +82,6 @@ def migration_state() -> Iterator[MigrationState]:
         yield state
     finally:
         state.close()
-
-
-def _guarded(check_id: str, action: Callable[[], Verdict]) -> Verdict:
-    """Run a check; a drillbook error becomes a verdict naming what and where."""
-    try:
-        verdict = action()
-    except DrillbookError as exc:
-        verdict = verdict_from_error(check_id, exc)
-    except psycopg.OperationalError as exc:
-        verdict = Verdict.error(check_id, f"database unreachable: {str(exc).strip()}")
-    return record(verdict)
 
 
 def _resolve(text: str, request: pytest.FixtureRequest) -> Path:
@@ -189,7 +179,7 @@ def replay_from_empty(drillbook_env: Any, migration_state: MigrationState) -> No
         migration_state.head = replayer.snapshot()
         return replay_verdict(migrations, migration_state.runs, target=replayer.target.describe())
 
-    _guarded("migrations.replay", replay)
+    guarded("migrations.replay", replay)
 
 
 @when("the migrations are replayed up, down and up again")
@@ -209,7 +199,7 @@ def replay_round_trip(drillbook_env: Any, migration_state: MigrationState) -> No
                               f"{len(result.steps)} steps applied up, down and up again",
                               evidence={"steps": [s.to_evidence() for s in result.steps]})
 
-    _guarded("migrations.round_trip", run)
+    guarded("migrations.round_trip", run)
 
 
 def _open_replay(env: Any, state: MigrationState, migrations: MigrationSet) -> MigrationReplay:
@@ -292,7 +282,7 @@ def _drift(drill_state: ScenarioState, state: MigrationState, *, ignore: list[st
                              actual_name=subject.name,
                              evidence={"ignored_tables": ignore, "subject": subject.describe()})
 
-    _guarded("migrations.drift", check)
+    guarded("migrations.drift", check)
 
 
 @then("the migration history of the subject matches the migration files")
@@ -315,7 +305,7 @@ def _history(drill_state: ScenarioState, state: MigrationState, *, allow_pending
         history = _read_history(subject.dsn, state.history_table)
         return validate_history(history, migrations.for_history(), allow_pending=allow_pending)
 
-    _guarded("migrations.history", check)
+    guarded("migrations.history", check)
 
 
 def _read_history(dsn: str, table: str | None) -> History:
@@ -354,7 +344,7 @@ def apply_pending(drill_state: ScenarioState, migration_state: MigrationState) -
             evidence={"backup": restored.backup.key, "history": report.to_evidence(),
                       "steps": [r.to_evidence() for r in migration_state.pending_runs]})
 
-    _guarded("migrations.pending_applied", run)
+    guarded("migrations.pending_applied", run)
 
 
 def _shown(migration: Any) -> str:
@@ -397,7 +387,7 @@ def _lint(drill_state: ScenarioState, state: MigrationState, rules: set[str] | s
                        {**verdict.evidence, "scope": scope,
                         "linted": [migrations.relative(m.up) for m in chosen]})
 
-    _guarded("migrations.lint", check)
+    guarded("migrations.lint", check)
 
 
 def _subject(drill_state: ScenarioState) -> PostgresTarget:

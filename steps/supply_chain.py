@@ -39,11 +39,12 @@ from checks.signatures import (
     verify_attestation,
     verify_bundle,
 )
-from checks.verdict import Verdict, record, verdict_from_error
+from checks.verdict import Verdict
 from checks.vulnerabilities import Severity, no_known_vulnerabilities
 from drills.releases import Release, build_sandbox_release, open_release
 
 from .context import ScenarioState
+from .guard import guarded
 
 SANDBOX_RELEASES = ("release", "release-canary")
 # The embedded environments (local servers or containers) have no release of their own: drillbook builds one.
@@ -115,15 +116,6 @@ def _state(drill_state: ScenarioState) -> SupplyChainState:
     return found
 
 
-def _guarded(check_id: str, action: Callable[[], Verdict]) -> Verdict:
-    """Run a check; a drillbook error (bad config, missing release, unreadable root) becomes a verdict."""
-    try:
-        verdict = action()
-    except DrillbookError as exc:
-        verdict = verdict_from_error(check_id, exc)
-    return record(verdict)
-
-
 def _release(state: SupplyChainState) -> Release:
     if state.release is None:
         raise ConfigError("no release in this scenario",
@@ -169,7 +161,7 @@ def the_release(name: str, drillbook_releases: Releases, drill_state: ScenarioSt
                                         "artifacts": [a.relative_to(release.directory).as_posix()
                                                       for a in release.artifacts()]})
 
-    _guarded("release.found", resolve)
+    guarded("release.found", resolve)
 
 
 @given(parsers.parse('the trusted root "{root}"'))
@@ -185,7 +177,7 @@ def the_trusted_root(root: str, drill_state: ScenarioState) -> None:
         return Verdict.passed("signature.trusted_root", f"trusted root {state.root.label}",
                               evidence=state.root.evidence())
 
-    _guarded("signature.trusted_root", load)
+    guarded("signature.trusted_root", load)
 
 
 @given(parsers.parse('signatures are expected from identity "{identity}" and issuer "{issuer}"'))
@@ -221,7 +213,7 @@ def every_artifact_signed(drill_state: ScenarioState) -> None:
         return verify_artifacts(release.artifacts(), trusted_root=_root(state), identity=identity,
                                 issuer=issuer, github=state.github, check_id="release.signatures")
 
-    _guarded("release.signatures", check)
+    guarded("release.signatures", check)
 
 
 @then("the SBOM is signed by the expected identity")
@@ -239,7 +231,7 @@ def sbom_signed(drill_state: ScenarioState) -> None:
         return verify_bundle(sbom, bundle, trusted_root=_root(state), identity=identity, issuer=issuer,
                              github=state.github, check_id="release.sbom_signature")
 
-    _guarded("release.sbom_signature", check)
+    guarded("release.sbom_signature", check)
 
 
 @then("the provenance attestation verifies and covers every artifact")
@@ -265,7 +257,7 @@ def provenance_covers(drill_state: ScenarioState) -> None:
             "release.provenance", "no attestation verifies and covers every artifact: "
             + "; ".join(v.message for v in verdicts))
 
-    _guarded("release.provenance", check)
+    guarded("release.provenance", check)
 
 
 # ---- Then: SBOM and vulnerabilities -----------------------------------------------------------
@@ -292,7 +284,7 @@ def _sbom_check(check_id: str, state: SupplyChainState, run: Callable[[Path], Ve
             return Verdict.failed(check_id, str(exc))
         return run(sbom)
 
-    _guarded(check_id, check)
+    guarded(check_id, check)
 
 
 @then("the SBOM is valid CycloneDX")

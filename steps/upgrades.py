@@ -13,11 +13,9 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-import psycopg
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from checks.errors import DrillbookError
 from checks.upgrades import (
     OrderRule,
     PlanError,
@@ -45,6 +43,7 @@ from drills.upgrades import (
 )
 
 from .context import PARSE_TYPES, ScenarioState
+from .guard import guarded
 from .migrations import MigrationState, _resolve
 
 
@@ -100,17 +99,6 @@ def upgrade_state() -> Iterator[UpgradeState]:
         yield state
     finally:
         state.close()
-
-
-def _guarded(check_id: str, action: Callable[[], Verdict]) -> Verdict:
-    """Run a check; bad plan input or a drillbook error becomes a verdict naming what and where."""
-    try:
-        verdict = action()
-    except DrillbookError as exc:
-        verdict = verdict_from_error(check_id, exc)
-    except psycopg.OperationalError as exc:
-        verdict = Verdict.error(check_id, f"database unreachable: {str(exc).strip()}")
-    return record(verdict)
 
 
 def _plan_input(action: Callable[[], None]) -> None:
@@ -198,25 +186,25 @@ def minimum_installed(major: int, version: str, upgrade_state: UpgradeState) -> 
 @then("the upgrade plan is well formed")
 def plan_well_formed(upgrade_state: UpgradeState) -> None:
     """Unique step names, known components, rules naming steps of the plan."""
-    _guarded("upgrade.plan", lambda: plan_structure(upgrade_state.require_plan()))
+    guarded("upgrade.plan", lambda: plan_structure(upgrade_state.require_plan()))
 
 
 @then("the upgrade steps respect every ordering rule")
 def plan_order(upgrade_state: UpgradeState) -> None:
     """Each rule's `before` step comes before its `after` step; the rules form no cycle."""
-    _guarded("upgrade.order", lambda: ordering(upgrade_state.require_plan()))
+    guarded("upgrade.order", lambda: ordering(upgrade_state.require_plan()))
 
 
 @then("every destructive upgrade step has a rollback step")
 def plan_rollbacks(upgrade_state: UpgradeState) -> None:
     """A destructive step with no rollback cannot be undone on the night."""
-    _guarded("upgrade.rollback", lambda: rollbacks(upgrade_state.require_plan()))
+    guarded("upgrade.rollback", lambda: rollbacks(upgrade_state.require_plan()))
 
 
 @then("the planned downtime fits in the window")
 def plan_downtime(upgrade_state: UpgradeState) -> None:
     """First to last downtime step, everything in between, at their estimates, within the window."""
-    _guarded("upgrade.downtime_window", lambda: downtime_window(upgrade_state.require_plan()))
+    guarded("upgrade.downtime_window", lambda: downtime_window(upgrade_state.require_plan()))
 
 
 @then("the version path to the target version is allowed")
@@ -241,7 +229,7 @@ def plan_version_path(upgrade_state: UpgradeState, drillbook_upgrade: UpgradeReq
                                         "or state `installed` in the plan")
         return version_path(installed, target, plan.policy)
 
-    _guarded(check, run)
+    guarded(check, run)
 
 
 # ---------------------------------------------------------------- the rehearsal
@@ -288,7 +276,7 @@ def rehearse(datatable: list[list[str]], drillbook_env: Any, drill_state: Scenar
                                      f"{shown}", measured=round(sum(s.duration_s for s in result.steps), 6),
                               evidence=result.evidence())
 
-    _guarded(check, run)
+    guarded(check, run)
 
 
 @then("the rehearsed downtime fits in the window")
@@ -306,5 +294,5 @@ def rehearsed_within_window(upgrade_state: UpgradeState) -> None:
         return rehearsed_downtime(result.steps, plan.window,
                                   estimated=result.estimated_downtime_not_rehearsed())
 
-    _guarded(check, run)
+    guarded(check, run)
 
