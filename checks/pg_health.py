@@ -1,4 +1,4 @@
-"""Health of a live PostgreSQL subject: reachability, replication, connections, queries, size, rows.
+"""Health of a live PostgreSQL subject: reachability, replication, connections, queries, size, growth, rows.
 
 Every check reads through a session opened by :func:`connect_read_only`:
 ``default_transaction_read_only`` is on for the whole session (autocommit or
@@ -9,6 +9,8 @@ reuse :mod:`checks.postgres`.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +26,7 @@ from .verdict import Verdict, format_duration
 CONNECT_TIMEOUT_S = 10
 # Long query texts are cut in evidence: enough to recognise the query, not a whole report.
 _QUERY_PREVIEW_CHARS = 200
+_DAY = timedelta(days=1)
 
 
 def connect_read_only(dsn: str, *, label: str, timeout_s: int = CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
@@ -167,15 +170,91 @@ def long_running_queries(conn: psycopg.Connection[Any], *, limit: timedelta, lab
     )
 
 
+def database_size(conn: psycopg.Connection[Any]) -> tuple[str, int]:
+    """The current database's name and ``pg_database_size`` in bytes."""
+    row = conn.execute("SELECT current_database(), pg_database_size(current_database())").fetchone()
+    assert row is not None  # a SELECT without FROM always returns a row
+    return str(row[0]), int(row[1])
+
+
 def database_smaller_than(conn: psycopg.Connection[Any], *, max_bytes: int, label: str) -> Verdict:
     """``pg_database_size(current_database())`` is below ``max_bytes``."""
-    row = conn.execute("SELECT current_database(), pg_database_size(current_database())").fetchone()
-    assert row is not None
-    name, size = str(row[0]), int(row[1])
+    name, size = database_size(conn)
     return Verdict.compare(
         "postgres.size", measured=size, expected=f"< {max_bytes}", ok=size < max_bytes,
         message=f"{label}: database {name} is {format_size(size)}, limit {format_size(max_bytes)}",
         evidence={"target": label, "database": name, "bytes": size, "limit_bytes": max_bytes},
+    )
+
+
+@dataclass(frozen=True)
+class SizeMeasurement:
+    """A database size an earlier run recorded: the bytes, when, and in which run."""
+
+    bytes: int
+    measured_at: datetime
+    run_id: str
+
+
+def database_growth(
+    conn: psycopg.Connection[Any], *, max_bytes_per_day: int, previous: SizeMeasurement | None,
+    now: datetime, label: str, skipped: Sequence[str] = (), searched: str = "",
+) -> Verdict:
+    """Measure the size now and hand it to :func:`growth_within` (``now``: when it is measured)."""
+    name, size = database_size(conn)
+    return growth_within(size, database=name, previous=previous, now=now, max_bytes_per_day=max_bytes_per_day,
+                         label=label, skipped=skipped, searched=searched)
+
+
+def growth_per_day(before: int, after: int, elapsed: timedelta) -> float:
+    """Bytes per day between two sizes ``elapsed`` apart (negative: it shrank); ``elapsed`` must be > 0."""
+    if elapsed <= timedelta(0):
+        raise ValueError(f"the earlier size must be earlier: {format_duration(elapsed)} apart")
+    return (after - before) / (elapsed / _DAY)
+
+
+def growth_within(
+    size: int, *, database: str, previous: SizeMeasurement | None, now: datetime, max_bytes_per_day: int,
+    label: str, skipped: Sequence[str] = (), searched: str = "",
+) -> Verdict:
+    """Growth per day since ``previous`` is at most ``max_bytes_per_day``.
+
+    No earlier measurement: not applicable, with the size measured now in the
+    evidence (the next run compares with it). ``skipped`` names earlier results
+    that could not be read; ``searched`` says where earlier runs were looked for.
+    """
+    check_id = "postgres.growth"
+    limit = f"{format_size(max_bytes_per_day)} per day"
+    evidence: dict[str, Any] = {"target": label, "database": database, "bytes": size, "measured_at": now,
+                                "limit_bytes_per_day": max_bytes_per_day}
+    if searched:
+        evidence["searched"] = searched
+    if skipped:
+        evidence["unreadable_results"] = list(skipped)
+    if previous is None:
+        return Verdict.not_applicable(
+            check_id, f"{label}: first measurement: recorded {size:,} bytes ({format_size(size)}) of "
+            f"database {database}; growth is checked from the next run",
+            evidence=evidence,
+        )
+    elapsed = now - previous.measured_at
+    evidence["previous"] = {"run_id": previous.run_id, "bytes": previous.bytes,
+                            "measured_at": previous.measured_at}
+    evidence["elapsed_s"] = elapsed.total_seconds()
+    if elapsed <= timedelta(0):
+        return Verdict.error(
+            check_id, f"{label}: the earlier size (run {previous.run_id}, {_stamp(previous.measured_at)}) "
+            f"is not earlier than now ({_stamp(now)}): check the clocks", evidence=evidence)
+    rate = growth_per_day(previous.bytes, size, elapsed)
+    evidence["growth_bytes_per_day"] = round(rate)
+    change = f"grew by {format_size(round(rate))}" if rate >= 0 else f"shrank by {format_size(round(-rate))}"
+    return Verdict.compare(
+        check_id, measured=round(rate), expected=f"<= {max_bytes_per_day} bytes per day",
+        ok=rate <= max_bytes_per_day,
+        message=f"{label}: database {database} {change} per day ({format_size(previous.bytes)} → "
+                f"{format_size(size)} in {format_duration(elapsed)} since run {previous.run_id}), "
+                f"limit {limit}",
+        evidence=evidence,
     )
 
 

@@ -33,7 +33,8 @@ from reports.results import CADENCES, RunResult, ScenarioResult, StepResult
 from . import __version__
 
 pytest_plugins = ["steps.context", "steps.backup", "steps.cadence", "drillbook.audit", "steps.migrations",
-                  "steps.supply_chain", "drillbook.upgrade_gate", "steps.upgrades", "steps.health"]
+                  "steps.supply_chain", "drillbook.upgrade_gate", "steps.upgrades", "drillbook.history",
+                  "steps.health"]
 
 GATES = ("pre-upgrade",)
 COMPONENTS = ("postgres", "redis", "s3", "http", "tls", "prometheus", "sigstore", "sbom")

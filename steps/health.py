@@ -214,6 +214,18 @@ def pg_size(size: int, drill_state: ScenarioState) -> None:
                 lambda conn, label: pg_health.database_smaller_than(conn, max_bytes=size, label=label))
 
 
+@then(parsers.parse("the database grew by at most {size:Size} per day since the last run",
+                    extra_types=HEALTH_TYPES))
+def pg_growth(size: int, drill_state: ScenarioState, drillbook_history: Any) -> None:
+    """Size growth per day since this scenario's last recorded size of the database; first: not applicable."""
+    subject = _subject(drill_state)
+    now = datetime.now(UTC)
+    earlier = drillbook_history.previous_size(_label(subject), before=now)
+    _on_subject(drill_state, "postgres.growth", lambda conn, label: pg_health.database_growth(
+        conn, max_bytes_per_day=size, previous=earlier.previous, now=now, label=label,
+        skipped=earlier.unreadable, searched=earlier.searched))
+
+
 @then("the subject's tables hold at least these rows:")
 def pg_subject_row_counts(datatable: list[list[str]], drill_state: ScenarioState) -> None:
     """Per-table minimum row counts in the subject database (| table | rows |), exact count(*)."""

@@ -1,0 +1,159 @@
+"""What earlier runs measured: the database sizes a growth check compares with.
+
+Earlier runs are the sibling run directories of this run's (``out/<run-id>/``
+beside ``out/<this-run>/``), each with the ``results.json`` its run wrote.
+:func:`load_earlier_runs` reads them (an unreadable one is named, never fatal);
+:func:`previous_size` picks, from those, the most recent size the same
+scenario recorded for the same target. The ``drillbook_history`` fixture (a
+plugin of its own, listed in the runner plugin's ``pytest_plugins``) hands both
+to the growth step, bound to the scenario being run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from checks import redact
+from checks.pg_health import SizeMeasurement
+from checks.verdict import Verdict
+from reports.results import RunResult, ScenarioResult
+
+RESULTS = "results.json"
+# The verdicts that record a database size in evidence ("target", "bytes").
+SIZE_CHECKS = frozenset({"postgres.size", "postgres.growth"})
+
+
+@dataclass(frozen=True)
+class EarlierRuns:
+    """The readable earlier runs beside a run directory, and the results files that could not be read."""
+
+    searched: Path | None
+    runs: tuple[RunResult, ...] = ()
+    unreadable: tuple[str, ...] = ()
+
+
+def load_earlier_runs(run_dir: Path | None) -> EarlierRuns:
+    """Every sibling of ``run_dir`` holding a ``results.json``, read; ``run_dir`` itself and links left out.
+
+    A results file that is not JSON, or not a run's results, is listed in
+    ``unreadable`` (path and reason) and skipped.
+    """
+    if run_dir is None:
+        return EarlierRuns(searched=None)
+    here = run_dir.resolve()
+    parent = here.parent
+    runs: list[RunResult] = []
+    unreadable: list[str] = []
+    if not parent.is_dir():
+        return EarlierRuns(searched=parent)
+    for candidate in sorted(parent.iterdir()):
+        # `out/latest` is a link to one of the runs: read each run once.
+        if candidate.is_symlink() or not candidate.is_dir() or candidate.resolve() == here:
+            continue
+        results = candidate / RESULTS
+        if not results.is_file():
+            continue  # a run that never finished writing (or not a run directory)
+        try:
+            runs.append(RunResult.read(results))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            unreadable.append(f"{results}: {type(exc).__name__}: {exc}")
+    return EarlierRuns(searched=parent, runs=tuple(runs), unreadable=tuple(unreadable))
+
+
+def scenario_key(scenario: ScenarioResult) -> str:
+    """A scenario's identity across runs: its ``@id``, else its feature file and name."""
+    return scenario.scenario_id or f"{scenario.feature_path} :: {scenario.scenario}"
+
+
+def previous_size(runs: Iterable[RunResult], *, scenario: str, target: str,
+                  before: datetime) -> SizeMeasurement | None:
+    """The most recent size that ``scenario`` recorded for ``target`` strictly before ``before``."""
+    found = [m for m in _sizes(runs, scenario=scenario, target=target) if m.measured_at < before]
+    return max(found, key=lambda m: m.measured_at, default=None)
+
+
+def _sizes(runs: Iterable[RunResult], *, scenario: str, target: str) -> Iterator[SizeMeasurement]:
+    for run in runs:
+        for result in run.scenarios:
+            if scenario_key(result) != scenario:
+                continue
+            for verdict in result.verdicts:
+                measurement = _size_of(verdict, target=target, run_id=run.run_id)
+                if measurement is not None:
+                    yield measurement
+
+
+def _size_of(verdict: Verdict, *, target: str, run_id: str) -> SizeMeasurement | None:
+    evidence = verdict.evidence
+    if verdict.id not in SIZE_CHECKS or not isinstance(evidence, Mapping) or evidence.get("target") != target:
+        return None
+    size = evidence.get("bytes")
+    if not isinstance(size, int) or isinstance(size, bool):
+        return None
+    return SizeMeasurement(bytes=size, measured_at=_moment(evidence.get("measured_at"), verdict.started_at),
+                           run_id=run_id)
+
+
+def _moment(recorded: object, fallback: datetime) -> datetime:
+    """When a size was measured: the evidence's ``measured_at``, else the verdict's start."""
+    moment = fallback
+    if isinstance(recorded, str):
+        try:
+            moment = datetime.fromisoformat(recorded)
+        except ValueError:
+            moment = fallback
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SizeLookup:
+    """What the growth step hands the check: the earlier size (or none), and what was searched."""
+
+    previous: SizeMeasurement | None
+    searched: str
+    unreadable: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScenarioHistory:
+    """Earlier runs, seen from one scenario of this run."""
+
+    scenario: str
+    earlier: EarlierRuns
+
+    def previous_size(self, target: str, *, before: datetime) -> SizeLookup:
+        """The most recent earlier size of ``target`` (its label as evidence records it) in this scenario."""
+        # Evidence is written redacted: compare with the label as it was written.
+        previous = previous_size(self.earlier.runs, scenario=self.scenario, target=redact.redact(target),
+                                 before=before)
+        if self.earlier.searched is None:
+            searched = "this run has no run directory (--drillbook-out), so no earlier runs"
+        else:
+            searched = (f"{len(self.earlier.runs)} earlier run(s) in {self.earlier.searched}, "
+                        f"scenario {self.scenario}")
+        return SizeLookup(previous=previous, searched=searched, unreadable=self.earlier.unreadable)
+
+
+@pytest.fixture(scope="session")
+def drillbook_earlier_runs(request: pytest.FixtureRequest) -> EarlierRuns:
+    """The earlier runs beside this run's directory, read once per run when a step first asks."""
+    from .plugin import session_of
+
+    return load_earlier_runs(session_of(request.config).out)
+
+
+@pytest.fixture
+def drillbook_history(request: pytest.FixtureRequest, drillbook_earlier_runs: EarlierRuns) -> ScenarioHistory:
+    """Earlier runs' measurements for the scenario being run (matched by its ``@id``)."""
+    from .plugin import session_of
+
+    nodeid = request.node.nodeid
+    scenario = next((s for s in reversed(session_of(request.config).scenarios) if s.nodeid == nodeid), None)
+    if scenario is None:
+        raise LookupError(f"{nodeid} is not a drillbook scenario: no earlier runs to compare with")
+    return ScenarioHistory(scenario=scenario_key(scenario), earlier=drillbook_earlier_runs)
