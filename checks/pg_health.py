@@ -9,7 +9,6 @@ reuse :mod:`checks.postgres`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -196,14 +195,30 @@ class SizeMeasurement:
     run_id: str
 
 
+@dataclass(frozen=True)
+class EarlierSize:
+    """What earlier runs offer a growth check.
+
+    ``previous``: the latest size the scenario recorded for this target, or
+    None; ``searched``: where earlier runs were looked for; ``unreadable``:
+    results files that could not be read (skipped); ``other_targets``: targets
+    the scenario measured in earlier runs that are not this one (another
+    server, port or database).
+    """
+
+    previous: SizeMeasurement | None = None
+    searched: str = ""
+    unreadable: tuple[str, ...] = ()
+    other_targets: tuple[str, ...] = ()
+
+
 def database_growth(
-    conn: psycopg.Connection[Any], *, max_bytes_per_day: int, previous: SizeMeasurement | None,
-    now: datetime, label: str, skipped: Sequence[str] = (), searched: str = "",
+    conn: psycopg.Connection[Any], *, max_bytes_per_day: int, earlier: EarlierSize, now: datetime, label: str,
 ) -> Verdict:
     """Measure the size now and hand it to :func:`growth_within` (``now``: when it is measured)."""
     name, size = database_size(conn)
-    return growth_within(size, database=name, previous=previous, now=now, max_bytes_per_day=max_bytes_per_day,
-                         label=label, skipped=skipped, searched=searched)
+    return growth_within(size, database=name, earlier=earlier, now=now, max_bytes_per_day=max_bytes_per_day,
+                         label=label)
 
 
 def growth_per_day(before: int, after: int, elapsed: timedelta) -> float:
@@ -214,29 +229,30 @@ def growth_per_day(before: int, after: int, elapsed: timedelta) -> float:
 
 
 def growth_within(
-    size: int, *, database: str, previous: SizeMeasurement | None, now: datetime, max_bytes_per_day: int,
-    label: str, skipped: Sequence[str] = (), searched: str = "",
+    size: int, *, database: str, earlier: EarlierSize, now: datetime, max_bytes_per_day: int, label: str,
 ) -> Verdict:
-    """Growth per day since ``previous`` is at most ``max_bytes_per_day``.
+    """Growth per day since the earlier size is at most ``max_bytes_per_day``.
 
-    No earlier measurement: not applicable, with the size measured now in the
-    evidence (the next run compares with it). ``skipped`` names earlier results
-    that could not be read; ``searched`` says where earlier runs were looked for.
+    No earlier size: not applicable, with the size measured now in the
+    evidence (the next run compares with it).
     """
     check_id = "postgres.growth"
     limit = f"{format_size(max_bytes_per_day)} per day"
     evidence: dict[str, Any] = {"target": label, "database": database, "bytes": size, "measured_at": now,
                                 "limit_bytes_per_day": max_bytes_per_day}
-    if searched:
-        evidence["searched"] = searched
-    if skipped:
-        evidence["unreadable_results"] = list(skipped)
+    if earlier.searched:
+        evidence["searched"] = earlier.searched
+    if earlier.unreadable:
+        evidence["unreadable_results"] = list(earlier.unreadable)
+    previous = earlier.previous
     if previous is None:
-        return Verdict.not_applicable(
-            check_id, f"{label}: first measurement: recorded {size:,} bytes ({format_size(size)}) of "
-            f"database {database}; growth is checked from the next run",
-            evidence=evidence,
-        )
+        reason = (f"{label}: first measurement: recorded {size:,} bytes ({format_size(size)}) of "
+                  f"database {database}; growth is checked from the next run")
+        if earlier.other_targets:
+            evidence["other_targets"] = list(earlier.other_targets)
+            reason += (" (earlier runs of this scenario measured another server or database: "
+                       + ", ".join(earlier.other_targets) + ")")
+        return Verdict.not_applicable(check_id, reason, evidence=evidence)
     elapsed = now - previous.measured_at
     evidence["previous"] = {"run_id": previous.run_id, "bytes": previous.bytes,
                             "measured_at": previous.measured_at}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from checks import redact
-from checks.pg_health import SizeMeasurement
+from checks.pg_health import EarlierSize, SizeMeasurement
 from checks.verdict import Verdict
 from reports.results import RunResult, ScenarioResult
 
@@ -77,6 +77,13 @@ def previous_size(runs: Iterable[RunResult], *, scenario: str, target: str,
     return max(found, key=lambda m: m.measured_at, default=None)
 
 
+def measured_targets(runs: Iterable[RunResult], *, scenario: str) -> set[str]:
+    """Every target ``scenario`` recorded a size of, in any of ``runs``."""
+    return {str(v.evidence["target"]) for run in runs for result in run.scenarios
+            if scenario_key(result) == scenario for v in result.verdicts
+            if _size_of(v, target=None, run_id=run.run_id) is not None}
+
+
 def _sizes(runs: Iterable[RunResult], *, scenario: str, target: str) -> Iterator[SizeMeasurement]:
     for run in runs:
         for result in run.scenarios:
@@ -88,9 +95,12 @@ def _sizes(runs: Iterable[RunResult], *, scenario: str, target: str) -> Iterator
                     yield measurement
 
 
-def _size_of(verdict: Verdict, *, target: str, run_id: str) -> SizeMeasurement | None:
+def _size_of(verdict: Verdict, *, target: str | None, run_id: str) -> SizeMeasurement | None:
+    """The size a verdict recorded (of ``target``; None: of any target), or None when it recorded none."""
     evidence = verdict.evidence
-    if verdict.id not in SIZE_CHECKS or not isinstance(evidence, Mapping) or evidence.get("target") != target:
+    if verdict.id not in SIZE_CHECKS or not isinstance(evidence, Mapping) or "target" not in evidence:
+        return None
+    if target is not None and evidence["target"] != target:
         return None
     size = evidence.get("bytes")
     if not isinstance(size, int) or isinstance(size, bool):
@@ -111,32 +121,25 @@ def _moment(recorded: object, fallback: datetime) -> datetime:
 
 
 @dataclass(frozen=True)
-class SizeLookup:
-    """What the growth step hands the check: the earlier size (or none), and what was searched."""
-
-    previous: SizeMeasurement | None
-    searched: str
-    unreadable: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class ScenarioHistory:
     """Earlier runs, seen from one scenario of this run."""
 
     scenario: str
     earlier: EarlierRuns
 
-    def previous_size(self, target: str, *, before: datetime) -> SizeLookup:
+    def previous_size(self, target: str, *, before: datetime) -> EarlierSize:
         """The most recent earlier size of ``target`` (its label as evidence records it) in this scenario."""
         # Evidence is written redacted: compare with the label as it was written.
-        previous = previous_size(self.earlier.runs, scenario=self.scenario, target=redact.redact(target),
-                                 before=before)
+        written = redact.redact(target)
+        previous = previous_size(self.earlier.runs, scenario=self.scenario, target=written, before=before)
+        others = sorted(measured_targets(self.earlier.runs, scenario=self.scenario) - {written})
         if self.earlier.searched is None:
             searched = "this run has no run directory (--drillbook-out), so no earlier runs"
         else:
             searched = (f"{len(self.earlier.runs)} earlier run(s) in {self.earlier.searched}, "
                         f"scenario {self.scenario}")
-        return SizeLookup(previous=previous, searched=searched, unreadable=self.earlier.unreadable)
+        return EarlierSize(previous=previous, searched=searched, unreadable=self.earlier.unreadable,
+                           other_targets=tuple(others))
 
 
 @pytest.fixture(scope="session")

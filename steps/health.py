@@ -222,8 +222,7 @@ def pg_growth(size: int, drill_state: ScenarioState, drillbook_history: Any) -> 
     now = datetime.now(UTC)
     earlier = drillbook_history.previous_size(_label(subject), before=now)
     _on_subject(drill_state, "postgres.growth", lambda conn, label: pg_health.database_growth(
-        conn, max_bytes_per_day=size, previous=earlier.previous, now=now, label=label,
-        skipped=earlier.unreadable, searched=earlier.searched))
+        conn, max_bytes_per_day=size, earlier=earlier, now=now, label=label))
 
 
 @then("the subject's tables hold at least these rows:")

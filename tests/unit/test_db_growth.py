@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from checks.pg_health import SizeMeasurement, growth_per_day, growth_within
+from checks.pg_health import EarlierSize, SizeMeasurement, growth_per_day, growth_within
 from checks.verdict import Outcome, Verdict
 from drillbook.history import ScenarioHistory, load_earlier_runs, previous_size
 from reports.results import RunResult, ScenarioResult
@@ -61,8 +61,8 @@ class TestGrowthVerdict:
             self, before: int, after: int, elapsed: timedelta, limit: int) -> None:
         """Passed iff growth per day <= limit; evidence keeps both sizes, the elapsed time and the rate."""
         previous = SizeMeasurement(bytes=before, measured_at=NOW - elapsed, run_id="r1")
-        verdict = growth_within(after, database="sark", previous=previous, now=NOW, max_bytes_per_day=limit,
-                                label=LABEL)
+        verdict = growth_within(after, database="sark", earlier=EarlierSize(previous), now=NOW,
+                                max_bytes_per_day=limit, label=LABEL)
         rate = growth_per_day(before, after, elapsed)
         assert verdict.outcome is (Outcome.PASSED if rate <= limit else Outcome.FAILED)
         assert verdict.evidence["bytes"] == after
@@ -73,8 +73,8 @@ class TestGrowthVerdict:
     def test_a_failure_names_database_growth_and_limit(self) -> None:
         previous = SizeMeasurement(bytes=10 * GB, measured_at=NOW - timedelta(days=2),
                                    run_id="20260313T1200Z-a")
-        verdict = growth_within(14 * GB, database="sark", previous=previous, now=NOW, max_bytes_per_day=GB,
-                                label=LABEL)
+        verdict = growth_within(14 * GB, database="sark", earlier=EarlierSize(previous), now=NOW,
+                                max_bytes_per_day=GB, label=LABEL)
         assert verdict.outcome is Outcome.FAILED
         assert verdict.message == (
             f"{LABEL}: database sark grew by 2.0 GB per day (10 GB → 14 GB in 48h 00m 00s since run "
@@ -82,16 +82,17 @@ class TestGrowthVerdict:
 
     def test_a_shrinking_database_passes_and_says_so(self) -> None:
         previous = SizeMeasurement(bytes=20 * MB, measured_at=NOW - timedelta(days=1), run_id="r")
-        verdict = growth_within(10 * MB, database="sark", previous=previous, now=NOW, max_bytes_per_day=0,
-                                label=LABEL)
+        verdict = growth_within(10 * MB, database="sark", earlier=EarlierSize(previous), now=NOW,
+                                max_bytes_per_day=0, label=LABEL)
         assert verdict.outcome is Outcome.PASSED
         assert "shrank by 10 MB per day" in verdict.message
 
     def test_the_first_measurement_is_not_applicable_and_keeps_the_size(self) -> None:
         """No earlier size: not applicable with the reason, and the size now recorded for the next run."""
-        verdict = growth_within(123_456, database="sark", previous=None, now=NOW, max_bytes_per_day=GB,
-                                label=LABEL, skipped=["out/x/results.json: JSONDecodeError: ..."],
-                                searched="2 earlier run(s) in out")
+        earlier = EarlierSize(None, searched="2 earlier run(s) in out",
+                              unreadable=("out/x/results.json: JSONDecodeError: ...",))
+        verdict = growth_within(123_456, database="sark", earlier=earlier, now=NOW, max_bytes_per_day=GB,
+                                label=LABEL)
         assert verdict.outcome is Outcome.NOT_APPLICABLE
         assert "first measurement: recorded 123,456 bytes" in verdict.message
         assert "growth is checked from the next run" in verdict.message
@@ -102,9 +103,18 @@ class TestGrowthVerdict:
 
     def test_an_earlier_size_from_the_future_is_an_error(self) -> None:
         previous = SizeMeasurement(bytes=1, measured_at=NOW + timedelta(minutes=1), run_id="r")
-        verdict = growth_within(2, database="sark", previous=previous, now=NOW, max_bytes_per_day=GB,
-                                label=LABEL)
+        verdict = growth_within(2, database="sark", earlier=EarlierSize(previous), now=NOW,
+                                max_bytes_per_day=GB, label=LABEL)
         assert verdict.outcome is Outcome.ERROR and "check the clocks" in verdict.message
+
+    def test_a_first_measurement_names_the_targets_measured_before(self) -> None:
+        """Earlier runs that measured another server or database are said, not silently ignored."""
+        earlier = EarlierSize(None, other_targets=("`sark` (sark on 10.0.0.9:5432)",))
+        verdict = growth_within(5, database="sark", earlier=earlier, now=NOW, max_bytes_per_day=GB,
+                                label=LABEL)
+        assert verdict.outcome is Outcome.NOT_APPLICABLE
+        assert "measured another server or database: `sark` (sark on 10.0.0.9:5432)" in verdict.message
+        assert verdict.evidence["other_targets"] == ["`sark` (sark on 10.0.0.9:5432)"]
 
 
 MEASUREMENTS = st.lists(st.tuples(
@@ -172,7 +182,16 @@ class TestEarlierRuns:
         assert earlier.unreadable == ()
         lookup = ScenarioHistory(scenario="SARK-03", earlier=earlier).previous_size(LABEL, before=NOW)
         assert lookup.previous == SizeMeasurement(bytes=2, measured_at=NOW - timedelta(days=1), run_id="r2")
-        assert "2 earlier run(s)" in lookup.searched
+        assert "2 earlier run(s)" in lookup.searched and lookup.other_targets == ()
+
+    def test_sizes_of_other_targets_are_named_not_used(self, tmp_path: Path) -> None:
+        out = tmp_path / "out"
+        moved = "`sark` (sark on 10.0.0.9:5432)"
+        measured = _size_verdict(1, NOW - timedelta(days=1), target=moved)
+        self._write(out, "r1", _run("r1", ("SARK-03", [measured])))
+        lookup = ScenarioHistory(scenario="SARK-03", earlier=load_earlier_runs(out / "now")).previous_size(
+            LABEL, before=NOW)
+        assert lookup.previous is None and lookup.other_targets == (moved,)
 
     @pytest.mark.parametrize("content", ["{not json", json.dumps({"run_id": "x"}), json.dumps([1, 2]),
                                          json.dumps({"run_id": "x", "started_at": "t", "scenarios": [{}]})])
