@@ -26,6 +26,8 @@ CONNECT_TIMEOUT_S = 10
 # Long query texts are cut in evidence: enough to recognise the query, not a whole report.
 _QUERY_PREVIEW_CHARS = 200
 _DAY = timedelta(days=1)
+# A first measurement names at most this many other targets in its message (all are in the evidence).
+_OTHER_TARGETS_SHOWN = 3
 
 
 def connect_read_only(dsn: str, *, label: str, timeout_s: int = CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
@@ -203,7 +205,7 @@ class EarlierSize:
     None; ``searched``: where earlier runs were looked for; ``unreadable``:
     results files that could not be read (skipped); ``other_targets``: targets
     the scenario measured in earlier runs that are not this one (another
-    server, port or database).
+    server, port or database), the most recently measured first.
     """
 
     previous: SizeMeasurement | None = None
@@ -250,8 +252,10 @@ def growth_within(
                   f"database {database}; growth is checked from the next run")
         if earlier.other_targets:
             evidence["other_targets"] = list(earlier.other_targets)
-            reason += (" (earlier runs of this scenario measured another server or database: "
-                       + ", ".join(earlier.other_targets) + ")")
+            shown = ", ".join(earlier.other_targets[:_OTHER_TARGETS_SHOWN])
+            more = len(earlier.other_targets) - _OTHER_TARGETS_SHOWN
+            reason += (f" (earlier runs of this scenario measured another server or database: {shown}"
+                       + (f" and {more} more" if more > 0 else "") + ")")
         return Verdict.not_applicable(check_id, reason, evidence=evidence)
     elapsed = now - previous.measured_at
     evidence["previous"] = {"run_id": previous.run_id, "bytes": previous.bytes,

@@ -77,11 +77,19 @@ def previous_size(runs: Iterable[RunResult], *, scenario: str, target: str,
     return max(found, key=lambda m: m.measured_at, default=None)
 
 
-def measured_targets(runs: Iterable[RunResult], *, scenario: str) -> set[str]:
-    """Every target ``scenario`` recorded a size of, in any of ``runs``."""
-    return {str(v.evidence["target"]) for run in runs for result in run.scenarios
-            if scenario_key(result) == scenario for v in result.verdicts
-            if _size_of(v, target=None, run_id=run.run_id) is not None}
+def measured_targets(runs: Iterable[RunResult], *, scenario: str) -> list[str]:
+    """Every target ``scenario`` recorded a size of in ``runs``, the most recently measured first."""
+    latest: dict[str, datetime] = {}
+    for run in runs:
+        for result in run.scenarios:
+            if scenario_key(result) != scenario:
+                continue
+            for verdict in result.verdicts:
+                measurement = _size_of(verdict, target=None, run_id=run.run_id)
+                if measurement is not None:
+                    target = str(verdict.evidence["target"])
+                    latest[target] = max(latest.get(target, measurement.measured_at), measurement.measured_at)
+    return sorted(latest, key=lambda t: latest[t], reverse=True)
 
 
 def _sizes(runs: Iterable[RunResult], *, scenario: str, target: str) -> Iterator[SizeMeasurement]:
@@ -132,7 +140,7 @@ class ScenarioHistory:
         # Evidence is written redacted: compare with the label as it was written.
         written = redact.redact(target)
         previous = previous_size(self.earlier.runs, scenario=self.scenario, target=written, before=before)
-        others = sorted(measured_targets(self.earlier.runs, scenario=self.scenario) - {written})
+        others = [t for t in measured_targets(self.earlier.runs, scenario=self.scenario) if t != written]
         if self.earlier.searched is None:
             searched = "this run has no run directory (--drillbook-out), so no earlier runs"
         else:

@@ -193,6 +193,20 @@ class TestEarlierRuns:
             LABEL, before=NOW)
         assert lookup.previous is None and lookup.other_targets == (moved,)
 
+    def test_other_targets_come_most_recent_first_and_the_message_names_three(self, tmp_path: Path) -> None:
+        out = tmp_path / "out"
+        for day in range(1, 6):
+            ported = f"`sark` (sark on 127.0.0.1:{5000 + day})"
+            self._write(out, f"r{day}", _run(f"r{day}", ("SARK-03", [
+                _size_verdict(1, NOW - timedelta(days=day), target=ported)])))
+        earlier = ScenarioHistory(scenario="SARK-03", earlier=load_earlier_runs(out / "now")).previous_size(
+            LABEL, before=NOW)
+        assert [t[-5:-1] for t in earlier.other_targets] == ["5001", "5002", "5003", "5004", "5005"]
+        verdict = growth_within(5, database="sark", earlier=earlier, now=NOW, max_bytes_per_day=GB,
+                                label=LABEL)
+        assert "127.0.0.1:5003) and 2 more)" in verdict.message and "5004" not in verdict.message
+        assert len(verdict.evidence["other_targets"]) == 5
+
     @pytest.mark.parametrize("content", ["{not json", json.dumps({"run_id": "x"}), json.dumps([1, 2]),
                                          json.dumps({"run_id": "x", "started_at": "t", "scenarios": [{}]})])
     def test_an_unreadable_results_file_is_named_and_skipped(self, tmp_path: Path, content: str) -> None:
