@@ -39,6 +39,18 @@ Feature: SARK daily operations — the morning checklist
     Then the database answers "SELECT 1" within 2 seconds
     And the database is smaller than 50 GB
 
+  @id:SARK-07 @daily @postgres @impact:medium
+  Scenario: The database grows no faster than the capacity plan allows
+    The monthly capacity review forecasts growth from the daily size of
+    step 5. Measured every day against the size the previous run recorded,
+    growth is known before the review: at more than 1 GB a day (this pack's
+    threshold; the runbook documents none) a 50 GB plan is outgrown within
+    weeks. The first run only records the size (not applicable, with the
+    reason); growth is checked from the next run on.
+
+    Given the subject database "sark"
+    Then the database grew by at most 1 GB per day since the last run
+
   @id:SARK-04 @daily @redis @impact:medium
   Scenario: Redis answers and its memory is within maxmemory
     Step 6 reads `INFO memory`. Near maxmemory, Redis evicts sessions and
