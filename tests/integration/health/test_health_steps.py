@@ -215,6 +215,11 @@ Feature: Health and thresholds
     Given the subject database "subject"
     Then no row of "scans" has "status" = "running" with "started_at" older than 2 hours
 
+  @id:P-05 @daily @postgres
+  Scenario: growth on a first run
+    Given the subject database "subject"
+    Then the database grew by at most 1 GB per day since the last run
+
   @id:R-01 @daily @redis
   Scenario: the cache is healthy
     Given the Redis "cache"
@@ -323,6 +328,7 @@ EXPECTED = {
     "P-02": "not_applicable",
     "P-03": "failed",
     "P-04": "failed",
+    "P-05": "not_applicable",
     "R-01": "passed",
     "R-02": "warning",
     "R-03": "error",
@@ -371,6 +377,7 @@ class TestHealthStepsEndToEnd:
     def test_thresholds_are_reported_with_what_was_measured(self, health_run: dict[str, Any]) -> None:
         assert "holds 1,500 items: in the warning band" in _messages(health_run, "R-02")
         assert "pg_stat_replication is empty" in _messages(health_run, "P-02")
+        assert "first measurement: recorded" in _messages(health_run, "P-05")
         assert "1 duplicated" in _messages(health_run, "P-03")
         missing = health_run["scenarios"]["A-02"]["verdicts"][-1]["evidence"]["missing"]
         assert len(missing) == 1
