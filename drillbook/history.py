@@ -73,48 +73,40 @@ def scenario_key(scenario: ScenarioResult) -> str:
 def previous_size(runs: Iterable[RunResult], *, scenario: str, target: str,
                   before: datetime) -> SizeMeasurement | None:
     """The most recent size that ``scenario`` recorded for ``target`` strictly before ``before``."""
-    found = [m for m in _sizes(runs, scenario=scenario, target=target) if m.measured_at < before]
+    found = [m for t, m in _recorded_sizes(runs, scenario=scenario) if t == target and m.measured_at < before]
     return max(found, key=lambda m: m.measured_at, default=None)
 
 
 def measured_targets(runs: Iterable[RunResult], *, scenario: str) -> list[str]:
     """Every target ``scenario`` recorded a size of in ``runs``, the most recently measured first."""
     latest: dict[str, datetime] = {}
-    for run in runs:
-        for result in run.scenarios:
-            if scenario_key(result) != scenario:
-                continue
-            for verdict in result.verdicts:
-                measurement = _size_of(verdict, target=None, run_id=run.run_id)
-                if measurement is not None:
-                    target = str(verdict.evidence["target"])
-                    latest[target] = max(latest.get(target, measurement.measured_at), measurement.measured_at)
+    for target, measurement in _recorded_sizes(runs, scenario=scenario):
+        latest[target] = max(latest.get(target, measurement.measured_at), measurement.measured_at)
     return sorted(latest, key=lambda t: latest[t], reverse=True)
 
 
-def _sizes(runs: Iterable[RunResult], *, scenario: str, target: str) -> Iterator[SizeMeasurement]:
+def _recorded_sizes(runs: Iterable[RunResult], *, scenario: str) -> Iterator[tuple[str, SizeMeasurement]]:
+    """(target, size) of every size verdict ``scenario`` recorded in ``runs``."""
     for run in runs:
         for result in run.scenarios:
             if scenario_key(result) != scenario:
                 continue
             for verdict in result.verdicts:
-                measurement = _size_of(verdict, target=target, run_id=run.run_id)
-                if measurement is not None:
-                    yield measurement
+                found = _size_of(verdict, run_id=run.run_id)
+                if found is not None:
+                    yield found
 
 
-def _size_of(verdict: Verdict, *, target: str | None, run_id: str) -> SizeMeasurement | None:
-    """The size a verdict recorded (of ``target``; None: of any target), or None when it recorded none."""
+def _size_of(verdict: Verdict, *, run_id: str) -> tuple[str, SizeMeasurement] | None:
+    """The target and size a verdict recorded, or None when it recorded none."""
     evidence = verdict.evidence
-    if verdict.id not in SIZE_CHECKS or not isinstance(evidence, Mapping) or "target" not in evidence:
+    if verdict.id not in SIZE_CHECKS or not isinstance(evidence, Mapping):
         return None
-    if target is not None and evidence["target"] != target:
+    target, size = evidence.get("target"), evidence.get("bytes")
+    if not isinstance(target, str) or not isinstance(size, int) or isinstance(size, bool):
         return None
-    size = evidence.get("bytes")
-    if not isinstance(size, int) or isinstance(size, bool):
-        return None
-    return SizeMeasurement(bytes=size, measured_at=_moment(evidence.get("measured_at"), verdict.started_at),
-                           run_id=run_id)
+    measured_at = _moment(evidence.get("measured_at"), verdict.started_at)
+    return target, SizeMeasurement(bytes=size, measured_at=measured_at, run_id=run_id)
 
 
 def _moment(recorded: object, fallback: datetime) -> datetime:
