@@ -410,14 +410,18 @@ class ContainersEnvironment(provision.ProductServices):
 
     def _in_parallel(self, jobs: Mapping[str, Callable[[], None]]) -> None:
         """Run jobs in threads; the first failure is raised once all have stopped (the rest abandon)."""
-        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        pool = ThreadPoolExecutor(max_workers=len(jobs))
+        try:
+            # Submitting is inside the try: a Ctrl-C landing while the first jobs already run must
+            # abort them too, or the pool's shutdown waits for every container to become ready.
             futures = [pool.submit(job) for job in jobs.values()]
-            try:
-                for future in as_completed(futures):
-                    future.result()
-            except BaseException:
-                self._abort.set()
-                raise
+            for future in as_completed(futures):
+                future.result()
+        except BaseException:
+            self._abort.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _run_service(self, key: str, ready_timeout: float, say: Progress) -> None:
         service = self._services[key]
