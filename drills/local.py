@@ -45,6 +45,7 @@ from .processes import (
     RedisServer,
     S3Server,
     copy_tree,
+    stop_each,
     template_datadir,
 )
 from .sandbox import fleet, history, provision
@@ -412,22 +413,12 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
         return found
 
     def _stop_all(self) -> None:
-        # Each stop is independent: one failing must not keep the others running.
-        errors: list[BaseException] = []
         # The products' clock writes to the subject cluster: it stops first.
-        for stop in (self.products.stop if self.products else None,
-                     self.scratch.close if self.scratch else None,
-                     self.subject.stop if self.subject else None,
-                     self.redis_server.stop if self.redis_server else None,
-                     self.s3.stop if self.s3 else None):
-            if stop is None:
-                continue
-            try:
-                stop()
-            except Exception as exc:  # noqa: BLE001 - collected and re-raised after the rest stopped
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        stop_each((self.products.stop if self.products else None,
+                   self.scratch.close if self.scratch else None,
+                   self.subject.stop if self.subject else None,
+                   self.redis_server.stop if self.redis_server else None,
+                   self.s3.stop if self.s3 else None))
 
     def leftovers(self) -> list[str]:
         """Processes still running or files still on disk (empty after :meth:`close`)."""

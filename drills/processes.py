@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -114,6 +114,20 @@ def copy_tree(source: Path, target: Path) -> None:
                             check=False)
     if result.returncode != 0:
         raise OSError(f"cp -a {source} {target} failed: {result.stderr.strip()}")
+
+
+def stop_each(stops: Iterable[Callable[[], object] | None]) -> None:
+    """Call every stop in turn; one failing must not keep the others running. Raises the first error."""
+    errors: list[BaseException] = []
+    for stop in stops:
+        if stop is None:
+            continue
+        try:
+            stop()
+        except Exception as exc:  # noqa: BLE001 - collected and re-raised after the rest stopped
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def free_port() -> int:

@@ -39,6 +39,7 @@ from typing import Any
 
 from checks.errors import EnvironmentError_
 
+from ..processes import stop_each
 from ..targets import HttpTarget, PostgresTarget, PrometheusTarget, RedisTarget, Role, StoreSpec, TlsTarget
 from . import products
 from .services import (
@@ -428,19 +429,9 @@ class ProductFleet:
         self._stopping.set()
         if self._seeding is not None:
             self._seeding.join(30)  # it writes to the subject cluster, which stops after this
-        errors: list[BaseException] = []
-        stops = [self.clock.stop if self.clock else None,
-                 self.prometheus_server.stop if self.prometheus_server else None,
-                 *[service.stop for service in self.services.values()]]
-        for stop in stops:
-            if stop is None:
-                continue
-            try:
-                stop()
-            except Exception as exc:  # noqa: BLE001 - collected and re-raised after the rest stopped
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        stop_each([self.clock.stop if self.clock else None,
+                   self.prometheus_server.stop if self.prometheus_server else None,
+                   *[service.stop for service in self.services.values()]])
 
 
 def _iso_now() -> str:
