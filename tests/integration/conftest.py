@@ -5,12 +5,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from checks.errors import EnvironmentError_
 from drills import pgtools
 from drills.local import LocalEnvironment
+from tests.support.engine import pointed_at_test_engine
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +37,22 @@ def local_env(sandbox_xdg_cache: Path) -> Iterator[LocalEnvironment]:
         yield env
     finally:
         env.close()
+
+
+@pytest.fixture(scope="module")
+def on_test_engine() -> Iterator[None]:
+    """DOCKER_HOST names the test engine while a docker module runs (bootstrap exports it apart)."""
+    with pointed_at_test_engine():
+        yield
+
+
+@pytest.fixture(scope="module")
+def docker_client(on_test_engine: None) -> Iterator[Any]:
+    """A docker SDK client on the test engine, closed after the module."""
+    import docker
+
+    engine = docker.from_env(timeout=60)
+    try:
+        yield engine
+    finally:
+        engine.close()

@@ -24,16 +24,9 @@ from checks.verdict import Outcome
 from drills.containers_env import ContainersEnvironment
 from drills.restore import RestoreDrill
 from drills.targets import PostgresTarget, Role
-from tests.support.engine import pointed_at_test_engine, requires_docker
+from tests.support.engine import requires_docker
 
-pytestmark = [pytest.mark.docker, requires_docker()]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _test_engine() -> Iterator[None]:
-    """DOCKER_HOST names the test engine while this module runs (bootstrap exports it apart)."""
-    with pointed_at_test_engine():
-        yield
+pytestmark = [pytest.mark.docker, requires_docker(), pytest.mark.usefixtures("on_test_engine")]
 
 
 def _images() -> dict[str, str]:

@@ -24,7 +24,7 @@ import pytest
 from checks.errors import EnvironmentError_
 from drills.containers_env import ContainersEnvironment
 from tests.support.cli import Spawned, drillbook
-from tests.support.engine import drillbook_containers, pointed_at_test_engine, requires_docker
+from tests.support.engine import drillbook_containers, requires_docker
 
 RUN_TIMEOUT_S = 600
 EXIT_DEADLINE_S = 60
@@ -34,30 +34,13 @@ MISSING_IMAGE = "drillbook-test/not-on-this-engine:0"
 ONE_FEATURE = "features/backup/restore_from_yesterday.feature"
 
 docker = pytest.mark.docker
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _test_engine() -> Iterator[None]:
-    """DOCKER_HOST names the test engine while this module runs (bootstrap exports it apart)."""
-    with pointed_at_test_engine():
-        yield
+pytestmark = pytest.mark.usefixtures("on_test_engine")
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    import docker as docker_sdk
-
-    engine = docker_sdk.from_env(timeout=60)
-    try:
-        yield engine
-    finally:
-        engine.close()
-
-
-@pytest.fixture(scope="module")
-def exiting_image(client: Any) -> Iterator[str]:
+def exiting_image(docker_client: Any) -> Iterator[str]:
     """A tiny image (no layer of its own) whose entrypoint prints one line and exits 3."""
-    base = client.containers.create("redis:7", entrypoint=["true"])
+    base = docker_client.containers.create("redis:7", entrypoint=["true"])
     try:
         base.commit(repository=EXITING_IMAGE.split(":")[0], tag=EXITING_IMAGE.split(":")[1], changes=[
             f'ENTRYPOINT ["/bin/sh", "-c", "echo starting; echo \\"{EXITING_MESSAGE}\\" >&2; exit 3"]',
@@ -68,7 +51,7 @@ def exiting_image(client: Any) -> Iterator[str]:
     try:
         yield EXITING_IMAGE
     finally:
-        client.images.remove(EXITING_IMAGE, force=True)
+        docker_client.images.remove(EXITING_IMAGE, force=True)
 
 
 def _outcomes(out: Path) -> dict[str, str]:
@@ -93,7 +76,7 @@ def _config(tmp_path: Path, **images: str) -> Path:
 @requires_docker()
 class TestDefaultFeatures:
     def test_pass_as_on_the_local_sandbox(self, tmp_path: Path, sandbox_cache_env: dict[str, str],
-                                          client: Any) -> None:
+                                          docker_client: Any) -> None:
         """Every default scenario passes on containers, with the same outcome as on `--env local`."""
         on_containers = drillbook("run", "--env", "containers", "--out", str(tmp_path / "containers"),
                                   env=sandbox_cache_env, timeout=RUN_TIMEOUT_S)
@@ -106,11 +89,11 @@ class TestDefaultFeatures:
         assert containers and set(containers.values()) == {"passed"}
         results = json.loads((tmp_path / "containers" / "latest" / "results.json").read_text())
         assert results["environment"] == "containers"
-        assert drillbook_containers(client) == []
+        assert drillbook_containers(docker_client) == []
 
 
     def test_packs_match_the_local_sandbox_but_for_write_times(
-            self, tmp_path: Path, sandbox_cache_env: dict[str, str], client: Any) -> None:
+            self, tmp_path: Path, sandbox_cache_env: dict[str, str], docker_client: Any) -> None:
         """The product packs: the same outcomes as on `--env local`, except where a schedule check reads
         S3 objects' write times (LastModified), as AUR-04 does. The local sandbox backdates them to each
         backup's time through its in-process moto; an S3 server in a container stamps the upload time,
@@ -134,7 +117,7 @@ class TestDefaultFeatures:
             assert failed and all("write times (LastModified)" in m for m in failed), (scenario["id"], failed)
             assert scenario["outcome"] == "failed" and not [
                 v for v in scenario["verdicts"] if v["outcome"] == "error"], scenario["id"]
-        assert drillbook_containers(client) == []
+        assert drillbook_containers(docker_client) == []
 
 
 def _first_scenario(line: str) -> bool:
@@ -159,7 +142,7 @@ class TestInterrupted:
         pytest.param(_seeding, lambda run: run.send(signal.SIGTERM), id="sigterm-while-seeding"),
         pytest.param(_starting, Spawned.interrupt_group, id="ctrl-c-while-containers-start"),
     ])
-    def test_no_container_is_left(self, tmp_path: Path, sandbox_cache_env: dict[str, str], client: Any,
+    def test_no_container_is_left(self, tmp_path: Path, sandbox_cache_env: dict[str, str], docker_client: Any,
                                   moment: Callable[[str], bool],
                                   interrupt: Callable[[Spawned], None]) -> None:
         """Ctrl-C or SIGTERM, mid-run or while the containers are seeded: exit 1, and the engine
@@ -168,7 +151,8 @@ class TestInterrupted:
         try:
             run.wait_for_line(moment, timeout=RUN_TIMEOUT_S)
             if moment is not _starting:
-                assert len(drillbook_containers(client, pid=run.proc.pid)) == 4, "expected four containers"
+                started = drillbook_containers(docker_client, pid=run.proc.pid)
+                assert len(started) == 4, "expected four containers"
             interrupt(run)
             code = run.wait(EXIT_DEADLINE_S)
         finally:
@@ -176,7 +160,7 @@ class TestInterrupted:
                 run.kill()
         assert code == 1, run.stdout + run.stderr
         assert "interrupted" in run.stderr, run.stderr
-        assert drillbook_containers(client, pid=run.proc.pid) == []
+        assert drillbook_containers(docker_client, pid=run.proc.pid) == []
 
 
 @docker
@@ -199,7 +183,7 @@ class TestEngineNotAnswering:
 @docker
 @requires_docker()
 class TestBadImages:
-    def test_missing_image_is_named_with_how_to_provide_it(self, tmp_path: Path, client: Any,
+    def test_missing_image_is_named_with_how_to_provide_it(self, tmp_path: Path, docker_client: Any,
                                                            sandbox_cache_env: dict[str, str]) -> None:
         """An image the engine lacks (and cannot pull): errored scenarios naming it, `docker pull` and the
         config key; no container was created."""
@@ -212,10 +196,11 @@ class TestBadImages:
         assert MISSING_IMAGE in failure and "subject PostgreSQL" in failure
         assert f"docker pull {MISSING_IMAGE}" in failure
         assert 'image = \"...\"' in failure or 'image = "..."' in failure
-        assert drillbook_containers(client) == []
+        assert drillbook_containers(docker_client) == []
 
     def test_container_exiting_at_start_shows_its_last_log_lines(
-            self, tmp_path: Path, client: Any, exiting_image: str, sandbox_cache_env: dict[str, str]) -> None:
+            self, tmp_path: Path, docker_client: Any, exiting_image: str,
+            sandbox_cache_env: dict[str, str]) -> None:
         """A container that exits while starting: errored scenarios quoting its exit status and last log
         lines; every container of the run is removed."""
         config = _config(tmp_path, cache=exiting_image)
@@ -227,13 +212,14 @@ class TestBadImages:
         assert "Redis container" in failure and exiting_image in failure
         assert "exited with status 3" in failure
         assert EXITING_MESSAGE in failure
-        assert drillbook_containers(client) == []
+        assert drillbook_containers(docker_client) == []
 
 
 @docker
 @requires_docker()
 class TestPortTaken:
-    def test_taken_host_port_is_named_and_nothing_is_left(self, sandbox_xdg_cache: Path, client: Any) -> None:
+    def test_taken_host_port_is_named_and_nothing_is_left(self, sandbox_xdg_cache: Path,
+                                                          docker_client: Any) -> None:
         """A pinned host port someone holds on 127.0.0.1: the error names the port; no container survives."""
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
             holder.bind(("127.0.0.1", 0))
@@ -244,4 +230,4 @@ class TestPortTaken:
                                             host_ports={"postgres": port})
         assert f"127.0.0.1:{port}" in caught.value.message
         assert "already in use" in caught.value.message
-        assert drillbook_containers(client, pid=os.getpid()) == []
+        assert drillbook_containers(docker_client, pid=os.getpid()) == []

@@ -18,39 +18,23 @@ import psycopg
 import pytest
 import redis
 
-from tests.support.engine import pointed_at_test_engine, requires_docker
+from tests.support.engine import requires_docker
 
-pytestmark = [pytest.mark.docker, requires_docker()]
+pytestmark = [pytest.mark.docker, requires_docker(), pytest.mark.usefixtures("on_test_engine")]
 
 READY_S = 60
 READY_LINE = "database system is ready to accept connections"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _test_engine() -> Iterator[None]:
-    with pointed_at_test_engine():
-        yield
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    import docker
-
-    engine = docker.from_env(timeout=60)
-    try:
-        yield engine
-    finally:
-        engine.close()
-
-
 @pytest.fixture
-def run(client: Any) -> Iterator[Callable[..., Any]]:
+def run(docker_client: Any) -> Iterator[Callable[..., Any]]:
     """Start a container from an image, its port published on 127.0.0.1; removed after the test."""
     started: list[Any] = []
 
     def start(image: str, port: int, **kwargs: Any) -> Any:
-        container = client.containers.run(image, detach=True, ports={f"{port}/tcp": ("127.0.0.1", None)},
-                                          labels={"org.drillbook.test": "images"}, **kwargs)
+        container = docker_client.containers.run(image, detach=True,
+                                                 ports={f"{port}/tcp": ("127.0.0.1", None)},
+                                                 labels={"org.drillbook.test": "images"}, **kwargs)
         started.append(container)
         return container
 
