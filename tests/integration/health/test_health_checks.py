@@ -217,36 +217,14 @@ class TestPostgresHealth:
         """SentraScan: a scan running for 3 h fails a 2 h limit; none passes a 4 h limit."""
         now = datetime.now(UTC)
         with pg_health.connect_read_only(primary.dsn(), label="p") as conn:
-            stuck = pg_health.stuck_rows(
-                conn,
-                "scans",
-                column="status",
-                state="running",
-                time_column="started_at",
-                limit=timedelta(hours=2),
-                now=now,
-                label="p",
-            )
-            fine = pg_health.stuck_rows(
-                conn,
-                "scans",
-                column="status",
-                state="running",
-                time_column="started_at",
-                limit=timedelta(hours=4),
-                now=now,
-                label="p",
-            )
-            typo = pg_health.stuck_rows(
-                conn,
-                "scan",
-                column="status",
-                state="running",
-                time_column="started_at",
-                limit=timedelta(hours=4),
-                now=now,
-                label="p",
-            )
+            def running_longer(table: str, hours: int) -> Verdict:
+                return pg_health.stuck_rows(conn, table, column="status", state="running",
+                                            time_column="started_at", limit=timedelta(hours=hours),
+                                            now=now, label="p")
+
+            stuck = running_longer("scans", 2)
+            fine = running_longer("scans", 4)
+            typo = running_longer("scan", 4)
         assert stuck.outcome is Outcome.FAILED and "1 row of scans has been" in stuck.message
         assert fine.outcome is Outcome.PASSED
         assert typo.outcome is Outcome.ERROR and '"scan" does not exist' in typo.message
