@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Generator, Iterator
@@ -65,6 +66,9 @@ class DrillSession:
     _env_error: DrillbookError | None = None
     _opened: float = 0.0
     scenarios: list[ScenarioResult] = field(default_factory=list)
+    # Environments report progress from worker threads (containers start side by side): one
+    # line at a time, and one thread at a time suspending pytest's capture.
+    _say_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def say(self, line: str) -> None:
         if not self.progress:
@@ -72,16 +76,17 @@ class DrillSession:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         capture = self.config.pluginmanager.get_plugin("capturemanager")
         text = redact.redact(line)
-        if reporter is None:
-            print(text, file=sys.stderr, flush=True)
-            return
-        if capture is not None:
-            # Progress is for the person watching: it must not vanish into pytest's capture.
-            with capture.global_and_fixture_disabled():
+        with self._say_lock:
+            if reporter is None:
+                print(text, file=sys.stderr, flush=True)
+                return
+            if capture is not None:
+                # Progress is for the person watching: it must not vanish into pytest's capture.
+                with capture.global_and_fixture_disabled():
+                    reporter.write_line(text)
+                    reporter.flush()
+            else:
                 reporter.write_line(text)
-                reporter.flush()
-        else:
-            reporter.write_line(text)
 
     def environment(self) -> Any:
         if self._env_error is not None:
