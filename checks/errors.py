@@ -6,14 +6,19 @@
     ├── ConfigError                  bad or unknown key, bad value, missing ${ENV}
     ├── SafetyError                  a write would touch something that is not scratch
     │   ├── NotScratch               the target is a subject
-    │   └── ScratchNotEmpty          the configured scratch database holds objects
+    │   ├── ScratchNotEmpty          the configured scratch database holds objects
+    │   ├── ScratchOnSubjectServer   the configured scratch is on a subject's server (or may be)
+    │   ├── ScratchRoleTooPowerful   the configured scratch's role could reach beyond its database
+    │   └── ScratchNotRestored       cleanup could not leave the configured scratch as it was found
     ├── EnvironmentError_            a local server or container could not be provided
     │   └── ServerStartError         a server never became ready before its deadline
     ├── BackupError                  a backup could not be found, read or restored
     │   ├── NoBackupFound
-    │   ├── BackupUnreadable         zero bytes, truncated, not a dump, checksum mismatch
+    │   ├── BackupUnreadable         zero bytes, truncated, not a dump
+    │   │   └── ChecksumMismatch     the sidecar's digest differs (checked before any restore)
     │   ├── StoreUnreachable         the S3 endpoint or directory cannot be listed
     │   └── RestoreFailed            pg_restore / psql exited non-zero
+    │       └── BackupRefused        the backup tried a meta-command or a superuser-only right
     ├── TargetUnreachable            a subject database or service does not answer
     │   └── AuthenticationFailed     it answers, but refuses the credentials
     └── UnusableAnswer               it answers, but not with something checkable (not JSON,
@@ -64,6 +69,27 @@ class ScratchNotEmpty(SafetyError):
     default_hint = "point `scratch` at an empty database or let drillbook create one"
 
 
+class ScratchOnSubjectServer(SafetyError):
+    default_hint = (
+        "point `scratch` at a database on a server that holds no subject, or let drillbook create one"
+    )
+
+
+class ScratchRoleTooPowerful(SafetyError):
+    default_hint = (
+        "as a superuser on the scratch server run: CREATE ROLE drill LOGIN PASSWORD '...'; "
+        "CREATE DATABASE scratch OWNER drill; then point `scratch` at "
+        "postgresql://drill@HOST:PORT/scratch (password from ${ENV})"
+    )
+
+
+class ScratchNotRestored(SafetyError):
+    default_hint = (
+        "compare the configured scratch database with the differences named, and restore it by hand "
+        "before the next run"
+    )
+
+
 class EnvironmentError_(DrillbookError):  # trailing underscore: avoids shadowing the builtin
     pass
 
@@ -84,12 +110,23 @@ class BackupUnreadable(BackupError):
     default_hint = "the backup file itself is damaged: take a fresh backup and investigate the job"
 
 
+class ChecksumMismatch(BackupUnreadable):
+    default_hint = ("the backup is not the file its job wrote (damaged or altered): it was never "
+                    "restored; take a fresh backup and investigate the store")
+
+
 class StoreUnreachable(BackupError):
     default_hint = "check the endpoint URL, credentials and network path to the backup store"
 
 
 class RestoreFailed(BackupError):
     default_hint = "the dump does not restore cleanly: read the restore log in the evidence"
+
+
+class BackupRefused(RestoreFailed):
+    """The backup tried what a restore may not do (a psql meta-command, a superuser-only statement)."""
+
+    default_hint = "the backup tried something only a superuser or psql's client side may do"
 
 
 class TargetUnreachable(DrillbookError):
