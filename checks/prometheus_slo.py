@@ -4,6 +4,9 @@
 one sample: aggregate in PromQL (``max(...)``, ``sum(...)``) when a metric has
 several series. A query Prometheus rejects, an empty result, several series
 or NaN is an error verdict naming the query: it could not be checked.
+
+A redirect is not followed (:func:`checks.http_health.fetch`'s default): the number must
+come from the configured server, and a redirect elsewhere is an error naming its Location.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .errors import DrillbookError, UnusableAnswer
-from .http_health import HttpResponse, endpoint_url, fetch
+from .http_health import HttpResponse, endpoint_url, fetch, shown_url
 from .thresholds import compare
 from .verdict import Verdict, verdict_from_error
 
@@ -40,6 +43,14 @@ def instant_query(
     """Run ``query``; raise :class:`UnusableAnswer` naming it unless it yields exactly one number."""
     url = endpoint_url(base_url, "/api/v1/query") + "?" + urlencode({"query": query})
     response = fetch(url, target=target, ca_file=ca_file, timeout_s=timeout_s)
+    if response.redirect is not None:
+        location = shown_url(response.redirect.location)
+        raise UnusableAnswer(
+            f"Prometheus `{target}`: query {query!r} answered HTTP {response.status} redirecting to "
+            f"{location}, {response.redirect.refused}", target=target, query=query, location=location,
+            hint="set the target's `url` to the Prometheus server's own address (with its path prefix, "
+            "if any): drillbook never takes the answer from wherever a server redirects",
+        )
     return parse_query_response(response, query)
 
 

@@ -53,6 +53,8 @@ password inside a DSN) is registered with :mod:`checks.redact`.
     url = "https://sark.internal:8443"
     ca_file = "certs/internal-ca.pem"   # optional: else the system store (relative to this file)
     headers = { Authorization = "Bearer ${SARK_TOKEN}" }   # optional
+    follow_redirects = "never"  # optional: a 3xx is the answer (default); or "same-origin": follow
+                                # redirects to the same scheme, host and port only
 
     [targets.sovra-edge]        # certificates: a live endpoint ...
     kind = "tls"
@@ -80,6 +82,7 @@ from typing import Any
 
 from checks import redact
 from checks.errors import ConfigError
+from checks.http_health import FollowRedirects
 
 from .targets import HttpTarget, PostgresTarget, PrometheusTarget, RedisTarget, Role, StoreSpec, TlsTarget
 
@@ -99,7 +102,7 @@ _TARGET_KEYS: dict[str, set[str]] = {
         "access_key_id", "secret_access_key", "checksum_suffix",
     },
     "directory": {"kind", "path", "key_pattern", "checksum_suffix"},
-    "http": {"kind", "url", "ca_file", "headers"},
+    "http": {"kind", "url", "ca_file", "headers", "follow_redirects"},
     "tls": {"kind", "host", "port", "server_name", "pem_file", "ca_file"},
     "prometheus": {"kind", "url", "ca_file"},
 }
@@ -163,7 +166,8 @@ class Config:
         for name, ht in self.http.items():
             data["targets"][name] = {"kind": "http", "url": redact.redact(ht.url),
                                      "ca_file": str(ht.ca_file) if ht.ca_file else None,
-                                     "headers": {k: redact.redact(v) for k, v in ht.headers}}
+                                     "headers": {k: redact.redact(v) for k, v in ht.headers},
+                                     "follow_redirects": ht.follow_redirects.value}
         for name, tl in self.tls.items():
             data["targets"][name] = {"kind": "tls", "host": tl.host, "port": tl.port,
                                      "server_name": tl.server_name,
@@ -274,6 +278,8 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
             http_targets[name] = HttpTarget(
                 name=name, url=url, ca_file=_file(values.get("ca_file"), path, where, f"{key}.ca_file"),
                 headers=_headers(spec.get("headers", {}), where, f"{key}.headers", environ),
+                follow_redirects=_follow_redirects(values.get("follow_redirects"), where,
+                                                   f"{key}.follow_redirects"),
             )
         elif kind == "prometheus":
             url = _http_url(_required(values, "url", where, key), where, f"{key}.url")
@@ -378,6 +384,21 @@ def _file(value: str | None, config_path: Path | None, where: str, key: str) -> 
         raise ConfigError(f"{where}: `{key}`: no such file {candidate}", file=where, key=key,
                           hint="paths are relative to the config file")
     return candidate
+
+
+def _follow_redirects(value: str | None, where: str, key: str) -> FollowRedirects:
+    """``never`` (the default: a 3xx is the answer) or ``same-origin``; anything else names the key."""
+    if value is None:
+        return FollowRedirects.NEVER
+    try:
+        return FollowRedirects(value)
+    except ValueError:
+        allowed = ", ".join(f'"{mode.value}"' for mode in FollowRedirects)
+        raise ConfigError(
+            f"{where}: `{key}` must be one of {allowed}, got {value!r}", file=where, key=key,
+            hint='"never" (the default) reports a redirect as the answer; "same-origin" follows it '
+            "only to the target's own scheme, host and port: other hosts never receive its headers",
+        ) from None
 
 
 def _headers(value: Any, where: str, key: str, environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from checks.errors import NotScratch, ScratchNotEmpty
+from checks.http_health import FollowRedirects
 
 
 class Role(enum.StrEnum):
@@ -107,13 +108,18 @@ class RedisTarget:
 
 @dataclass(frozen=True)
 class HttpTarget:
-    """An HTTP(S) service a health check reads; TLS is always verified (``ca_file`` or the system store)."""
+    """An HTTP(S) service a health check reads; TLS is always verified (``ca_file`` or the system store).
+
+    ``follow_redirects``: a 3xx is the answer unless the config opts in to same-origin redirects;
+    ``headers`` (tokens) are never sent to another origin either way.
+    """
 
     name: str
     url: str
     ca_file: Path | None = None
     headers: tuple[tuple[str, str], ...] = ()
     timeout_s: float = 10.0
+    follow_redirects: FollowRedirects = FollowRedirects.NEVER
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def _fetch(state: HealthState, path: str, *, fresh: bool) -> http_health.HttpRes
         try:
             state.responses[path] = http_health.fetch(
                 url, target=target.name, ca_file=target.ca_file, headers=target.headers,
-                timeout_s=target.timeout_s)
+                timeout_s=target.timeout_s, follow_redirects=target.follow_redirects)
         except DrillbookError as exc:
             state.responses[path] = exc
     return state.responses[path]

@@ -45,6 +45,21 @@ class Route:
     content_type: str = "application/json"
     delay_s: float = 0.0
     need_header: tuple[str, str] | None = None
+    # Extra response headers, e.g. a redirect's ("Location", url).
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def redirect_route(location: str, status: int = 302, body: bytes = b"") -> Route:
+    """A 3xx pointing at ``location`` (its body, if any, must never be judged as the target's)."""
+    return Route(status=status, body=body, headers=(("Location", location),))
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request a test server got: its path and every header as sent."""
+
+    path: str
+    headers: tuple[tuple[str, str], ...]
 
 
 def json_route(document: object, status: int = 200, **kw: object) -> Route:
@@ -60,15 +75,23 @@ class Served:
     server: ThreadingHTTPServer
     thread: threading.Thread
     routes: dict[str, Route] = field(default_factory=dict)
+    # Every request in arrival order: what a redirect test asserts never reached this server.
+    received: list[Received] = field(default_factory=list)
 
 
 @contextlib.contextmanager
 def serve(routes: Mapping[str, Route], *, tls: ssl.SSLContext | None = None) -> Iterator[Served]:
-    """Serve ``routes`` (path → Route) on 127.0.0.1 until the block ends; unknown paths are 404."""
+    """Serve ``routes`` (path → Route) on 127.0.0.1 until the block ends; unknown paths are 404.
+
+    ``routes`` may be changed while it runs (``Served.routes``): a redirect can name a server
+    started after this one. Every request is recorded in ``Served.received``.
+    """
     table = dict(routes)
+    received: list[Received] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            received.append(Received(path=self.path, headers=tuple(self.headers.items())))
             route = table.get(self.path.split("?")[0])
             if route is None:
                 route = Route(status=404, body=b'{"error": "not found"}')
@@ -80,6 +103,8 @@ def serve(routes: Mapping[str, Route], *, tls: ssl.SSLContext | None = None) -> 
             self.send_response(route.status)
             self.send_header("Content-Type", route.content_type)
             self.send_header("Content-Length", str(len(route.body)))
+            for name, value in route.headers:
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(route.body)
 
@@ -96,7 +121,8 @@ def serve(routes: Mapping[str, Route], *, tls: ssl.SSLContext | None = None) -> 
     scheme = "https" if tls is not None else "http"
     try:
         yield Served(
-            url=f"{scheme}://127.0.0.1:{port}", port=port, server=server, thread=thread, routes=table
+            url=f"{scheme}://127.0.0.1:{port}", port=port, server=server, thread=thread, routes=table,
+            received=received,
         )
     finally:
         server.shutdown()

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from checks import redact
 from checks.errors import ConfigError
+from checks.http_health import FollowRedirects
 from drills.config import load_config, parse_config
 from drills.live import LiveEnvironment
 
@@ -113,6 +114,42 @@ class TestHttpTargets:
         config = parse_config(f'[targets.api]\nkind = "http"\nurl = "https://a"\nheaders = {{ {table} }}\n',
                               path=None, environ={})
         assert config.http["api"].headers == tuple(headers.items())
+
+
+HTTP_API = '[targets.api]\nkind = "http"\nurl = "https://a"\n'
+
+
+class TestFollowRedirects:
+    """`follow_redirects` of an http target: a 3xx is the answer unless same-origin is opted in."""
+
+    def test_the_default_is_never(self) -> None:
+        config = parse_config(HTTP_API, path=None, environ={})
+        assert config.http["api"].follow_redirects is FollowRedirects.NEVER
+        assert config.redacted()["targets"]["api"]["follow_redirects"] == "never"
+
+    @pytest.mark.parametrize("mode", list(FollowRedirects))
+    def test_each_allowed_value_is_read(self, mode: FollowRedirects) -> None:
+        config = parse_config(f'{HTTP_API}follow_redirects = "{mode}"\n', path=None, environ={})
+        assert config.http["api"].follow_redirects is mode
+
+    @pytest.mark.parametrize("value", ['"always"', '"same_origin"', '"Same-Origin"', '""', "true", "5"])
+    def test_a_bad_value_is_named_with_the_file_and_key(self, tmp_path: Path, value: str) -> None:
+        """Anything but "never" or "same-origin" stops the run at load, naming file, key and choices."""
+        config_path = tmp_path / "drillbook.toml"
+        config_path.write_text(f"{HTTP_API}follow_redirects = {value}\n")
+        with pytest.raises(ConfigError) as caught:
+            load_config(config_path, environ={})
+        message = str(caught.value)
+        assert str(config_path) in message and "`targets.api.follow_redirects`" in message
+        assert caught.value.context["key"] == "targets.api.follow_redirects"
+        if value.startswith('"'):
+            assert '"never", "same-origin"' in message and "other hosts never receive" in caught.value.hint
+
+    def test_it_is_not_a_key_of_other_kinds(self) -> None:
+        """Prometheus answers come from the configured server only: no opt-in there."""
+        with pytest.raises(ConfigError, match=r"targets\.metrics\.follow_redirects"):
+            parse_config('[targets.metrics]\nkind = "prometheus"\nurl = "https://p:9090"\n'
+                         'follow_redirects = "same-origin"\n', path=None, environ={})
 
 
 class TestTlsTargets:
