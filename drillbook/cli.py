@@ -8,13 +8,15 @@ gate found an overdue drill.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, cast
 
 from checks import redact
 from checks.errors import ConfigError, DrillbookError
@@ -103,6 +105,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``drillbook`` command; everything it prints passes through the redactor."""
+    with redacting_stdio():
+        return _main(argv)
+
+
+@contextlib.contextmanager
+def redacting_stdio() -> Iterator[None]:
+    """Route ``sys.stdout``/``sys.stderr`` through :class:`checks.redact.RedactingWriter`.
+
+    Writers of files redact what they write; this covers the rest: pytest's own report of a
+    failed scenario and its traceback (``--verbose``), progress lines, error messages, a
+    library printing an exception with a DSN in it.
+    """
+    saved = sys.stdout, sys.stderr
+    sys.stdout = cast("TextIO", redact.RedactingWriter(sys.stdout))
+    sys.stderr = cast("TextIO", redact.RedactingWriter(sys.stderr))
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(args_list)

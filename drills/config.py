@@ -2,8 +2,12 @@
 
 An unknown key or a bad value stops the run at once, naming the key and the
 file. Secrets never live in the file: any string value may reference
-``${ENV_VAR}``; every resolved value of a secret-bearing key (and every
-password inside a DSN) is registered with :mod:`checks.redact`.
+``${ENV_VAR}``. Registered with :mod:`checks.redact`, so that every output masks
+them: every resolved ``${ENV_VAR}`` value, the password in the userinfo (and
+credential query parameters) of every URL-valued field whether literal or not
+(``dsn``, ``url``, ``endpoint_url``, the ledger's ``url`` and ``endpoint_url``),
+a key=value DSN's password, and every http header value (but ``Accept``,
+``Content-Type``, ``User-Agent`` and the like).
 
 ::
 
@@ -218,6 +222,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
         ledger_url = _resolve(ledger["url"], where, "ledger.url", environ, secret=False)
     ledger_s3 = {k: _resolve(v, where, f"ledger.{k}", environ, secret=k in _SECRET_KEYS)
                  for k, v in ledger.items() if k != "url"}
+    _register_url_secrets({"url": ledger_url or "", **ledger_s3})
     if ledger_s3 and not (ledger_url or "").startswith("s3://"):
         raise ConfigError(f"{where}: `ledger.{sorted(ledger_s3)[0]}` applies only to an s3:// `ledger.url`",
                           file=where, key=f"ledger.{sorted(ledger_s3)[0]}")
@@ -249,6 +254,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
         _reject_unknown(spec, _TARGET_KEYS[kind], where, f"{key}.")
         values = {k: _resolve(v, where, f"{key}.{k}", environ, secret=k in _SECRET_KEYS)
                   for k, v in spec.items() if k not in _STRUCTURED_KEYS}
+        _register_url_secrets(values)
         scratch = _bool(spec.get("scratch", False), where, f"{key}.scratch")
         role = Role.SCRATCH if scratch else Role.SUBJECT
         if kind == "postgres":
@@ -402,7 +408,7 @@ def _follow_redirects(value: str | None, where: str, key: str) -> FollowRedirect
 
 
 def _headers(value: Any, where: str, key: str, environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """``{ Name = "value" }``; values may reference ``${ENV}`` (registered as secrets)."""
+    """``{ Name = "value" }``; values may reference ``${ENV}``; every value is registered as a secret."""
     table = _table(value, where, key)
     headers = []
     for name, raw in table.items():
@@ -414,6 +420,8 @@ def _headers(value: Any, where: str, key: str, environ: Mapping[str, str]) -> tu
         if "\r" in resolved or "\n" in resolved or "\0" in resolved:
             raise ConfigError(f"{where}: `{key}.{name}` contains a line break", file=where,
                               key=f"{key}.{name}")
+        # Literal values too: a token written into the file is as secret as one from ${ENV}.
+        redact.register_header(name, resolved)
         headers.append((name, resolved))
     return tuple(headers)
 
@@ -458,6 +466,17 @@ def _tls_target(name: str, spec: Mapping[str, Any], values: Mapping[str, str], c
         pem_file=_file(pem, config_path, where, f"{key}.pem_file"),
         ca_file=_file(values.get("ca_file"), config_path, where, f"{key}.ca_file"),
     )
+
+
+def _register_url_secrets(values: Mapping[str, str]) -> None:
+    """Register the userinfo password of every URL-valued field, literal or from ``${ENV}``.
+
+    Any field, not a list of known ones: an ``endpoint_url = "http://user:pw@..."`` written
+    in the file must be masked like a DSN from the environment, and so must a field added later.
+    """
+    for value in values.values():
+        if "://" in value:
+            redact.register_url(value)
 
 
 def _check_dsn(dsn: str, where: str, key: str) -> None:
