@@ -9,11 +9,15 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from checks.errors import ConfigError
 from reports.results import CADENCES, RunResult
+
+if TYPE_CHECKING:
+    from drills.config import Config
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_FEATURES = REPO / "features"
@@ -80,7 +84,9 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
         # Validate before anything runs: a bad key stops us in the first second.
         from drills.config import load_config
 
-        load_config(config_path)
+        config = load_config(config_path)
+        if options.env in ("auto", "live"):
+            _preflight_scratch(config)
     expression = marker_expression(options.cadence, options.tags)
     # Waivers are validated (format, approver, known ids) before anything runs: exit 2 otherwise.
     from .audit import prepare_run
@@ -159,6 +165,28 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     if audit_problems:
         return EXIT_FAILED
     return EXIT_PASSED if outcome.passed else EXIT_FAILED
+
+
+def _preflight_scratch(config: Config) -> None:
+    """A configured scratch on a subject's server, reached by a powerful role, or not empty: exit 2.
+
+    Checked here, before anything runs, for every ``scratch = true`` target; what cannot be
+    checked yet (a server that does not answer) is checked again before the first write.
+    """
+    from checks.errors import SafetyError
+    from drills.scratch_guard import preflight
+    from drills.targets import Role
+
+    scratches = [t for t in config.postgres.values() if t.role is Role.SCRATCH]
+    if not scratches:
+        return
+    try:
+        notes = preflight(scratches, list(config.postgres.values()), where=str(config.path))
+    except SafetyError as exc:
+        # A configuration error: the config names a scratch that may not be used (exit 2).
+        raise ConfigError(exc.message, hint=exc.hint, **{"file": str(config.path), **exc.context}) from exc
+    for note in notes:
+        print(f"drillbook: {note}", file=sys.stderr)
 
 
 class _CollectionWatcher:

@@ -142,7 +142,10 @@ def _scratch(args: argparse.Namespace) -> Any:
     if args.scratch:
         from drills.live import ConfiguredScratch
 
-        return ConfiguredScratch(PostgresTarget(name="--scratch", dsn=args.scratch, role=Role.SCRATCH))
+        # The database compared with is a subject: the scratch must be proven to be on another server.
+        subjects = [PostgresTarget(name="--compare-with", dsn=args.compare_with)] if args.compare_with else []
+        return ConfiguredScratch(PostgresTarget(name="--scratch", dsn=args.scratch, role=Role.SCRATCH),
+                                 subjects=subjects)
     from drills.local import LocalScratch
 
     print("  starting a throwaway local PostgreSQL for the restore", file=sys.stderr)

@@ -3,7 +3,9 @@
 Exit codes: 0 clean (warnings included), 1 a finding (a failed or errored
 verdict), 2 usage or unreadable input (no such folder, unknown layout,
 duplicate versions, an unreadable file, a ``--against`` database that does
-not answer) — in that case nothing was written anywhere.
+not answer, a ``--scratch`` refused before its first write: on the server of
+the ``--against`` database, reached by a role that could reach beyond it, or
+not empty) — in that case nothing was written anywhere.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def add_parser(verify_sub: Any) -> None:
 
 def verify_migrations(args: argparse.Namespace) -> int:
     """Run the requested checks; print the verdicts; return the exit code."""
-    from checks.errors import DrillbookError
+    from checks.errors import DrillbookError, SafetyError, ScratchNotRestored
     from drills.migrations import LayoutError, load_migrations
 
     if args.against:
@@ -95,6 +97,11 @@ def verify_migrations(args: argparse.Namespace) -> int:
     scratch = _scratch(args)
     try:
         verdicts += _replay(migrations, scratch, args, settings, subject)
+    except SafetyError as exc:
+        # Refused before the first write (a scratch on a subject's server, a powerful role, not
+        # empty): usage, nothing written. A scratch not left as found is a finding of the run.
+        code = EXIT_FAILED if isinstance(exc, ScratchNotRestored) else EXIT_USAGE
+        return _finish([*verdicts, Verdict.error("migrations.scratch", str(exc))], args, code=code)
     finally:
         closer = getattr(scratch, "close", None)
         if callable(closer):
@@ -251,7 +258,10 @@ def _scratch(args: argparse.Namespace) -> Any:
         from drills.live import ConfiguredScratch
         from drills.targets import PostgresTarget, Role
 
-        return ConfiguredScratch(PostgresTarget(name="--scratch", dsn=args.scratch, role=Role.SCRATCH))
+        # The --against database is a subject: the scratch must be proven to be on another server.
+        subjects = [PostgresTarget(name="--against", dsn=args.against)] if args.against else []
+        return ConfiguredScratch(PostgresTarget(name="--scratch", dsn=args.scratch, role=Role.SCRATCH),
+                                 subjects=subjects)
     from drills.local import LocalScratch
 
     print("  starting a throwaway local PostgreSQL for the replay", file=sys.stderr)

@@ -1,23 +1,32 @@
 """The ``live`` environment: subjects from ``drillbook.toml``.
 
 Scratch comes from the config (a target marked ``scratch = true``, proven
-empty before the first write) or, when the config names none, from a
+on a server of its own, reached by a contained role, and empty before the
+first write; left as found afterwards) or, when the config names none, from a
 throwaway local PostgreSQL cluster started on first use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import psycopg
-from psycopg import sql
 
-from checks.errors import ConfigError, TargetUnreachable
+from checks.errors import ConfigError, ScratchNotEmpty, ScratchNotRestored, TargetUnreachable
 
 from . import pgtools
 from .config import Config
+from .scratch_catalog import (
+    CatalogState,
+    describe_findings,
+    differences,
+    emptiness_findings,
+    read_catalog,
+    restore_catalog,
+)
+from .scratch_guard import ScratchGuard
 from .targets import (
     HttpTarget,
     PostgresTarget,
@@ -34,15 +43,23 @@ T = TypeVar("T")
 
 
 class ConfiguredScratch:
-    """A scratch database named in the config: used only when empty, emptied after."""
+    """A scratch database named in the config: used only when proven safe and empty, left as found.
 
-    def __init__(self, target: PostgresTarget) -> None:
+    Before the first write (:mod:`drills.scratch_guard`): the database is on a
+    server that holds none of ``subjects`` and is reached by a contained role;
+    then, before every drill, it is empty (:mod:`drills.scratch_catalog`). Its
+    catalog is captured then, and :meth:`drop` puts it back exactly as it was.
+    """
+
+    def __init__(self, target: PostgresTarget, *, subjects: Sequence[PostgresTarget] = ()) -> None:
         self.target = target
         self.bindir: Path = pgtools.bindir()
+        self._guard = ScratchGuard(target, subjects)
         self._in_use = False
+        self._before: CatalogState | None = None
 
     def fresh_database(self, purpose: str) -> PostgresTarget:
-        """The configured database itself, after proving it is scratch and empty."""
+        """The configured database itself, after proving it is safe scratch and empty."""
         self.target.require_scratch()
         if self._in_use:
             raise ConfigError(
@@ -50,28 +67,50 @@ class ConfiguredScratch:
                 hint="name one scratch target per concurrent drill, or let drillbook create them",
             )
         try:
-            self.target.assert_empty()
+            with psycopg.connect(self.target.dsn, connect_timeout=10, autocommit=True) as conn:
+                self._guard.check(conn)
+                state = read_catalog(conn)
         except psycopg.OperationalError as exc:
             raise TargetUnreachable(
                 f"scratch target `{self.target.name}` ({self.target.describe()}) does not answer: "
                 f"{str(exc).strip()}",
             ) from exc
+        found = emptiness_findings(state)
+        if found:
+            raise ScratchNotEmpty(
+                f"scratch target `{self.target.name}` ({self.target.describe()}) is not empty: "
+                f"{describe_findings(found)}; it was left as it is",
+                target=self.target.name, found={k: len(v) for k, v in found.items()},
+            )
+        self._before = state
         self._in_use = True
         return self.target
 
     def drop(self, target: PostgresTarget) -> None:
-        """Empty the database again: every non-system schema dropped, ``public`` recreated."""
+        """Leave the database as :meth:`fresh_database` found it: what the drill added is dropped.
+
+        ``public`` is never dropped and recreated (its owner, ACL and OID stay);
+        a difference that remains raises :class:`ScratchNotRestored` naming it.
+        """
         target.require_scratch()
-        with psycopg.connect(target.dsn, connect_timeout=10, autocommit=True) as conn:
-            schemas = [r[0] for r in conn.execute(
-                "SELECT nspname FROM pg_namespace WHERE nspname NOT IN "
-                "('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg_toast%' "
-                "AND nspname NOT LIKE 'pg_temp%'"
-            ).fetchall()]
-            for schema in schemas:
-                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-            conn.execute("CREATE SCHEMA IF NOT EXISTS public")
-        self._in_use = False
+        before = self._before
+        if before is None:
+            raise ConfigError(f"scratch target `{target.name}` was not handed out by fresh_database()")
+        try:
+            with psycopg.connect(target.dsn, connect_timeout=10, autocommit=True) as conn:
+                failures = restore_catalog(conn, before)
+                after = read_catalog(conn)
+        finally:
+            # Handed back either way: the next drill proves emptiness again before writing.
+            self._before = None
+            self._in_use = False
+        changed = differences(before, after)
+        if changed:
+            raise ScratchNotRestored(
+                f"scratch target `{target.name}` ({target.describe()}) is not as it was found: "
+                f"{'; '.join(changed[:10])}" + (f" (failed: {'; '.join(failures[:3])})" if failures else ""),
+                target=target.name, differences=changed,
+            )
 
 
 class LiveEnvironment:
@@ -106,7 +145,8 @@ class LiveEnvironment:
         if self._scratch is None:
             configured = [t for t in self.config.postgres.values() if t.role is Role.SCRATCH]
             if configured:
-                self._scratch = ConfiguredScratch(configured[0])
+                subjects = [t for t in self.config.postgres.values() if t.role is Role.SUBJECT]
+                self._scratch = ConfiguredScratch(configured[0], subjects=subjects)
             elif self._local_scratch_factory is not None:
                 self._scratch = self._local_scratch_factory()
             else:

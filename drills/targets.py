@@ -52,20 +52,20 @@ class PostgresTarget:
         return psycopg.conninfo.make_conninfo(self.dsn, **overrides)
 
     def assert_empty(self) -> None:
-        """Scratch named in config must hold no user objects before the first write."""
+        """Scratch named in config must hold nothing before the first write (see drills.scratch_catalog).
+
+        Not only relations: any schema but ``public``, any extension but
+        ``plpgsql``, any function, type, operator, … makes it someone's database.
+        """
+        from .scratch_catalog import describe_findings, emptiness_findings, read_catalog
+
         with psycopg.connect(self.dsn, connect_timeout=10, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
-                " AND n.nspname NOT LIKE 'pg_toast%'"
-            ).fetchone()
-        found = int(row[0]) if row else 0
+            found = emptiness_findings(read_catalog(conn))
         if found:
             raise ScratchNotEmpty(
-                f"scratch target `{self.name}` ({self.describe()}) is not empty: "
-                f"{found} relations found",
+                f"scratch target `{self.name}` ({self.describe()}) is not empty: {describe_findings(found)}",
                 target=self.name,
-                found=found,
+                found={kind: len(names) for kind, names in found.items()},
             )
 
 

@@ -156,12 +156,12 @@ class TestUnrestorableOrUnreadable:
         assert "hint:" in proc.stdout
 
 
-    def test_unreachable_subject_is_an_error_naming_it(self, local_env: LocalEnvironment,
-                                                       scratch_db: PostgresTarget) -> None:
-        """--compare-with a DSN nobody answers: restored, but the content verdict errors (exit 1)."""
+    def test_unreachable_subject_is_an_error_naming_it(self, local_env: LocalEnvironment) -> None:
+        """--compare-with a DSN nobody answers: restored (into a throwaway scratch), but the content
+        verdict errors (exit 1)."""
         port = _closed_port()
         newest = _plain_dumps(local_env)[-1]
-        proc = drillbook("verify", "backup", str(newest), "--scratch", scratch_db.dsn,
+        proc = drillbook("verify", "backup", str(newest),
                          "--compare-with", f"postgresql://postgres@127.0.0.1:{port}/product")
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert "PASSED   restore.completed" in proc.stdout
@@ -169,6 +169,17 @@ class TestUnrestorableOrUnreadable:
         assert error.startswith("ERROR")
         assert "subject" in error
         assert str(port) in error
+
+    def test_unreachable_subject_refuses_a_configured_scratch(self, local_env: LocalEnvironment,
+                                                              scratch_db: PostgresTarget) -> None:
+        """--compare-with nobody answers and --scratch DSN: the scratch cannot be proven to be on
+        another server than the subject, so it is refused before any write (exit 2)."""
+        port = _closed_port()
+        newest = _plain_dumps(local_env)[-1]
+        proc = drillbook("verify", "backup", str(newest), "--scratch", scratch_db.dsn,
+                         "--compare-with", f"postgresql://postgres@127.0.0.1:{port}/product")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "cannot prove" in proc.stdout
         assert _user_tables(scratch_db.dsn) == []
 
 
