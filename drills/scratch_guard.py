@@ -108,8 +108,10 @@ def _identity_from_session(conn: psycopg.Connection[Any], resolved: ServerIdenti
     try:
         ident_row = conn.execute("SELECT system_identifier FROM pg_catalog.pg_control_system()").fetchone()
         system_identifier = int(ident_row[0]) if ident_row and ident_row[0] is not None else None
-    except psycopg.errors.InsufficientPrivilege:
-        system_identifier = None  # revoked from this role: the other facts still decide
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction,
+            psycopg.errors.FeatureNotSupported):
+        # Revoked from this role (or not offered by this server): the other facts still decide.
+        system_identifier = None
     return ServerIdentity(target=resolved.target, endpoints=frozenset(endpoints),
                           postmaster_start=row[0], system_identifier=system_identifier, reached=True)
 
