@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 from checks.errors import EnvironmentError_
@@ -49,3 +51,35 @@ def tool(name: str) -> str:
     if found:
         return found
     raise EnvironmentError_(f"PostgreSQL tool `{name}` not found in {bindir()} or on PATH")
+
+
+# psql learned ``\restrict`` (CVE-2025-8714) in these minor releases of each major.
+_RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+
+
+@functools.cache
+def psql_version(psql: str) -> tuple[int, int]:
+    """(major, minor) of a psql binary, e.g. (15, 18)."""
+    try:
+        # No parent environment: nothing of it is needed to print a version.
+        out = subprocess.run([psql, "--version"], capture_output=True, text=True, check=True,
+                             timeout=10, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"}).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EnvironmentError_(f"`{psql} --version` failed: {exc}") from exc
+    match = re.search(r"\b(\d+)(?:\.(\d+))?", out)
+    if not match:
+        raise EnvironmentError_(f"`{psql} --version` printed no version: {out.strip()!r}")
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def require_restrict(psql: str) -> None:
+    """Refuse a psql that cannot lock out meta-commands (``\\restrict``) from the file it reads."""
+    major, minor = psql_version(psql)
+    since = _RESTRICT_SINCE.get(major)
+    if major >= 18 or (since is not None and minor >= since):
+        return
+    raise EnvironmentError_(
+        f"{psql} is PostgreSQL {major}.{minor}: it has no `\\restrict`, so a plain SQL backup "
+        "could run shell commands (`\\!`) through it; drillbook refuses to restore plain dumps with it",
+        hint="install a PostgreSQL client of 15.14, 16.10, 17.6 or newer (or set DRILLBOOK_PG_BINDIR)",
+    )

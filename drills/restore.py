@@ -20,14 +20,12 @@ asks that database to prove it is scratch before the first write.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,7 +45,9 @@ from checks.backups import (
     parse_checksum_sidecar,
 )
 from checks.errors import (
+    BackupRefused,
     BackupUnreadable,
+    ChecksumMismatch,
     DrillbookError,
     NoBackupFound,
     RestoreFailed,
@@ -56,7 +56,7 @@ from checks.errors import (
 from checks.redact import redact
 from checks.verdict import Verdict
 
-from . import pgtools
+from . import pgclient, pgtools, plain_sql
 from .stores import BackupStore, open_store
 from .targets import Journal, PostgresTarget, ScratchPostgres, StoreSpec
 
@@ -153,12 +153,8 @@ class RestoreDrill:
         t = time.perf_counter()
         local = self._download(backup, result)
         result.timings["download"] = time.perf_counter() - t
-
-        with self._phase("detect") as notes:
-            with local.open("rb") as fh:
-                head = fh.read(HEAD_BYTES)
-            result.dump_format = detect_format(head, name=backup.key)
-            notes["format"] = result.dump_format.value
+        self._verify_checksum(backup, local, result)
+        assert result.dump_format is not None  # set by _download from the head
 
         self.progress(f"restoring {result.dump_format.value} dump into a scratch database")
         t = time.perf_counter()
@@ -206,14 +202,29 @@ class RestoreDrill:
         return _PhaseContext(self.journal, name, evidence)
 
     def _download(self, backup: BackupObject, result: RestoreResult) -> Path:
+        """Copy the backup to a private temp file, hashing it; its head is judged before the copy.
+
+        An object whose first bytes are no dump (say an 8 GiB sparse file of zeros) is refused
+        before anything is written.
+        """
         name = Path(backup.key).name or "backup"
         local = self._workdir / name
         digest = hashlib.sha256()
-        size = 0
         with self._phase("download", key=backup.key) as notes:
             stream = self.store.open(backup)
             try:
+                head = _read_head(stream)
+                if not head:
+                    raise BackupUnreadable(
+                        f"backup {backup.key} in {self.store.describe()} is empty (0 bytes)",
+                        key=backup.key,
+                    )
+                result.dump_format = detect_format(head, name=backup.key)
+                notes["format"] = result.dump_format.value
+                size = len(head)
+                digest.update(head)
                 with local.open("wb") as out:
+                    out.write(head)
                     while chunk := stream.read(CHUNK):
                         digest.update(chunk)
                         out.write(chunk)
@@ -222,19 +233,27 @@ class RestoreDrill:
                 stream.close()
             result.sha256 = digest.hexdigest()
             notes.update(bytes=size, sha256=result.sha256)
-            if size == 0:
-                raise BackupUnreadable(
-                    f"backup {backup.key} in {self.store.describe()} is empty (0 bytes)",
-                    key=backup.key,
-                )
+        return local
+
+    def _verify_checksum(self, backup: BackupObject, local: Path, result: RestoreResult) -> None:
+        """Compare with the checksum sidecar, when there is one; a mismatch stops the drill here.
+
+        A backup that is not the one its job wrote is never executed: the check runs before
+        the restore, not after.
+        """
         sidecar_key = backup.key + self.spec.checksum_suffix
         sidecar = self.store.read_text(sidecar_key)
-        if sidecar is not None:
-            with self._phase("checksum", sidecar=sidecar_key) as notes:
-                expected = parse_checksum_sidecar(sidecar, filename=name)
-                result.checksum = checksum_matches(result.sha256, expected, key=backup.key)
-                notes["outcome"] = result.checksum.outcome.value
-        return local
+        if sidecar is None or result.sha256 is None:
+            return
+        with self._phase("checksum", sidecar=sidecar_key) as notes:
+            expected = parse_checksum_sidecar(sidecar, filename=local.name)
+            result.checksum = checksum_matches(result.sha256, expected, key=backup.key)
+            notes["outcome"] = result.checksum.outcome.value
+            if result.checksum.counts_as_fail():
+                raise ChecksumMismatch(
+                    f"{result.checksum.message}: the backup was not restored",
+                    key=backup.key, sidecar=sidecar_key,
+                )
 
     def _restore(self, path: Path, fmt: DumpFormat, target: PostgresTarget) -> None:
         target.require_scratch()
@@ -243,12 +262,13 @@ class RestoreDrill:
         elif fmt is DumpFormat.DIRECTORY_TAR:
             self._restore_tar(path, target)
         elif fmt in (DumpFormat.PLAIN, DumpFormat.GZIP_PLAIN):
-            self._psql(_sql_lines(path, gz=fmt is DumpFormat.GZIP_PLAIN), target, path)
+            self._psql(plain_sql.sql_lines(path, gz=fmt is DumpFormat.GZIP_PLAIN), target, path)
         else:
             gz = fmt is DumpFormat.GZIP_DUMPALL
             # Two passes over the local file keep memory flat: find the databases, then stream one.
-            database = _choose_database(_dumpall_databases(_sql_lines(path, gz=gz)), self.database, path)
-            self._psql(_dumpall_section(_sql_lines(path, gz=gz), database), target, path)
+            names = plain_sql.dumpall_databases(plain_sql.sql_lines(path, gz=gz))
+            database = plain_sql.choose_database(names, self.database, path)
+            self._psql(plain_sql.dumpall_section(plain_sql.sql_lines(path, gz=gz), database), target, path)
 
     def _restore_tar(self, path: Path, target: PostgresTarget) -> None:
         extract = self._workdir / "extracted"
@@ -268,27 +288,28 @@ class RestoreDrill:
         self._pg_restore(["-Fd", "-j", str(self.jobs), str(tocs[0].parent)], target, path)
 
     def _pg_restore(self, args: list[str], target: PostgresTarget, source: Path) -> None:
-        command = [pgtools.tool("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error",
-                   "-d", target.dsn, *args]
-        proc = subprocess.run(command, capture_output=True, text=True, check=False,
-                              env=_quiet_env())
+        # Owners and privileges name roles of the source cluster: the restore role takes them all.
+        with pgclient.access(target.dsn) as access:
+            command = [pgtools.tool("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error",
+                       "-d", access.conninfo, *args]
+            proc = subprocess.run(command, capture_output=True, text=True, check=False, env=access.env,
+                                  cwd=self._workdir)
         if proc.returncode != 0:
-            raise RestoreFailed(
-                f"pg_restore of {source.name} into {target.describe()} failed "
-                f"(exit {proc.returncode}): {_first_error(proc.stderr)}",
-                log=redact(_tail(proc.stderr)),
-            )
+            raise _restore_failure("pg_restore", source, target, proc.returncode, proc.stderr)
 
-    def _psql(self, lines: Iterator[bytes], target: PostgresTarget, source: Path) -> None:
-        command = [pgtools.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                   "--single-transaction", "-d", target.dsn, "-f", "-"]
+    def _psql(self, lines: Iterator[plain_sql.Numbered], target: PostgresTarget, source: Path) -> None:
+        psql = pgtools.tool("psql")
+        pgtools.require_restrict(psql)
+        feed = plain_sql.PsqlFeed()
         stderr = self._workdir / "psql.stderr"
-        with stderr.open("w+b") as err:
+        with pgclient.access(target.dsn) as access, stderr.open("w+b") as err:
+            command = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                       "-d", access.conninfo, "-f", "-"]
             proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                    stderr=err, env=_quiet_env())
+                                    stderr=err, env=access.env, cwd=self._workdir)
             assert proc.stdin is not None
             try:
-                for line in lines:
+                for line in feed.lines(lines):
                     proc.stdin.write(line)
                 proc.stdin.close()
             except BrokenPipeError:
@@ -303,11 +324,8 @@ class RestoreDrill:
             err.seek(0)
             text = err.read().decode("utf-8", "replace")
         if code != 0:
-            raise RestoreFailed(
-                f"psql restore of {source.name} into {target.describe()} failed "
-                f"(exit {code}): {_first_error(text)}",
-                log=redact(_tail(text)),
-            )
+            raise _restore_failure("psql", source, target, code, _file_lines(text, feed, source.name),
+                                   feed=feed)
 
 
 class _PhaseContext:
@@ -331,13 +349,6 @@ class _PhaseContext:
                          **self.notes)
 
 
-def _quiet_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PGCONNECT_TIMEOUT"] = "10"
-    env.setdefault("PGOPTIONS", "-c client_min_messages=warning")
-    return env
-
-
 def _first_query(target: PostgresTarget) -> int:
     try:
         with psycopg.connect(target.dsn, connect_timeout=10) as conn:
@@ -352,95 +363,6 @@ def _first_query(target: PostgresTarget) -> int:
     return int(row[0]) if row else 0
 
 
-def _sql_lines(path: Path, *, gz: bool) -> Iterator[bytes]:
-    """The dump's lines; a gzip stream is decompressed on the fly and must end cleanly."""
-    if not gz:
-        with path.open("rb") as fh:
-            yield from fh
-        return
-    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    pending = b""
-    consumed = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            consumed += len(chunk)
-            try:
-                data = decompressor.decompress(chunk)
-            except zlib.error as exc:
-                raise BackupUnreadable(
-                    f"{path.name}: corrupt gzip data near byte {consumed:,}: {exc}"
-                ) from exc
-            pending += data
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                yield line + b"\n"
-            while decompressor.eof and decompressor.unused_data:
-                # Concatenated gzip members are legal (e.g. appended by cat).
-                rest = decompressor.unused_data
-                decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                pending += decompressor.decompress(rest)
-    if not decompressor.eof:
-        raise BackupUnreadable(
-            f"{path.name}: gzip stream is truncated (ended after {consumed:,} bytes "
-            "without its end-of-stream marker)",
-        )
-    if pending:
-        yield pending
-
-
-_DB_HEADER = re.compile(rb'^-- Database "(?P<name>(?:[^"]|"")+)" dump\s*$')
-_SKIP_IN_SECTION = re.compile(rb"^(CREATE DATABASE |ALTER DATABASE |\\connect )")
-_TEMPLATES = ("postgres", "template0", "template1")
-
-
-def _dumpall_databases(lines: Iterator[bytes]) -> list[str]:
-    """Names of the databases a ``pg_dumpall`` output rebuilds, in order."""
-    names = []
-    for line in lines:
-        match = _DB_HEADER.match(line)
-        if match:
-            names.append(match.group("name").replace(b'""', b'"').decode("utf-8", "replace"))
-    return names
-
-
-def _choose_database(names: list[str], database: str | None, path: Path) -> str:
-    """The named database, or the one application database when none is named."""
-    if database is not None:
-        if database not in names:
-            raise BackupUnreadable(
-                f"{path.name}: pg_dumpall output has no database {database!r} "
-                f"(databases in the dump: {', '.join(names) or 'none'})",
-            )
-        return database
-    candidates = [n for n in names if n not in _TEMPLATES]
-    if len(candidates) != 1:
-        raise BackupUnreadable(
-            f"{path.name}: pg_dumpall output holds {len(candidates)} application databases "
-            f"({', '.join(candidates) or 'none'}); name the one to restore",
-            hint='add `from database "NAME"` to the restore step, or `--database` to verify backup',
-        )
-    return candidates[0]
-
-
-def _dumpall_section(lines: Iterator[bytes], database: str) -> Iterator[bytes]:
-    """The part of ``pg_dumpall`` output that rebuilds one database, minus CREATE/\\connect.
-
-    Roles and tablespaces (the globals) belong to the cluster, not to the
-    scratch database, so they are left out, and so are the statements that
-    create or switch to the original database: its content goes into the
-    scratch database instead.
-    """
-    wanted = database.encode()
-    current: bytes | None = None
-    for line in lines:
-        match = _DB_HEADER.match(line)
-        if match:
-            current = match.group("name").replace(b'""', b'"')
-            continue
-        if current == wanted and not _SKIP_IN_SECTION.match(line):
-            yield line
-
-
 def _first_error(stderr: str) -> str:
     for line in stderr.splitlines():
         if "ERROR" in line or "FATAL" in line or "error:" in line:
@@ -449,8 +371,73 @@ def _first_error(stderr: str) -> str:
     return redact(lines[-1].strip()) if lines else "no error output"
 
 
+_PSQL_LINE = re.compile(r"^psql:<stdin>:(?P<line>\d+): ", re.MULTILINE)
+_META_REFUSED = "backslash commands are restricted"
+# What the server says when the restore role lacks a right only a superuser (or a
+# privileged built-in role) has: the backup needs more than a restore may have.
+_NEEDS_PRIVILEGE = re.compile(
+    r"must be superuser|permission denied to (?:create extension|create role|create tablespace|"
+    r"set parameter|create database)|pg_execute_server_program|pg_write_server_files|"
+    r"pg_read_server_files|must be owner of|must be (?:able to SET ROLE|member of role)|"
+    r"permission denied for (?:database|tablespace|function lo_)",
+    re.IGNORECASE,
+)
+
+
+def _file_lines(stderr: str, feed: plain_sql.PsqlFeed, name: str) -> str:
+    """psql's ``psql:<stdin>:N:`` prefixes rewritten as ``FILE:LINE:`` of the backup."""
+
+    def replace(match: re.Match[str]) -> str:
+        line = feed.file_line(int(match.group("line")))
+        return f"{name}:{line}: " if line is not None else match.group(0)
+
+    return _PSQL_LINE.sub(replace, stderr)
+
+
+def _restore_failure(tool: str, source: Path, target: PostgresTarget, code: int, stderr: str, *,
+                     feed: plain_sql.PsqlFeed | None = None) -> RestoreFailed:
+    """The error for a failed restore; a refused meta-command or privilege is said as such."""
+    first = _first_error(stderr)
+    where = f"{tool} restore of {source.name} into {target.describe()}"
+    if feed is not None and _META_REFUSED in stderr:
+        match = re.search(rf"{re.escape(source.name)}:(\d+): ", first)
+        line = int(match.group(1)) if match else None
+        command = feed.meta_commands.get(line) if line is not None else None
+        shown = f" `{redact(command)}`" if command else ""
+        return BackupRefused(
+            f"{where} refused: the backup contains a psql meta-command{shown} at "
+            f"{source.name}:{line if line is not None else '?'}; a backup may not run client-side "
+            "commands (shell, files, connections), so nothing of it was committed",
+            log=redact(_tail(stderr)),
+            hint="pg_dump and pg_dumpall write no meta-commands but \\connect and \\restrict: "
+            "this file was altered, or was not written by them",
+        )
+    if _NEEDS_PRIVILEGE.search(stderr):
+        return BackupRefused(
+            f"{where} failed (exit {code}): {first}: the backup needs a right the restore role does "
+            "not have (drillbook restores as a role that is not a superuser and owns only the scratch "
+            "database, so that a backup cannot run commands or touch files on the server)",
+            log=redact(_tail(stderr)),
+            hint="a backup that needs a superuser (an untrusted extension, roles, tablespaces, server "
+            "settings) cannot be drilled as it is; dump without them (pg_dump --no-owner --no-acl, "
+            "trusted extensions only)",
+        )
+    return RestoreFailed(f"{where} failed (exit {code}): {first}", log=redact(_tail(stderr)))
+
+
 def _tail(text: str) -> str:
     return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
+
+
+def _read_head(stream: Any) -> bytes:
+    """Up to HEAD_BYTES from the start of a stream (``read`` may return less than asked)."""
+    head = b""
+    while len(head) < HEAD_BYTES:
+        chunk = stream.read(HEAD_BYTES - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
 
 
 def newest_in_store(spec: StoreSpec) -> tuple[BackupObject, datetime, list[BackupObject]]:

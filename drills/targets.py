@@ -29,7 +29,7 @@ class PostgresTarget:
     """A PostgreSQL database reached by a libpq connection string."""
 
     name: str
-    dsn: str
+    dsn: str = field(repr=False)  # a DSN may hold a password: never in a traceback
     role: Role = Role.SUBJECT
     created_by_drillbook: bool = False
 

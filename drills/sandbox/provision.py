@@ -14,6 +14,7 @@ Only the servers differ: where they run, their ports and their credentials.
 from __future__ import annotations
 
 import re
+import secrets
 import signal
 import threading
 import uuid
@@ -26,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from checks import redact
 from checks.errors import ConfigError, SafetyError
 
 from ..targets import HttpTarget, PostgresTarget, PrometheusTarget, Role, StoreSpec, TlsTarget
@@ -151,21 +153,44 @@ class ScratchDatabases:
         self._port = port
         self._what = what
         self._names: set[str] = set()
+        self._roles: set[str] = set()
         self._counter = 0
 
     def fresh(self, purpose: str) -> PostgresTarget:
-        """``CREATE DATABASE <unique name> TEMPLATE template0``: empty, and scratch by construction."""
+        """An empty database owned by a role of its own, and a target that connects as that role.
+
+        What a drill runs in the database (a backup, a migration) is untrusted, so the role
+        is as small as PostgreSQL allows: no superuser (no ``COPY … TO PROGRAM``, no ``ALTER
+        SYSTEM``, no ``CREATE TABLESPACE``), no CREATEDB or CREATEROLE, no membership in any
+        role (``pg_execute_server_program``, ``pg_write_server_files``, …), owner of this one
+        database and nothing else. Trusted extensions still install (PostgreSQL 13+).
+        """
         slug = re.sub(r"[^a-z0-9]+", "_", purpose.lower()).strip("_")[:_MAX_PURPOSE_SLUG] or "drill"
         self._counter += 1
         name = f"scratch_{slug}_{self._counter}_{uuid.uuid4().hex[:6]}"
+        password = secrets.token_urlsafe(24)
+        redact.register(password)
         with self._admin() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-        self._names.add(name)
-        return PostgresTarget(name=f"scratch:{name}", dsn=self._dsn(name), role=Role.SCRATCH,
+            conn.execute(sql.SQL(
+                "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                "NOBYPASSRLS CONNECTION LIMIT 16 PASSWORD {}"
+            ).format(sql.Identifier(name), sql.Literal(password)))
+            self._roles.add(name)
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
+                    sql.Identifier(name), sql.Identifier(name)))
+                self._names.add(name)
+                # Only its owner (and the admin) may connect to it.
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+            except BaseException:
+                self._drop(conn, name)
+                raise
+        dsn = psycopg.conninfo.make_conninfo(self._dsn(name), user=name, password=password)
+        return PostgresTarget(name=f"scratch:{name}", dsn=dsn, role=Role.SCRATCH,
                               created_by_drillbook=True)
 
     def drop(self, target: PostgresTarget) -> None:
-        """Drop a database :meth:`fresh` handed out (``WITH (FORCE)``: drill sessions may linger)."""
+        """Drop a database :meth:`fresh` handed out, and its role (``WITH (FORCE)``: sessions may linger)."""
         target.require_scratch()
         info = psycopg.conninfo.conninfo_to_dict(target.dsn)
         dbname = str(info.get("dbname") or "")
@@ -177,8 +202,14 @@ class ScratchDatabases:
                 hint="drop only databases obtained from fresh_database() of the same scratch",
             )
         with self._admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        self._names.discard(dbname)
+            self._drop(conn, dbname)
+
+    def _drop(self, conn: psycopg.Connection[Any], name: str) -> None:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        self._names.discard(name)
+        if name in self._roles:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+            self._roles.discard(name)
 
     def _admin(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self._dsn("postgres"), autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
@@ -187,9 +218,14 @@ class ScratchDatabases:
         """Databases handed out and not dropped yet."""
         return sorted(self._names)
 
+    def roles(self) -> list[str]:
+        """Drill roles created and not dropped yet."""
+        return sorted(self._roles)
+
     def forget_all(self) -> None:
-        """The server is gone, and every database on it."""
+        """The server is gone, and every database and role on it."""
         self._names.clear()
+        self._roles.clear()
 
 
 class SigtermAsExit:

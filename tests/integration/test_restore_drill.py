@@ -17,6 +17,7 @@ import pytest
 from checks.compare import compare_databases
 from checks.errors import (
     BackupUnreadable,
+    ChecksumMismatch,
     NoBackupFound,
     NotScratch,
     RestoreFailed,
@@ -29,6 +30,7 @@ from drills import pgtools
 from drills.live import ConfiguredScratch
 from drills.restore import RestoreDrill
 from drills.targets import PostgresTarget, Role, StoreSpec
+from tests.support.pg import admin_dsn
 
 pytestmark = pytest.mark.integration
 
@@ -59,13 +61,15 @@ def pagila(local_env: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         pytest.skip(f"Pagila fixture not found under {PAGILA} (set DRILLBOOK_FIXTURES)")
     provider = local_env.scratch_postgres()
     db = provider.fresh_database("pagila")
-    psql = [pgtools.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.dsn]
+    # Loaded and dumped by the cluster's administrator, as a real subject's owner would.
+    admin = admin_dsn(db)
+    psql = [pgtools.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin]
     subprocess.run([*psql, "-f", str(PAGILA / "pagila-schema.sql")], check=True, capture_output=True)
     data = gzip.decompress((PAGILA / "pagila-data.sql.gz").read_bytes())
     subprocess.run(psql, input=data, check=True, capture_output=True)
     dumps = tmp_path_factory.mktemp("pagila-dumps")
-    subprocess.run([pgtools.tool("pg_dump"), "-Fc", "-f", str(dumps / "pagila.dump"), db.dsn], check=True)
-    subject = PostgresTarget(name="pagila", dsn=db.dsn, role=Role.SUBJECT)
+    subprocess.run([pgtools.tool("pg_dump"), "-Fc", "-f", str(dumps / "pagila.dump"), admin], check=True)
+    subject = PostgresTarget(name="pagila", dsn=admin, role=Role.SUBJECT)
     yield subject, dumps
     provider.drop(db)
 
@@ -117,14 +121,14 @@ class TestSandboxStores:
         assert f"first difference at id = {key}" in verdict.message
 
     def test_cleanup_drops_the_scratch_database(self, local_env: Any) -> None:
-        """After the drill the scratch database no longer exists."""
+        """After the drill the scratch database and its restore role no longer exist."""
         with RestoreDrill(local_env.store("nightly-custom"), local_env.scratch_postgres()) as drill:
             result = drill.run()
             assert result.target is not None
             name = psycopg.conninfo.conninfo_to_dict(result.target.dsn)["dbname"]
-        admin = result.target.conninfo(dbname="postgres")
-        with psycopg.connect(admin) as conn:
+        with psycopg.connect(admin_dsn(result.target, dbname="postgres")) as conn:
             assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None
+            assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None
 
 
 class TestPagila:
@@ -198,15 +202,19 @@ class TestBadInput:
             self._run(tmp_path, scratch)
 
     def test_checksum_mismatch(self, local_env: Any, tmp_path: Path, scratch: Any) -> None:
-        """A sidecar that does not match the downloaded bytes fails the checksum verdict."""
+        """A sidecar that does not match stops the drill before the restore: the backup never runs."""
         source = _first_plain_backup(local_env)
         shutil.copy(source, tmp_path / source.name)
         (tmp_path / (source.name + ".sha256")).write_text(
             hashlib.sha256(b"something else").hexdigest() + "  " + source.name + "\n")
         with RestoreDrill(_directory(tmp_path), scratch) as drill:
-            result = drill.run()
-        assert result.checksum is not None
-        assert result.checksum.outcome is Outcome.FAILED
+            with pytest.raises(ChecksumMismatch, match=r"its checksum file says .*not restored"):
+                drill.run()
+            assert drill.result is not None and drill.result.checksum is not None
+            assert drill.result.checksum.outcome is Outcome.FAILED
+            assert drill.result.target is None, "a scratch database was created for a rejected backup"
+        phases = [e["phase"] for e in drill.journal.entries]
+        assert "restore" not in phases and "create scratch database" not in phases
 
     def test_unreachable_s3_endpoint(self, scratch: Any) -> None:
         """An S3 endpoint nobody listens on is StoreUnreachable, quickly."""
