@@ -11,7 +11,8 @@ Three seams, kept out of the main plugin and runner:
   validates the waiver file against the feature catalogue, resolves the ledger;
 - :meth:`RunAudit.finish`, called after the run: snapshots what an auditor
   needs into the run directory (features as run, redacted config, environment
-  fingerprint, waiver file), appends to the ledger, writes the metrics textfile.
+  fingerprint, waiver file), appends to the ledger, signs the run's ledger head
+  (``--sign`` / ``--sign-sandbox``, reports/ledger_heads.py), writes the metrics textfile.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -40,6 +41,11 @@ from reports.ledger import Ledger, LocalLedger, entries_for_run, histories
 from reports.results import RunResult, ScenarioResult
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from reports.ledger import LedgerEntry
+
+    from .ledger_signing import HeadSigning
 
 _WAIVERS = pytest.StashKey[list[Waiver]]()
 LEDGER_FILE = "ledger.jsonl"
@@ -133,6 +139,8 @@ class RunAudit:
     out: Path = Path("out")
     ledger_url: str | None = None
     waivers: list[Waiver] = field(default_factory=list)
+    signing: HeadSigning | None = None
+    signed_head: str | None = None  # where this run's signed head went
 
     def pytest_args(self) -> list[str]:
         args = []
@@ -156,10 +164,16 @@ class RunAudit:
         from checks.errors import DrillbookError
 
         try:
-            self.ledger.append(entries_for_run(run))
+            appended = self.ledger.append(entries_for_run(run))
         except DrillbookError as exc:
             problems.append(f"ledger not updated: {redact.redact(str(exc))}")
             return problems
+        if self.signing is not None and appended:
+            try:
+                self.signed_head = self._sign_head(appended, self.signing)
+            except DrillbookError as exc:
+                # Unsigned, this run's entries stay unvouched for: a trusted check of the ledger fails.
+                problems.append(f"ledger head not signed: {redact.redact(str(exc))}")
         try:
             from reports.metrics import write_textfile
 
@@ -172,13 +186,28 @@ class RunAudit:
             problems.append(f"metrics textfile not written: {exc}")
         return problems
 
+    def _sign_head(self, appended: Sequence[LedgerEntry], signing: HeadSigning) -> str:
+        from reports.ledger_heads import sign_run_head
+
+        assert self.ledger is not None  # only called after an append
+        first = appended[0] if appended[0].seq == 1 else next(
+            (e for e in self.ledger.read().entries if e.seq == 1), None)
+        if first is None:
+            from reports.ledger import LedgerCorrupt
+
+            raise LedgerCorrupt(f"{self.ledger.path}: no entry seq 1 to name the ledger by")
+        # Where it was when signed (informational: a verifier checks hashes, not paths).
+        location = str(getattr(self.ledger, "location", self.ledger.path))
+        return sign_run_head(self.ledger, appended, signing.make(), ledger_id=first.hash,
+                             location=location, now=datetime.now(UTC))
+
 
 def catalogue_cadences(features: Sequence[Path]) -> dict[str, str | None]:
     return {d.id: d.cadence for d in catalogue(features).values()}
 
 
 def prepare_run(*, features: Sequence[Path], config_path: Path | None, waivers: Path | None,
-                out: Path) -> RunAudit:
+                out: Path, sign: bool = False, sign_sandbox: bool = False) -> RunAudit:
     """Resolve ledger and waivers for a run; a bad waiver file raises (usage error, nothing ran)."""
     ledger_url: str | None = None
     s3_options: dict[str, str] = {}
@@ -197,6 +226,10 @@ def prepare_run(*, features: Sequence[Path], config_path: Path | None, waivers: 
         # Known ids come from the whole suite, not only the selected folder: one team-wide waiver
         # file must not break a run of `--features features/backup`.
         audit.waivers = read_waiver_file(audit.waivers_path, catalogue(suite_roots(features)).keys())
+    from .ledger_signing import head_signing
+
+    # Last: a usage error above leaves nothing behind (not even a sandbox authority).
+    audit.signing = head_signing(sign=sign, sign_sandbox=sign_sandbox, out=out)
     return audit
 
 

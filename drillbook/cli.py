@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "the products' data and services get their failing variants")
     p_run.add_argument("--pack",
                        help="run one runbook pack: features/packs/PACK (`drillbook packs` lists them)")
+    signing = p_run.add_mutually_exclusive_group()
+    signing.add_argument("--sign", action="store_true",
+                         help="sign this run's ledger head keyless with sigstore, as the CI job's ambient "
+                         "OIDC identity: a consistent rewrite of the ledger then fails verification")
+    signing.add_argument("--sign-sandbox", action="store_true",
+                         help="sign the ledger head with the runs directory's sandbox authority "
+                         "(<out>/sandbox-authority): to try signed heads offline, not for audits")
 
     sub.add_parser("steps", help="print the step catalogue: every sentence a feature can use")
     p_packs = sub.add_parser("packs", help="list the runbook packs with their scenario counts per cadence")
@@ -144,7 +151,8 @@ def _main(argv: list[str] | None = None) -> int:
             return run(
                 RunOptions(config=args.config, cadence=args.cadence, tags=args.tags, out=args.out,
                            features=args.features, env=args.env, strict=args.strict,
-                           verbose=args.verbose, waivers=args.waivers, pack=args.pack),
+                           verbose=args.verbose, waivers=args.waivers, pack=args.pack,
+                           sign=args.sign, sign_sandbox=args.sign_sandbox),
                 argv=args_list,
             )
         if args.command == "steps":

@@ -12,14 +12,16 @@ from pathlib import Path
 from checks import redact
 from checks.durations import parse_duration
 from checks.errors import ConfigError
-from reports.evidence import SIGNATURE, VerifyReport, export_bundle, verify_bundle
+from reports.evidence import LEDGER, SIGNATURE, Problem, VerifyReport, export_bundle, verify_bundle
 from reports.evidence_signature import (
     SignatureCheck,
     Signer,
+    Trust,
     ambient_identity_token,
     check_signature,
     keyless_signer,
 )
+from reports.ledger_heads import HeadsVerdict, verify_heads
 
 from .runner import EXIT_FAILED, EXIT_PASSED, EXIT_USAGE
 
@@ -55,14 +57,42 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                           help="with --sign: use sigstore's staging instance")
     p_verify = ev_sub.add_parser("verify", help="check every hash, name any modified, missing or extra file")
     p_verify.add_argument("bundle", type=Path)
-    p_verify.add_argument("--identity", help="expected signer identity (signed bundles only)")
-    p_verify.add_argument("--issuer", help="expected OIDC issuer of the signer")
-    root = p_verify.add_mutually_exclusive_group()
-    root.add_argument("--trusted-root", type=Path, metavar="ROOT.json",
-                      help="the sigstore trusted root to check the signature against "
-                      "(default: sigstore production's, embedded, offline)")
-    root.add_argument("--staging", action="store_true", help="sigstore staging's embedded trusted root")
+    add_trust_options(p_verify)
     p_verify.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def add_trust_options(parser: argparse.ArgumentParser) -> None:
+    """The options that ask for a trusted signature; any one of them makes a signature required."""
+    parser.add_argument("--identity", help="expected signer identity: require a signature by it")
+    parser.add_argument("--issuer", help="expected OIDC issuer of the signer")
+    root = parser.add_mutually_exclusive_group()
+    root.add_argument("--trusted-root", type=Path, metavar="ROOT.json",
+                      help="require signatures that verify against this sigstore trusted root "
+                      "(default: sigstore production's, embedded, offline)")
+    root.add_argument("--staging", action="store_true",
+                      help="require signatures that verify against sigstore staging's embedded root")
+
+
+def trust_asked(args: argparse.Namespace) -> str | None:
+    """Which trust options were given (for messages), or None: then nothing requires a signature."""
+    given = [name for name, value in (("--trusted-root", args.trusted_root), ("--staging", args.staging),
+                                      ("--identity", args.identity), ("--issuer", args.issuer))
+             if value]
+    return "/".join(given) or None
+
+
+def load_trust(args: argparse.Namespace) -> Trust:
+    """The pinned root the options name (production's by default) and the expected signer.
+
+    Raises :class:`checks.signatures.SignatureInputError` for an unreadable or malformed root.
+    """
+    from checks.signatures import embedded_root_path, load_trusted_root
+
+    instance = "staging" if args.staging else "production"
+    root = load_trusted_root(args.trusted_root) if args.trusted_root else load_trusted_root(
+        embedded_root_path(instance), label=f"sigstore {instance} (embedded)")
+    return Trust(root=root, identity=args.identity, issuer=args.issuer,
+                 options=trust_asked(args) or "the default root")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -138,7 +168,11 @@ def _signer(args: argparse.Namespace, target: Path) -> tuple[Signer | None, str 
     if args.sign_sandbox:
         from drills.signing_authority import DEFAULT_IDENTITY, DEFAULT_ISSUER, SigningAuthority
 
-        authority = SigningAuthority.create("sandbox-evidence")
+        from .ledger_signing import sandbox_authority
+
+        # The runs' own sandbox authority when `run --sign-sandbox` made one: the bundled ledger's
+        # signed heads and the manifest then verify against the one root written beside the bundle.
+        authority = sandbox_authority(args.out, create=False) or SigningAuthority.create("sandbox-evidence")
         root = authority.write_trusted_root(target.with_name(target.stem + ".trusted_root.json"))
 
         def sandbox_sign(data: bytes) -> bytes:
@@ -200,24 +234,38 @@ def verify(args: argparse.Namespace) -> int:
         print(f"drillbook: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED
     report = verify_bundle(data, name=str(path))
-    from checks.signatures import SignatureInputError, embedded_root_path, load_trusted_root
+    from checks.signatures import SignatureInputError
 
     try:
-        root = load_trusted_root(args.trusted_root) if args.trusted_root else load_trusted_root(
-            embedded_root_path("staging" if args.staging else "production"),
-            label=f"sigstore {'staging' if args.staging else 'production'} (embedded)")
+        trust = load_trust(args)
     except SignatureInputError as exc:
         print(f"drillbook: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    signature = check_signature(report, trusted_root=root, identity=args.identity, issuer=args.issuer)
+    asked = trust_asked(args)
+    signature = check_signature(report, trusted_root=trust.root, identity=args.identity,
+                                issuer=args.issuer, trust_asked=asked)
+    heads = None
+    if asked and report.ledger is not None:
+        # Trust asked: the bundled ledger must be vouched for by signed heads, entry by entry.
+        heads = verify_heads(report.ledger, trust)
+        report.problems.extend(Problem("ledger", LEDGER, str(p)) for p in heads.problems)
     if args.json:
-        print(json.dumps(_as_json(report, signature), indent=2))
+        print(json.dumps(_as_json(report, signature, heads), indent=2))
     else:
-        _print_report(report, signature)
+        _print_report(report, signature, heads)
     return EXIT_PASSED if report.ok and signature.problem is None else EXIT_FAILED
 
 
-def _as_json(report: VerifyReport, signature: SignatureCheck) -> dict[str, object]:
+def heads_summary(heads: HeadsVerdict) -> str:
+    """One line for the reader: how far signed heads vouch for the ledger, and who signed them."""
+    if not heads.verified:
+        return "no verified signed head"
+    return (f"{heads.verified} signed head(s) verified, entries up to seq {heads.covered_to} vouched for, "
+            f"signed by {'; '.join(heads.signers)}")
+
+
+def _as_json(report: VerifyReport, signature: SignatureCheck,
+             heads: HeadsVerdict | None = None) -> dict[str, object]:
     problems = [{"kind": p.kind, "path": p.path, "detail": p.detail} for p in report.problems]
     if signature.problem:
         problems.append({"kind": "signature", "path": SIGNATURE if signature.signed else "",
@@ -226,10 +274,13 @@ def _as_json(report: VerifyReport, signature: SignatureCheck) -> dict[str, objec
             "manifest_sha256": report.manifest_sha256, "runs": report.runs,
             "files_checked": report.files_checked, "signed": signature.signed,
             "signer": signature.signer, "signer_issuer": signature.issuer,
-            "signature_evidence": signature.evidence, "problems": problems}
+            "signature_evidence": signature.evidence,
+            "ledger_signed_heads": None if heads is None else {
+                "verified": heads.verified, "covered_to_seq": heads.covered_to, "signers": heads.signers},
+            "problems": problems}
 
 
-def _print_report(report: VerifyReport, signature: SignatureCheck) -> None:
+def _print_report(report: VerifyReport, signature: SignatureCheck, heads: HeadsVerdict | None = None) -> None:
     for problem in report.problems:
         print(f"  {problem}")
     if signature.problem:
@@ -240,6 +291,8 @@ def _print_report(report: VerifyReport, signature: SignatureCheck) -> None:
         print(f"evidence OK: {report.path} — {report.files_checked} files match the manifest, "
               f"runs {', '.join(report.runs)}; {signed}")
         print(f"manifest sha256: {report.manifest_sha256} (compare with the exporter's)")
+        if heads is not None:
+            print(f"ledger: {heads_summary(heads)}")
     else:
         count = len(report.problems) + (1 if signature.problem else 0)
         print(f"evidence NOT VERIFIED: {report.path} — {count} problem(s)")

@@ -42,6 +42,8 @@ class RunOptions:
     pytest_args: list[str] = field(default_factory=list)  # extra plugin options (e.g. a gate's version)
     run_id: str | None = None  # a caller that reads the run directory afterwards chooses the id
     pack: str | None = None  # features/packs/<pack> only (a plain run leaves the packs out)
+    sign: bool = False  # sign the run's ledger head keyless (the CI job's ambient identity)
+    sign_sandbox: bool = False  # ... or with the runs directory's sandbox authority (offline)
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -92,7 +94,7 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     from .audit import prepare_run
 
     audit = prepare_run(features=features, config_path=config_path, waivers=options.waivers,
-                        out=options.out)
+                        out=options.out, sign=options.sign, sign_sandbox=options.sign_sandbox)
 
     run_id = options.run_id or new_run_id()
     run_dir = (options.out / run_id).resolve()
@@ -159,6 +161,8 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     print(f"evidence: {_rel(results)}")
     if audit.ledger is not None and not audit_problems:
         print(f"ledger:   {_rel(audit.ledger.path)}")
+    if audit.signed_head is not None and audit.signing is not None:
+        print(f"signed:   {audit.signed_head} ({audit.signing.description})")
     for problem in audit_problems:
         # The drills ran, but the audit trail is incomplete: that run cannot count as a pass.
         print(f"drillbook: {problem}", file=sys.stderr)

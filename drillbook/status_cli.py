@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from checks.cadence import DrillHistory, DrillState, drill_state, due_at
+from checks.errors import ConfigError
 from reports.ledger import Ledger, LedgerRead, LocalLedger, histories
+from reports.ledger_heads import HeadsVerdict
 
 from .audit import METRICS_FILE, Drill, catalogue, ledger_at
 from .runner import EXIT_FAILED, EXIT_OVERDUE, EXIT_PASSED, _default_features
@@ -27,6 +29,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pack", action="append", metavar="NAME",
                         help="also hold the drills of this pack to their cadence, run or not (repeatable)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from .evidence_cli import add_trust_options
+
+    # Any of them: every ledger entry must be vouched for by a verified signed head (ledger_heads.py).
+    add_trust_options(parser)
 
 
 def add_status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,10 +86,27 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment else None
 
 
-def _load(args: argparse.Namespace) -> tuple[Ledger, LedgerRead, dict[str, Drill]]:
+def _load(args: argparse.Namespace) -> tuple[Ledger, LedgerRead, dict[str, Drill], HeadsVerdict | None]:
+    from checks.signatures import SignatureInputError
+
+    from .evidence_cli import load_trust, trust_asked
+
+    trust = None
+    if trust_asked(args):
+        try:
+            trust = load_trust(args)
+        except SignatureInputError as exc:
+            raise ConfigError(str(exc), hint=exc.hint) from exc
     ledger = _ledger(args)
     read = ledger.read()
-    return ledger, read, catalogue(drill_features(args.features, args.pack))
+    heads = None
+    if trust is not None:
+        from reports.ledger_heads import verify_heads
+
+        heads = verify_heads(read, trust)
+        # A ledger nothing trusted vouches for proves nothing: its problems count like damage.
+        read.problems.extend(heads.problems)
+    return ledger, read, catalogue(drill_features(args.features, args.pack)), heads
 
 
 def drill_features(features: list[Path] | None, packs: list[str] | None) -> list[Path]:
@@ -97,7 +120,7 @@ def drill_features(features: list[Path] | None, packs: list[str] | None) -> list
 
 
 def status(args: argparse.Namespace) -> int:
-    ledger, read, drills = _load(args)
+    ledger, read, drills, heads = _load(args)
     rows = status_rows(drills, read, now=datetime.now(UTC))
     if args.prometheus is not None:
         from reports.metrics import write_textfile
@@ -105,16 +128,27 @@ def status(args: argparse.Namespace) -> int:
         write_textfile(args.prometheus, read.entries, {d.id: d.cadence for d in drills.values()})
     if args.json:
         print(json.dumps({"ledger": _where(ledger), "ledger_ok": read.ok,
-                          "ledger_problems": [str(p) for p in read.problems], "drills": rows}, indent=2))
+                          "ledger_problems": [str(p) for p in read.problems],
+                          "ledger_signed_heads": _heads_json(heads), "drills": rows}, indent=2))
     else:
         _table(rows)
         print(f"ledger: {_where(ledger)} ({len(read.entries)} entries)")
+        if heads is not None:
+            from .evidence_cli import heads_summary
+
+            print(f"ledger: {heads_summary(heads)}")
     _print_problems(ledger, read)
     return EXIT_PASSED if read.ok else EXIT_FAILED
 
 
+def _heads_json(heads: HeadsVerdict | None) -> dict[str, Any] | None:
+    if heads is None:
+        return None
+    return {"verified": heads.verified, "covered_to_seq": heads.covered_to, "signers": heads.signers}
+
+
 def gate_cadence(args: argparse.Namespace) -> int:
-    ledger, read, drills = _load(args)
+    ledger, read, drills, _heads = _load(args)
     rows = status_rows(drills, read, now=datetime.now(UTC))
     blocking = [r for r in rows if r["state"] in (DrillState.OVERDUE.value, DrillState.NEVER_RUN.value)
                 and r["cadence"] is not None]

@@ -15,6 +15,8 @@ Layout of ``evidence.zip``::
     ledger/ledger.jsonl (+ .head)          with ``--ledger``: the whole cadence ledger; verify
                                            then checks its chain and that every exported
                                            scenario has its ledger entry (same evidence digest)
+    ledger/ledger.jsonl.heads/NNN.json     the ledger's signed heads (reports/ledger_heads.py):
+                                           verify with a trust option checks them offline
 
 Same inputs give a byte-identical archive: members in a fixed order
 (manifest first, its signature if any, then sorted paths), fixed timestamps and permissions, and
@@ -33,10 +35,13 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from checks import redact
 from checks.errors import DrillbookError
+
+if TYPE_CHECKING:
+    from reports.ledger import LedgerRead
 
 FORMAT = "drillbook-evidence/1"
 MANIFEST = "manifest.json"
@@ -44,6 +49,7 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sigstore.json"
 LEDGER = "ledger/ledger.jsonl"
 LEDGER_HEAD = "ledger/ledger.jsonl.head"
+LEDGER_HEADS = "ledger/ledger.jsonl.heads/"  # one member per signed head
 # The earliest timestamp a zip can hold: the archive never depends on when it was made.
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644 << 16
@@ -95,6 +101,8 @@ class VerifyReport:
     runs: list[str] = field(default_factory=list)
     manifest: bytes | None = None
     signature: bytes | None = None
+    # The bundled ledger as read (chain, head and signed heads' claims checked), for a trust check.
+    ledger: LedgerRead | None = None
 
     @property
     def ok(self) -> bool:
@@ -167,6 +175,12 @@ def _ledger_members(path: Path) -> list[Member]:
     head = path.with_name(path.name + ".head")
     if head.is_file():
         found.append(Member(LEDGER_HEAD, head.read_bytes()))
+    from reports.ledger_heads import LocalHeads
+
+    # The signed heads go along, so that the auditor can check them offline (with a trust root).
+    for name, data in LocalHeads(path).load_heads():
+        if data is not None:
+            found.append(Member(LEDGER_HEADS + PurePosixPath(name).name, data))
     return found
 
 
@@ -320,6 +334,7 @@ def verify_bundle(data: bytes, *, name: str = "evidence.zip") -> VerifyReport:
 def _check_ledger(contents: dict[str, bytes], report: VerifyReport) -> None:
     """The bundled ledger's chain holds, and each exported scenario has its entry (same digest)."""
     from reports.ledger import read_text, scenario_digest
+    from reports.ledger_heads import check_claims
     from reports.results import ScenarioResult
 
     head: dict[str, Any] | None = None
@@ -335,6 +350,9 @@ def _check_ledger(contents: dict[str, bytes], report: VerifyReport) -> None:
         report.problems.append(Problem("ledger", LEDGER, f"not UTF-8 at byte {exc.start}"))
         return
     read = read_text(text, head=head, path=Path(LEDGER), require_head=LEDGER_HEAD in contents)
+    check_claims(read, [(path.removeprefix("ledger/"), data) for path, data in sorted(contents.items())
+                        if path.startswith(LEDGER_HEADS)])
+    report.ledger = read
     for problem in read.problems:
         report.problems.append(Problem("ledger", LEDGER, str(problem)))
     recorded = {(e.run_id, e.evidence_sha256) for e in read.entries}

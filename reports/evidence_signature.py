@@ -83,42 +83,72 @@ def keyless_signer(token: str, *, staging: bool = False) -> Signer:
     return sign
 
 
-def check_signature(report: VerifyReport, *, trusted_root: Path | LoadedRoot,
-                    identity: str | None = None, issuer: str | None = None) -> SignatureCheck:
-    """Verify the manifest's bundle against ``trusted_root``; with identity/issuer, require that signer.
+@dataclass(frozen=True)
+class Trust:
+    """What the verifier was asked to trust: a pinned root, and optionally the one signer it accepts.
+
+    ``options`` names the command-line options that asked for it (``--trusted-root``,
+    ``--identity/--issuer``, ...), so that a missing signature can say what asked for one.
+    """
+
+    root: LoadedRoot
+    identity: str | None = None
+    issuer: str | None = None
+    options: str = "a trust option"
+
+
+def verify_signed_bytes(data: bytes, bundle: bytes, *, trusted_root: Path | LoadedRoot,
+                        identity: str | None = None, issuer: str | None = None,
+                        name: str = MANIFEST, check_id: str = "evidence.signature") -> SignatureCheck:
+    """Verify the sigstore ``bundle`` over ``data`` (offline, pinned root); with identity/issuer, that signer.
 
     Without an expected identity the signature is still checked against the
     root, and the signer it names is reported: the auditor decides whether
     that is the right one.
     """
-    asked = identity is not None or issuer is not None
-    if report.signature is None:
-        if asked:
-            return SignatureCheck(False, "the bundle is not signed, but --identity/--issuer ask for a "
-                                         "signature check: treat it as unverified")
-        return SignatureCheck(False)
-    if report.manifest is None:
-        return SignatureCheck(True, f"{SIGNATURE} is present but {MANIFEST} is not: nothing it could sign")
     if (identity is None) != (issuer is None):
         return SignatureCheck(True, "pass both --identity and --issuer (an identity from any issuer "
                                     "proves nothing)")
     with tempfile.TemporaryDirectory(prefix="drillbook-evidence-sig-") as tmp:
-        manifest, bundle = Path(tmp) / MANIFEST, Path(tmp) / SIGNATURE
-        manifest.write_bytes(report.manifest)
-        bundle.write_bytes(report.signature)
+        artifact, bundle_path = Path(tmp) / name, Path(tmp) / f"{name}.sigstore.json"
+        artifact.write_bytes(data)
+        bundle_path.write_bytes(bundle)
         if identity is None or issuer is None:
-            claimed = _claimed_signer(bundle)
+            claimed = _claimed_signer(bundle_path)
             if claimed is None:
-                return SignatureCheck(True, f"{SIGNATURE} is not a sigstore bundle with a signing "
+                return SignatureCheck(True, f"{bundle_path.name} is not a sigstore bundle with a signing "
                                             "certificate")
             identity, issuer = claimed
-        verdict = verify_bundle(manifest, bundle, trusted_root=trusted_root, identity=identity,
-                                issuer=issuer, check_id="evidence.signature")
+        verdict = verify_bundle(artifact, bundle_path, trusted_root=trusted_root, identity=identity,
+                                issuer=issuer, check_id=check_id)
     evidence = {k: v for k, v in verdict.evidence.items() if k not in ("artifact", "bundle")}
     if verdict.outcome is not Outcome.PASSED:
+        # Temporary paths mean nothing to the reader: name the member instead.
         message = verdict.message.replace(f"{tmp}/", "")
         return SignatureCheck(True, message, evidence=evidence)
     return SignatureCheck(True, None, signer=identity, issuer=issuer, evidence=evidence)
+
+
+def check_signature(report: VerifyReport, *, trusted_root: Path | LoadedRoot,
+                    identity: str | None = None, issuer: str | None = None,
+                    trust_asked: str | None = None) -> SignatureCheck:
+    """Verify the manifest's bundle against ``trusted_root``; with identity/issuer, require that signer.
+
+    ``trust_asked`` names the trust options the verifier was given (``--trusted-root``,
+    ``--staging``, ``--identity/--issuer``). With any of them an unsigned bundle fails:
+    removing the signature member must never turn "signed by X" into a quiet "unsigned".
+    """
+    asked = trust_asked or ("--identity/--issuer" if identity is not None or issuer is not None else None)
+    if report.signature is None:
+        if asked:
+            return SignatureCheck(False, f"signature missing: the bundle is not signed (no {SIGNATURE}), "
+                                         f"but {asked} asked for a trusted signature: treat it as "
+                                         "unverified")
+        return SignatureCheck(False)
+    if report.manifest is None:
+        return SignatureCheck(True, f"{SIGNATURE} is present but {MANIFEST} is not: nothing it could sign")
+    return verify_signed_bytes(report.manifest, report.signature, trusted_root=trusted_root,
+                               identity=identity, issuer=issuer)
 
 
 def _claimed_signer(bundle: Path) -> tuple[str, str] | None:

@@ -11,7 +11,8 @@ Appends take an exclusive ``fcntl`` lock on ``ledger.jsonl.lock``, check the
 tail, and write whole lines with a single ``write`` on an ``O_APPEND``
 descriptor followed by ``fsync``: two runs appending at once lose nothing.
 Nothing in the ledger is ever rewritten; a damaged ledger refuses appends and
-names the damage.
+names the damage. Someone with write access can still recompute chain and head
+consistently: signed heads (reports/ledger_heads.py) are what catches that.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from checks.cadence import DrillHistory, shortest_cadence
 from checks.errors import DrillbookError
 from checks.verdict import Outcome, worst
 from reports.results import RunResult, ScenarioResult
+
+if TYPE_CHECKING:
+    from reports.ledger_heads import SignedHead
 
 GENESIS = "0" * 64
 _HEAD_SIZE = 128  # bytes of the padded head record: seq (up to 19 digits) and a SHA-256 fit
@@ -114,11 +118,12 @@ class LedgerProblem:
 
 @dataclass
 class LedgerRead:
-    """Every entry that could be read, and every problem found on the way."""
+    """Every entry that could be read, every problem found on the way, and the signed heads found."""
 
     path: Path
     entries: list[LedgerEntry] = field(default_factory=list)
     problems: list[LedgerProblem] = field(default_factory=list)
+    heads: list[SignedHead] = field(default_factory=list)  # reports/ledger_heads.py
 
     @property
     def ok(self) -> bool:
@@ -349,7 +354,11 @@ class LocalLedger:
             line = raw[: exc.start].count(b"\n") + 1
             result.problems.append(LedgerProblem(line, f"not UTF-8 text at byte {exc.start}: edited"))
             return result
-        return read_text(text, head=self._head(), path=self.path)
+        result = read_text(text, head=self._head(), path=self.path)
+        from reports.ledger_heads import LocalHeads, check_claims  # it builds on this module
+
+        check_claims(result, LocalHeads(self.path).load_heads())
+        return result
 
     def append(self, new: Sequence[NewEntry]) -> list[LedgerEntry]:
         """Chain and append ``new`` under an exclusive lock; refuse (LedgerCorrupt) on a damaged tail."""

@@ -11,6 +11,9 @@ same chain as the local ledger (an edited, deleted or reordered entry is
 named), plus that each object's name matches the first entry it holds. A
 deleted *last* object leaves a valid chain: enable bucket versioning or S3
 Object Lock on the prefix so that deletions are recoverable and visible.
+
+Signed heads (reports/ledger_heads.py) live under ``<prefix>heads/``, one
+object per signing run, created with ``If-None-Match: *`` as well.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from reports.ledger import (
 )
 
 _KEY = re.compile(r"^(\d{12})\.jsonl$")
+HEADS = "heads/"  # the sub-prefix of signed heads, beside the run objects
 MAX_RACES = 20  # attempts to find a free position when other runs keep appending at the same time
 
 
@@ -81,11 +85,12 @@ class S3Ledger:
                            hint="check the bucket, prefix, endpoint and credentials in `[ledger]`",
                            url=str(self.location))
 
-    def _keys(self) -> list[str]:
+    def _keys(self, prefix: str | None = None) -> list[str]:
         keys: list[str] = []
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": self.location.prefix}
+            kwargs: dict[str, Any] = {"Bucket": self.location.bucket,
+                                      "Prefix": self.location.prefix if prefix is None else prefix}
             if token:
                 kwargs["ContinuationToken"] = token
             try:
@@ -106,7 +111,8 @@ class S3Ledger:
 
     def read(self) -> LedgerRead:
         """Every entry, chain checked; object names checked against their first entry."""
-        keys = self._keys()
+        heads_prefix = self.location.prefix + HEADS
+        keys = [k for k in self._keys() if not k.startswith(heads_prefix)]
         texts = []
         problems = []
         for key in keys:
@@ -129,7 +135,42 @@ class S3Ledger:
             texts.append(text)
         result = read_text("".join(texts), head=None, path=self.path, require_head=False)
         result.problems[:0] = problems
+        from reports.ledger_heads import check_claims  # it builds on reports.ledger
+
+        check_claims(result, self.load_heads())
         return result
+
+    def load_heads(self) -> list[tuple[str, bytes | None]]:
+        """Every object under ``<prefix>heads/``, named ``heads/<name>``."""
+        from reports.ledger_heads import MAX_HEAD_BYTES
+
+        found: list[tuple[str, bytes | None]] = []
+        heads_prefix = self.location.prefix + HEADS
+        for key in self._keys(heads_prefix):
+            name = HEADS + key[len(heads_prefix):]
+            try:
+                # A ranged read: an object larger than any head is refused, never downloaded whole.
+                body: bytes = self.client.get_object(Bucket=self.location.bucket, Key=key,
+                                                     Range=f"bytes=0-{MAX_HEAD_BYTES}")["Body"].read()
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail(f"read {key} of", exc) from exc
+            found.append((name, body))
+        return found
+
+    def create_head(self, name: str, data: bytes) -> str:
+        """Create ``<prefix>heads/<name>`` only if it does not exist (a head is never replaced)."""
+        from reports.ledger_heads import HeadError
+
+        key = f"{self.location.prefix}{HEADS}{name}"
+        try:
+            self.client.put_object(Bucket=self.location.bucket, Key=key, Body=data, IfNoneMatch="*",
+                                   ContentType="application/json")
+        except (ClientError, BotoCoreError) as exc:
+            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise HeadError(f"signed head s3://{self.location.bucket}/{key} exists already: heads "
+                                "are create-only", url=str(self.location)) from exc
+            raise self._fail(f"write the signed head {name} to", exc) from exc
+        return f"s3://{self.location.bucket}/{key}"
 
     def _tail(self) -> tuple[int, str]:
         keys = [k for k in self._keys() if _KEY.match(k[len(self.location.prefix):])]

@@ -340,3 +340,212 @@ class TestDamagedLedgerInARun:
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert "ledger not updated" in proc.stderr and "truncated" in proc.stderr
         assert (out / "ledger.jsonl").read_bytes() == raw
+
+
+def _members(bundle: Path) -> list[tuple[zipfile.ZipInfo, bytes]]:
+    source = zipfile.ZipFile(io.BytesIO(bundle.read_bytes()))
+    return [(info, source.read(info)) for info in source.infolist()]
+
+
+@pytest.fixture(scope="module")
+def stripped(runs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A sandbox-signed bundle with its signature member removed (every hash still matches), and its root."""
+    from reports.evidence import SIGNATURE, Member, canonical_zip
+
+    tmp = tmp_path_factory.mktemp("stripped")
+    signed = tmp / "e.zip"
+    proc = drillbook("evidence", "export", "--out", str(runs["out"]), "-o", str(signed), "--sign-sandbox")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    bundle = tmp / "stripped.zip"
+    bundle.write_bytes(canonical_zip([Member(i.filename, d) for i, d in _members(signed)
+                                      if i.filename != SIGNATURE]))
+    return bundle, tmp / "e.trusted_root.json"
+
+
+class TestTrustRequiresASignature:
+    """A signed bundle whose signature member was removed must not verify as "unsigned" under trust."""
+
+    def test_without_trust_options_it_reads_as_unsigned(self, stripped: tuple[Path, Path]) -> None:
+        proc = drillbook("evidence", "verify", str(stripped[0]))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "unsigned" in proc.stdout
+
+    def test_with_the_trusted_root_it_fails_saying_the_signature_is_missing(
+            self, stripped: tuple[Path, Path]) -> None:
+        bundle, root = stripped
+        proc = drillbook("evidence", "verify", str(bundle), "--trusted-root", str(root))
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert ("signature: signature missing: the bundle is not signed (no manifest.json.sigstore.json), "
+                "but --trusted-root asked for a trusted signature") in proc.stdout
+        assert "NOT VERIFIED" in proc.stdout
+
+    @pytest.mark.parametrize(("option", "value"), [
+        ("--staging", None), ("--identity", "release-bot@drillbook-local.invalid"),
+        ("--issuer", "https://oidc.drillbook-local.invalid")])
+    def test_each_trust_option_alone_requires_a_signature(self, stripped: tuple[Path, Path], option: str,
+                                                          value: str | None) -> None:
+        extra = [value] if value else []
+        proc = drillbook("evidence", "verify", str(stripped[0]), "--json", option, *extra)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["ok"] is False and report["signed"] is False
+        [problem] = report["problems"]
+        assert problem["kind"] == "signature"
+        assert problem["detail"].startswith("signature missing") and option in problem["detail"]
+
+
+LEDGER_CONFIG = '[ledger]\nurl = "ledgers/signed.jsonl"\n'
+
+
+def _rewrite(ledger: Path, seq: int) -> None:
+    """The forgery: entry ``seq`` failed -> passed, every later hash and the .head recomputed."""
+    from dataclasses import replace
+
+    from checks.verdict import Outcome
+    from reports.ledger import GENESIS, LocalLedger, _with_hash, parse_entry
+
+    entries = [parse_entry(line) for line in ledger.read_text().splitlines()]
+    prev, lines = GENESIS, []
+    for item in entries:
+        changed = replace(item, outcome=Outcome.PASSED) if item.seq == seq else item
+        forged = _with_hash(replace(changed, prev=prev))
+        prev = forged.hash
+        lines.append(forged.line())
+    ledger.write_text("".join(lines))
+    LocalLedger(ledger)._write_head(entries[-1].seq, prev)
+
+
+@pytest.fixture(scope="module")
+def signed_runs(runs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two `drillbook run --sign-sandbox` of the failing drill TST-01: two signed heads, seq 1 and 2."""
+    root = tmp_path_factory.mktemp("signed")
+    config = root / "drillbook.toml"
+    config.write_text(LEDGER_CONFIG)
+    out = root / "out"
+    for _ in range(2):
+        proc = drillbook("run", "--features", str(runs["features"] / "audit"), "--out", str(out),
+                         "--config", str(config), "--sign-sandbox")
+        assert proc.returncode == 1, proc.stdout + proc.stderr  # TST-01 fails on purpose
+        assert "signed:   " in proc.stdout and "--trusted-root" in proc.stdout
+    return {"root": root, "out": out, "config": config, "ledger": root / "ledgers" / "signed.jsonl",
+            "trusted_root": out / "sandbox-authority" / "trusted_root.json", "features": runs["features"]}
+
+
+def _forged_copy(signed: dict[str, Path], target: Path, *, seq: int, keep_heads: list[str] | None) -> Path:
+    """A copy of the signed ledger (head, signed heads) with entry ``seq`` rewritten consistently."""
+    source = signed["ledger"]
+    target.mkdir(parents=True, exist_ok=True)
+    ledger = target / "ledger.jsonl"
+    shutil.copy(source, ledger)
+    shutil.copy(source.with_name(source.name + ".head"), target / "ledger.jsonl.head")
+    heads = target / "ledger.jsonl.heads"
+    heads.mkdir()
+    for path in sorted(source.with_name(source.name + ".heads").iterdir()):
+        if keep_heads is None or path.name in keep_heads:
+            shutil.copy(path, heads / path.name)
+    _rewrite(ledger, seq)
+    return ledger
+
+
+class TestSignedLedgerHeads:
+    def test_a_signing_run_stores_one_head_per_run_beside_the_ledger(self,
+                                                                      signed_runs: dict[str, Path]) -> None:
+        heads = signed_runs["ledger"].with_name("signed.jsonl.heads")
+        assert sorted(p.name for p in heads.iterdir()) == ["000000000001.json", "000000000002.json"]
+        assert (signed_runs["out"] / "sandbox-authority" / "authority-keys.json").stat().st_mode & 0o077 == 0
+
+    def test_the_untouched_signed_ledger_verifies_in_status(self, signed_runs: dict[str, Path]) -> None:
+        proc = drillbook("status", "--config", str(signed_runs["config"]), "--features",
+                         str(signed_runs["features"] / "audit"), "--trusted-root",
+                         str(signed_runs["trusted_root"]), "--json")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        data = json.loads(proc.stdout)
+        assert data["ledger_ok"] is True
+        assert data["ledger_signed_heads"] == {
+            "verified": 2, "covered_to_seq": 2,
+            "signers": ["release-bot@drillbook-local.invalid (https://oidc.drillbook-local.invalid)"]}
+
+    def test_a_consistent_rewrite_passes_the_unsigned_check_but_not_the_trusted_one(
+            self, signed_runs: dict[str, Path], tmp_path: Path) -> None:
+        """Heads deleted with the rewrite: status without trust shows the drill ok; with it, exit 1."""
+        ledger = _forged_copy(signed_runs, tmp_path, seq=2, keep_heads=[])
+        features = str(signed_runs["features"] / "audit")
+        plain = drillbook("status", "--ledger", str(ledger), "--features", features, "--json")
+        assert plain.returncode == 0, plain.stdout + plain.stderr
+        assert [d["state"] for d in json.loads(plain.stdout)["drills"]] == ["ok"]  # the forgery "works"
+        trusted = drillbook("status", "--ledger", str(ledger), "--features", features,
+                            "--trusted-root", str(signed_runs["trusted_root"]))
+        assert trusted.returncode == 1, trusted.stdout + trusted.stderr
+        assert f"the ledger {ledger} is damaged" in trusted.stderr
+        assert f"{ledger}: entries seq 1..2" in trusted.stderr and "vouched for by no verified signed head" \
+            in trusted.stderr
+        gate = drillbook("gate", "cadence", "--ledger", str(ledger), "--features", features,
+                         "--trusted-root", str(signed_runs["trusted_root"]))
+        assert gate.returncode == 1, gate.stdout + gate.stderr
+
+    def test_a_rewrite_under_its_signed_head_names_ledger_and_seq(self, signed_runs: dict[str, Path],
+                                                                   tmp_path: Path) -> None:
+        ledger = _forged_copy(signed_runs, tmp_path, seq=2, keep_heads=None)
+        proc = drillbook("status", "--ledger", str(ledger), "--features",
+                         str(signed_runs["features"] / "audit"),
+                         "--trusted-root", str(signed_runs["trusted_root"]))
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"{ledger}: entry seq 2 (TST-01, run " in proc.stderr
+        assert "now passed) was rewritten after run" in proc.stderr
+        assert "signed head ledger.jsonl.heads/000000000002.json" in proc.stderr
+
+    def test_a_rewrite_of_an_older_entry_is_caught_by_the_earlier_head(self, signed_runs: dict[str, Path],
+                                                                        tmp_path: Path) -> None:
+        """Entry 1 rewritten; the later head (which would mismatch too) deleted; head 1 still tells."""
+        ledger = _forged_copy(signed_runs, tmp_path, seq=1, keep_heads=["000000000001.json"])
+        proc = drillbook("status", "--ledger", str(ledger), "--features",
+                         str(signed_runs["features"] / "audit"),
+                         "--trusted-root", str(signed_runs["trusted_root"]))
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"{ledger}: entry seq 1 (TST-01, run " in proc.stderr
+        assert "signed head ledger.jsonl.heads/000000000001.json" in proc.stderr
+
+    def test_the_bundle_carries_the_signed_heads_and_verifies_offline(self, signed_runs: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+        bundle = tmp_path / "e.zip"
+        proc = drillbook("evidence", "export", "--out", str(signed_runs["out"]), "--since", "1d",
+                         "--ledger", str(signed_runs["ledger"]), "--sign-sandbox", "-o", str(bundle))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        names = zipfile.ZipFile(bundle).namelist()
+        assert {f"ledger/ledger.jsonl.heads/00000000000{n}.json" for n in (1, 2)} <= set(names)
+        ok = drillbook("evidence", "verify", str(bundle), "--trusted-root",
+                       str(tmp_path / "e.trusted_root.json"))
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "ledger: 2 signed head(s) verified, entries up to seq 2 vouched for" in ok.stdout
+
+    def test_a_bundle_of_a_rewritten_ledger_fails_with_the_trusted_root(self, signed_runs: dict[str, Path],
+                                                                        tmp_path: Path) -> None:
+        """Heads deleted before the export: the bundle's own checks pass, the trusted check does not."""
+        ledger = _forged_copy(signed_runs, tmp_path / "forged", seq=2, keep_heads=["000000000001.json"])
+        bundle = tmp_path / "e.zip"
+        proc = drillbook("evidence", "export", "--out", str(signed_runs["out"]), "--since", "1d",
+                         "--ledger", str(ledger), "--sign-sandbox", "-o", str(bundle))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        # Without a trust option the ledger checks pass: the only problem is that sigstore
+        # production's default root does not know the sandbox signature.
+        plain = json.loads(drillbook("evidence", "verify", str(bundle), "--json").stdout)
+        assert [p["kind"] for p in plain["problems"]] == ["signature"]
+        trusted = drillbook("evidence", "verify", str(bundle), "--trusted-root",
+                            str(tmp_path / "e.trusted_root.json"), "--json")
+        assert trusted.returncode == 1, trusted.stdout + trusted.stderr
+        report = json.loads(trusted.stdout)
+        assert report["signed"] and report["signer"] == "release-bot@drillbook-local.invalid"
+        [problem] = report["problems"]
+        assert (problem["kind"], problem["path"]) == ("ledger", "ledger/ledger.jsonl")
+        assert problem["detail"].startswith("ledger/ledger.jsonl: entries seq 2 (run ")
+        assert report["ledger_signed_heads"]["verified"] == 1
+
+    def test_sign_without_an_ambient_identity_stops_before_anything_runs(self, signed_runs: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+        env = dict.fromkeys(("SIGSTORE_ID_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL"), "")
+        out = tmp_path / "out"
+        proc = drillbook("run", "--features", str(signed_runs["features"] / "audit"), "--out", str(out),
+                         "--config", str(signed_runs["config"]), "--sign", env=env)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "--sign: no ambient OIDC identity" in proc.stderr
+        assert not out.exists()

@@ -141,3 +141,30 @@ def test_signature_member_is_second_and_listed_nowhere_else(signed: bytes) -> No
 def test_a_malformed_token_is_a_usage_error() -> None:
     with pytest.raises(ConfigError):
         keyless_signer("not-a-jwt")
+
+
+def _stripped(signed: bytes) -> bytes:
+    """The signed bundle with its signature member removed: every hash still matches."""
+    return canonical_zip([m for m in members_of(signed) if m.path != SIGNATURE])
+
+
+def test_a_removed_signature_verifies_as_unsigned_without_trust_options(signed: bytes, root: Path) -> None:
+    report = verify_bundle(_stripped(signed))
+    assert report.ok, report.problems
+    check = check_signature(report, trusted_root=root)
+    assert (check.signed, check.problem) == (False, None)
+
+
+@pytest.mark.parametrize("asked", ["--trusted-root", "--staging", "--identity", "--issuer",
+                                   "--identity/--issuer"])
+def test_any_trust_option_makes_a_removed_signature_fail(signed: bytes, root: Path, asked: str) -> None:
+    """Asking for trust in any way turns "unsigned" from a remark into a failure naming the option."""
+    check = check_signature(verify_bundle(_stripped(signed)), trusted_root=root, trust_asked=asked)
+    assert not check.signed
+    assert check.problem == (f"signature missing: the bundle is not signed (no {SIGNATURE}), but {asked} "
+                             "asked for a trusted signature: treat it as unverified")
+
+
+def test_an_expected_identity_alone_asks_for_trust(signed: bytes, root: Path) -> None:
+    check = check_signature(verify_bundle(_stripped(signed)), trusted_root=root, issuer=DEFAULT_ISSUER)
+    assert check.problem and "signature missing" in check.problem and "--identity/--issuer" in check.problem
