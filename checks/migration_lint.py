@@ -106,6 +106,10 @@ def parse_squawk_json(output: str, *, base: Path | None = None) -> list[Finding]
     return sorted(unique.values(), key=lambda f: (f.file, f.line, f.column, f.rule))
 
 
+# squawk reads untrusted SQL: it gets none of drillbook's environment (tokens, DSNs, AWS keys).
+LINTER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
 def lint_files(paths: Sequence[Path], *, base: Path | None = None, pg_version: str = "15",
                assume_in_transaction: bool = True, binary: Path | None = None) -> list[Finding]:
     """Run squawk over the files (empty files are skipped: nothing to lint)."""
@@ -118,7 +122,8 @@ def lint_files(paths: Sequence[Path], *, base: Path | None = None, pg_version: s
         command.append("--assume-in-transaction")
     command += [str(p) for p in files]
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=LINT_TIMEOUT_S, check=False)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=LINT_TIMEOUT_S, check=False,
+                              env=LINTER_ENV)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise LinterUnavailable(f"squawk could not run: {exc}") from exc
     # Exit 0: no errors; 1: findings at error level. Anything else: squawk itself failed.
@@ -140,7 +145,7 @@ def check_rule_names(rules: Collection[str], *, binary: Path | None = None) -> N
         command = [str(binary or squawk_binary()), f"--exclude={','.join(names)}", empty.name]
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=LINT_TIMEOUT_S,
-                                  check=False)
+                                  check=False, env=LINTER_ENV)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise LinterUnavailable(f"squawk could not run: {exc}") from exc
     if proc.returncode != 0:

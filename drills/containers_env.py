@@ -489,16 +489,17 @@ class ContainersEnvironment(provision.ProductServices):
 
     def _restore_subject(self, port: int, product: SandboxProduct) -> None:
         """Newest custom dump with the local ``pg_restore``, then the rows inserted after it."""
-        from . import pgtools
+        from . import pgclient, pgtools
         from .sandbox import history, seed
 
         newest = history.newest_backup(product.anchor)
         dump = product.s3_dir / history.SARK_PREFIX / newest.strftime(history.SARK_PATTERN)
         dsn = self._subject_dsn(port, history.PRODUCT_DB)
-        command = [pgtools.tool("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error",
-                   "-d", dsn, str(dump)]
-        result = subprocess.run(command, capture_output=True, text=True, check=False,
-                                env={**os.environ, "PGCONNECT_TIMEOUT": "10"})
+        # The password reaches pg_restore through a private passfile, never its argv.
+        with pgclient.access(dsn) as access:
+            command = [pgtools.tool("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error",
+                       "-d", access.conninfo, str(dump)]
+            result = subprocess.run(command, capture_output=True, text=True, check=False, env=access.env)
         if result.returncode != 0:
             raise EnvironmentError_(
                 f"seeding the subject PostgreSQL container from {dump.name} failed: pg_restore exited "

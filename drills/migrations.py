@@ -66,6 +66,7 @@ from checks.verdict import Verdict
 from .targets import Journal, PostgresTarget
 
 STATEMENT_EXCERPT = 200
+_INSUFFICIENT_PRIVILEGE = "42501"
 
 
 class MigrationError(DrillbookError):
@@ -614,6 +615,11 @@ def _failure(file: str, script: Script, statement: str, line: int, exc: psycopg.
     if len(excerpt) > STATEMENT_EXCERPT:
         excerpt = excerpt[: STATEMENT_EXCERPT - 3] + "..."
     context = f" ({diag.context.strip().splitlines()[0]})" if diag.context else ""
+    if diag.sqlstate == _INSUFFICIENT_PRIVILEGE:
+        # A migration reached outside its scratch database (a server program or file, server
+        # settings, roles, other databases): the replay role is built to refuse exactly that.
+        primary += (": refused, the replay runs as a role that is not a superuser and owns "
+                    "only its scratch database")
     return MigrationFailed(
         f"{file}:{line}: {primary}{context} — in statement: {excerpt}",
         file=file, line=line, statement=excerpt, sqlstate=diag.sqlstate or "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,12 @@ from checks.errors import EnvironmentError_
 from drills import pgtools
 from drills.local import LocalEnvironment
 from tests.support.engine import pointed_at_test_engine
+from tests.support.hostile import (
+    cluster_fingerprint,
+    reachable_marker_dir,
+    running_clients,
+    subject_fingerprint,
+)
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +63,35 @@ def docker_client(on_test_engine: None) -> Iterator[Any]:
         yield engine
     finally:
         engine.close()
+
+
+@pytest.fixture(scope="session")
+def marker_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where hostile payloads would leave their marker files (reachable by the server's OS user)."""
+    return reachable_marker_dir(tmp_path_factory.mktemp("markers"))
+
+
+@pytest.fixture
+def unchanged(local_env: LocalEnvironment, marker_dir: Path) -> Iterator[Path]:
+    """Yields a marker path; afterwards proves nothing outside the drill's own database changed.
+
+    The payload would create the marker; the scratch and subject clusters' catalogs and the
+    subject's data must be as before, and no database or client process of the drill is left.
+    """
+    if local_env.products is not None:
+        local_env.products.ready()  # its seeding creates databases in the subject cluster
+    scratch = local_env.scratch_postgres()
+    scratch_admin = scratch.server.dsn("postgres")
+
+    def state() -> tuple[Any, ...]:
+        return (cluster_fingerprint(scratch_admin), subject_fingerprint(local_env), scratch.databases())
+
+    before = state()
+    marker = marker_dir / f"marker-{time.monotonic_ns()}"
+    yield marker
+    assert not marker.exists(), f"the payload ran: {marker} exists"
+    after = state()
+    assert after[0] == before[0], "the scratch cluster changed outside the drill's database"
+    assert after[1] == before[1], "the subject changed"
+    assert after[2] == before[2], "the drill left a scratch database behind"
+    assert running_clients() == [], "a psql or pg_restore of the drill is still running"

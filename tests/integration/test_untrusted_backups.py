@@ -15,7 +15,6 @@ unchanged; and the drill leaves no database, role or process behind.
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
 import tarfile
 import threading
@@ -38,21 +37,6 @@ from tests.support.pg import admin_dsn
 pytestmark = pytest.mark.integration
 
 PAYLOAD_TABLE = "pwned"
-
-
-@pytest.fixture(scope="module")
-def marker_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory the server's OS user could write to, so a payload that ran would leave a file."""
-    path = tmp_path_factory.mktemp("markers")
-    path.chmod(0o777)
-    parent = path.parent
-    while parent != parent.parent:
-        # The server runs as `postgres`: it must be able to reach the directory for the test to mean much.
-        parent.chmod(parent.stat().st_mode | 0o011)
-        if parent == Path(os.sep + "tmp"):
-            break
-        parent = parent.parent
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -81,67 +65,6 @@ def _inject(plain: str, payload: str) -> str:
     anchor = "ALTER TABLE public.accounts OWNER TO"
     at = plain.index(anchor)
     return plain[:at] + payload + "\n" + plain[at:]
-
-
-def _cluster_fingerprint(dsn: str) -> dict[str, Any]:
-    """What a payload outside its database would change: databases, roles, tablespaces, settings."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return {
-            "databases": conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall(),
-            "roles": conn.execute("SELECT rolname, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles "
-                                  "WHERE rolname NOT LIKE 'scratch\\_%' ORDER BY 1").fetchall(),
-            "tablespaces": conn.execute("SELECT spcname FROM pg_tablespace ORDER BY 1").fetchall(),
-            "settings_files": conn.execute(
-                "SELECT sourcefile, name, setting FROM pg_file_settings ORDER BY 1, 2").fetchall(),
-            "db_settings": conn.execute("SELECT * FROM pg_db_role_setting ORDER BY 1, 2").fetchall(),
-            "tables_in_postgres": conn.execute(
-                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace").fetchall(),
-        }
-
-
-def _subject_fingerprint(local_env: LocalEnvironment) -> dict[str, Any]:
-    subject = local_env.postgres("production")
-    fingerprint = _cluster_fingerprint(psycopg.conninfo.make_conninfo(subject.dsn, dbname="postgres"))
-    with psycopg.connect(subject.dsn, autocommit=True) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1").fetchall()]
-        fingerprint["content"] = {
-            t: conn.execute(f"SELECT count(*), sum(hashtextextended(x::text, 0)) FROM {t} x").fetchone()
-            for t in tables
-        }
-    return fingerprint
-
-
-@pytest.fixture
-def unchanged(local_env: LocalEnvironment, marker_dir: Path) -> Iterator[Path]:
-    """Yields the marker path; afterwards proves nothing outside the drill's database changed."""
-    scratch = local_env.scratch_postgres()
-    scratch_admin = scratch.server.dsn("postgres")
-    before = (_cluster_fingerprint(scratch_admin), _subject_fingerprint(local_env), set(scratch.databases()))
-    marker = marker_dir / f"marker-{time.monotonic_ns()}"
-    yield marker
-    assert not marker.exists(), f"the payload ran: {marker} exists"
-    after = (_cluster_fingerprint(scratch_admin), _subject_fingerprint(local_env), set(scratch.databases()))
-    assert after[0] == before[0], "the scratch cluster changed outside the drill's database"
-    assert after[1] == before[1], "the subject changed"
-    assert after[2] == before[2], "the drill left a scratch database behind"
-    with psycopg.connect(scratch_admin, autocommit=True) as conn:
-        roles = conn.execute(
-            "SELECT rolname FROM pg_roles WHERE rolname LIKE 'scratch\\_restore%'").fetchall()
-    assert roles == [], f"the drill left its restore role behind: {roles}"
-    assert _running_clients() == [], "a psql or pg_restore of the drill is still running"
-
-
-def _running_clients() -> list[int]:
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.name() in ("psql", "pg_restore"):
-                found.append(child.pid)
-        except psutil.Error:
-            continue  # it ended while we looked
-    return found
 
 
 def _restore(tmp_path: Path, name: str, content: bytes, scratch: Any, *,
