@@ -145,20 +145,8 @@ def options_for(endpoint: str) -> dict[str, str]:
 class TestRunWithAnS3Ledger:
     def test_run_appends_and_status_reads_the_s3_ledger(self, server: S3Server, tmp_path: Path) -> None:
         """`drillbook run` and `drillbook status` with `[ledger] url = "s3://..."`, as a team sets it."""
-        bucket = f"ledger-{secrets.token_hex(4)}"
-        made = s3_ledger(f"s3://{bucket}/runs/", options(server))
-        assert isinstance(made, S3Ledger)
-        made.client.create_bucket(Bucket=bucket)
-        features = tmp_path / "features"
-        features.mkdir()
-        (features / "gate.feature").write_text(
-            "Feature: g\n  @id:TST-09 @weekly\n  Scenario: s\n"
-            "    Then the drill `TST-09` passed within its cadence\n")
-        config = tmp_path / "drillbook.toml"
-        config.write_text(f'[ledger]\nurl = "s3://{bucket}/runs/"\nendpoint_url = "{server.endpoint_url}"\n'
-                          'access_key_id = "testing"\nsecret_access_key = "${LEDGER_SECRET}"\n')
-        env = {**os.environ, "LEDGER_SECRET": S3_SECRET_ACCESS_KEY}
-        common = ["--config", str(config), "--features", str(features)]
+        made, env, common = _gate_on_s3_ledger(server, tmp_path)
+        bucket = made.location.bucket
         for _ in range(2):
             run = subprocess.run([sys.executable, "-m", "drillbook.cli", "run", *common,
                                   "--out", str(tmp_path / "out")],
@@ -258,20 +246,8 @@ class TestSignedHeadsOnS3:
     def test_a_signing_run_and_a_trusted_status_on_s3(self, server: S3Server, tmp_path: Path) -> None:
         """`drillbook run --sign-sandbox` with `[ledger] url = "s3://..."`, then `status --trusted-root`
         before and after the run's failed entry is rewritten as passed and re-chained in place."""
-        bucket = f"ledger-{secrets.token_hex(4)}"
-        made = s3_ledger(f"s3://{bucket}/runs/", options(server))
-        assert isinstance(made, S3Ledger)
-        made.client.create_bucket(Bucket=bucket)
-        features = tmp_path / "features"
-        features.mkdir()
-        (features / "gate.feature").write_text(
-            "Feature: g\n  @id:TST-09 @weekly\n  Scenario: s\n"
-            "    Then the drill `TST-09` passed within its cadence\n")
-        config = tmp_path / "drillbook.toml"
-        config.write_text(f'[ledger]\nurl = "s3://{bucket}/runs/"\nendpoint_url = "{server.endpoint_url}"\n'
-                          'access_key_id = "testing"\nsecret_access_key = "${LEDGER_SECRET}"\n')
-        env = {**os.environ, "LEDGER_SECRET": S3_SECRET_ACCESS_KEY}
-        common = ["--config", str(config), "--features", str(features)]
+        made, env, common = _gate_on_s3_ledger(server, tmp_path)
+        bucket = made.location.bucket
         out = tmp_path / "out"
         run = subprocess.run([sys.executable, "-m", "drillbook.cli", "run", *common, "--out", str(out),
                               "--sign-sandbox"],
@@ -295,3 +271,24 @@ class TestSignedHeadsOnS3:
         assert data["ledger_problems"][0].startswith(
             f"s3://{bucket}/runs: entry seq 1 (TST-09, run ")
         assert "now passed) was rewritten" in data["ledger_problems"][0]
+
+
+def _gate_on_s3_ledger(server: S3Server, tmp_path: Path) -> tuple[S3Ledger, dict[str, str], list[str]]:
+    """A fresh bucket's ledger, a one-scenario cadence-gate feature, and a config pointing at both.
+
+    Returns the ledger, the environment holding its secret, and the ``--config/--features`` args.
+    """
+    bucket = f"ledger-{secrets.token_hex(4)}"
+    made = s3_ledger(f"s3://{bucket}/runs/", options(server))
+    assert isinstance(made, S3Ledger)
+    made.client.create_bucket(Bucket=bucket)
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "gate.feature").write_text(
+        "Feature: g\n  @id:TST-09 @weekly\n  Scenario: s\n"
+        "    Then the drill `TST-09` passed within its cadence\n")
+    config = tmp_path / "drillbook.toml"
+    config.write_text(f'[ledger]\nurl = "s3://{bucket}/runs/"\nendpoint_url = "{server.endpoint_url}"\n'
+                      'access_key_id = "testing"\nsecret_access_key = "${LEDGER_SECRET}"\n')
+    env = {**os.environ, "LEDGER_SECRET": S3_SECRET_ACCESS_KEY}
+    return made, env, ["--config", str(config), "--features", str(features)]
