@@ -15,6 +15,7 @@ unchanged; and the drill leaves no database, role or process behind.
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 import tarfile
 import threading
@@ -32,6 +33,7 @@ from drills import pgtools
 from drills.local import LocalEnvironment
 from drills.restore import RestoreDrill
 from drills.targets import PostgresTarget, StoreSpec
+from tests.support.cli import drillbook
 from tests.support.pg import admin_dsn
 
 pytestmark = pytest.mark.integration
@@ -347,3 +349,40 @@ class TestRestoreRole:
                     " WHERE schemaname = 'public' AND tableowner <> current_user").fetchone()
         assert row == (False, False, False, False, False, 0, True)
         assert tables_owned == (0,)
+
+
+class TestInARun:
+    def test_hostile_backup_fails_its_scenario_and_the_run_goes_on(
+        self, source: PostgresTarget, unchanged: Path, tmp_path: Path, sandbox_cache_env: dict[str, str]
+    ) -> None:
+        """`drillbook run --config`: the hostile restore fails naming file, line and command; the next
+        scenario still runs and passes."""
+        genuine = _plain(source)
+        hostile = _inject(genuine, f"\\! touch {unchanged}")
+        line = hostile[:hostile.index("\\! touch")].count("\n") + 1
+        for name, text in (("hostile", hostile), ("genuine", genuine)):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "backup.sql").write_text(text)
+        config = tmp_path / "drillbook.toml"
+        config.write_text("".join(
+            f'[targets.{name}]\nkind = "directory"\npath = "{tmp_path / name}"\n'
+            for name in ("hostile", "genuine")))
+        features = tmp_path / "features"
+        features.mkdir()
+        (features / "untrusted.feature").write_text(
+            "Feature: untrusted backups\n\n"
+            "  @id:UNT-01 @daily\n  Scenario: a backup someone altered\n"
+            '    Given the backups in "hostile"\n'
+            "    When the newest backup is restored into a scratch database\n\n"
+            "  @id:UNT-02 @daily\n  Scenario: a genuine backup\n"
+            '    Given the backups in "genuine"\n'
+            "    When the newest backup is restored into a scratch database\n")
+        out = tmp_path / "out"
+        proc = drillbook("run", "--config", str(config), "--features", str(features), "--out", str(out),
+                         env=sandbox_cache_env, timeout=300)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        results = json.loads(next(out.glob("*/results.json")).read_text())
+        outcomes = {s["id"]: s["outcome"] for s in results["scenarios"]}
+        assert outcomes == {"UNT-01": "failed", "UNT-02": "passed"}, outcomes
+        refused = json.dumps(next(s for s in results["scenarios"] if s["id"] == "UNT-01")["verdicts"])
+        assert "meta-command" in refused and f"backup.sql:{line}" in refused, refused
