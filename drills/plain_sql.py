@@ -9,7 +9,9 @@ refuses every meta-command except ``\\unrestrict <key>``, which the file cannot
 know. The dump's own ``\\restrict``/``\\unrestrict`` lines (pg_dump 15.14+
 writes them) are blanked, and so are the statements ``pg_restore --no-owner
 --no-acl`` would skip: ownership and privileges name roles the scratch server
-does not have, and the restore role may not take them.
+does not have, and the restore role may not take them. pg_dumpall's
+``\\encoding NAME`` (for a database of another encoding) becomes ``SET
+client_encoding``, which needs no meta-command.
 
 Dropped lines become empty lines so that psql's line numbers stay the file's
 (:meth:`PsqlFeed.file_line` maps one to the other for messages).
@@ -73,7 +75,8 @@ def _gunzip_lines(path: Path) -> Iterator[bytes]:
 
 # -- pg_dumpall ---------------------------------------------------------------------------
 
-_DB_HEADER = re.compile(rb'^-- Database "(?P<name>(?:[^"]|"")+)" dump\s*$')
+# pg_dumpall writes the name as it is, quotes included: `-- Database "Weird "db"" dump`.
+_DB_HEADER = re.compile(rb'^-- Database "(?P<name>.+)" dump\s*$')
 # pg_dumpall's own lines that create or switch to the dumped database: its content goes into
 # scratch instead. Only those naming the section's own database are blanked; any other \connect
 # or \c is refused by psql's restricted mode, and any other CREATE/ALTER DATABASE by the server.
@@ -88,7 +91,7 @@ def dumpall_databases(lines: Iterable[Numbered]) -> list[str]:
     for _, line in lines:
         match = _DB_HEADER.match(line)
         if match:
-            names.append(match.group("name").replace(b'""', b'"').decode("utf-8", "replace"))
+            names.append(match.group("name").decode("utf-8", "replace"))
     return names
 
 
@@ -125,18 +128,23 @@ def dumpall_section(lines: Iterable[Numbered], database: str) -> Iterator[Number
     for number, line in lines:
         match = _DB_HEADER.match(line)
         if match:
-            current = match.group("name").replace(b'""', b'"')
+            current = match.group("name")
             continue
         if current == wanted:
             yield number, (b"\n" if _is_own_database_line(line, own) else line)
 
 
 def _spellings(database: str) -> set[bytes]:
-    """How pg_dumpall may name a database: bare, quoted, or as a quoted ``dbname='…'`` conninfo."""
+    """How pg_dumpall may name a database: bare, quoted, or as a quoted ``dbname=…`` conninfo.
+
+    (psql's ``appendPsqlMetaConnect``: a name of other than ``[A-Za-z0-9_.]`` is connected to as
+    ``\\connect -reuse-previous=on "dbname='…'"``, the value single-quoted when it must be.)
+    """
     name = database.encode()
     quoted = b'"' + name.replace(b'"', b'""') + b'"'
-    conninfo = b"dbname='" + name.replace(b"\\", b"\\\\").replace(b"'", b"\\'") + b"'"
-    return {name, quoted, b'"' + conninfo.replace(b'"', b'""') + b'"'}
+    conninfos = (b"dbname=" + name,
+                 b"dbname='" + name.replace(b"\\", b"\\\\").replace(b"'", b"\\'") + b"'")
+    return {name, quoted, *(b'"' + c.replace(b'"', b'""') + b'"' for c in conninfos)}
 
 
 def _is_own_database_line(line: bytes, own: set[bytes]) -> bool:
@@ -150,6 +158,9 @@ def _is_own_database_line(line: bytes, own: set[bytes]) -> bool:
 _ENTRY = re.compile(
     rb"^-- (?:Data for )?Name: .*; Type: (?P<type>[^;]+); Schema: [^;]*; Owner: (?P<owner>.*?)\s*$")
 _DUMP_RESTRICT = re.compile(rb"^\\(?:un)?restrict(?:\s+\S*)?\s*$")
+# pg_dumpall switches the client encoding for a database of another encoding with psql's
+# \encoding; the same, said in SQL, needs no meta-command.
+_ENCODING = re.compile(rb"^\\encoding\s+(?P<name>[A-Za-z0-9_]+)\s*$")
 _OWNER_TO = re.compile(rb"^ALTER [A-Z][A-Z ]* .+ OWNER TO (?P<owner>.+);\s*$")
 _ACL_STATEMENT = re.compile(rb"^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .*;\s*$")
 _SESSION_AUTHORIZATION = re.compile(rb"^(?:SET|RESET) SESSION AUTHORIZATION\b.*;\s*$")
@@ -186,6 +197,10 @@ class PsqlFeed:
             header = _ENTRY.match(line)
             if header:
                 entry_type, entry_owner = header.group("type"), header.group("owner")
+            encoding = _ENCODING.match(line)
+            if encoding:
+                yield b"SET client_encoding = '" + encoding.group("name") + b"';\n"
+                continue
             yield b"\n" if self._dropped(number, line, entry_type, entry_owner) else line
             if _COPY_FROM_STDIN.match(line):
                 in_copy = True

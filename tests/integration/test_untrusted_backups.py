@@ -164,6 +164,36 @@ class TestDumpall:
             _restore(tmp_path, "all.sql", hostile.encode(), local_env.scratch_postgres(), database=dbname)
 
 
+class TestGenuineDumpall:
+    def test_a_database_whose_name_needs_quoting_restores(
+        self, local_env: LocalEnvironment, unchanged: Path, tmp_path: Path
+    ) -> None:
+        """pg_dumpall reaches it with `\\encoding SQL_ASCII` and `\\connect -reuse-previous=on "dbname=…"`
+        (between its own \\unrestrict and \\restrict): those are its own lines, and it still restores."""
+        scratch = local_env.scratch_postgres()
+        name = "Weird-db"
+        with psycopg.connect(scratch.server.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            with psycopg.connect(scratch.server.dsn(name), autocommit=True) as conn:
+                conn.execute("CREATE TABLE caf\u00e9 (n text); INSERT INTO caf\u00e9 VALUES ('cr\u00e8me')")
+            dumpall = subprocess.run([pgtools.tool("pg_dumpall"), "-d", scratch.server.dsn("postgres")],
+                                     check=True, capture_output=True).stdout
+            # What this test is about:
+            assert b"\\encoding SQL_ASCII" in dumpall and b"-reuse-previous=on" in dumpall
+            store = tmp_path / "store"
+            store.mkdir()
+            (store / "all.sql").write_bytes(dumpall)
+            with RestoreDrill(StoreSpec(name="all", url=str(store)), scratch, database=name) as drill:
+                result = drill.run()
+                assert result.target is not None
+                with psycopg.connect(result.target.dsn) as conn:
+                    assert conn.execute("SELECT n FROM caf\u00e9").fetchall() == [("cr\u00e8me",)]
+        finally:
+            with psycopg.connect(scratch.server.dsn("postgres"), autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE "{name}"')
+
+
 def _armed_source(local_env: LocalEnvironment, marker: Path, how: str) -> Iterator[PostgresTarget]:
     """A database whose genuine dump runs ``COPY TO PROGRAM`` while pg_restore loads it.
 
