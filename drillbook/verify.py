@@ -15,7 +15,7 @@ from checks import redact
 from checks.backups import BackupObject, backup_freshness
 from checks.compare import compare_databases
 from checks.durations import parse_duration
-from checks.errors import ConfigError, NoBackupFound, SafetyError, StoreUnreachable
+from checks.errors import ConfigError, NoBackupFound, SafetyError, ScratchNotRestored, StoreUnreachable
 from checks.verdict import Verdict, format_duration, verdict_from_error
 from drills.restore import RestoreDrill
 from drills.targets import PostgresTarget, Role, StoreSpec
@@ -88,6 +88,9 @@ def verify_backup(args: argparse.Namespace) -> int:
                         lambda: psycopg.connect(target.dsn, connect_timeout=10),
                         cutoff=result.backup_time,
                     ))
+        if isinstance(drill.cleanup_error, ScratchNotRestored):
+            # A configured scratch not left as it was found is the user's to know about.
+            verdicts.append(verdict_from_error("scratch.cleanup", drill.cleanup_error))
     finally:
         closer = getattr(scratch, "close", None)
         if callable(closer):

@@ -127,6 +127,8 @@ class RestoreDrill:
         self._workdir = Path(tempfile.mkdtemp(prefix="drillbook-restore-"))
         self._target: PostgresTarget | None = None
         self.result: RestoreResult | None = None
+        # Why the scratch database could not be dropped or emptied, for callers that report it.
+        self.cleanup_error: DrillbookError | psycopg.Error | None = None
 
     # -- phases ---------------------------------------------------------------
 
@@ -182,10 +184,10 @@ class RestoreDrill:
             try:
                 with self._phase("cleanup: drop scratch database", scratch=target.describe()):
                     self.scratch.drop(target)
-            except (DrillbookError, psycopg.Error):
-                # Journaled; the environment's own teardown drops what is left (or the scratch
-                # server died, taking the database with it): temp files must still go.
-                pass
+            except (DrillbookError, psycopg.Error) as exc:
+                # Journaled and kept; the environment's own teardown drops what is left (or the
+                # scratch server died, taking the database with it): temp files must still go.
+                self.cleanup_error = exc
         if self._workdir.exists():
             with self._phase("cleanup: remove temp files"):
                 shutil.rmtree(self._workdir, ignore_errors=True)

@@ -441,3 +441,16 @@ class TestCleanup:
             conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '64MB'").format(sql.Identifier(other_db)))
         with pytest.raises(ScratchNotRestored, match="database settings"):
             configured.drop(target)
+
+    def test_verify_backup_reports_a_scratch_it_could_not_put_back(
+        self, other_cluster: Cluster, other_db: str, tmp_path: Path
+    ) -> None:
+        """A backup that changes its scratch database's settings: `verify backup` names it (exit 1)."""
+        plain = subprocess.run([pgtools.tool("pg_dump"), "-Fp", "-d", other_cluster.dsn(other_db)],
+                               check=True, capture_output=True, text=True).stdout
+        backup = tmp_path / "backup.sql"
+        backup.write_text(plain + f"ALTER DATABASE \"{other_db}\" SET work_mem = '64MB';\n")
+        scratch_dsn = other_cluster.dsn(other_db, user="drill")
+        proc = drillbook("verify", "backup", str(backup), "--scratch", scratch_dsn)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "scratch.cleanup" in proc.stdout and "database settings" in proc.stdout, proc.stdout
