@@ -4,6 +4,7 @@
 
     DrillbookError
     ├── ConfigError                  bad or unknown key, bad value, missing ${ENV}
+    │   └── MissingPackage           the chosen environment's Python package is not installed
     ├── SafetyError                  a write would touch something that is not scratch
     │   ├── NotScratch               the target is a subject
     │   ├── ScratchNotEmpty          the configured scratch database holds objects
@@ -52,6 +53,12 @@ class DrillbookError(Exception):
 
 class ConfigError(DrillbookError):
     default_hint = "fix the named key; the README's drillbook.toml section documents every key"
+
+
+class MissingPackage(ConfigError):
+    """An install problem, reported like a configuration one: nothing ran, exit 2."""
+
+    default_hint = "run ./bootstrap again: it installs every dependency from constraints.txt"
 
 
 class SafetyError(DrillbookError):

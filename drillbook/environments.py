@@ -2,21 +2,56 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from checks.errors import ConfigError
+from checks.errors import ConfigError, MissingPackage
 
 Progress = Callable[[str], None]
+
+# The Python package each environment needs beyond drillbook's always-imported core: a regular
+# dependency since issue 11, but a venv built from an older pyproject (or pruned by hand) can
+# still lack it, and that must be a named usage error, not pytest's INTERNALERROR.
+_ENVIRONMENT_PACKAGES = {"containers": "testcontainers"}
+
+
+def resolve_environment(choice: str, *, config_given: bool) -> str:
+    """The environment a run will use, decided before any server starts (exit 2 when unusable).
+
+    ``auto``: live with a config, containers when a Docker engine answers, else local. The
+    chosen environment's package is imported here, so a missing one stops the run in its first
+    second with :class:`MissingPackage` rather than inside pytest.
+    """
+    if choice == "auto":
+        from drills.containers import select_provider
+
+        choice = select_provider(config_given=config_given)
+    require_environment_package(choice)
+    return choice
+
+
+def require_environment_package(choice: str) -> None:
+    """Import the package environment ``choice`` needs; :class:`MissingPackage` names it if absent."""
+    package = _ENVIRONMENT_PACKAGES.get(choice)
+    if package is None:
+        return
+    try:
+        importlib.import_module(package)
+    except ImportError as exc:
+        raise MissingPackage(
+            f"the {choice} environment needs the Python package {package!r}, which is not "
+            f"installed in this environment ({exc})",
+            package=package,
+            hint=f"run ./bootstrap again (it installs {package} from constraints.txt), or "
+                 f"`.venv/bin/pip install -c constraints.txt {package}`; or choose --env local",
+        ) from exc
 
 
 def open_environment(*, choice: str, config_path: Path | None, progress: Progress) -> Any:
     """``auto``: live with a config, containers when Docker answers, else the local sandbox."""
-    if choice == "auto":
-        from drills.containers import select_provider
-
-        choice = select_provider(config_given=config_path is not None)
+    choice = resolve_environment(choice, config_given=config_path is not None)
     if choice == "live":
         if config_path is None:
             raise ConfigError("the live environment needs a config file (--config drillbook.toml)")

@@ -90,6 +90,11 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
         if options.env in ("auto", "live"):
             _preflight_scratch(config)
     expression = marker_expression(options.cadence, options.tags)
+    # The environment is chosen here, not inside pytest: a missing package (testcontainers) is
+    # then a usage error naming it, before any server starts, never pytest's INTERNALERROR.
+    from .environments import resolve_environment
+
+    env_choice = resolve_environment(options.env, config_given=config_path is not None)
     # Waivers are validated (format, approver, known ids) before anything runs: exit 2 otherwise.
     from .audit import prepare_run
 
@@ -114,7 +119,7 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
         "-p", "drillbook.plugin", "-p", "no:cacheprovider",
         "--strict-markers", "-q", "--no-header", "--tb=no", "-p", "no:warnings",
         f"--junitxml={run_dir / 'junit.xml'}",
-        f"--drillbook-out={run_dir}", f"--drillbook-env={options.env}",
+        f"--drillbook-out={run_dir}", f"--drillbook-env={env_choice}",
         "--drillbook-progress",
         "--drillbook-command=" + shlex.join(["drillbook", *(argv or sys.argv[1:])]),
     ]
