@@ -19,7 +19,8 @@
     │   │   └── ChecksumMismatch     the sidecar's digest differs (checked before any restore)
     │   ├── StoreUnreachable         the S3 endpoint or directory cannot be listed
     │   └── RestoreFailed            pg_restore / psql exited non-zero
-    │       └── BackupRefused        the backup tried a meta-command or a superuser-only right
+    │       ├── BackupRefused        the backup tried a meta-command or a superuser-only right
+    │       └── RestoreTimedOut      the restore passed its deadline and was cancelled
     ├── TargetUnreachable            a subject database or service does not answer
     │   └── AuthenticationFailed     it answers, but refuses the credentials
     └── UnusableAnswer               it answers, but not with something checkable (not JSON,
@@ -134,6 +135,16 @@ class BackupRefused(RestoreFailed):
     """The backup tried what a restore may not do (a psql meta-command, a superuser-only statement)."""
 
     default_hint = "the backup tried something only a superuser or psql's client side may do"
+
+
+class RestoreTimedOut(RestoreFailed):
+    """Past its deadline (the scenario's RTO plus a margin, or ``[run] restore_timeout``): cancelled."""
+
+    default_hint = (
+        "the restore hangs or is far slower than its limit: read the restore log for a statement that "
+        "sleeps or waits (a function in a CHECK constraint or index), or raise the limit "
+        "(`Then the restore completes within ...`, or `[run] restore_timeout` in drillbook.toml)"
+    )
 
 
 class TargetUnreachable(DrillbookError):

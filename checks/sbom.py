@@ -45,6 +45,7 @@ from typing import Any
 
 from checks.errors import DrillbookError
 from checks.redact import redact
+from checks.strict_json import DuplicateKeyError, loads_strict
 from checks.verdict import Verdict
 
 __all__ = [
@@ -193,7 +194,11 @@ def _decode(path: Path, data: bytes) -> str:
 
 def _parse_json(path: Path, text: str) -> tuple[dict[str, Any], str]:
     try:
-        document = json.loads(text)
+        document = loads_strict(text)
+    except DuplicateKeyError as exc:
+        raise SbomMalformed(f"{path}: {exc}", path=str(path), key=exc.key,
+                            hint="an SBOM that says two things about one field cannot be checked: "
+                                 "regenerate it") from exc
     except json.JSONDecodeError as exc:
         raise SbomMalformed(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
                             path=str(path), line=exc.lineno) from exc

@@ -34,6 +34,7 @@ from sigstore_models.common.v1 import HashAlgorithm
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 from .errors import DrillbookError
+from .strict_json import loads_strict, reject_duplicate_keys
 from .verdict import Verdict
 
 BUNDLE_SUFFIXES = (".sigstore.json", ".sigstore")
@@ -114,7 +115,9 @@ def load_trusted_root(path: Path, *, label: str | None = None) -> LoadedRoot:
     if key in _ROOTS:
         return _ROOTS[key]
     try:
-        # Parse the bytes we hashed, so the recorded SHA-256 is of what was trusted.
+        # Parse the bytes we hashed, so the recorded SHA-256 is of what was trusted; a repeated
+        # key is refused first (DuplicateKeyError is a ValueError), as pydantic keeps the last.
+        reject_duplicate_keys(raw)
         root = TrustedRoot(trustroot_v1.TrustedRoot.from_json(raw))
         verifier = Verifier(trusted_root=root)
     except (pydantic.ValidationError, ValueError) as exc:
@@ -249,6 +252,7 @@ def _load_bundle(check_id: str, bundle: Path, evidence: dict[str, Any]) -> Bundl
                              evidence=evidence)
     evidence["bundle_sha256"] = hashlib.sha256(raw).hexdigest()
     try:
+        reject_duplicate_keys(raw)  # refused (ValueError below), never resolved to the last value
         return Bundle.from_json(raw)
     except InvalidBundle as exc:
         evidence["error"] = type(exc).__name__
@@ -317,7 +321,7 @@ def verify_bundle(
 
 def statement_subjects(payload: bytes) -> list[tuple[str, str]]:
     """(name, sha256) pairs of an in-toto statement's subjects; ValueError when malformed."""
-    statement = json.loads(payload)
+    statement = loads_strict(payload)
     if not isinstance(statement, dict) or not isinstance(statement.get("subject"), list):
         raise ValueError("the in-toto statement has no subject list")
     found: list[tuple[str, str]] = []
@@ -372,7 +376,7 @@ def verify_attestation(
                               f"not an in-toto statement", evidence=evidence)
     try:
         subjects = statement_subjects(payload)
-        statement = json.loads(payload)
+        statement = loads_strict(payload)
     except ValueError as exc:
         return Verdict.failed(check_id, f"attestation {bundle}: {_first_line(exc)}", evidence=evidence)
     evidence["predicate_type"] = statement.get("predicateType")

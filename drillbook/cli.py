@@ -40,12 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--config", type=Path, help="drillbook.toml with live targets")
     p_run.add_argument("--cadence", help="only scenarios of this cadence (daily, weekly, monthly, ...)")
     p_run.add_argument("--tags", help='tag expression, e.g. "postgres and not weekly"')
-    p_run.add_argument("--out", type=Path, default=Path("out"), help="where runs are written (default out/)")
+    p_run.add_argument("--out", type=Path, default=None,
+                       help="where runs are written (default: [run] out of --config, else out/)")
     p_run.add_argument("--features", type=Path, action="append",
                        help="feature file or folder (repeatable; default features/)")
     p_run.add_argument("--env", choices=["auto", "local", "live", "containers"], default="auto",
                        help="where targets come from (default: live with --config, else local)")
-    p_run.add_argument("--strict", action="store_true", help="warnings fail the run")
+    p_run.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
+                       help="warnings fail the run (default: [run] strict of --config, else no)")
     p_run.add_argument("-v", "--verbose", action="store_true", help="show pytest's tracebacks too")
     p_run.add_argument("--waivers", type=Path, help="waiver file (TOML): approved, time-boxed failures")
     p_run.add_argument("--canary", action="store_true",
@@ -83,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument("--state", type=Path, default=Path("out/sandbox.json"), help=argparse.SUPPRESS)
     p_down = sandbox_sub.add_parser("down", help="stop a sandbox started with --detach")
     p_down.add_argument("--state", type=Path, default=Path("out/sandbox.json"), help=argparse.SUPPRESS)
+    p_down.add_argument("--stale", action="store_true",
+                        help="instead, stop and remove the servers and temp dirs killed runs left")
 
     p_verify = sub.add_parser("verify", help="one-shot checks without writing a feature")
     verify_sub = p_verify.add_subparsers(dest="what", required=True, parser_class=_Parser)

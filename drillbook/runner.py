@@ -33,10 +33,10 @@ class RunOptions:
     config: Path | None = None
     cadence: str | None = None
     tags: str | None = None
-    out: Path = Path("out")
+    out: Path | None = None  # None: [run] out of the config, else ./out
     features: list[Path] | None = None
     env: str = "auto"
-    strict: bool = False
+    strict: bool | None = None  # None: [run] strict of the config, else False
     verbose: bool = False
     waivers: Path | None = None
     pytest_args: list[str] = field(default_factory=list)  # extra plugin options (e.g. a gate's version)
@@ -74,21 +74,48 @@ def _keyed_marker(match: re.Match[str]) -> str:
     return f'{match.group(1)}(value="{match.group(2)}")'
 
 
+DEFAULT_OUT = Path("out")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a run uses for ``out`` and ``strict``: the CLI flag, else ``[run]`` of the config, else
+    the default. Computed once, so the runner and the callers that read the run back agree."""
+
+    out: Path
+    strict: bool
+
+
+def run_settings(options: RunOptions, config: Config | None) -> RunSettings:
+    """CLI flags override ``[run] out`` / ``[run] strict``; without either, ``out/`` and not strict."""
+    out = options.out if options.out is not None else (config.out if config is not None else DEFAULT_OUT)
+    config_strict = config.strict if config is not None else False
+    strict = options.strict if options.strict is not None else config_strict
+    return RunSettings(out=out, strict=strict)
+
+
+def load_run_config(options: RunOptions) -> Config | None:
+    """The validated config of a run (``ConfigError``, exit 2, on a bad key), or None without one."""
+    if options.config is None:
+        return None
+    from drills.config import load_config
+
+    return load_config(options.config.resolve())
+
+
 def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
-    """Run the drills; write reports to ``out/<run-id>``; return the exit code."""
+    """Run the drills; write reports to ``<out>/<run-id>``; return the exit code."""
     features = [p.resolve() for p in _features_of(options)]
     for path in features:
         if not path.exists():
             raise ConfigError(f"features path {path} does not exist",
                               hint="pass --features DIR with .feature files in it")
     config_path = options.config.resolve() if options.config else None
-    if config_path is not None:
-        # Validate before anything runs: a bad key stops us in the first second.
-        from drills.config import load_config
-
-        config = load_config(config_path)
-        if options.env in ("auto", "live"):
-            _preflight_scratch(config)
+    # Validate before anything runs: a bad key stops us in the first second.
+    config = load_run_config(options)
+    if config is not None and options.env in ("auto", "live"):
+        _preflight_scratch(config)
+    settings = run_settings(options, config)
     expression = marker_expression(options.cadence, options.tags)
     # The environment is chosen here, not inside pytest: a missing package (testcontainers) is
     # then a usage error naming it, before any server starts, never pytest's INTERNALERROR.
@@ -99,10 +126,14 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     from .audit import prepare_run
 
     audit = prepare_run(features=features, config_path=config_path, waivers=options.waivers,
-                        out=options.out, sign=options.sign, sign_sandbox=options.sign_sandbox)
+                        out=settings.out, sign=options.sign, sign_sandbox=options.sign_sandbox)
 
+    from drills.reaper import reap_stale
+
+    # A killed run's servers and temp dirs are reaped before this run starts its own.
+    reap_stale(progress=lambda line: print(f"drillbook: {line}", file=sys.stderr, flush=True))
     run_id = options.run_id or new_run_id()
-    run_dir = (options.out / run_id).resolve()
+    run_dir = (settings.out / run_id).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     module = run_dir / "test_drillbook_features.py"
     module.write_text(
@@ -127,7 +158,7 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
         args += ["--tb=short", "-rA"]
     if config_path is not None:
         args.append(f"--drillbook-config={config_path}")
-    if options.strict:
+    if settings.strict:
         args.append("--drillbook-strict")
     if expression:
         args += ["-m", expression]
@@ -137,7 +168,7 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     print(f"drillbook run {run_id}: features {', '.join(str(_rel(p)) for p in features)}", flush=True)
     watcher = _CollectionWatcher()
     code = pytest.main(args, plugins=[watcher])
-    _point_latest(options.out, run_dir)
+    _point_latest(settings.out, run_dir)
     if watcher.errors:
         for where, text in watcher.errors:
             print(f"drillbook: cannot collect {where}:\n{text}", file=sys.stderr)

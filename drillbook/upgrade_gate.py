@@ -25,7 +25,7 @@ from checks.upgrades import Version, VersionError
 from drills.upgrades import UpgradeRequest
 from reports.results import RunResult
 
-from .runner import EXIT_FAILED, EXIT_PASSED, RunOptions, new_run_id, run
+from .runner import EXIT_FAILED, EXIT_PASSED, RunOptions, load_run_config, new_run_id, run, run_settings
 
 GATE_TAG = "pre-upgrade"
 _REQUEST = pytest.StashKey[UpgradeRequest]()
@@ -87,12 +87,14 @@ def add_parser(gate_sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--from", metavar="VERSION", dest="from_version",
                    help="the version installed now (default: the plan's `installed`)")
     p.add_argument("--config", type=Path, help="drillbook.toml with live targets")
-    p.add_argument("--out", type=Path, default=Path("out"), help="where runs are written (default out/)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where runs are written (default: [run] out of --config, else out/)")
     p.add_argument("--features", type=Path, action="append",
                    help="feature file or folder (repeatable; default features/)")
     p.add_argument("--env", choices=["auto", "local", "live", "containers"], default="auto",
                    help="where targets come from (default: live with --config, else local)")
-    p.add_argument("--strict", action="store_true", help="warnings block the upgrade too")
+    p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
+                   help="warnings block the upgrade too (default: [run] strict of --config, else no)")
     p.add_argument("--waivers", type=Path, help="waiver file (TOML): approved, time-boxed failures")
     p.add_argument("--canary", action="store_true",
                    help="sandbox: plant the known failures (e.g. a release artifact altered after signing), "
@@ -110,15 +112,18 @@ def gate_pre_upgrade(args: argparse.Namespace, argv: list[str]) -> int:
     if request.installed is not None:
         extra.append(f"--drillbook-upgrade-from={request.installed}")
     run_id = new_run_id()
-    code = run(RunOptions(config=args.config, tags=GATE_TAG, out=args.out, features=args.features,
-                          env=args.env, strict=args.strict, verbose=args.verbose, waivers=args.waivers,
-                          pytest_args=extra, run_id=run_id), argv=argv)
-    results = args.out / run_id / "results.json"
+    options = RunOptions(config=args.config, tags=GATE_TAG, out=args.out, features=args.features,
+                         env=args.env, strict=args.strict, verbose=args.verbose, waivers=args.waivers,
+                         pytest_args=extra, run_id=run_id)
+    # The same out/strict the run uses ([run] of the config unless a flag overrides it).
+    settings = run_settings(options, load_run_config(options))
+    code = run(options, argv=argv)
+    results = settings.out / run_id / "results.json"
     if code not in (EXIT_PASSED, EXIT_FAILED) or not results.exists():
         return code
     outcome = RunResult.read(results)
     target = f"{request.installed} → {request.target}" if request.installed else str(request.target)
-    blockers = blocking(outcome, strict=args.strict)
+    blockers = blocking(outcome, strict=settings.strict)
     if code == EXIT_PASSED and not blockers:
         print(f"drillbook gate pre-upgrade: PASS — {len(outcome.scenarios)} @pre-upgrade scenario(s) "
               f"passed; nothing blocks the upgrade to {target}")

@@ -47,7 +47,11 @@ class SingleFileStore:
 
 def verify_backup(args: argparse.Namespace) -> int:
     """Exit 0 restorable and verified, 1 not, 2 usage or unreadable input."""
+    # Every argument is validated before anything starts (a scratch PostgreSQL takes a second):
+    # a usage error is exit 2 with nothing started, never a failed verdict after a server start.
     max_age = _duration(args.max_age, "--max-age") if args.max_age else None
+    if args.key_pattern is not None:
+        _key_pattern(args.key_pattern)
     if args.compare_with:
         redact.register_dsn(args.compare_with)
     if args.scratch:
@@ -110,6 +114,16 @@ def _print(verdicts: list[Verdict], *, as_json: bool, code: int) -> None:
         return
     for verdict in verdicts:
         print(redact.redact(f"{verdict.outcome.value.upper():<8} {verdict.id}: {verdict.message}"))
+
+
+def _key_pattern(pattern: str) -> None:
+    """``--key-pattern`` compiles, or :class:`ConfigError` naming the option (exit 2)."""
+    from checks.backups import compile_key_pattern
+
+    try:
+        compile_key_pattern(pattern)
+    except ConfigError as exc:
+        raise ConfigError(f"--key-pattern: {exc.message}", hint=exc.hint, key="--key-pattern") from exc
 
 
 def _duration(text: str, option: str) -> timedelta:

@@ -12,9 +12,12 @@ a key=value DSN's password, and every http header value (but ``Accept``,
 ::
 
     [run]
-    out = "out"                 # where runs are written
-    strict = false              # warnings fail the run
+    out = "out"                 # where runs are written (relative to this file; --out overrides)
+    strict = false              # warnings fail the run (--strict / --no-strict override)
     waivers = "waivers.toml"    # optional: the waiver file (relative to this file)
+    restore_timeout = "1h"      # optional: a restore's deadline when its scenario states no RTO
+    migration_timeout = "30m"   # optional: a migration replay's deadline
+    query_timeout = "10m"       # optional: statement_timeout of the checks' queries
 
     [ledger]
     url = "out/ledger.jsonl"    # optional: the cadence ledger (default <out>/ledger.jsonl), or
@@ -81,10 +84,12 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from checks import redact
+from checks.durations import parse_duration
 from checks.errors import ConfigError
 from checks.http_health import FollowRedirects
 
@@ -96,7 +101,9 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
 
-_RUN_KEYS = {"out", "strict", "waivers"}
+# [run] deadlines (drills/deadlines.py), written as durations: "90s", "30m", "1h".
+_TIMEOUT_KEYS = ("restore_timeout", "migration_timeout", "query_timeout")
+_RUN_KEYS = {"out", "strict", "waivers", *_TIMEOUT_KEYS}
 _LEDGER_KEYS = {"url", "endpoint_url", "region", "access_key_id", "secret_access_key"}
 _TARGET_KEYS: dict[str, set[str]] = {
     "postgres": {"kind", "dsn", "scratch"},
@@ -139,6 +146,8 @@ class Config:
     migration_folders: Mapping[Path, str] = field(default_factory=dict)  # [migrations.folders], resolved
     # [containers.<target>] image: images per service of the containers environment (postgres, redis, ...)
     container_images: Mapping[str, str] = field(default_factory=dict)
+    # [run] restore_timeout / migration_timeout / query_timeout: None means the built-in default.
+    timeouts: Mapping[str, timedelta] = field(default_factory=dict)
 
     def migration_layout_for(self, directory: Path) -> str | None:
         """The layout configured for a migration folder: its own entry, else ``[migrations] layout``."""
@@ -149,6 +158,7 @@ class Config:
         data: dict[str, Any] = {
             "out": str(self.out),
             "strict": self.strict,
+            "timeouts_s": {k: v.total_seconds() for k, v in self.timeouts.items()},
             "waivers": str(self.waivers) if self.waivers else None,
             "ledger_url": redact.redact(self.ledger_url) if self.ledger_url else None,
             "migrations": {"layout": self.migration_layout,
@@ -208,6 +218,9 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
     run = _table(data.get("run", {}), where, "run")
     _reject_unknown(run, _RUN_KEYS, where, "run.")
     out = Path(_string(run.get("out", "out"), where, "run.out"))
+    if "out" in run and not out.is_absolute() and path is not None:
+        # Like [run] waivers and [ledger] url: relative to the config file, whatever the cwd.
+        out = path.parent / out
     strict = _bool(run.get("strict", False), where, "run.strict")
     waivers = None
     if "waivers" in run:
@@ -215,6 +228,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
         if not waivers_value.is_absolute() and path is not None:
             waivers_value = path.parent / waivers_value
         waivers = waivers_value
+    timeouts = {key: _duration(run[key], where, f"run.{key}") for key in _TIMEOUT_KEYS if key in run}
     ledger = _table(data.get("ledger", {}), where, "ledger")
     _reject_unknown(ledger, _LEDGER_KEYS, where, "ledger.")
     ledger_url = None
@@ -309,7 +323,8 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
                   redis=redis_targets, stores=stores, http=http_targets, tls=tls_targets,
                   prometheus=prometheus_targets, waivers=waivers, ledger_url=ledger_url,
                   ledger_s3=ledger_s3, migration_layout=migration_layout,
-                  migration_folders=migration_folders, container_images=container_images)
+                  migration_folders=migration_folders, container_images=container_images,
+                  timeouts=timeouts)
 
 
 def _containers(value: Any, where: str, environ: Mapping[str, str]) -> dict[str, str]:
@@ -541,6 +556,18 @@ def _string(value: Any, where: str, key: str) -> str:
         raise ConfigError(f"{where}: `{key}` must be a string, got {type(value).__name__}",
                           file=where, key=key)
     return value
+
+
+def _duration(value: Any, where: str, key: str) -> timedelta:
+    """A positive duration as runbooks write it (``"90s"``, ``"30m"``, ``"1h"``)."""
+    text = _string(value, where, key)
+    try:
+        parsed = parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: `{key}`: {exc}", file=where, key=key) from None
+    if parsed <= timedelta(0):
+        raise ConfigError(f"{where}: `{key}` must be longer than 0s, got {text!r}", file=where, key=key)
+    return parsed
 
 
 def _bool(value: Any, where: str, key: str) -> bool:

@@ -10,6 +10,9 @@ Phases, each journaled with UTC start, duration and status:
    for custom and directory dumps, ``psql`` with ``ON_ERROR_STOP`` for plain
    SQL, gzip streamed; the named database's section of ``pg_dumpall`` output);
 5. **first query** on the restored database — RTO ends here;
+   download, restore and first query share one deadline (:mod:`drills.deadlines`): past it,
+   the work is cancelled (client process group killed, the scratch database's sessions
+   terminated server-side) and the drill raises :class:`RestoreTimedOut`;
 6. **cleanup** in ``finally``: the scratch database is dropped and the temp
    files removed, journaled too.
 
@@ -24,7 +27,6 @@ import re
 import shutil
 import subprocess
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,12 +53,15 @@ from checks.errors import (
     DrillbookError,
     NoBackupFound,
     RestoreFailed,
+    RestoreTimedOut,
     TargetUnreachable,
 )
 from checks.redact import redact
 from checks.verdict import Verdict
 
-from . import pgclient, pgtools, plain_sql
+from . import deadlines, pgclient, pgtools, plain_sql
+from .deadlines import Deadline, Limit
+from .reaper import make_tempdir
 from .stores import BackupStore, open_store
 from .targets import Journal, PostgresTarget, ScratchPostgres, StoreSpec
 
@@ -116,6 +121,7 @@ class RestoreDrill:
         database: str | None = None,
         progress: Progress | None = None,
         store: BackupStore | None = None,
+        limit: Limit | None = None,
     ) -> None:
         self.spec = spec
         self.scratch = scratch
@@ -124,7 +130,13 @@ class RestoreDrill:
         self.progress = progress or (lambda _msg: None)
         self.store = store or open_store(spec)
         self.journal = Journal()
-        self._workdir = Path(tempfile.mkdtemp(prefix="drillbook-restore-"))
+        # Download + restore + first query must end by this (the scenario's RTO plus a margin, or
+        # the configured default): a backup may hold a statement that never returns.
+        self.limit = limit or Limit.configured(None, key="restore_timeout",
+                                               default_s=deadlines.DEFAULT_RESTORE_TIMEOUT_S)
+        self._deadline: Deadline | None = None
+        # Recorded, so that a run killed mid-restore has its downloads reaped (drills/reaper.py).
+        self._workdir, self._workdir_record = make_tempdir("drillbook-restore-")
         self._target: PostgresTarget | None = None
         self.result: RestoreResult | None = None
         # Why the scratch database could not be dropped or emptied, for callers that report it.
@@ -144,6 +156,7 @@ class RestoreDrill:
     def run(self, backup: BackupObject | None = None, taken: datetime | None = None) -> RestoreResult:
         """Discover (unless given), download, restore and query. Raises DrillbookError subclasses."""
         t0 = time.perf_counter()
+        self._deadline = self.limit.start()
         if backup is None or taken is None:
             backup, taken = self.discover()
         result = RestoreResult(store=self.spec.name, backup=backup, backup_time=taken,
@@ -166,13 +179,13 @@ class RestoreDrill:
             self._target = target
             result.target = target
             notes["scratch"] = target.describe()
-        with self._phase("restore", format=result.dump_format.value):
+        with self._phase("restore", format=result.dump_format.value, deadline=self.limit.describe()):
             self._restore(local, result.dump_format, target)
         result.timings["restore"] = time.perf_counter() - t
 
         t = time.perf_counter()
         with self._phase("first query") as notes:
-            notes["relations"] = _first_query(target)
+            notes["relations"] = self._first_query(target)
         result.timings["first_query"] = time.perf_counter() - t
         result.timings["total"] = time.perf_counter() - t0
         return result
@@ -191,6 +204,8 @@ class RestoreDrill:
         if self._workdir.exists():
             with self._phase("cleanup: remove temp files"):
                 shutil.rmtree(self._workdir, ignore_errors=True)
+        if not self._workdir.exists():
+            self._workdir_record.release()
 
     def __enter__(self) -> RestoreDrill:
         return self
@@ -228,6 +243,8 @@ class RestoreDrill:
                 with local.open("wb") as out:
                     out.write(head)
                     while chunk := stream.read(CHUNK):
+                        if self._deadline is not None and self._deadline.expired():
+                            raise self._timed_out("download", backup.key, None)
                         digest.update(chunk)
                         out.write(chunk)
                         size += len(chunk)
@@ -294,10 +311,21 @@ class RestoreDrill:
         with pgclient.access(target.dsn) as access:
             command = [pgtools.tool("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error",
                        "-d", access.conninfo, *args]
-            proc = subprocess.run(command, capture_output=True, text=True, check=False, env=access.env,
-                                  cwd=self._workdir)
+            # Its own process group: on expiry the parallel workers it forked are killed with it.
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                    env=access.env, cwd=self._workdir, start_new_session=True)
+            try:
+                _, stderr = proc.communicate(timeout=self._remaining())
+            except subprocess.TimeoutExpired:
+                deadlines.kill_process_group(proc)
+                proc.communicate()
+                raise self._timed_out("restore (pg_restore)", source.name, target) from None
+            except BaseException:
+                deadlines.kill_process_group(proc)
+                proc.communicate()
+                raise
         if proc.returncode != 0:
-            raise _restore_failure("pg_restore", source, target, proc.returncode, proc.stderr)
+            raise _restore_failure("pg_restore", source, target, proc.returncode, stderr)
 
     def _psql(self, lines: Iterator[plain_sql.Numbered], target: PostgresTarget, source: Path) -> None:
         psql = pgtools.tool("psql")
@@ -308,26 +336,56 @@ class RestoreDrill:
             command = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
                        "-d", access.conninfo, "-f", "-"]
             proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                    stderr=err, env=access.env, cwd=self._workdir)
+                                    stderr=err, env=access.env, cwd=self._workdir, start_new_session=True)
             assert proc.stdin is not None
-            try:
-                for line in feed.lines(lines):
-                    proc.stdin.write(line)
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass  # psql stopped on an error; its exit code and stderr say which
-            except BaseException:
-                # Unreadable input (e.g. a truncated gzip) or an interrupt: kill psql
-                # rather than close its stdin, so the single transaction never commits.
-                proc.kill()
-                proc.wait()
-                raise
-            code = proc.wait()
+            assert self._deadline is not None
+            # Feeding blocks in write() once psql is stuck on a statement: only a timer reaches it.
+            with deadlines.Watchdog(self._deadline, lambda: deadlines.kill_process_group(proc)) as dog:
+                try:
+                    for line in feed.lines(lines):
+                        proc.stdin.write(line)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # psql stopped on an error (or was killed); its exit code and stderr say which
+                except BaseException:
+                    # Unreadable input (e.g. a truncated gzip) or an interrupt: kill psql
+                    # rather than close its stdin, so the single transaction never commits.
+                    deadlines.kill_process_group(proc)
+                    proc.wait()
+                    raise
+                code = proc.wait()
+            if dog.fired.is_set():
+                raise self._timed_out("restore (psql)", source.name, target)
             err.seek(0)
             text = err.read().decode("utf-8", "replace")
         if code != 0:
             raise _restore_failure("psql", source, target, code, _file_lines(text, feed, source.name),
                                    feed=feed)
+
+
+    def _remaining(self) -> float | None:
+        return self._deadline.remaining() if self._deadline is not None else None
+
+    def _first_query(self, target: PostgresTarget) -> int:
+        deadline = self._deadline or self.limit.start()
+        try:
+            return _first_query(target, options=deadline.libpq_options())
+        except psycopg.errors.QueryCanceled:
+            raise self._timed_out("first query", target.describe(), target) from None
+
+    def _timed_out(self, phase: str, name: str, target: PostgresTarget | None) -> RestoreTimedOut:
+        """The client is already stopped; end what it left running in the server, then say so."""
+        assert self._deadline is not None
+        message = self._deadline.expiry_message(f"restore of {name}", phase)
+        if target is not None:
+            try:
+                ended = deadlines.terminate_sessions(target.dsn)
+                message += f"; its {ended} session(s) in the scratch database were terminated"
+            except psycopg.Error as exc:
+                # Cleanup's DROP DATABASE ... WITH (FORCE) ends them in any case.
+                message += f"; its sessions could not be terminated now ({str(exc).strip()})"
+        return RestoreTimedOut(message, phase=phase, elapsed_s=round(self._deadline.elapsed(), 3),
+                               limit_s=round(self._deadline.limit.seconds, 3))
 
 
 class _PhaseContext:
@@ -351,13 +409,15 @@ class _PhaseContext:
                          **self.notes)
 
 
-def _first_query(target: PostgresTarget) -> int:
+def _first_query(target: PostgresTarget, *, options: str = "") -> int:
     try:
-        with psycopg.connect(target.dsn, connect_timeout=10) as conn:
+        with psycopg.connect(target.dsn, connect_timeout=10, options=options) as conn:
             row = conn.execute(
                 "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
                 " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
             ).fetchone()
+    except psycopg.errors.QueryCanceled:
+        raise  # the deadline's statement_timeout: the caller says so
     except psycopg.OperationalError as exc:
         raise TargetUnreachable(
             f"restored database {target.describe()} does not answer: {str(exc).strip()}"

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from checks import redact
 from checks.errors import DrillbookError
+from checks.strict_json import loads_strict
 
 if TYPE_CHECKING:
     from reports.ledger import LedgerRead
@@ -117,11 +118,11 @@ def run_members(run_dir: Path) -> list[Member]:
     results_path = run_dir / "results.json"
     try:
         raw = results_path.read_bytes()
-        data = json.loads(raw.decode("utf-8"))
+        data = loads_strict(raw.decode("utf-8"))
     except OSError as exc:
         raise EvidenceError(f"{results_path}: cannot read the run's results ({exc.strerror})",
                             path=str(results_path)) from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, DuplicateKeyError
         raise EvidenceError(f"{results_path}: not a drillbook results file ({exc})",
                             path=str(results_path)) from exc
     if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
@@ -198,7 +199,7 @@ def build_manifest(members: Sequence[Member], runs: Sequence[dict[str, Any]]) ->
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """What the manifest says about one run (id, times, version, pass/fail, counts)."""
-    data = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    data = loads_strict((run_dir / "results.json").read_text(encoding="utf-8"))
     return {
         "run_id": data.get("run_id"),
         "started_at": data.get("started_at"),
@@ -340,9 +341,9 @@ def _check_ledger(contents: dict[str, bytes], report: VerifyReport) -> None:
     head: dict[str, Any] | None = None
     if LEDGER_HEAD in contents:
         try:
-            loaded = json.loads(contents[LEDGER_HEAD].decode("utf-8"))
+            loaded = loads_strict(contents[LEDGER_HEAD].decode("utf-8"))
             head = loaded if isinstance(loaded, dict) else {}
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, ValueError):  # JSONDecodeError, DuplicateKeyError
             head = {}
     try:
         text = contents[LEDGER].decode("utf-8")
@@ -361,7 +362,7 @@ def _check_ledger(contents: dict[str, bytes], report: VerifyReport) -> None:
         if len(parts) != 4 or parts[0] != "runs" or parts[2] != "scenarios":
             continue
         try:
-            scenario = ScenarioResult.from_dict(json.loads(contents[path].decode("utf-8")))
+            scenario = ScenarioResult.from_dict(loads_strict(contents[path].decode("utf-8")))
         except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
             report.problems.append(Problem("ledger", path, f"cannot be read as a scenario: {exc}"))
             continue
@@ -378,8 +379,8 @@ def _read_manifest(contents: dict[str, bytes], report: VerifyReport) -> dict[str
         return None
     report.manifest_sha256 = hashlib.sha256(raw).hexdigest()
     try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = loads_strict(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, DuplicateKeyError
         report.problems.append(Problem("manifest", MANIFEST, f"not valid JSON: {exc}"))
         return None
     problem = _manifest_shape(manifest)

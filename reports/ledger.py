@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from checks.cadence import DrillHistory, shortest_cadence
 from checks.errors import DrillbookError
+from checks.strict_json import loads_strict
 from checks.verdict import Outcome, worst
 from reports.results import RunResult, ScenarioResult
 
@@ -183,8 +184,8 @@ def _waiver_of(scenario: ScenarioResult) -> str | None:
 
 
 def parse_entry(line: str) -> LedgerEntry:
-    """One line as an entry; ValueError naming what is wrong."""
-    data = json.loads(line)
+    """One line as an entry; ValueError naming what is wrong (a repeated key too)."""
+    data = loads_strict(line)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     missing = [k for k in (*_FIELDS, "hash") if k not in data]

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import rfc8785
 
+from checks.strict_json import DuplicateKeyError, loads_strict
 from reports.ledger import LedgerEntry, LedgerError, LedgerProblem, LedgerRead, LocalLedger
 
 if TYPE_CHECKING:
@@ -134,7 +135,9 @@ def parse_head(name: str, data: bytes) -> SignedHead:
     if len(data) > MAX_HEAD_BYTES:
         raise ValueError(f"{len(data)} bytes, more than a head can hold ({MAX_HEAD_BYTES})")
     try:
-        document = json.loads(data.decode("utf-8"))
+        document = loads_strict(data.decode("utf-8"))
+    except DuplicateKeyError as exc:
+        raise ValueError(str(exc)) from exc
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"not JSON: {exc}") from exc
     if not isinstance(document, dict) or set(document) != {"format", "head", "sigstore"}:

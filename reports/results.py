@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from checks.strict_json import loads_strict
 from checks.verdict import Outcome, Verdict, worst
 
 CADENCES = ("continuous", "daily", "weekly", "monthly", "quarterly", "annually")
@@ -186,7 +187,9 @@ class RunResult:
 
     @classmethod
     def read(cls, path: Path) -> RunResult:
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        # Read back by history, the ledger and evidence export: a repeated key is refused
+        # (DuplicateKeyError, a ValueError naming it), never resolved to whichever came last.
+        return cls.from_dict(loads_strict(path.read_text(encoding="utf-8")))
 
 
 def _tag_value(tags: list[str], key: str) -> str | None:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 from pytest_bdd import given, parsers, then, when
 
 from checks.backups import backup_freshness, backup_retention, compile_key_pattern
 from checks.compare import compare_databases
 from checks.postgres import query_value, row_counts, unique_values
 from checks.verdict import Verdict, format_duration, record
+from drills import deadlines
+from drills.deadlines import Deadline, Limit
 from drills.restore import RestoreDrill, newest_in_store
 
-from .context import PARSE_TYPES, ScenarioState
+from .context import PARSE_TYPES, ScenarioState, configured_timeout, step_texts
 from .guard import guarded
 
 
@@ -22,6 +26,22 @@ def _table_rows(datatable: list[list[str]]) -> list[dict[str, str]]:
     header, *rows = datatable
     keys = [h.strip().lower() for h in header]
     return [dict(zip(keys, (c.strip() for c in row), strict=True)) for row in rows]
+
+
+# The RTO sentence, parsed here only: by its step, and by the restore looking ahead for its deadline.
+RTO_STEP = parsers.parse("the restore completes within {limit:Duration}", extra_types=PARSE_TYPES)
+
+
+def restore_limit(request: pytest.FixtureRequest) -> Limit:
+    """The restore's deadline: the scenario's RTO plus a margin, else ``[run] restore_timeout``.
+
+    The RTO step comes after the restore, so the scenario's later sentences are read here.
+    """
+    for text in step_texts(request):
+        if RTO_STEP.is_matching(text):
+            return Limit.from_rto(RTO_STEP.parse_arguments(text)["limit"])
+    return Limit.configured(configured_timeout(request, "restore_timeout"), key="restore_timeout",
+                            default_s=deadlines.DEFAULT_RESTORE_TIMEOUT_S)
 
 
 @given(parsers.parse('the backups in "{store}"'))
@@ -44,12 +64,14 @@ def subject_database(name: str, drillbook_env: Any, drill_state: ScenarioState) 
 
 
 @when("the newest backup is restored into a scratch database")
-def restore_newest(drillbook_env: Any, drill_state: ScenarioState) -> None:
+def restore_newest(drillbook_env: Any, drill_state: ScenarioState, request: pytest.FixtureRequest) -> None:
     """Discover, download (hashing), detect the format, restore into fresh scratch, first query."""
     store = _store(drill_state)
+    limit = restore_limit(request)
 
     def restore() -> Verdict:
-        drill = RestoreDrill(store, drillbook_env.scratch_postgres(), database=drill_state.database)
+        drill = RestoreDrill(store, drillbook_env.scratch_postgres(), database=drill_state.database,
+                             limit=limit)
         drill_state.drill = drill
         result = drill.run()
         drill_state.restored = result
@@ -95,7 +117,7 @@ def backup_checksum(drill_state: ScenarioState) -> None:
     record(restored.checksum)
 
 
-@then(parsers.parse("the restore completes within {limit:Duration}", extra_types=PARSE_TYPES))
+@then(RTO_STEP)
 def restore_within(limit: timedelta, drill_state: ScenarioState) -> None:
     """RTO: download + restore + first successful query within the runbook's limit."""
     restored = drill_state.require_restore()
@@ -108,60 +130,93 @@ def restore_within(limit: timedelta, drill_state: ScenarioState) -> None:
     ))
 
 
+def _within_query_timeout(check_id: str, request: pytest.FixtureRequest,
+                          check: Callable[[Deadline], Verdict]) -> None:
+    """Run a check whose connections carry the query deadline as ``statement_timeout``.
+
+    A restored database is untrusted (a view or function in it may sleep) and a subject may be
+    locked: the server itself cancels a statement past ``[run] query_timeout``, and the verdict is
+    failed naming the limit and the time taken.
+    """
+    limit = Limit.configured(configured_timeout(request, "query_timeout"), key="query_timeout",
+                             default_s=deadlines.DEFAULT_QUERY_TIMEOUT_S)
+    deadline = limit.start()
+
+    def action() -> Verdict:
+        try:
+            return check(deadline)
+        except psycopg.errors.QueryCanceled:
+            return Verdict.failed(
+                check_id, deadline.expiry_message("query", check_id) + " (the server's statement_timeout)",
+                measured=round(deadline.elapsed(), 3), expected=f"<= {limit.describe()}",
+            )
+
+    guarded(check_id, action)
+
+
+def _connect(dsn: str, deadline: Deadline) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, connect_timeout=10, options=deadline.libpq_options())
+
+
 @then("the restored tables hold at least these rows:")
-def restored_row_counts(datatable: list[list[str]], drill_state: ScenarioState) -> None:
+def restored_row_counts(datatable: list[list[str]], drill_state: ScenarioState,
+                        request: pytest.FixtureRequest) -> None:
     """Per-table minimum row counts, from the feature's table (| table | rows |)."""
     restored = drill_state.require_restore()
     assert restored.target is not None
+    dsn = restored.target.dsn
     minimums = {row["table"]: int(row["rows"].replace(",", "")) for row in _table_rows(datatable)}
 
-    def check() -> Verdict:
-        with psycopg.connect(restored.target.dsn, connect_timeout=10) as conn:  # type: ignore[union-attr]
+    def check(deadline: Deadline) -> Verdict:
+        with _connect(dsn, deadline) as conn:
             return row_counts(conn, minimums)
 
-    guarded("postgres.row_counts", check)
+    _within_query_timeout("postgres.row_counts", request, check)
 
 
 @then(parsers.re(
     r'the query "(?P<query>.+)" returns '
     r"(?P<comparison>more than|at least|exactly|at most|less than) (?P<value>-?\d+(?:\.\d+)?)"
 ))
-def restored_query(query: str, comparison: str, value: str, drill_state: ScenarioState) -> None:
+def restored_query(query: str, comparison: str, value: str, drill_state: ScenarioState,
+                   request: pytest.FixtureRequest) -> None:
     """The runbook's documented query, run on the restored copy."""
     restored = drill_state.require_restore()
 
-    def check() -> Verdict:
-        with psycopg.connect(restored.target.dsn, connect_timeout=10) as conn:  # type: ignore[union-attr]
+    def check(deadline: Deadline) -> Verdict:
+        with _connect(restored.target.dsn, deadline) as conn:  # type: ignore[union-attr]
             return query_value(conn, query, comparison=comparison, value=float(value))
 
-    guarded("postgres.query", check)
+    _within_query_timeout("postgres.query", request, check)
 
 
 @then(parsers.parse('"{table}" has no duplicate "{column}"'))
-def restored_unique(table: str, column: str, drill_state: ScenarioState) -> None:
+def restored_unique(table: str, column: str, drill_state: ScenarioState,
+                    request: pytest.FixtureRequest) -> None:
     """Integrity: COUNT(*) equals COUNT(DISTINCT column) in the restored copy."""
     restored = drill_state.require_restore()
 
-    def check() -> Verdict:
-        with psycopg.connect(restored.target.dsn, connect_timeout=10) as conn:  # type: ignore[union-attr]
+    def check(deadline: Deadline) -> Verdict:
+        with _connect(restored.target.dsn, deadline) as conn:  # type: ignore[union-attr]
             return unique_values(conn, table, column)
 
-    guarded("postgres.unique", check)
+    _within_query_timeout("postgres.unique", request, check)
 
 
 @then("every row older than the backup matches the subject")
-def restored_matches_subject(drill_state: ScenarioState) -> None:
+def restored_matches_subject(drill_state: ScenarioState, request: pytest.FixtureRequest) -> None:
     """Content comparison: rows dated before the backup are identical in subject and restore."""
-    _compare(drill_state, tables=None)
+    _compare(drill_state, request, tables=None)
 
 
 @then("these tables match the subject for rows older than the backup:")
-def restored_tables_match(datatable: list[list[str]], drill_state: ScenarioState) -> None:
+def restored_tables_match(datatable: list[list[str]], drill_state: ScenarioState,
+                          request: pytest.FixtureRequest) -> None:
     """Content comparison of the listed tables (| table |), dated by `created_at` when present."""
-    _compare(drill_state, tables=[row["table"] for row in _table_rows(datatable)])
+    _compare(drill_state, request, tables=[row["table"] for row in _table_rows(datatable)])
 
 
-def _compare(drill_state: ScenarioState, *, tables: list[str] | None) -> None:
+def _compare(drill_state: ScenarioState, request: pytest.FixtureRequest, *, tables: list[str] | None) -> None:
     restored = drill_state.require_restore()
     subject = drill_state.subject
     if subject is None:
@@ -169,15 +224,15 @@ def _compare(drill_state: ScenarioState, *, tables: list[str] | None) -> None:
     target = restored.target
     assert target is not None
 
-    def check() -> Verdict:
+    def check(deadline: Deadline) -> Verdict:
         return compare_databases(
-            lambda: psycopg.connect(subject.dsn, connect_timeout=10),
-            lambda: psycopg.connect(target.dsn, connect_timeout=10),
+            lambda: _connect(subject.dsn, deadline),
+            lambda: _connect(target.dsn, deadline),
             cutoff=restored.backup_time,
             tables=tables,
         )
 
-    guarded("restore.content", check)
+    _within_query_timeout("restore.content", request, check)
 
 
 @then(parsers.parse("there is one backup per day for the last {days:d} days"))
