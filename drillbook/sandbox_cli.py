@@ -1,4 +1,8 @@
-"""``drillbook sandbox up`` / ``down``: the embedded environment, to explore by hand."""
+"""``drillbook sandbox up`` / ``down``: the embedded environment, to explore by hand.
+
+``down --stale`` reaps what killed runs left (servers, temp dirs; see drills/reaper.py); ``up``
+does the same before it starts, as ``drillbook run`` does.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,9 @@ def sandbox_up(args: argparse.Namespace) -> int:
         return _detach(state)
 
     from drills.local import LocalEnvironment
+    from drills.reaper import reap_stale
 
+    reap_stale(progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     env = LocalEnvironment.start(progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
     try:
         details = dict(env.details())
@@ -75,8 +81,10 @@ def _detach(state: Path) -> int:
 
 
 def sandbox_down(args: argparse.Namespace) -> int:
-    """Stop a detached sandbox and wait until it has cleaned up."""
+    """Stop a detached sandbox and wait until it has cleaned up; with ``--stale``, reap instead."""
     state: Path = args.state
+    if args.stale:
+        return _reap_stale(state)
     if not state.exists():
         print("no sandbox is running", file=sys.stderr)
         return EXIT_PASSED
@@ -92,6 +100,21 @@ def sandbox_down(args: argparse.Namespace) -> int:
     state.unlink(missing_ok=True)
     print("sandbox stopped")
     return EXIT_PASSED
+
+
+def _reap_stale(state: Path) -> int:
+    """Stop and remove what killed runs and sandboxes left; a running sandbox is left alone."""
+    from drills.reaper import reap_stale
+
+    lines = reap_stale()
+    for line in lines:
+        print(line)
+    if state.exists() and not _alive(_read_pid(state)):
+        state.unlink()
+        print(f"removed the state file of a sandbox that is gone: {state}")
+    if not lines:
+        print("nothing left by killed runs")
+    return EXIT_FAILED if any(line.startswith("could not") for line in lines) else EXIT_PASSED
 
 
 def _read_pid(state: Path) -> int:

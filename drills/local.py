@@ -13,14 +13,14 @@ The product and its 35-day backup history are built once a day and cached
 servers and uploads the cached files. Everything lives in one temp dir that
 :meth:`LocalEnvironment.close` removes; ``close`` is idempotent, runs at
 interpreter exit, and a SIGTERM is turned into ``SystemExit`` so ``finally``
-blocks (and so cleanup) still run.
+blocks (and so cleanup) still run. Against ``kill -9`` the temp dir and every
+server are recorded (:mod:`drills.reaper`) so that the next run reaps them.
 """
 
 from __future__ import annotations
 
 import atexit
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,7 +36,7 @@ from botocore.config import Config as BotoConfig
 
 from checks.errors import ConfigError
 
-from . import pgtools
+from . import pgtools, reaper
 from .processes import (
     S3_ACCESS_KEY_ID,
     S3_REGION,
@@ -66,11 +66,11 @@ def _quiet(_: str) -> None:
     """The default progress callback: say nothing."""
 
 
-def _make_workdir(prefix: str) -> Path:
-    """A private temp dir the PostgreSQL server user can traverse (but not list)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+def _make_workdir(prefix: str) -> tuple[Path, reaper.Record]:
+    """A private temp dir the PostgreSQL server user can traverse (but not list), recorded."""
+    path, record = reaper.make_tempdir(prefix)
     path.chmod(0o711)
-    return path
+    return path, record
 
 
 class _ProcessRecord:
@@ -96,8 +96,10 @@ class _ProcessRecord:
 class _Cleanup:
     """Idempotent close at interpreter exit and on SIGTERM, shared by the local providers."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, record: reaper.Record) -> None:
         self.workdir = workdir
+        # What a later run reaps if this one is killed before close() (drills/reaper.py).
+        self._run_record = record
         self._closed = False
         self._lock = threading.Lock()
         self._records: list[_ProcessRecord] = []
@@ -108,6 +110,7 @@ class _Cleanup:
     def _remember(self, label: str, pid: int | None) -> None:
         if pid is not None:
             self._records.append(_ProcessRecord(label, pid))
+            self._run_record.add_server(label, pid, anchor=self.workdir)
 
     def close(self) -> None:
         """Stop everything and remove the temp dir; safe to call twice."""
@@ -119,8 +122,14 @@ class _Cleanup:
             self._stop_all()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            self._release_record()
             atexit.unregister(self.close)
             self._sigterm.restore()
+
+    def _release_record(self) -> None:
+        # Kept when something survived close(): then the next run reaps it.
+        if not self.workdir.exists() and not any(record.still_running() for record in self._records):
+            self._run_record.release()
 
     def _stop_all(self) -> None:
         raise NotImplementedError
@@ -137,9 +146,11 @@ class _Cleanup:
 class LocalScratch(_Cleanup):
     """A throwaway PostgreSQL cluster handing out fresh, empty databases (``ScratchPostgres``)."""
 
-    def __init__(self, server: PostgresServer, workdir: Path, *, owns_workdir: bool) -> None:
-        # A scratch started inside a LocalEnvironment shares (and leaves removal of) its temp dir.
-        super().__init__(workdir)
+    def __init__(self, server: PostgresServer, workdir: Path, record: reaper.Record, *,
+                 owns_workdir: bool) -> None:
+        # A scratch started inside a LocalEnvironment shares (and leaves removal of) its temp dir
+        # and its run record.
+        super().__init__(workdir, record)
         self.server = server
         self.bindir: Path = server.bindir
         self._owns_workdir = owns_workdir
@@ -153,16 +164,22 @@ class LocalScratch(_Cleanup):
               bindir: Path | None = None) -> LocalScratch:
         """Start a standalone scratch cluster in its own temp dir (for the ``live`` environment)."""
         say = progress or _quiet
-        workdir = _make_workdir("drillbook-scratch-")
+        workdir, record = _make_workdir("drillbook-scratch-")
+        server: PostgresServer | None = None
         try:
             server = cls.launch(workdir, cache_dir=cache_dir or history.default_cache_dir(),
                                 bindir=bindir or pgtools.bindir())
+            if server.pid is not None:
+                record.add_server(server.label, server.pid, anchor=workdir)
             say("starting PostgreSQL (scratch)")
             server.wait_ready()
         except BaseException:
+            if server is not None:
+                server.stop()
             shutil.rmtree(workdir, ignore_errors=True)
+            record.release()
             raise
-        return cls(server, workdir, owns_workdir=True)
+        return cls(server, workdir, record, owns_workdir=True)
 
     @staticmethod
     def launch(workdir: Path, *, cache_dir: Path, bindir: Path) -> PostgresServer:
@@ -217,8 +234,8 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
     REDIS = provision.REDIS_NAMES
     STORES = provision.STORE_NAMES
 
-    def __init__(self, workdir: Path, cache_dir: Path) -> None:
-        super().__init__(workdir)
+    def __init__(self, workdir: Path, record: reaper.Record, cache_dir: Path) -> None:
+        super().__init__(workdir, record)
         self.cache_dir = cache_dir
         self.subject: PostgresServer | None = None
         self.scratch: LocalScratch | None = None
@@ -250,7 +267,7 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
         """
         say = progress or _quiet
         started = time.monotonic()
-        env = cls(_make_workdir("drillbook-local-"), cache_dir or history.default_cache_dir())
+        env = cls(*_make_workdir("drillbook-local-"), cache_dir or history.default_cache_dir())
         env.canary = canary
         try:
             env._start(now or datetime.now(UTC), say, bindir or pgtools.bindir())
@@ -309,7 +326,7 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
     def _launch_scratch(self, bindir: Path) -> PostgresServer:
         server = LocalScratch.launch(self.workdir, cache_dir=self.cache_dir, bindir=bindir)
         # Recorded at once, so close() stops it even if the main thread failed meanwhile.
-        self.scratch = LocalScratch(server, self.workdir, owns_workdir=False)
+        self.scratch = LocalScratch(server, self.workdir, self._run_record, owns_workdir=False)
         self._records.extend(self.scratch._records)
         return server
 

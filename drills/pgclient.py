@@ -16,15 +16,15 @@ gets only what it needs:
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 
 from checks import redact
+
+from . import reaper
 
 CONNECT_TIMEOUT_S = "10"
 # Where the PostgreSQL tools and the coreutils they may call live; never the caller's PATH,
@@ -70,7 +70,8 @@ def access(dsn: str) -> Iterator[ClientAccess]:
         yield ClientAccess(conninfo=conninfo, env=base_env())
         return
     redact.register(str(password))
-    private = Path(tempfile.mkdtemp(prefix="drillbook-pgpass-"))
+    # Recorded, so that a run killed while psql runs has the passfile reaped (drills/reaper.py).
+    private, record = reaper.make_tempdir("drillbook-pgpass-")
     try:
         passfile = private / "pgpass"
         # Wildcards for host/port/db: the entry is used only for the one conninfo we pass.
@@ -81,3 +82,4 @@ def access(dsn: str) -> Iterator[ClientAccess]:
         yield ClientAccess(conninfo=conninfo, env=base_env(PGPASSFILE=str(passfile)))
     finally:
         shutil.rmtree(private, ignore_errors=True)
+        record.release()
