@@ -3,8 +3,12 @@
 A check returns a :class:`Verdict`. A step hands it to :func:`record`, which
 appends it to the current scenario's evidence log (installed by the runner's
 pytest plugin through :func:`recording`) and raises :class:`VerdictFailed`
-when the verdict counts as a fail. Nothing here imports pytest: ``VerdictFailed``
-subclasses ``AssertionError`` so pytest reports it as an ordinary failure.
+when the verdict counts as a fail — unless the plugin has made the current
+step *soft* (:func:`soft_checks`, every ``Then`` step): then the failing
+verdict is only recorded, the scenario goes on to its next check, and the
+plugin raises one :class:`ChecksFailed` listing every failing verdict when
+the scenario ends. Nothing here imports pytest: both exceptions subclass
+``AssertionError`` so pytest reports them as ordinary failures.
 """
 
 from __future__ import annotations
@@ -204,10 +208,36 @@ class VerdictFailed(AssertionError):
         self.verdict = verdict
 
 
+# The id of the error verdict a step gets when an earlier step stopped its scenario before it ran.
+NOT_CHECKED = "step.not_checked"
+
+
+class ChecksFailed(AssertionError):
+    """Raised once at a scenario's end when soft checks recorded failing verdicts.
+
+    The message lists every failing verdict, one a line, so that the one
+    failure JUnit shows names every check that did not hold.
+    """
+
+    def __init__(self, verdicts: list[Verdict]) -> None:
+        super().__init__(failure_summary(verdicts))
+        self.verdicts = verdicts
+
+
+def failure_summary(verdicts: list[Verdict]) -> str:
+    """``N checks did not pass:`` and one ``[outcome] message`` line per failing verdict."""
+    noun = "check" if len(verdicts) == 1 else "checks"
+    lines = [f"{len(verdicts)} {noun} did not pass:"]
+    lines += [f"  [{v.outcome.value}] {v.message}" for v in verdicts]
+    return "\n".join(lines)
+
+
 # A recorder may return a replacement verdict (the plugin turns a waived failure into `waived`).
 Recorder = Callable[[Verdict], "Verdict | None"]
 _recorder: ContextVar[Recorder | None] = ContextVar("drillbook_recorder", default=None)
 _strict: ContextVar[bool] = ContextVar("drillbook_strict", default=False)
+# Soft: a failing verdict is recorded and the step goes on (the plugin fails the scenario at its end).
+_soft: ContextVar[bool] = ContextVar("drillbook_soft", default=False)
 
 
 @contextlib.contextmanager
@@ -222,17 +252,35 @@ def recording(recorder: Recorder, *, strict: bool = False) -> Iterator[None]:
         _strict.reset(strict_token)
 
 
+@contextlib.contextmanager
+def soft_checks(enabled: bool = True) -> Iterator[None]:
+    """Within: :func:`record` records a failing verdict without raising.
+
+    The plugin enters this around each ``Then`` step so that one failed check
+    does not hide the checks after it; it then owes the scenario a failure
+    (:class:`ChecksFailed`) at the end. Soft recording needs a recorder: with
+    none installed there is nobody to fail the scenario later, so
+    :func:`record` raises as usual.
+    """
+    token = _soft.set(enabled)
+    try:
+        yield
+    finally:
+        _soft.reset(token)
+
+
 def record(verdict: Verdict) -> Verdict:
     """Record a verdict on the current scenario and fail it when the verdict counts as a fail.
 
-    This is the one function steps use: no bare ``assert`` in steps.
+    This is the one function steps use: no bare ``assert`` in steps. Inside
+    :func:`soft_checks` a failing verdict is recorded and returned instead.
     """
     recorder = _recorder.get()
     if recorder is not None:
         replaced = recorder(verdict)
         if replaced is not None:
             verdict = replaced
-    if verdict.counts_as_fail(strict=_strict.get()):
+    if verdict.counts_as_fail(strict=_strict.get()) and not (_soft.get() and recorder is not None):
         raise VerdictFailed(verdict)
     return verdict
 

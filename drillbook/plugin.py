@@ -28,10 +28,10 @@ from _pytest._code.code import Traceback
 
 from checks import redact
 from checks.errors import DrillbookError
-from checks.verdict import Verdict, VerdictFailed, recording
-from reports.results import CADENCES, RunResult, ScenarioResult, StepResult
+from checks.verdict import ChecksFailed, Verdict, VerdictFailed, recording
+from reports.results import CADENCES, RunResult, ScenarioResult
 
-from . import __version__
+from . import __version__, scenario_steps
 
 pytest_plugins = ["steps.context", "steps.backup", "steps.cadence", "drillbook.audit", "steps.migrations",
                   "steps.supply_chain", "drillbook.upgrade_gate", "steps.upgrades", "drillbook.history",
@@ -145,6 +145,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for key, meaning in KEYED_TAGS.items():
         config.addinivalue_line("markers", f"{key}: {meaning}")
     config.addinivalue_line("markers", "canary: a scenario that must fail, proving its check can fail")
+    config.addinivalue_line("markers", f"{scenario_steps.STOP_TAG}: {scenario_steps.STOP_TAG_MEANING}")
 
     out = config.getoption("--drillbook-out")
     config_path = config.getoption("--drillbook-config")
@@ -298,25 +299,40 @@ def _relative_feature_path(filename: str) -> str:
     return path.name
 
 
+# Soft checks and the steps a stop left unchecked: drillbook/scenario_steps.py says why.
+def pytest_bdd_before_step(request: pytest.FixtureRequest, feature: Any, scenario: Any, step: Any,
+                           step_func: Any) -> None:
+    result = request.node.stash.get(_SCENARIO, None)
+    if result is not None:
+        scenario_steps.begin_step(request.node, result, feature, scenario, step)
+
+
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature: Any, scenario: Any, step: Any,
                           step_func: Any, step_func_args: Any) -> None:
-    _step(request, step, "passed")
+    _step(request, step, raised=False)
 
 
 def pytest_bdd_step_error(request: pytest.FixtureRequest, feature: Any, scenario: Any, step: Any,
                           step_func: Any, step_func_args: Any, exception: Exception) -> None:
-    _step(request, step, "failed")
+    _step(request, step, raised=True)
 
 
 def pytest_bdd_step_func_lookup_error(request: pytest.FixtureRequest, feature: Any, scenario: Any,
                                       step: Any, exception: Exception) -> None:
-    _step(request, step, "undefined")
+    _step(request, step, raised=True, undefined=True)
 
 
-def _step(request: pytest.FixtureRequest, step: Any, status: str) -> None:
+def _step(request: pytest.FixtureRequest, step: Any, *, raised: bool, undefined: bool = False) -> None:
     result = request.node.stash.get(_SCENARIO, None)
     if result is not None:
-        result.steps.append(StepResult(keyword=step.keyword, text=step.name, status=status))
+        scenario_steps.end_step(request.node, result, step, raised=raised, undefined=undefined,
+                                strict=session_of(request.config).strict)
+
+
+def pytest_bdd_after_scenario(request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
+    result = request.node.stash.get(_SCENARIO, None)
+    if result is not None:
+        scenario_steps.list_unchecked(result, scenario)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -338,7 +354,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     t0 = time.perf_counter()
     try:
         with recording(recorder, strict=session.strict):
-            return (yield)
+            outcome = yield
+        scenario = item.stash.get(_SCENARIO, None)
+        # Soft Then checks recorded their failures without raising: the scenario fails here, once.
+        owed = scenario_steps.deferred_failure(scenario, strict=session.strict) if scenario else None
+        if owed is not None:
+            raise owed
+        return outcome
     finally:
         scenario = item.stash.get(_SCENARIO, None)
         if scenario is not None:
@@ -357,11 +379,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return report
     if call.excinfo is not None and call.when in ("setup", "call"):
         exc = call.excinfo.value
-        if not isinstance(exc, VerdictFailed):
+        if not isinstance(exc, VerdictFailed | ChecksFailed):
             text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, pytest.fail.Exception) else str(exc)
             if not isinstance(exc, DrillbookError | pytest.fail.Exception | AssertionError):
                 text += "\n" + "".join(traceback.format_tb(call.excinfo.tb)[-3:])
             scenario.failure = redact.redact(text)
+    if call.when == "call" and report.failed:
+        # One failure message (JUnit's, the terminal's) listing every check that did not pass.
+        text = scenario_steps.failure_text(scenario, strict=session_of(item.config).strict,
+                                           raised=str(report.longrepr) if scenario.failure else None)
+        if text is not None:
+            report.longrepr = redact.redact(text)
     if call.when == "call" and not scenario.verdicts and scenario.failure is None:
         # An empty set of checks is never a pass: JUnit must say so too.
         scenario.failure = "the scenario recorded no verdict: it has no step that checks anything"
@@ -378,11 +406,15 @@ def _progress_line(session: DrillSession, scenario: ScenarioResult) -> None:
     line = f"  {outcome:<14} {ident:<10} {scenario.scenario} ({scenario.duration_s:.1f}s)"
     session.say(line)
     if scenario.outcome.counts_as_fail(strict=session.strict):
-        for verdict in scenario.verdicts:
+        checked = [v for v in scenario.verdicts if not scenario_steps.is_not_checked(v)]
+        for verdict in checked:
             if verdict.counts_as_fail(strict=session.strict):
                 session.say(f"      {verdict.id}: {verdict.message}")
-        if scenario.failure and not any(v.counts_as_fail() for v in scenario.verdicts):
+        if scenario.failure and not any(v.counts_as_fail() for v in checked):
             session.say(f"      {scenario.failure.splitlines()[0]}")
+        unchecked = len(scenario.verdicts) - len(checked)
+        if unchecked:
+            session.say(f"      {unchecked} later step(s) not checked")
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:

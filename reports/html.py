@@ -92,7 +92,8 @@ _PHRASES = {
     Outcome.NOT_APPLICABLE: "not applicable",
     Outcome.WAIVED: "waived",
 }
-_STEP_STATUS_SYMBOLS = {"passed": "\u2713", "failed": "\u2717", "skipped": "\u2013"}
+_STEP_STATUS_SYMBOLS = {"passed": "\u2713", "failed": "\u2717", "error": "\u2717", "undefined": "?",
+                        "skipped": "\u2013"}
 _NO_CADENCE = "none"
 _REFERENCE_PREFIX = "ref:"
 _ID_PREFIX = "id:"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from checks.strict_json import loads_strict
-from checks.verdict import Outcome, Verdict, worst
+from checks.verdict import NOT_CHECKED, Outcome, Verdict, worst
 
 CADENCES = ("continuous", "daily", "weekly", "monthly", "quarterly", "annually")
 
@@ -23,7 +23,9 @@ CADENCES = ("continuous", "daily", "weekly", "monthly", "quarterly", "annually")
 class StepResult:
     keyword: str
     text: str
-    status: str  # "passed" | "failed" | "skipped" (pytest's words, not an Outcome)
+    # "passed" | "failed" | "error" | "undefined" (from the verdicts the step recorded; "error" also
+    # for a step never reached because an earlier one stopped the scenario: never "skipped").
+    status: str
     duration_s: float = 0.0
 
 
@@ -72,14 +74,19 @@ class ScenarioResult:
 
     @property
     def outcome(self) -> Outcome:
-        """The worst verdict; an error when a step raised something that is not a verdict."""
-        if self.failure is not None and not any(
-            v.counts_as_fail() for v in self.verdicts
-        ):
+        """The worst verdict; an error when a step raised something that is not a verdict.
+
+        The ``not checked`` verdicts of the steps a stop left are listed but do not decide the
+        outcome: the step that stopped the scenario does. A restore that failed is a failed
+        drill, not one that "could not be checked" because the checks after it never ran.
+        """
+        checked = [v for v in self.verdicts if v.id != NOT_CHECKED]
+        if self.failure is not None and not any(v.counts_as_fail() for v in checked):
             return Outcome.ERROR
-        found = worst([v.outcome for v in self.verdicts])
-        if found is None:
-            # A scenario that recorded nothing proved nothing: never a pass.
+        found = worst([v.outcome for v in checked])
+        if found is None or (found is Outcome.PASSED and len(checked) < len(self.verdicts)):
+            # A scenario that recorded nothing proved nothing, and one that left steps
+            # unchecked with nothing to show why proved too little: never a pass.
             return Outcome.ERROR
         return found
 

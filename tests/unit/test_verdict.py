@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextvars
 from datetime import timedelta
 
 import pytest
 
 from checks.errors import BackupUnreadable, StoreUnreachable
 from checks.verdict import (
+    ChecksFailed,
     Outcome,
     Verdict,
     VerdictFailed,
     format_duration,
     record,
     recording,
+    soft_checks,
     verdict_from_error,
     worst,
 )
@@ -80,6 +83,35 @@ class TestRecord:
             record(Verdict.warning("queue", "in the warning band"))
         with recording(lambda v: None, strict=False):
             record(Verdict.warning("queue", "in the warning band"))
+
+
+class TestSoftChecks:
+    def test_a_soft_failure_is_recorded_and_returned_not_raised(self) -> None:
+        """Inside soft_checks() (the plugin's Then steps) the scenario goes on to its next check."""
+        seen: list[Verdict] = []
+        with recording(seen.append), soft_checks():
+            verdict = record(Verdict.failed("bad", "broken"))
+        assert verdict.outcome is Outcome.FAILED
+        assert [v.id for v in seen] == ["bad"]
+
+    def test_without_a_recorder_a_failure_still_raises(self) -> None:
+        """Nobody would fail the scenario later: soft needs a recorder to be safe."""
+
+        def unrecorded() -> None:
+            with soft_checks(), pytest.raises(VerdictFailed):
+                record(Verdict.failed("bad", "broken"))
+
+        # A fresh context: this test itself runs under the plugin's recorder.
+        contextvars.Context().run(unrecorded)
+
+    def test_disabled_soft_checks_raise(self) -> None:
+        """soft_checks(False) is how a Given, a When or a @stop-on-failure Then records."""
+        with recording(lambda v: None), soft_checks(False), pytest.raises(VerdictFailed):
+            record(Verdict.error("gone", "unreachable"))
+
+    def test_checks_failed_lists_every_failing_verdict(self) -> None:
+        failure = ChecksFailed([Verdict.failed("a", "late"), Verdict.error("b", "unreachable")])
+        assert str(failure) == "2 checks did not pass:\n  [failed] late\n  [error] unreachable"
 
 
 class TestFromError:
