@@ -21,6 +21,8 @@
     │   └── RestoreFailed            pg_restore / psql exited non-zero
     │       ├── BackupRefused        the backup tried a meta-command or a superuser-only right
     │       └── RestoreTimedOut      the restore passed its deadline and was cancelled
+    ├── DiskError                    a file could not be written (disk full, read-only, no
+    │                                permission): names the path and the phase
     ├── TargetUnreachable            a subject database or service does not answer
     │   └── AuthenticationFailed     it answers, but refuses the credentials
     └── UnusableAnswer               it answers, but not with something checkable (not JSON,
@@ -145,6 +147,12 @@ class RestoreTimedOut(RestoreFailed):
         "sleeps or waits (a function in a CHECK constraint or index), or raise the limit "
         "(`Then the restore completes within ...`, or `[run] restore_timeout` in drillbook.toml)"
     )
+
+
+class DiskError(DrillbookError):
+    """Writing failed (ENOSPC, EROFS, EACCES, ...): ``path`` and ``phase`` say where and when."""
+
+    default_hint = "free space where the path lives, or point the output elsewhere"
 
 
 class TargetUnreachable(DrillbookError):

@@ -220,9 +220,22 @@ def _xml_parser() -> Any:
     return etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True, dtd_validation=False)
 
 
+# A CycloneDX document has no DTD; one that declares a document type or entities is refused before
+# any parser or schema validator sees it (entity expansion, external entities, and the validator's
+# "Internal error" on them): the markers are matched as bytes, as XML spells them (upper case).
+_DTD_MARKERS = (b"<!DOCTYPE", b"<!ENTITY")
+
+
 def _parse_xml(path: Path, data: bytes) -> tuple[Any, str]:
     from lxml import etree
 
+    found = [marker.decode() for marker in _DTD_MARKERS if marker in data]
+    if found:
+        raise SbomMalformed(
+            f"{path}: XML with a document type or entity declaration ({', '.join(found)}) is refused: "
+            "a CycloneDX SBOM has no DTD, and entities are how XML input reaches files and memory "
+            "it should not", path=str(path), hint="regenerate the SBOM without a DOCTYPE (any "
+            "CycloneDX generator writes none), or export it as JSON")
     try:
         root = etree.fromstring(data, parser=_xml_parser())
     except etree.XMLSyntaxError as exc:

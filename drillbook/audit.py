@@ -34,7 +34,7 @@ import pytest
 
 from checks import redact
 from checks.cadence import DrillHistory, shortest_cadence
-from checks.errors import ConfigError
+from checks.errors import ConfigError, DiskError
 from checks.verdict import Verdict
 from checks.waivers import Waiver, WaiverError, apply_waiver, check_known, load_waivers
 from reports.ledger import Ledger, LocalLedger, entries_for_run, histories
@@ -157,7 +157,7 @@ class RunAudit:
         run = RunResult.read(run_dir / "results.json")
         try:
             snapshot_run(run_dir, run, self.features, self.config_path, self.waivers_path)
-        except OSError as exc:
+        except (OSError, DiskError) as exc:  # DiskError: config.json/environment.json, path named
             problems.append(f"evidence snapshot incomplete in {run_dir}: {exc}")
         if self.ledger is None:
             return problems
@@ -182,7 +182,7 @@ class RunAudit:
             where = (self.ledger.path.with_name(METRICS_FILE) if isinstance(self.ledger, LocalLedger)
                      else self.out.resolve() / METRICS_FILE)
             write_textfile(where, read.entries, catalogue_cadences(self.features))
-        except (OSError, ConfigError) as exc:
+        except (OSError, ConfigError, DiskError) as exc:
             problems.append(f"metrics textfile not written: {exc}")
         return problems
 
@@ -347,7 +347,10 @@ def _version_of(command: list[str]) -> str | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    from checks.files import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                 phase=f"writing the run's {path.name}")
 
 
 # ---------------------------------------------------------------- pytest plugin part

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,10 +191,9 @@ def _signer(args: argparse.Namespace, target: Path) -> tuple[Signer | None, str 
 
 
 def _write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)
+    from checks.files import write_atomic
+
+    write_atomic(target, data, phase="writing the evidence export", what="--output")
 
 
 def export_oscal(runs: list[Path], target: Path) -> int:

@@ -438,14 +438,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def write_reports(drill: DrillSession) -> None:
     """results.json, the HTML report and the JUnit rename: what leaves the run."""
+    from checks.files import write_atomic
     from reports.html import write_html_report
     from reports.junit import rename_testcases
 
     assert drill.out is not None
-    drill.out.mkdir(parents=True, exist_ok=True)
     results = drill.out / "results.json"
     data = redact.redact_obj(drill.run.to_dict())
-    results.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # Atomic: a full or unwritable --out is a DiskError naming the file, never a truncated
+    # results.json left behind as evidence.
+    write_atomic(results, json.dumps(data, indent=2, ensure_ascii=False) + "\n",
+                 phase="writing the run's results")
     write_html_report(RunResult.from_dict(data), drill.out / "report.html")
     junit = drill.config.getoption("xmlpath", None)
     if junit and Path(junit).exists():

@@ -15,6 +15,7 @@ and socket directories are handed to it (see FIELD-NOTES.md).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import pwd
@@ -41,6 +42,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from checks.errors import ServerStartError
+from checks.files import disk_error
 
 from . import pgtools
 
@@ -106,14 +108,30 @@ def require_reachable_by_server_user(path: Path) -> None:
             )
 
 
-def copy_tree(source: Path, target: Path) -> None:
-    """Copy a directory keeping owners and modes (``cp -a``: a data dir must stay postgres-owned)."""
+# cp's messages for the errnos that mean the target cannot take the copy (C locale, forced below).
+_CP_DISK_FAULTS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+                   "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
+
+
+def copy_tree(source: Path, target: Path, *, phase: str = "copying a data directory") -> None:
+    """Copy a directory keeping owners and modes (``cp -a``: a data dir must stay postgres-owned).
+
+    A target that cannot take it (full, read-only, not writable) is a :class:`DiskError` naming
+    ``target`` and ``phase``; the partial copy is removed.
+    """
     # `cp -a` preserves ownership when run as root, which shutil.copytree does not,
     # and it is faster on a PostgreSQL data dir's many small files.
     result = subprocess.run(["cp", "-a", str(source), str(target)], capture_output=True, text=True,
-                            check=False)
-    if result.returncode != 0:
-        raise OSError(f"cp -a {source} {target} failed: {result.stderr.strip()}")
+                            check=False, env={**os.environ, "LC_ALL": "C"})
+    if result.returncode == 0:
+        return
+    shutil.rmtree(target, ignore_errors=True)  # a half copy is no data dir: never leave one
+    message = result.stderr.strip()
+    for text, number in _CP_DISK_FAULTS.items():
+        if text in message:
+            raise disk_error(OSError(number, os.strerror(number)), path=target, phase=phase,
+                             what="TMPDIR")
+    raise OSError(f"cp -a {source} {target} failed: {message}")
 
 
 def stop_each(stops: Iterable[Callable[[], object] | None]) -> None:
@@ -351,7 +369,8 @@ class PostgresServer:
         """Create the data dir: copy ``template`` when given, else run initdb."""
         if template is not None:
             self.datadir.parent.mkdir(parents=True, exist_ok=True)
-            copy_tree(template, self.datadir)
+            copy_tree(template, self.datadir,
+                      phase=f"copying the {self.name} cluster's data directory into TMPDIR")
         else:
             initdb(self.datadir, bindir=self.bindir, log_path=self.log_path)
 

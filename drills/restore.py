@@ -56,6 +56,7 @@ from checks.errors import (
     RestoreTimedOut,
     TargetUnreachable,
 )
+from checks.files import DISK_ERRNOS, disk_error
 from checks.redact import redact
 from checks.verdict import Verdict
 
@@ -240,14 +241,21 @@ class RestoreDrill:
                 notes["format"] = result.dump_format.value
                 size = len(head)
                 digest.update(head)
-                with local.open("wb") as out:
-                    out.write(head)
-                    while chunk := stream.read(CHUNK):
-                        if self._deadline is not None and self._deadline.expired():
-                            raise self._timed_out("download", backup.key, None)
-                        digest.update(chunk)
-                        out.write(chunk)
-                        size += len(chunk)
+                try:
+                    with local.open("wb") as out:
+                        out.write(head)
+                        while chunk := stream.read(CHUNK):
+                            if self._deadline is not None and self._deadline.expired():
+                                raise self._timed_out("download", backup.key, None)
+                            digest.update(chunk)
+                            out.write(chunk)
+                            size += len(chunk)
+                except OSError as exc:
+                    if exc.errno not in DISK_ERRNOS:
+                        raise
+                    # A full or unwritable TMPDIR: say where and in which phase, not a traceback.
+                    raise disk_error(exc, path=local, phase=f"downloading backup {backup.key} into TMPDIR",
+                                     what="TMPDIR") from exc
             finally:
                 stream.close()
             result.sha256 = digest.hexdigest()

@@ -24,8 +24,6 @@ autoescaping is on for everything. The output depends only on the
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +32,7 @@ from typing import Any
 
 import jinja2
 
+from checks.files import write_atomic
 from checks.redact import redact, redact_obj
 from checks.verdict import Outcome, Verdict, format_duration, jsonable
 from reports.results import CADENCES, RunResult, ScenarioResult, StepResult
@@ -244,18 +243,7 @@ def write_html_report(run: RunResult, path: Path) -> Path:
     The parent directory is created when missing; the file is replaced
     atomically. Returns ``path``.
     """
-    html = render_html_report(run)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(html)
-        tmp.chmod(0o644)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, render_html_report(run), phase="writing the HTML report")
 
 
 def render_html_report(run: RunResult) -> str:

@@ -18,15 +18,14 @@ from __future__ import annotations
 import enum
 import json
 import math
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from checks.files import write_atomic
 from checks.redact import redact
 from checks.verdict import jsonable
 from reports.results import ScenarioResult
@@ -126,14 +125,8 @@ def _lookup(
 
 
 def _write_atomically(tree: ET.ElementTree[ET.Element], path: Path) -> None:
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            tree.write(stream, encoding="utf-8", xml_declaration=True)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    data = ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True)
+    write_atomic(path, data, phase="writing the JUnit report")
 
 
 def _property_value(value: Any) -> str:

@@ -13,12 +13,12 @@ so an overdue drill is one rule:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from checks.cadence import PERIODS
+from checks.files import write_atomic
 from checks.verdict import Outcome, worst
 from reports.ledger import LedgerEntry, histories
 
@@ -96,8 +96,4 @@ def render(rows: Iterable[DrillMetrics]) -> str:
 def write_textfile(path: Path, entries: Iterable[LedgerEntry],
                    cadences: Mapping[str, str | None] | None = None) -> None:
     """Write atomically (temp file + rename) so the collector never reads half a file."""
-    text = render(drill_metrics(entries, cadences))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, render(drill_metrics(entries, cadences)), phase="writing the metrics textfile")

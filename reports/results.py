@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from checks.files import write_atomic
 from checks.strict_json import loads_strict
 from checks.verdict import NOT_CHECKED, Outcome, Verdict, worst
 
@@ -189,8 +190,8 @@ class RunResult:
         )
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+        write_atomic(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n",
+                     phase="writing the run's results")
 
     @classmethod
     def read(cls, path: Path) -> RunResult:

@@ -262,6 +262,28 @@ class TestValidateSbomBadInput:
         with pytest.raises(SbomMalformed):
             read_sbom(path)
 
+    @pytest.mark.parametrize("prolog", [
+        '<!DOCTYPE bom [<!ENTITY name "left-pad">]>',
+        '<!DOCTYPE bom SYSTEM "file:///etc/passwd">',
+        '<!DOCTYPE bom>',
+    ])
+    def test_xml_with_a_dtd_or_entity_is_refused_before_validation(self, tmp_path: Path, prolog: str) -> None:
+        """A DOCTYPE or ENTITY declaration: failed, named, with a hint; never the validator's
+        "Internal error", and refused by the reader as well."""
+        text = ('<?xml version="1.0"?>' + prolog + '<bom xmlns="http://cyclonedx.org/schema/bom/1.6" '
+                'version="1"><components><component type="library"><name>&name;</name>'
+                '<version>1</version></component></components></bom>')
+        path = _write(tmp_path, "entity.xml", text)
+        verdict = validate_sbom(path)
+        assert verdict.outcome is Outcome.FAILED
+        assert "entity.xml" in verdict.message
+        assert "document type or entity declaration" in verdict.message
+        assert "<!DOCTYPE" in verdict.message
+        assert "Internal error" not in verdict.message
+        with pytest.raises(SbomMalformed, match="is refused") as caught:
+            read_sbom(path)
+        assert "JSON" in caught.value.hint
+
     @pytest.mark.parametrize("depth", [400, 3000])
     def test_deep_nesting_fails_cleanly(self, tmp_path: Path, depth: int) -> None:
         """Components nested hundreds or thousands deep: failed verdicts, no RecursionError."""
