@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,9 @@ def add_parser(verify_sub: Any) -> None:
                    help="a session setting the migrations read (e.g. myapp.tenant=demo)")
     p.add_argument("--scratch", metavar="DSN",
                    help="an EMPTY database to replay into (default: a throwaway local one)")
+    p.add_argument("--timeout", type=_duration, default=None, metavar="DURATION",
+                   help="the replay's deadline, e.g. 10m (default 30m): past it the running statement "
+                        "is cancelled and the replay fails naming its file and line")
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
 
 
@@ -171,7 +175,7 @@ def _replay(migrations: Any, scratch: Any, args: argparse.Namespace, settings: d
         at_version = max(applied) if applied else ()
     snapshots: dict[tuple[int, ...], SchemaSnapshot] = {}
     try:
-        with MigrationReplay(migrations, target, settings=settings) as replayer:
+        with MigrationReplay(migrations, target, settings=settings, limit=_limit(args)) as replayer:
             if args.round_trip:
                 result = round_trip(replayer)
                 versions = len(migrations.versioned())
@@ -281,3 +285,25 @@ def _finish(verdicts: list[Verdict], args: argparse.Namespace, *, code: int) -> 
         for line in lines[:40]:
             print(redact.redact(f"         {line}"))
     return code
+
+
+def _duration(text: str) -> timedelta:
+    """``--timeout``: a duration as runbooks write it; argparse reports a bad one (exit 2)."""
+    from checks.durations import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"must be longer than 0s, got {text!r}")
+    return value
+
+
+def _limit(args: argparse.Namespace) -> Any:
+    from drills import deadlines
+
+    if args.timeout is not None:
+        return deadlines.Limit(args.timeout.total_seconds(), "--timeout")
+    return deadlines.Limit.configured(None, key="migration_timeout",
+                                      default_s=deadlines.DEFAULT_MIGRATION_TIMEOUT_S)

@@ -26,7 +26,9 @@ CONCURRENTLY``, statement by statement in autocommit, as the tools do). Files
 are split into statements with PostgreSQL's own parser (pglast), so a failing
 step names its file, the statement and the line; a file pglast cannot parse
 is sent whole and the server's error position gives the line. Every step is
-timed. Empty files are accepted (a no-op step).
+timed. Empty files are accepted (a no-op step). The whole replay has one deadline
+(``[run] migration_timeout``, :mod:`drills.deadlines`): past it the server cancels the
+running statement and the failure names its file and line and the limit.
 
 **Round trip**: up to head, down to zero, up again, with a schema snapshot
 (:mod:`checks.schema`) at every version; see :func:`round_trip`.
@@ -63,6 +65,8 @@ from checks.redact import redact
 from checks.schema import SchemaDiff, SchemaSnapshot, diff_schemas, snapshot
 from checks.verdict import Verdict
 
+from . import deadlines
+from .deadlines import Deadline, Limit
 from .targets import Journal, PostgresTarget
 
 STATEMENT_EXCERPT = 200
@@ -429,8 +433,14 @@ class MigrationReplay:
     """Applies migrations to one scratch database over one connection. Use as a context manager."""
 
     def __init__(self, migrations: MigrationSet, target: PostgresTarget, *,
-                 settings: Mapping[str, str] | None = None, progress: Progress | None = None) -> None:
+                 settings: Mapping[str, str] | None = None, progress: Progress | None = None,
+                 limit: Limit | None = None) -> None:
         target.require_scratch()
+        # The whole replay must end by this (``[run] migration_timeout``): a migration may sleep or
+        # wait on a lock forever. Counted from the first connection.
+        self.limit = limit or Limit.configured(None, key="migration_timeout",
+                                               default_s=deadlines.DEFAULT_MIGRATION_TIMEOUT_S)
+        self._deadline: Deadline | None = None
         self.migrations = migrations
         self.target = target
         self.settings = dict(settings or {})
@@ -451,6 +461,8 @@ class MigrationReplay:
     def connect(self) -> psycopg.Connection[Any]:
         if self._conn is None:
             self.target.require_scratch()
+            if self._deadline is None:
+                self._deadline = self.limit.start()
             conn = psycopg.connect(self.target.dsn, connect_timeout=10, autocommit=True)
             conn.add_notice_handler(self._count_notice)
             for name, value in self.settings.items():
@@ -498,46 +510,53 @@ class MigrationReplay:
         notices_before = self._notices
         t0 = time.perf_counter()
         count = 0
+        assert self._deadline is not None  # set by connect()
+        # Past the deadline the server cancels the running statement (a cancel request, as
+        # pg_cancel_backend): the statement fails where it runs, and the failure names it.
+        watchdog = deadlines.Watchdog(self._deadline, conn.cancel_safe)
         try:
-            if script.empty:
-                pass  # an empty file is a valid no-op step (e.g. a change for another database)
-            elif script.statements is None:
-                try:
-                    with conn.transaction():
-                        conn.execute(script.text.encode("utf-8"))
-                except psycopg.Error as exc:
-                    raise self._unparsed_failure(script, exc) from exc
-                count = 1
-            elif script.autocommit:
-                try:
-                    for statement in script.statements:
-                        self._execute(conn, script, statement)
-                        count += 1
-                finally:
-                    # A file that manages its own transaction must end it; one that failed inside
-                    # its own BEGIN, or never commits, is rolled back here, never left open.
-                    unfinished = conn.info.transaction_status != pq.TransactionStatus.IDLE
+            with watchdog:
+                if script.empty:
+                    pass  # an empty file is a valid no-op step (e.g. a change for another database)
+                elif script.statements is None:
+                    try:
+                        with conn.transaction():
+                            conn.execute(script.text.encode("utf-8"))
+                    except psycopg.Error as exc:
+                        raise self._unparsed_failure(script, exc) from exc
+                    count = 1
+                elif script.autocommit:
+                    try:
+                        for statement in script.statements:
+                            self._execute(conn, script, statement)
+                            count += 1
+                    finally:
+                        # A file that manages its own transaction must end it; one that failed inside
+                        # its own BEGIN, or never commits, is rolled back here, never left open.
+                        unfinished = conn.info.transaction_status != pq.TransactionStatus.IDLE
+                        if unfinished:
+                            conn.execute("ROLLBACK")
                     if unfinished:
-                        conn.execute("ROLLBACK")
-                if unfinished:
-                    raise MigrationFailed(
-                        f"{self.migrations.relative(path)}: the file opens a transaction it never "
-                        "ends (BEGIN without COMMIT); its work was rolled back",
-                        file=self.migrations.relative(path), line=script.statements[-1].line)
-            else:
-                try:
+                        raise MigrationFailed(
+                            f"{self.migrations.relative(path)}: the file opens a transaction it never "
+                            "ends (BEGIN without COMMIT); its work was rolled back",
+                            file=self.migrations.relative(path), line=script.statements[-1].line)
+                else:
                     with conn.transaction():
-                        # The whole file in one round trip: the same work for the server as
-                        # statement by statement, without a client round trip per statement.
-                        conn.execute(script.text.encode("utf-8"))
-                except psycopg.Error as exc:
-                    raise self._locate(conn, script, exc) from exc
-                count = len(script.statements)
+                        # Statement by statement in one transaction: a failing or cancelled
+                        # statement is known without re-running the file (a round trip each, ~0.1 ms).
+                        for statement in script.statements:
+                            self._execute(conn, script, statement)
+                            count += 1
         except MigrationFailed as exc:
+            failure = self._timed_out(exc, f"{direction.value} {migration.version}") \
+                if watchdog.fired.is_set() else exc
             self.journal.add(f"{direction.value} {migration.version}", "failed", started,
                              time.perf_counter() - t0, file=self.migrations.relative(path),
-                             error=redact(exc.message))
-            raise
+                             error=redact(failure.message))
+            if failure is exc:
+                raise
+            raise failure from exc
         run = StepRun(migration.version, direction, self.migrations.relative(path), count,
                       time.perf_counter() - t0, self._notices - notices_before,
                       transactional=not script.autocommit)
@@ -545,6 +564,20 @@ class MigrationReplay:
                          file=run.file, statements=count)
         self.steps.append(run)
         return run
+
+    def _timed_out(self, failure: MigrationFailed, phase: str) -> MigrationFailed:
+        """The cancelled statement's failure (file, line, statement), said as a deadline expiry."""
+        assert self._deadline is not None
+        file, line = failure.context.get("file", "?"), failure.context.get("line", "?")
+        statement = failure.context.get("statement", "")
+        return MigrationFailed(
+            f"{file}:{line}: " + self._deadline.expiry_message("migration replay", phase)
+            + (f" — in statement: {statement}" if statement else ""),
+            hint="a migration sleeps or waits on a lock: fix it, or raise [run] migration_timeout "
+                 "in drillbook.toml",
+            **{**failure.context, "elapsed_s": round(self._deadline.elapsed(), 3),
+               "limit_s": self.limit.seconds},
+        )
 
     def _execute(self, conn: psycopg.Connection[Any], script: Script, statement: Statement) -> None:
         try:
@@ -569,29 +602,6 @@ class MigrationReplay:
         else:
             line, excerpt = 1, script.text
         return _failure(self.migrations.relative(script.path), script, excerpt, line, exc)
-
-    def _locate(self, conn: psycopg.Connection[Any], script: Script, exc: psycopg.Error) -> MigrationFailed:
-        """Which statement of a file sent whole failed: the server's error position says, or
-        else the statements are re-run one by one in a transaction that is always rolled back."""
-        statements = script.statements or ()
-        position = exc.diag.statement_position
-        if position and position.isdigit() and statements:
-            line = script.text[: int(position) - 1].count("\n") + 1
-            chosen = [s for s in statements if s.line <= line] or [statements[0]]
-            return _failure(self.migrations.relative(script.path), script, chosen[-1].text, line, exc)
-        found: MigrationFailed | None = None
-        self.target.require_scratch()
-        with conn.transaction():
-            for statement in statements:
-                try:
-                    conn.execute(statement.text.encode("utf-8"))
-                except psycopg.Error as again:
-                    found = self._statement_failure(script, statement, again)
-                    break
-            raise psycopg.Rollback()
-        if found is not None:
-            return found
-        return _failure(self.migrations.relative(script.path), script, script.text, 1, exc)
 
     def up(self, migrations: Sequence[Migration] | None = None, *,
            after_each: Callable[[Migration], None] | None = None) -> list[StepRun]:

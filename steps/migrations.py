@@ -23,6 +23,8 @@ from checks.migration_history import History, compare_history, read_history, val
 from checks.migration_lint import ALL_RULES, check_rule_names, lint_files, lint_verdict
 from checks.schema import SchemaSnapshot, schemas_match, snapshot
 from checks.verdict import Verdict, format_duration, record, verdict_from_error
+from drills import deadlines
+from drills.deadlines import Limit
 from drills.migrations import (
     MigrationError,
     MigrationReplay,
@@ -36,7 +38,7 @@ from drills.migrations import (
 )
 from drills.targets import PostgresTarget, ScratchPostgres
 
-from .context import PARSE_TYPES, ScenarioState
+from .context import PARSE_TYPES, ScenarioState, configured_timeout
 from .guard import guarded
 
 SUITE_ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +139,12 @@ def _load(directory: str, layout: str | None, request: pytest.FixtureRequest,
         record(verdict_from_error("migrations.layout", exc))
 
 
+def _replay_limit(request: pytest.FixtureRequest) -> Limit:
+    """``[run] migration_timeout`` of the run's config, else the built-in default."""
+    return Limit.configured(configured_timeout(request, "migration_timeout"), key="migration_timeout",
+                            default_s=deadlines.DEFAULT_MIGRATION_TIMEOUT_S)
+
+
 def _configured_layout(path: Path, request: pytest.FixtureRequest) -> str | None:
     """``[migrations]`` of drillbook.toml: the folder's own layout, else the default (validated at start)."""
     config_path = request.config.getoption("--drillbook-config", None)
@@ -165,12 +173,13 @@ def history_table(table: str, migration_state: MigrationState) -> None:
 
 
 @when("the migrations are replayed into a scratch database")
-def replay_from_empty(drillbook_env: Any, migration_state: MigrationState) -> None:
+def replay_from_empty(drillbook_env: Any, migration_state: MigrationState,
+                      request: pytest.FixtureRequest) -> None:
     """Every step applied in order, from empty, over one connection; each in its own transaction."""
     migrations = migration_state.require_migrations()
 
     def replay() -> Verdict:
-        replayer = _open_replay(drillbook_env, migration_state, migrations)
+        replayer = _open_replay(drillbook_env, migration_state, migrations, request)
         try:
             migration_state.runs = replayer.up()
         except MigrationError as exc:
@@ -183,12 +192,13 @@ def replay_from_empty(drillbook_env: Any, migration_state: MigrationState) -> No
 
 
 @when("the migrations are replayed up, down and up again")
-def replay_round_trip(drillbook_env: Any, migration_state: MigrationState) -> None:
+def replay_round_trip(drillbook_env: Any, migration_state: MigrationState,
+                      request: pytest.FixtureRequest) -> None:
     """Up to head, down to zero, up again, with a schema snapshot at every version."""
     migrations = migration_state.require_migrations()
 
     def run() -> Verdict:
-        replayer = _open_replay(drillbook_env, migration_state, migrations)
+        replayer = _open_replay(drillbook_env, migration_state, migrations, request)
         result = round_trip(replayer, ignore_tables=migration_state.ignore_tables)
         migration_state.round_trip = result
         migration_state.runs = result.steps
@@ -202,11 +212,13 @@ def replay_round_trip(drillbook_env: Any, migration_state: MigrationState) -> No
     guarded("migrations.round_trip", run)
 
 
-def _open_replay(env: Any, state: MigrationState, migrations: MigrationSet) -> MigrationReplay:
+def _open_replay(env: Any, state: MigrationState, migrations: MigrationSet,
+                 request: pytest.FixtureRequest) -> MigrationReplay:
     scratch = env.scratch_postgres()
     state.scratch = scratch
     state.target = scratch.fresh_database("migrations")
-    state.replay = MigrationReplay(migrations, state.target, settings=state.settings)
+    state.replay = MigrationReplay(migrations, state.target, settings=state.settings,
+                                   limit=_replay_limit(request))
     state.replay.connect()
     return state.replay
 
@@ -315,7 +327,8 @@ def _read_history(dsn: str, table: str | None) -> History:
 
 
 @when("the pending migrations are applied to the restored database")
-def apply_pending(drill_state: ScenarioState, migration_state: MigrationState) -> None:
+def apply_pending(drill_state: ScenarioState, migration_state: MigrationState,
+                  request: pytest.FixtureRequest) -> None:
     """Pending = on disk and not in the restored copy's own history; applied and timed in scratch."""
     restored = drill_state.require_restore()
     target = restored.target
@@ -329,7 +342,8 @@ def apply_pending(drill_state: ScenarioState, migration_state: MigrationState) -
         if report.missing or report.edited or report.out_of_order:
             return validate_history(history, migrations.for_history(),
                                     check_id="migrations.pending_applied")
-        with MigrationReplay(migrations, target, settings=migration_state.settings) as replayer:
+        with MigrationReplay(migrations, target, settings=migration_state.settings,
+                             limit=_replay_limit(request)) as replayer:
             try:
                 migration_state.pending_runs = replayer.up(pending)
             except MigrationError as exc:

@@ -1,4 +1,4 @@
-"""A restore that never ends is cancelled at its deadline, and leaves nothing running.
+"""A restore or a migration replay that never ends is cancelled at its deadline, leaving nothing running.
 
 Each dump is built by the test from a real ``pg_dump`` of a small database: a plain dump
 with ``SELECT pg_sleep(600);`` in its transaction, and custom-format dumps whose restore
@@ -23,6 +23,7 @@ from checks.errors import RestoreTimedOut
 from drills import pgtools
 from drills.deadlines import Limit
 from drills.local import LocalEnvironment
+from drills.migrations import MigrationFailed, MigrationReplay, load_migrations
 from drills.restore import RestoreDrill
 from drills.targets import PostgresTarget, StoreSpec
 from tests.support.cli import drillbook
@@ -181,3 +182,41 @@ class TestInARun:
         assert restore["outcome"] == "failed", restore
         assert "phase `restore (psql)`" in restore["message"], restore
         assert "the scenario's RTO 5.0s + 10.0s margin" in restore["message"], restore
+
+
+class TestMigrationDeadline:
+    @pytest.mark.parametrize("layout", ["transactional", "autocommit"])
+    def test_a_sleeping_migration_is_cancelled_naming_file_and_line(
+        self, local_env: LocalEnvironment, tmp_path: Path, layout: str
+    ) -> None:
+        """`SELECT pg_sleep(600)` in a step: the server cancels it at the deadline; the failure names
+        the file, the line, the phase and the limit; the step's work is rolled back."""
+        folder = tmp_path / "migrations"
+        folder.mkdir()
+        (folder / "0001_first.up.sql").write_text("CREATE TABLE t (id int);\n")
+        # CREATE INDEX CONCURRENTLY makes the file run statement by statement in autocommit.
+        extra = "CREATE INDEX CONCURRENTLY t_id ON t (id);\n" if layout == "autocommit" else ""
+        (folder / "0002_sleep.up.sql").write_text(
+            f"INSERT INTO t VALUES (1);\n{extra}\nSELECT\n  pg_sleep(600);\nINSERT INTO t VALUES (2);\n")
+        migrations = load_migrations(folder, layout="updown")
+        scratch = local_env.scratch_postgres()
+        target = scratch.fresh_database("sleepy-migrations")
+        try:
+            t0 = time.monotonic()
+            with MigrationReplay(migrations, target, limit=Limit(DEADLINE_S, "test limit")) as replay, \
+                    pytest.raises(MigrationFailed) as caught:
+                replay.up()
+            elapsed = time.monotonic() - t0
+            message = str(caught.value)
+            line = 4 if layout == "autocommit" else 3
+            assert message.startswith(f"0002_sleep.up.sql:{line}: migration replay cancelled after "), message
+            assert "in phase `up 0002`: past its deadline of 3.0s (test limit)" in message, message
+            assert "pg_sleep(600)" in message, message
+            assert elapsed < DEADLINE_S + SLACK_S, elapsed
+            assert _sessions(local_env, target) == []
+            with psycopg.connect(admin_dsn(target), autocommit=True) as conn:
+                rows = conn.execute("SELECT count(*) FROM t").fetchone()
+            # Transactional: the step rolled back whole; autocommit: the first INSERT had committed.
+            assert rows == ((1,) if layout == "autocommit" else (0,))
+        finally:
+            scratch.drop(target)
