@@ -113,11 +113,13 @@ _CP_DISK_FAULTS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded
                    "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
 
 
-def copy_tree(source: Path, target: Path, *, phase: str = "copying a data directory") -> None:
+def copy_tree(source: Path, target: Path, *, phase: str = "copying a data directory",
+              what: str = "TMPDIR") -> None:
     """Copy a directory keeping owners and modes (``cp -a``: a data dir must stay postgres-owned).
 
     A target that cannot take it (full, read-only, not writable) is a :class:`DiskError` naming
-    ``target`` and ``phase``; the partial copy is removed.
+    ``target`` and ``phase`` (``what`` names the setting that chooses the place, for the hint);
+    the partial copy is removed.
     """
     # `cp -a` preserves ownership when run as root, which shutil.copytree does not,
     # and it is faster on a PostgreSQL data dir's many small files.
@@ -130,7 +132,7 @@ def copy_tree(source: Path, target: Path, *, phase: str = "copying a data direct
     for text, number in _CP_DISK_FAULTS.items():
         if text in message:
             raise disk_error(OSError(number, os.strerror(number)), path=target, phase=phase,
-                             what="TMPDIR")
+                             what=what)
     raise OSError(f"cp -a {source} {target} failed: {message}")
 
 
@@ -319,7 +321,8 @@ def template_datadir(cache_dir: Path, *, bindir: Path, workdir: Path) -> Path:
     build = workdir / f"template-{uuid.uuid4().hex[:8]}"
     initdb(build, bindir=bindir, log_path=workdir / "initdb.log")
     staging = cache_dir / f".{template.name}.{uuid.uuid4().hex[:8]}"
-    copy_tree(build, staging)
+    copy_tree(build, staging, phase="caching the PostgreSQL template data directory",
+              what="XDG_CACHE_HOME")
     shutil.rmtree(build, ignore_errors=True)
     try:
         staging.rename(template)
