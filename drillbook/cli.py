@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_backup.add_argument("--database", help="which database of a pg_dumpall backup to restore")
     p_backup.add_argument("--scratch", metavar="DSN",
                           help="an EMPTY database to restore into (default: a throwaway local one)")
+    p_backup.add_argument("--timeout", default=None, metavar="DURATION",
+                          help="deadline of download + restore + first query (default 1h); past it the "
+                               "restore is cancelled and fails")
     p_backup.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     from .verify_migrations import add_parser as add_verify_migrations
 

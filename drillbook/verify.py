@@ -17,6 +17,8 @@ from checks.compare import compare_databases
 from checks.durations import parse_duration
 from checks.errors import ConfigError, NoBackupFound, SafetyError, ScratchNotRestored, StoreUnreachable
 from checks.verdict import Verdict, format_duration, verdict_from_error
+from drills import deadlines
+from drills.deadlines import Limit
 from drills.restore import RestoreDrill
 from drills.targets import PostgresTarget, Role, StoreSpec
 
@@ -50,6 +52,7 @@ def verify_backup(args: argparse.Namespace) -> int:
     # Every argument is validated before anything starts (a scratch PostgreSQL takes a second):
     # a usage error is exit 2 with nothing started, never a failed verdict after a server start.
     max_age = _duration(args.max_age, "--max-age") if args.max_age else None
+    limit = _restore_limit(getattr(args, "timeout", None))
     if args.key_pattern is not None:
         _key_pattern(args.key_pattern)
     if args.compare_with:
@@ -61,7 +64,7 @@ def verify_backup(args: argparse.Namespace) -> int:
     verdicts: list[Verdict] = []
     code = EXIT_PASSED
     try:
-        with RestoreDrill(spec, scratch, database=args.database, store=store,
+        with RestoreDrill(spec, scratch, database=args.database, store=store, limit=limit,
                           progress=lambda m: print(f"  {m}", file=sys.stderr)) as drill:
             try:
                 result = drill.run()
@@ -87,9 +90,12 @@ def verify_backup(args: argparse.Namespace) -> int:
                     subject_dsn: str = args.compare_with
                     target = result.target
                     assert target is not None
+                    # The server cancels a comparison statement past the default query deadline.
+                    options = Limit.configured(None, key="query_timeout",
+                                               default_s=deadlines.DEFAULT_QUERY_TIMEOUT_S).start().libpq_options()
                     verdicts.append(compare_databases(
-                        lambda: psycopg.connect(subject_dsn, connect_timeout=10),
-                        lambda: psycopg.connect(target.dsn, connect_timeout=10),
+                        lambda: psycopg.connect(subject_dsn, connect_timeout=10, options=options),
+                        lambda: psycopg.connect(target.dsn, connect_timeout=10, options=options),
                         cutoff=result.backup_time,
                     ))
         if isinstance(drill.cleanup_error, ScratchNotRestored):
@@ -124,6 +130,16 @@ def _key_pattern(pattern: str) -> None:
         compile_key_pattern(pattern)
     except ConfigError as exc:
         raise ConfigError(f"--key-pattern: {exc.message}", hint=exc.hint, key="--key-pattern") from exc
+
+
+def _restore_limit(text: str | None) -> Limit:
+    """``--timeout``: the restore's deadline (validated before anything starts), else the default."""
+    if text is None:
+        return Limit.configured(None, key="restore_timeout", default_s=deadlines.DEFAULT_RESTORE_TIMEOUT_S)
+    value = _duration(text, "--timeout")
+    if value <= timedelta(0):
+        raise ConfigError(f"--timeout: must be longer than 0s, got {text!r}")
+    return Limit(value.total_seconds(), "--timeout")
 
 
 def _duration(text: str, option: str) -> timedelta:

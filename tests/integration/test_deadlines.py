@@ -220,3 +220,26 @@ class TestMigrationDeadline:
             assert rows == ((1,) if layout == "autocommit" else (0,))
         finally:
             scratch.drop(target)
+
+
+class TestVerifyBackup:
+    def test_timeout_cancels_a_sleeping_restore(
+        self, sleepy_source: PostgresTarget, tmp_path: Path, sandbox_cache_env: dict[str, str]
+    ) -> None:
+        """`verify backup FILE --timeout 3s`: exit 1, the verdict names the phase and `--timeout`."""
+        plain = _dump(sleepy_source, "-Fp").decode()
+        at = plain.index("ALTER TABLE public.accounts OWNER TO")
+        backup = tmp_path / "backup.sql"
+        backup.write_text(plain[:at] + "SELECT pg_sleep(600);\n" + plain[at:])
+        t0 = time.monotonic()
+        proc = drillbook("verify", "backup", str(backup), "--timeout", "3s", "--json",
+                         env=sandbox_cache_env, timeout=120)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert time.monotonic() - t0 < DEADLINE_S + SLACK_S + 30  # + starting a scratch PostgreSQL
+        assert "phase `restore (psql)`" in proc.stdout and "(--timeout)" in proc.stdout, proc.stdout
+
+    def test_a_bad_timeout_is_a_usage_error(self, tmp_path: Path) -> None:
+        """Validated before any server starts: exit 2 naming the option."""
+        proc = drillbook("verify", "backup", str(tmp_path), "--timeout", "soon")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "--timeout: not a duration" in proc.stderr
