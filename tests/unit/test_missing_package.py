@@ -109,3 +109,13 @@ class TestMissingTestcontainers:
 
         project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
         assert any(dep.startswith("testcontainers") for dep in project["dependencies"])
+
+
+class TestDefaultInstall:
+    def test_the_plain_install_brings_testcontainers(self) -> None:
+        """`./bootstrap run` installs `-e .` without extras: testcontainers is an unconditional dependency."""
+        import re
+        import tomllib
+
+        project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+        assert any(re.match(r"testcontainers\b", d) for d in project["dependencies"]), project["dependencies"]
