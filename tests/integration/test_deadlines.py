@@ -10,7 +10,6 @@ scratch database is left, and cleanup drops the database.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from drills.local import LocalEnvironment
 from drills.migrations import MigrationFailed, MigrationReplay, load_migrations
 from drills.restore import RestoreDrill
 from drills.targets import PostgresTarget, StoreSpec
-from tests.support.cli import drillbook
+from tests.support.cli import drillbook, run_directory_backups
 from tests.support.pg import admin_dsn
 
 pytestmark = pytest.mark.integration
@@ -151,16 +150,8 @@ class TestInARun:
         genuine = _dump(sleepy_source, "-Fp").decode()
         at = genuine.index("ALTER TABLE public.accounts OWNER TO")
         sleepy = genuine[:at] + "SELECT pg_sleep(600);\n" + genuine[at:]
-        for name, text in (("sleepy", sleepy), ("genuine", genuine)):
-            (tmp_path / name).mkdir()
-            (tmp_path / name / "backup.sql").write_text(text)
-        config = tmp_path / "drillbook.toml"
-        config.write_text("".join(
-            f'[targets.{name}]\nkind = "directory"\npath = "{tmp_path / name}"\n'
-            for name in ("sleepy", "genuine")))
-        features = tmp_path / "features"
-        features.mkdir()
-        (features / "deadline.feature").write_text(
+        proc, scenarios = run_directory_backups(
+            tmp_path, {"sleepy": sleepy, "genuine": genuine},
             "Feature: restore deadlines\n\n"
             "  @id:DL-01 @daily\n  Scenario: a backup that sleeps\n"
             '    Given the backups in "sleepy"\n'
@@ -169,13 +160,9 @@ class TestInARun:
             "  @id:DL-02 @daily\n  Scenario: a genuine backup\n"
             '    Given the backups in "genuine"\n'
             "    When the newest backup is restored into a scratch database\n"
-            "    Then the restore completes within 5 minutes\n")
-        out = tmp_path / "out"
-        proc = drillbook("run", "--config", str(config), "--features", str(features), "--out", str(out),
-                         env=sandbox_cache_env, timeout=300)
+            "    Then the restore completes within 5 minutes\n",
+            env=sandbox_cache_env)
         assert proc.returncode == 1, proc.stdout + proc.stderr
-        results = json.loads(next(out.glob("*/results.json")).read_text())
-        scenarios = {s["id"]: s for s in results["scenarios"]}
         assert {k: s["outcome"] for k, s in scenarios.items()} == {"DL-01": "failed", "DL-02": "passed"}
         assert scenarios["DL-01"]["duration_s"] < 15 + SLACK_S, scenarios["DL-01"]["duration_s"]
         restore = next(v for v in scenarios["DL-01"]["verdicts"] if v["id"] == "restore.completed")

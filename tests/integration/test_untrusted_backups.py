@@ -33,7 +33,7 @@ from drills import pgtools
 from drills.local import LocalEnvironment
 from drills.restore import RestoreDrill
 from drills.targets import PostgresTarget, StoreSpec
-from tests.support.cli import drillbook
+from tests.support.cli import run_directory_backups
 from tests.support.pg import admin_dsn
 
 pytestmark = pytest.mark.integration
@@ -393,29 +393,18 @@ class TestInARun:
         genuine = _plain(source)
         hostile = _inject(genuine, f"\\! touch {unchanged}")
         line = hostile[:hostile.index("\\! touch")].count("\n") + 1
-        for name, text in (("hostile", hostile), ("genuine", genuine)):
-            (tmp_path / name).mkdir()
-            (tmp_path / name / "backup.sql").write_text(text)
-        config = tmp_path / "drillbook.toml"
-        config.write_text("".join(
-            f'[targets.{name}]\nkind = "directory"\npath = "{tmp_path / name}"\n'
-            for name in ("hostile", "genuine")))
-        features = tmp_path / "features"
-        features.mkdir()
-        (features / "untrusted.feature").write_text(
+        proc, scenarios = run_directory_backups(
+            tmp_path, {"hostile": hostile, "genuine": genuine},
             "Feature: untrusted backups\n\n"
             "  @id:UNT-01 @daily\n  Scenario: a backup someone altered\n"
             '    Given the backups in "hostile"\n'
             "    When the newest backup is restored into a scratch database\n\n"
             "  @id:UNT-02 @daily\n  Scenario: a genuine backup\n"
             '    Given the backups in "genuine"\n'
-            "    When the newest backup is restored into a scratch database\n")
-        out = tmp_path / "out"
-        proc = drillbook("run", "--config", str(config), "--features", str(features), "--out", str(out),
-                         env=sandbox_cache_env, timeout=300)
+            "    When the newest backup is restored into a scratch database\n",
+            env=sandbox_cache_env)
         assert proc.returncode == 1, proc.stdout + proc.stderr
-        results = json.loads(next(out.glob("*/results.json")).read_text())
-        outcomes = {s["id"]: s["outcome"] for s in results["scenarios"]}
+        outcomes = {k: s["outcome"] for k, s in scenarios.items()}
         assert outcomes == {"UNT-01": "failed", "UNT-02": "passed"}, outcomes
-        refused = json.dumps(next(s for s in results["scenarios"] if s["id"] == "UNT-01")["verdicts"])
+        refused = json.dumps(scenarios["UNT-01"]["verdicts"])
         assert "meta-command" in refused and f"backup.sql:{line}" in refused, refused

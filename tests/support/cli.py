@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psutil
 
@@ -141,3 +142,29 @@ class Spawned:
     @property
     def stderr(self) -> str:
         return "\n".join(self._stderr)
+
+
+def run_directory_backups(tmp_path: Path, backups: dict[str, str], feature: str, *,
+                          env: dict[str, str], timeout: float = 300,
+                          ) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, Any]]]:
+    """`drillbook run --config` over one directory store per backup (``name`` → plain SQL text).
+
+    Writes ``<name>/backup.sql``, a config naming each directory as a target ``name``, and
+    ``feature`` as the only feature; returns the process and its scenarios by id (empty when the
+    run wrote no results).
+    """
+    for name, text in backups.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "backup.sql").write_text(text)
+    config = tmp_path / "drillbook.toml"
+    config.write_text("".join(f'[targets.{name}]\nkind = "directory"\npath = "{tmp_path / name}"\n'
+                              for name in backups))
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "backups.feature").write_text(feature)
+    out = tmp_path / "out"
+    proc = drillbook("run", "--config", str(config), "--features", str(features), "--out", str(out),
+                     env=env, timeout=timeout)
+    found = sorted(out.glob("*/results.json"))
+    scenarios = json.loads(found[0].read_text())["scenarios"] if found else []
+    return proc, {s["id"]: s for s in scenarios}
