@@ -30,12 +30,18 @@ def add_parser(verify_sub: Any) -> None:
     """Register ``verify migrations`` under the ``verify`` subcommands."""
     p = verify_sub.add_parser(
         "migrations", help="replay a migration folder into a scratch database (round trip, drift, lint)",
-        description="DIR holds the migrations in a Flyway, golang-migrate, V0001.Name.up.sql, "
-                    "one-directory-per-step or numbered layout (detected; --layout overrides).",
+        description="DIR holds the migrations of one tool (Flyway, golang-migrate, goose, dbmate, Prisma, "
+                    "sqitch, Liquibase, Atlas, sqlx, Diesel, …; detected, --layout overrides). Several "
+                    "DIRs are replayed one after the other into one scratch database.",
     )
-    p.add_argument("directory", type=Path, metavar="DIR")
-    p.add_argument("--layout", choices=["flyway", "dotted", "updown", "directory", "numbered"],
-                   help="the layout, when detection should not decide")
+    from drills.config import MIGRATION_LAYOUTS
+
+    p.add_argument("directories", type=Path, nargs="+", metavar="DIR")
+    p.add_argument("--layout", choices=MIGRATION_LAYOUTS,
+                   help="the layout of every DIR, when detection should not decide")
+    p.add_argument("--prelude", type=Path, metavar="FILE",
+                   help="SQL run in the scratch database before the first step (what the team's init "
+                        "script does in production: schemas, extensions, a search_path)")
     p.add_argument("--round-trip", action="store_true",
                    help="up to head, down to zero, up again: the schema must match at every version")
     p.add_argument("--against", metavar="DSN",
@@ -61,7 +67,7 @@ def add_parser(verify_sub: Any) -> None:
 def verify_migrations(args: argparse.Namespace) -> int:
     """Run the requested checks; print the verdicts; return the exit code."""
     from checks.errors import DrillbookError, SafetyError, ScratchNotRestored
-    from drills.migrations import LayoutError, load_migrations
+    from drills.migrations import IntegrityFailed, LayoutError, load_folders, read_script
 
     if args.against:
         redact.register_dsn(args.against)
@@ -70,14 +76,17 @@ def verify_migrations(args: argparse.Namespace) -> int:
     settings = _settings(args.setting)
     verdicts: list[Verdict] = []
     try:
-        migrations = load_migrations(args.directory, layout=args.layout)
+        migrations = load_folders(args.directories, layout=args.layout)
         # Read and split every file now: an unreadable one stops us before anything is written.
-        from drills.migrations import read_script
-
         for migration in migrations.migrations:
-            read_script(migration.up)
-            if migration.down is not None:
-                read_script(migration.down)
+            for part in (migration.up, migration.down, migration.verify):
+                if part is not None:
+                    read_script(part)
+        if args.prelude is not None:
+            read_script(args.prelude)
+    except IntegrityFailed as exc:
+        # The folder's own integrity record (atlas.sum) disagrees with its files: a finding.
+        return _finish([Verdict.failed(exc.check_id, str(exc))], args, code=EXIT_FAILED)
     except LayoutError as exc:
         return _finish([Verdict.error("migrations.layout", str(exc))], args, code=EXIT_USAGE)
     if args.lint and args.fail_on:
@@ -154,7 +163,7 @@ class _Subject:
 
 def _replay(migrations: Any, scratch: Any, args: argparse.Namespace, settings: dict[str, str],
             subject: _Subject | None) -> list[Verdict]:
-    from checks.migration_history import KNOWN_TABLES, compare_history, show_version, validate_history
+    from checks.migration_history import compare_history, known_tables, show_version, validate_history
     from checks.schema import schemas_match
     from drills.migrations import (
         MigrationError,
@@ -176,6 +185,11 @@ def _replay(migrations: Any, scratch: Any, args: argparse.Namespace, settings: d
     snapshots: dict[tuple[int, ...], SchemaSnapshot] = {}
     try:
         with MigrationReplay(migrations, target, settings=settings, limit=_limit(args)) as replayer:
+            if args.prelude is not None:
+                verdict = _prelude(replayer, args.prelude)
+                verdicts.append(verdict)
+                if verdict.counts_as_fail():
+                    return verdicts
             if args.round_trip:
                 result = round_trip(replayer)
                 versions = len(migrations.versioned())
@@ -214,7 +228,7 @@ def _replay(migrations: Any, scratch: Any, args: argparse.Namespace, settings: d
             verdicts.append(Verdict.error("migrations.drift", "no replayed schema to compare: the "
                                                               "replay stopped before the subject's version"))
         else:
-            ignore = [*KNOWN_TABLES, *args.ignore_table]
+            ignore = [*known_tables(), *args.ignore_table]
             if subject.history is not None:
                 ignore.append(subject.history.table)
             shown = ".".join(str(p) for p in key) if key else "0"
@@ -223,6 +237,16 @@ def _replay(migrations: Any, scratch: Any, args: argparse.Namespace, settings: d
                 check_id="migrations.drift", expected_name=f"replay at {shown}", actual_name=subject.name,
                 evidence={"ignored_tables": ignore}))
     return verdicts
+
+
+def _prelude(replayer: Any, path: Path) -> Verdict:
+    """The prelude as a verdict of its own: what ran before the first step is evidence."""
+    from drills.migrations import MigrationError, prelude_verdict
+
+    try:
+        return prelude_verdict(path, replayer.prelude(path))
+    except MigrationError as exc:
+        return prelude_verdict(path, None, failure=exc)
 
 
 def _lint(migrations: Any, subject: _Subject | None, fail_on: list[str] | None) -> Verdict:
@@ -238,7 +262,7 @@ def _lint(migrations: Any, subject: _Subject | None, fail_on: list[str] | None) 
     if fail_on:
         rules = ALL_RULES if fail_on == ["all"] else set(fail_on)
     try:
-        findings = lint_files([m.up for m in chosen], base=migrations.directory)
+        findings = lint_files([m.up.path for m in chosen], base=migrations.directory)
     except DrillbookError as exc:
         return Verdict.error("migrations.lint", str(exc))
     return lint_verdict(findings, failing_rules=rules, files=len(chosen))

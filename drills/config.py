@@ -123,7 +123,8 @@ _SECRET_KEYS = {"dsn", "url", "secret_access_key", "access_key_id", "endpoint_ur
 _TOP_KEYS = {"run", "targets", "ledger", "migrations", "containers"}
 _MIGRATIONS_KEYS = {"layout", "folders"}
 # drills.migrations.Layout's values (not imported: reading a config must not load the SQL parser).
-MIGRATION_LAYOUTS = ("flyway", "dotted", "updown", "directory", "numbered")
+MIGRATION_LAYOUTS = ("flyway", "dotted", "updown", "directory", "numbered", "goose", "dbmate", "prisma",
+                     "sqitch", "liquibase", "atlas", "sqlx", "diesel")
 
 
 @dataclass(frozen=True)

@@ -395,11 +395,11 @@ def _lint(drill_state: ScenarioState, state: MigrationState, rules: set[str] | s
         if not chosen:
             return Verdict.passed("migrations.lint", f"nothing to lint: no {scope}",
                                   evidence={"scope": scope})
-        findings = lint_files([m.up for m in chosen], base=migrations.directory)
+        findings = lint_files([m.up.path for m in chosen], base=migrations.directory)
         verdict = lint_verdict(findings, failing_rules=rules, files=len(chosen))
         return Verdict(verdict.id, verdict.outcome, verdict.message, verdict.measured, verdict.expected,
                        {**verdict.evidence, "scope": scope,
-                        "linted": [migrations.relative(m.up) for m in chosen]})
+                        "linted": [migrations.relative(m.up.path) for m in chosen]})
 
     guarded("migrations.lint", check)
 

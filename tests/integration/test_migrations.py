@@ -118,7 +118,7 @@ def _subject_with_history(fresh: Callable[[str], PostgresTarget], directory: Pat
                      " sha256 text NOT NULL, created_at timestamptz NOT NULL)")
         for m in chosen:
             conn.execute("INSERT INTO drillbook_schema_version VALUES (%s, %s, %s, %s)",
-                         (int(m.version), m.up.name, hashlib.sha256(m.up.read_bytes()).hexdigest(),
+                         (int(m.version), m.up.path.name, hashlib.sha256(m.up.path.read_bytes()).hexdigest(),
                           datetime(2026, 1, 1, tzinfo=UTC)))
     return PostgresTarget(name="subject", dsn=scratch.dsn, role=Role.SUBJECT)
 

@@ -31,10 +31,10 @@ class TestMigrationsConfig:
         assert set(MIGRATION_LAYOUTS) == {layout.value for layout in Layout}
 
     @pytest.mark.parametrize(("text", "key"), [
-        ('[migrations]\nlayout = "liquibase"\n', "migrations.layout"),
+        ('[migrations]\nlayout = "rails"\n', "migrations.layout"),
         ('[migrations]\nlayuot = "flyway"\n', "migrations.layuot"),
         ('[migrations]\nlayout = 3\n', "migrations.layout"),
-        ('[migrations.folders]\n"db" = "sqitch"\n', "migrations.folders.db"),
+        ('[migrations.folders]\n"db" = "ecto"\n', "migrations.folders.db"),
         ('migrations = "flyway"\n', "migrations"),
     ])
     def test_bad_values_name_the_key_and_file(self, tmp_path: Path, text: str, key: str) -> None:

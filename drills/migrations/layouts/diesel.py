@@ -1,0 +1,3 @@
+"""diesel: filled in by issue 12 (see drills/migrations/layouts/__init__.py)."""
+
+NAME = "diesel"

@@ -1,0 +1,3 @@
+"""sqitch: filled in by issue 12 (see drills/migrations/layouts/__init__.py)."""
+
+NAME = "sqitch"
