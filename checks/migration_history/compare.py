@@ -15,6 +15,7 @@ from typing import Any
 
 from ..verdict import Verdict
 from .model import AppliedMigration, History, HistoryKind, LocalMigration, show_version, version_key
+from .tables import checksum_matches
 
 
 @dataclass
@@ -83,7 +84,7 @@ def compare_history(history: History, local: Sequence[LocalMigration]) -> Histor
             continue
         report.applied.append(shown)
         expected = migration.checksum(history.kind)
-        if row.checksum is not None and expected is not None and row.checksum != expected:
+        if row.checksum is not None and not checksum_matches(history.kind, migration, row.checksum):
             report.edited.append(shown)
             report.details.append(f"{shown} ({migration.file}): edited after it was applied — "
                                   f"checksum on the subject {row.checksum}, file now {expected}")

@@ -42,6 +42,17 @@ def checksum_for(kind: HistoryKind, local: LocalMigration) -> str | None:
     return None
 
 
+def checksum_matches(kind: HistoryKind, local: LocalMigration, recorded: str) -> bool:
+    """Whether ``recorded`` is a checksum the tool accepts for ``local`` (some accept several forms:
+    Prisma takes the file as is or with its line endings converted). True when it records none."""
+    for module in _ready():
+        if (kind is module.KIND or kind in getattr(module, "KINDS", ())) and hasattr(module, "matches"):
+            accepted: bool = module.matches(local, recorded)
+            return accepted
+    expected = checksum_for(kind, local)
+    return expected is None or expected == recorded
+
+
 def read_history(conn: psycopg.Connection[Any], *, table: str | None = None,
                  version_column: str = "version",
                  checksum_column: str | None = None) -> History:
