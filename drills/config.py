@@ -26,7 +26,9 @@ a key=value DSN's password, and every http header value (but ``Accept``,
 
     [migrations]
     layout = "flyway"           # optional: the layout of every migration folder a feature names
-                                # (flyway, dotted, updown, directory, numbered; default: detected)
+                                # (flyway, dotted, updown, directory, numbered, goose, dbmate, prisma,
+                                # sqitch, liquibase, atlas, sqlx, diesel; default: detected)
+    prelude = "db/init.sql"     # optional: SQL run in the scratch database before the first step
     [migrations.folders]
     "db/migrations" = "updown"  # optional: one folder's layout (path relative to this file)
 
@@ -121,7 +123,7 @@ _TARGET_KEYS: dict[str, set[str]] = {
 _STRUCTURED_KEYS = {"kind", "scratch", "headers", "port"}
 _SECRET_KEYS = {"dsn", "url", "secret_access_key", "access_key_id", "endpoint_url"}
 _TOP_KEYS = {"run", "targets", "ledger", "migrations", "containers"}
-_MIGRATIONS_KEYS = {"layout", "folders"}
+_MIGRATIONS_KEYS = {"layout", "folders", "prelude"}
 # drills.migrations.Layout's values (not imported: reading a config must not load the SQL parser).
 MIGRATION_LAYOUTS = ("flyway", "dotted", "updown", "directory", "numbered", "goose", "dbmate", "prisma",
                      "sqitch", "liquibase", "atlas", "sqlx", "diesel")
@@ -145,6 +147,8 @@ class Config:
     ledger_s3: Mapping[str, str] = field(default_factory=dict)  # endpoint_url, region, keys for s3://
     migration_layout: str | None = None  # [migrations] layout: every folder's layout (default: detected)
     migration_folders: Mapping[Path, str] = field(default_factory=dict)  # [migrations.folders], resolved
+    # [migrations] prelude: SQL run in each scratch database before the first step (resolved; must exist).
+    migration_prelude: Path | None = None
     # [containers.<target>] image: images per service of the containers environment (postgres, redis, ...)
     container_images: Mapping[str, str] = field(default_factory=dict)
     # [run] restore_timeout / migration_timeout / query_timeout: None means the built-in default.
@@ -163,6 +167,7 @@ class Config:
             "waivers": str(self.waivers) if self.waivers else None,
             "ledger_url": redact.redact(self.ledger_url) if self.ledger_url else None,
             "migrations": {"layout": self.migration_layout,
+                           "prelude": str(self.migration_prelude) if self.migration_prelude else None,
                            "folders": {str(k): v for k, v in self.migration_folders.items()}},
             "targets": {},
         }
@@ -243,6 +248,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
                           file=where, key=f"ledger.{sorted(ledger_s3)[0]}")
 
     migration_layout, migration_folders = _migrations(data.get("migrations", {}), where, path)
+    migration_prelude = _prelude(data.get("migrations", {}), where, path)
     container_images = _containers(data.get("containers", {}), where, environ)
 
     postgres: dict[str, PostgresTarget] = {}
@@ -324,7 +330,8 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
                   redis=redis_targets, stores=stores, http=http_targets, tls=tls_targets,
                   prometheus=prometheus_targets, waivers=waivers, ledger_url=ledger_url,
                   ledger_s3=ledger_s3, migration_layout=migration_layout,
-                  migration_folders=migration_folders, container_images=container_images,
+                  migration_folders=migration_folders, migration_prelude=migration_prelude,
+                  container_images=container_images,
                   timeouts=timeouts)
 
 
@@ -347,6 +354,20 @@ def _containers(value: Any, where: str, environ: Mapping[str, str]) -> dict[str,
                               f"got {image!r}", file=where, key=f"{key}.image")
         by_target[target] = image
     return images_for_targets(by_target, where=where)
+
+
+def _prelude(value: Any, where: str, path: Path | None) -> Path | None:
+    """``[migrations] prelude``: a SQL file (relative to the config file) that must exist."""
+    if not isinstance(value, dict) or "prelude" not in value:
+        return None
+    text = _string(value["prelude"], where, "migrations.prelude")
+    base = path.parent if path is not None else Path.cwd()
+    prelude = (base / text).resolve()
+    if not prelude.is_file():
+        raise ConfigError(f"{where}: `migrations.prelude` names {text!r}, which is not a file ({prelude})",
+                          file=where, key="migrations.prelude",
+                          hint="give the SQL file the team's init script runs, relative to drillbook.toml")
+    return prelude
 
 
 def _migrations(value: Any, where: str, path: Path | None) -> tuple[str | None, dict[Path, str]]:

@@ -24,14 +24,17 @@ from checks.migration_lint import ALL_RULES, check_rule_names, lint_files, lint_
 from checks.schema import SchemaSnapshot, schemas_match, snapshot
 from checks.verdict import Verdict, format_duration, record, verdict_from_error
 from drills import deadlines
+from drills.config import MIGRATION_LAYOUTS
 from drills.deadlines import Limit
 from drills.migrations import (
+    IntegrityFailed,
     MigrationError,
     MigrationReplay,
     MigrationSet,
     RoundTripResult,
     StepRun,
-    load_migrations,
+    load_folders,
+    prelude_verdict,
     replay_verdict,
     round_trip,
     round_trip_verdict,
@@ -59,6 +62,8 @@ class MigrationState:
     head: SchemaSnapshot | None = None
     round_trip: RoundTripResult | None = None
     pending_runs: list[StepRun] = field(default_factory=list)
+    # SQL run in the scratch database before the first step (a feature's, else [migrations] prelude).
+    prelude: Path | None = None
 
     def require_migrations(self) -> MigrationSet:
         if self.migrations is None:
@@ -121,22 +126,64 @@ def migrations_in(directory: str, request: pytest.FixtureRequest, migration_stat
 @given(parsers.parse('the migrations in "{directory}" in the {layout} layout'))
 def migrations_in_layout(directory: str, layout: str, request: pytest.FixtureRequest,
                          migration_state: MigrationState) -> None:
-    """Name the folder and its layout: flyway, dotted, updown, directory or numbered."""
+    """Name the folder and its layout (flyway, goose, sqitch, …: see ``[migrations] layout``)."""
     _load(directory, layout, request, migration_state)
+
+
+@given("the migrations in these folders, in order:")
+def migrations_in_folders(datatable: list[list[str]], request: pytest.FixtureRequest,
+                          migration_state: MigrationState) -> None:
+    """Several folders replayed one after the other into one database (| folder | and | layout |)."""
+    header, *rows = datatable
+    keys = [h.strip().lower() for h in header]
+    if "folder" not in keys or not set(keys) <= {"folder", "layout"} or not rows:
+        record(Verdict.error("migrations.layout", "the folder table needs a | folder | column (and "
+                                                  "optionally | layout |) and at least one row"))
+        return
+    folders = [_resolve(row[keys.index("folder")].strip(), request) for row in rows]
+    layouts = [(row[keys.index("layout")].strip() or None) if "layout" in keys else None for row in rows]
+    _load_folders(folders, layouts, request, migration_state)
+
+
+@given(parsers.parse('the prelude "{file}" prepares the scratch database'))
+def prelude_given(file: str, request: pytest.FixtureRequest, migration_state: MigrationState) -> None:
+    """SQL the team's init script runs in production (schemas, extensions, a search_path), first."""
+    path = _resolve(file, request)
+    if not path.is_file():
+        record(Verdict.error("migrations.prelude", f"the prelude {file!r} is not a file ({path})"))
+        return
+    migration_state.prelude = path
 
 
 def _load(directory: str, layout: str | None, request: pytest.FixtureRequest,
           state: MigrationState) -> None:
-    path = _resolve(directory, request)
-    if layout is None:
-        layout = _configured_layout(path, request)
+    _load_folders([_resolve(directory, request)], [layout], request, state)
+
+
+def _load_folders(paths: list[Path], layouts: list[str | None], request: pytest.FixtureRequest,
+                  state: MigrationState) -> None:
+    chosen = [layout or _configured_layout(path, request)
+              for path, layout in zip(paths, layouts, strict=True)]
+    if state.prelude is None:
+        state.prelude = _configured_prelude(request)
     try:
-        state.migrations = load_migrations(path, layout=layout)
+        state.migrations = load_folders(paths, layouts=chosen)
     except ValueError:
-        record(Verdict.error("migrations.layout", f"unknown layout {layout!r}: use flyway, dotted, "
-                                                  "updown, directory or numbered"))
+        record(Verdict.error("migrations.layout", f"unknown layout in {chosen!r}: use one of "
+                                                  f"{', '.join(MIGRATION_LAYOUTS)}"))
+    except IntegrityFailed as exc:
+        record(Verdict.failed(exc.check_id, str(exc)))
     except MigrationError as exc:
         record(verdict_from_error("migrations.layout", exc))
+
+
+def _configured_prelude(request: pytest.FixtureRequest) -> Path | None:
+    config_path = request.config.getoption("--drillbook-config", None)
+    if not config_path:
+        return None
+    from drills.config import load_config
+
+    return load_config(Path(config_path)).migration_prelude
 
 
 def _replay_limit(request: pytest.FixtureRequest) -> Limit:
@@ -220,6 +267,13 @@ def _open_replay(env: Any, state: MigrationState, migrations: MigrationSet,
     state.replay = MigrationReplay(migrations, state.target, settings=state.settings,
                                    limit=_replay_limit(request))
     state.replay.connect()
+    if state.prelude is not None:
+        try:
+            run = state.replay.prelude(state.prelude)
+        except MigrationError as exc:
+            record(prelude_verdict(state.prelude, None, failure=exc))
+            raise
+        record(prelude_verdict(state.prelude, run))
     return state.replay
 
 
