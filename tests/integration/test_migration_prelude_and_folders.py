@@ -99,7 +99,8 @@ class TestPrelude:
     def test_a_failing_prelude_names_its_line_and_replays_nothing(
             self, tmp_path: Path, fresh: Fresh, capsys: pytest.CaptureFixture[str]) -> None:
         folder = _write(tmp_path / "db", NEEDS_SCHEMA)
-        prelude = _write(tmp_path, {"init.sql": "CREATE SCHEMA app;\n\nCREATE TABLE app.t (id nonsense_type);\n"})
+        prelude = _write(tmp_path, {"init.sql": "CREATE SCHEMA app;\n\n"
+                                                "CREATE TABLE app.t (id nonsense_type);\n"})
         target = fresh("bad-prelude")
         code, verdicts = _verify(capsys, str(folder), "--prelude", str(prelude / "init.sql"),
                                  "--scratch", target.dsn)
