@@ -24,7 +24,7 @@ import pytest
 from checks.errors import EnvironmentError_
 from drills.containers_env import ContainersEnvironment
 from tests.support.cli import Spawned, drillbook
-from tests.support.engine import drillbook_containers, requires_docker
+from tests.support.engine import drillbook_containers, left_behind, requires_docker
 
 RUN_TIMEOUT_S = 600
 EXIT_DEADLINE_S = 60
@@ -89,7 +89,7 @@ class TestDefaultFeatures:
         assert containers and set(containers.values()) == {"passed"}
         results = json.loads((tmp_path / "containers" / "latest" / "results.json").read_text())
         assert results["environment"] == "containers"
-        assert drillbook_containers(docker_client) == []
+        assert left_behind(docker_client) == []
 
 
     def test_packs_match_the_local_sandbox_but_for_write_times(
@@ -117,7 +117,7 @@ class TestDefaultFeatures:
             assert failed and all("write times (LastModified)" in m for m in failed), (scenario["id"], failed)
             assert scenario["outcome"] == "failed" and not [
                 v for v in scenario["verdicts"] if v["outcome"] == "error"], scenario["id"]
-        assert drillbook_containers(docker_client) == []
+        assert left_behind(docker_client) == []
 
 
 def _first_scenario(line: str) -> bool:
@@ -196,7 +196,7 @@ class TestBadImages:
         assert MISSING_IMAGE in failure and "subject PostgreSQL" in failure
         assert f"docker pull {MISSING_IMAGE}" in failure
         assert 'image = \"...\"' in failure or 'image = "..."' in failure
-        assert drillbook_containers(docker_client) == []
+        assert left_behind(docker_client) == []
 
     def test_container_exiting_at_start_shows_its_last_log_lines(
             self, tmp_path: Path, docker_client: Any, exiting_image: str,
@@ -212,7 +212,7 @@ class TestBadImages:
         assert "Redis container" in failure and exiting_image in failure
         assert "exited with status 3" in failure
         assert EXITING_MESSAGE in failure
-        assert drillbook_containers(docker_client) == []
+        assert left_behind(docker_client) == []
 
 
 @docker

@@ -55,6 +55,22 @@ def pointed_at_test_engine() -> Iterator[None]:
         yield
 
 
+def left_behind(client: Any) -> list[Any]:
+    """drillbook containers whose process has ended: what a finished run left behind.
+
+    Tests run on several pytest-xdist workers at once, so another module's live containers may
+    exist meanwhile; they belong to a process that is still running and are not leftovers.
+    """
+    import psutil
+
+    gone = []
+    for container in drillbook_containers(client):
+        pid = (container.labels or {}).get("org.drillbook.pid", "")
+        if not pid.isdigit() or not psutil.pid_exists(int(pid)):
+            gone.append(container)
+    return gone
+
+
 def drillbook_containers(client: Any, *, pid: int | None = None) -> list[Any]:
     """Containers (running or not) labelled as started by drillbook; by one process when ``pid``."""
     labels = [f"{OWNER_LABEL}=containers"]
