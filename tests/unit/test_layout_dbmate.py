@@ -34,7 +34,7 @@ class TestBlocks:
         """dbmate's own first case: up block, then down block, both in a transaction."""
         text = ("-- migrate:up\ncreate table users (id serial, name text);\n"
                 "-- migrate:down\ndrop table users;\n")
-        parsed = dbmate.parse(text, file="1_a.sql")
+        parsed = dbmate.parse_file(text, file="1_a.sql")
         assert parsed.up.text == "-- migrate:up\ncreate table users (id serial, name text);\n"
         assert parsed.up.first_line == 1 and parsed.up.transactional
         assert parsed.down is not None and parsed.down.text == "-- migrate:down\ndrop table users;\n"
@@ -43,7 +43,7 @@ class TestBlocks:
     def test_no_space_needed_after_the_dashes_and_comments_may_lead(self) -> None:
         text = "\n-- This migration creates the users table.\n\n--migrate:up\ncreate table t (id int);\n" \
                "\n--migrate:down\ndrop table t;\n"
-        parsed = dbmate.parse(text, file="1_a.sql")
+        parsed = dbmate.parse_file(text, file="1_a.sql")
         assert parsed.up.first_line == 4 and parsed.down is not None and parsed.down.first_line == 7
 
     @pytest.mark.parametrize(("directive", "transactional"), [
@@ -54,7 +54,7 @@ class TestBlocks:
         ("-- migrate:up transaction:false:x", True),  # not a key:value word: ignored
     ])
     def test_transaction_option(self, directive: str, transactional: bool) -> None:
-        parsed = dbmate.parse(f"{directive}\nALTER TYPE colors ADD VALUE 'orange';\n-- migrate:down\n",
+        parsed = dbmate.parse_file(f"{directive}\nALTER TYPE colors ADD VALUE 'orange';\n-- migrate:down\n",
                               file="1_a.sql")
         assert parsed.up.transactional is transactional
         assert parsed.down is not None and parsed.down.transactional
@@ -63,11 +63,11 @@ class TestBlocks:
         """dbmate's Windows case: the CR is not part of the option's value."""
         text = ("-- migrate:up transaction:false\r\ncreate table t (id int);\r\n"
                 "-- migrate:down\r\ndrop table t;\r\n")
-        assert dbmate.parse(text, file="1_a.sql").up.transactional is False
+        assert dbmate.parse_file(text, file="1_a.sql").up.transactional is False
 
     def test_the_down_of_a_file_without_one_is_none(self) -> None:
         """dbmate 1 read a file without `-- migrate:down` as up only; so does drillbook."""
-        assert dbmate.parse("-- migrate:up\nselect 1;\n", file="1_a.sql").down is None
+        assert dbmate.parse_file("-- migrate:up\nselect 1;\n", file="1_a.sql").down is None
 
     def test_postgres_splits_the_block_with_file_lines(self, tmp_path: Path) -> None:
         """The replay splits the block's text; the down block's statements are not in the up part."""
@@ -130,7 +130,7 @@ class TestGenerated:
             self, generated: tuple[Generated, bool]) -> None:
         """File line L is line L - first_line of the direction's text; blank when the other direction's."""
         out, has_down = generated
-        parsed = dbmate.parse(out.text, file="1_a.sql")
+        parsed = dbmate.parse_file(out.text, file="1_a.sql")
         assert (parsed.down is not None) is has_down
         for direction, section in (("up", parsed.up), ("down", parsed.down)):
             if section is None:
@@ -158,7 +158,7 @@ class TestAnySequence:
     def test_directions_or_a_layout_error_never_another_exception(self, lines: list[str]) -> None:
         text = "\n".join(lines)
         try:
-            parsed = dbmate.parse(text, file="any.sql")
+            parsed = dbmate.parse_file(text, file="any.sql")
         except LayoutError as exc:
             assert exc.context["file"] == "any.sql" and exc.message.startswith("any.sql")
             return
@@ -184,7 +184,7 @@ class TestRefused:
     ])
     def test_dbmate_refuses_it_and_so_does_drillbook(self, text: str, line: int | None, words: str) -> None:
         with pytest.raises(LayoutError) as caught:
-            dbmate.parse(text, file="1_a.sql")
+            dbmate.parse_file(text, file="1_a.sql")
         assert words in caught.value.message and caught.value.context.get("line") == line
         assert caught.value.hint
 

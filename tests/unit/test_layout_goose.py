@@ -128,7 +128,7 @@ class TestSections:
             self, generated: tuple[Rendered, bool, bool]) -> None:
         """Every statement goose sends, in order, with the line it starts on; none of the other section's."""
         rendered, has_down, no_tx = generated
-        parsed = goose.parse(rendered.text, file="x.sql")
+        parsed = goose.parse_file(rendered.text, file="x.sql")
         assert list(parsed.up.statements) == rendered.up
         assert (parsed.down is not None) is has_down
         if parsed.down is not None:
@@ -141,7 +141,7 @@ class TestSections:
             self, generated: tuple[Rendered, bool, bool]) -> None:
         """A Part's text starts at first_line: line L of the file is line L - first_line of the text."""
         rendered, _, _ = generated
-        parsed = goose.parse(rendered.text, file="x.sql")
+        parsed = goose.parse_file(rendered.text, file="x.sql")
         for section in (parsed.up, parsed.down):
             if section is None:
                 continue
@@ -154,7 +154,7 @@ class TestSections:
         """Semicolons inside StatementBegin/End do not split: the function is sent whole."""
         text = f"-- +goose Up\n-- +goose StatementBegin\n{FUNCTION}\n-- +goose StatementEnd\n" \
                "-- +goose Down\nDROP FUNCTION touch();\n"
-        parsed = goose.parse(text, file="x.sql")
+        parsed = goose.parse_file(text, file="x.sql")
         assert parsed.up.statements == (Statement(FUNCTION, 3),)
         assert parsed.down is not None
         assert parsed.down.statements == (Statement("DROP FUNCTION touch();", 11),)
@@ -162,18 +162,18 @@ class TestSections:
     def test_a_statement_ends_where_goose_ends_it_not_where_postgres_would(self) -> None:
         """goose ends a statement at a line ending in `;` even inside a string; the split is goose's."""
         text = "-- +goose Up\nINSERT INTO t VALUES ('a;\nb');\n"
-        parsed = goose.parse(text, file="x.sql")
+        parsed = goose.parse_file(text, file="x.sql")
         assert [s.text for s in parsed.up.statements] == ["INSERT INTO t VALUES ('a;", "b');"]
 
     def test_no_transaction_anywhere_covers_both_directions(self) -> None:
         text = "-- +goose Up\nCREATE INDEX CONCURRENTLY i ON t (a);\n-- +goose Down\n" \
                "-- +goose NO TRANSACTION\nDROP INDEX CONCURRENTLY i;\n"
-        assert goose.parse(text, file="x.sql").transactional is False
+        assert goose.parse_file(text, file="x.sql").transactional is False
 
     def test_crlf_lines(self) -> None:
         """Windows line breaks: goose's scanner drops the CR; annotations and `;` are still seen."""
         text = "-- +goose Up\r\nCREATE TABLE t (id int);\r\n-- +goose Down\r\nDROP TABLE t;\r\n"
-        parsed = goose.parse(text, file="x.sql")
+        parsed = goose.parse_file(text, file="x.sql")
         assert parsed.up.statements == (Statement("CREATE TABLE t (id int);", 2),)
 
     def test_the_parts_statements_reach_the_replay_unchanged(self, tmp_path: Path) -> None:
@@ -202,7 +202,7 @@ class TestAnySequence:
         """Any lines: goose's reading (statements on their lines), or a LayoutError naming the file."""
         text = "\n".join(lines)
         try:
-            parsed = goose.parse(text, file="any.sql")
+            parsed = goose.parse_file(text, file="any.sql")
         except LayoutError as exc:
             assert exc.context["file"] == "any.sql" and "any.sql" in exc.message
             return
@@ -232,7 +232,7 @@ class TestRefused:
     def test_goose_refuses_it_and_so_does_drillbook_naming_file_and_line(
             self, text: str, line: int | None, words: str) -> None:
         with pytest.raises(LayoutError) as caught:
-            goose.parse(text, file="20240101_x.sql")
+            goose.parse_file(text, file="20240101_x.sql")
         assert words in caught.value.message
         assert caught.value.context.get("line") == line
         assert caught.value.message.startswith("20240101_x.sql" + (f":{line}" if line else ""))
