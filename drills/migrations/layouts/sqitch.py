@@ -1,3 +1,544 @@
-"""sqitch: filled in by issue 12 (see drills/migrations/layouts/__init__.py)."""
+"""sqitch projects: ``sqitch.plan`` orders the changes, ``deploy/`` is up, ``revert/`` down, ``verify/`` checks.
+
+The plan is read as sqitch 1.3 reads it (``App::Sqitch::Plan::_parse``): pragmas up to the
+first blank line (``%syntax-version``, ``%project`` — required — and ``%uri``), then one
+change or tag a line::
+
+    users [appschema flipr_ext:roles !legacy] 2024-01-02T03:04:05Z Marge <m@example.com> # note
+    @v1.0 2024-01-02T03:05:00Z Marge <m@example.com> # a tag names the change above it
+
+A change name seen again after a tag is a *rework*: the older instance's scripts are
+``deploy/name@tag.sql`` (the first of its rework tags that exists, as sqitch looks it up),
+the newest keeps ``deploy/name.sql``. Dependencies are checked as sqitch checks them when it
+loads a plan: a ``requires`` of this project must name a change earlier in the plan
+(``change@tag`` one before that tag); a requirement of another project (``proj:change``) is
+left to :func:`unmet_requirements`, which the caller asks once the folders given before this
+one are known. A ``conflicts`` entry naming a change of this plan deployed before it is an
+error, as ``sqitch deploy`` refuses it.
+
+Each change is one :class:`Migration`: version = its 1-based position in the plan,
+description = its name (``name@tag`` for an older reworked instance), ``verify`` = its
+verify script when there is one. ``history_id`` is the change ID sqitch records in
+``sqitch.changes.change_id``: the SHA-1 of the change's plan entry (project, uri, name,
+parent change's ID, planner, date, dependencies, note), computed as ``Plan/Change.pm``
+does. The name alone cannot tell the two deployed instances of a reworked change apart
+(both rows say ``change = 'name'``), nor one project's ``users`` from another's in a shared
+registry; the ID does, and it is what sqitch itself matches deployed changes by.
+
+Scripts run as ``psql -f`` runs them for sqitch: statement by statement in autocommit
+unless the script holds its own ``BEGIN``/``COMMIT`` (sqitch's templates do).
+
+``sqitch.conf`` is honoured for ``top_dir``, ``plan_file``, ``deploy_dir``, ``revert_dir``,
+``verify_dir`` and ``extension`` (``[core]``, overridden by ``[engine "pg"]``); every path
+must stay inside the folder. A project whose ``core.engine`` is not ``pg`` is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from ..model import LayoutError, Migration, MigrationSet, Part
+from .common import Listing
 
 NAME = "sqitch"
+
+PLAN = "sqitch.plan"
+CONF = "sqitch.conf"
+_HINT = "fix the plan line named above; `sqitch plan` shows how sqitch reads it"
+
+# [[:blank:]] on decoded text: horizontal white space.
+_B = "[ \\t\\u00a0\\u1680\\u2000-\\u200a\\u202f\\u205f\\u3000]"
+# Like [:punct:] without "_" (Plan.pm's $punct).
+_PUNCT = "\\-!\"#$%&'()*+,./:;<=>?@\\[\\\\\\]^`{|}~"
+_NAME = (f"(?![{_PUNCT}])(?:(?![~/=%^][0-9]+(?:$|{_B}))[^{_B[1:-1]}:@#\\\\])+"
+         f"(?<![{_PUNCT}])\\b")
+_NAME_RE = re.compile(f"^{_NAME}$")
+_TS = "(?P<ts>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)"
+_TS_RE = re.compile("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_PLANNER = f"(?P<planner_name>[^<]+){_B}+<(?P<planner_email>[^>]+)>"
+_BLANK_LINE = re.compile(f"^{_B}*(?:#{_B}*(?P<note>.+)|$)")
+_INLINE_NOTE = re.compile(f"{_B}*(?:#{_B}*(?P<note>.*))?$")
+_PRAGMA = re.compile(
+    f"^{_B}*%{_B}*(?P<name>[^{_PUNCT}](?:[^{_B[1:-1]}=]*?[^{_PUNCT}{_B[1:-1]}])?)"
+    f"(?:{_B}*=(?:{_B}*)(?P<value>.+))?$")
+_ENTRY = re.compile(
+    f"^{_B}*(?:@|{_B}*(?P<operator>[+-]){_B}*)?(?P<name>{_NAME})(?:{_B}+)?"
+    f"(?:\\[(?P<dependencies>[^\\]]+)\\]{_B}*)?(?:{_TS}{_B}*)?(?:{_PLANNER})?$")
+_DEPEND = re.compile(
+    f"^(?P<conflicts>!?)(?:(?P<project>{_NAME}):)?(?:(?P<id>[0-9a-f]{{40}})"
+    f"|(?P<change>{_NAME})(?:@(?P<tag>{_NAME}))?|@(?P<only_tag>{_NAME}))$")
+_UNESCAPE = {"\\": "\\", "n": "\n", "r": "\r"}
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ws": 80, "wss": 443}
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """One ``[ … ]`` entry: ``[!][project:]change[@tag]``, ``[project:]@tag`` or an ID."""
+
+    text: str
+    conflicts: bool
+    project: str | None
+    change: str | None
+    tag: str | None
+    id: str | None
+
+    @property
+    def key(self) -> str:
+        """Plan key as sqitch forms it: ``change``, ``change@tag``, ``@tag`` or the ID."""
+        key = (self.change or "") + (f"@{self.tag}" if self.tag else "")
+        return key or (self.id or "")
+
+    def shown(self, project: str) -> str:
+        """``Depend::as_string``: the key, prefixed by the project when it is another one."""
+        if self.project is None or self.project == project:
+            return self.key
+        return f"{self.project}:{self.key}"
+
+
+@dataclass
+class Change:
+    """One change line of the plan."""
+
+    name: str
+    line: int
+    timestamp: str
+    planner: str
+    note: str
+    requires: tuple[Dependency, ...]
+    conflicts: tuple[Dependency, ...]
+    tags: list[str] = field(default_factory=list)
+    rework_tags: list[str] = field(default_factory=list)
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A parsed plan: its pragmas and changes in plan order."""
+
+    path: Path
+    project: str
+    uri: str | None
+    changes: tuple[Change, ...]
+
+    def external_requirements(self) -> list[tuple[Change, Dependency]]:
+        """Requirements naming another project (satisfied only by a folder loaded earlier)."""
+        return [(c, d) for c in self.changes for d in c.requires
+                if d.project is not None and d.project != self.project]
+
+
+def _error(plan: Path, line: int, message: str) -> LayoutError:
+    return LayoutError(f"{plan}:{line}: {message}", file=str(plan), line=line, hint=_HINT)
+
+
+def _perl_true(text: str) -> bool:
+    return text not in ("", "0")
+
+
+def _note(raw: str | None) -> str:
+    """A note as ``Plan::Line::BUILDARGS`` keeps it: trimmed, ``\\n``/``\\r``/``\\\\`` unescaped."""
+    if raw is None or not _perl_true(raw):
+        return raw or ""
+    note = raw.strip()
+    return re.sub(r"\\([\\nr])", lambda m: _UNESCAPE[m.group(1)], note)
+
+
+def parse_plan(text: str, path: Path) -> Plan:
+    """Parse plan text as sqitch 1.3 does; a LayoutError names the file and line."""
+    lines = re.split(r"\r?\n", text.removeprefix("\ufeff"))
+    if lines and lines[-1] == "":
+        lines.pop()
+    pragmas: dict[str, str] = {}
+    number = 0
+    for number, line in enumerate(lines, 1):
+        blank = _BLANK_LINE.match(line)
+        if blank:
+            if blank["note"] is None:
+                break
+            continue
+        bare = _INLINE_NOTE.sub("", line, count=1)
+        pragma = _PRAGMA.match(bare)
+        if not pragma:
+            raise _error(path, number, "invalid pragma; a blank line must come between pragmas "
+                                       "and changes")
+        if pragma["name"] == "project":
+            project = pragma["value"] or ""
+            if not _NAME_RE.match(project):
+                raise _error(path, number, f"invalid project name {project!r}")
+        pragmas[pragma["name"]] = pragma["value"] or "1"
+    else:
+        number = len(lines)
+    if "project" not in pragmas:
+        raise LayoutError(f"{path}: missing %project pragma", file=str(path),
+                          hint="start the plan with `%project=name` (sqitch init writes it)")
+    return _parse_entries(lines, number, path, pragmas["project"], pragmas.get("uri"))
+
+
+def _parse_entries(lines: Sequence[str], header_end: int, path: Path, project: str,
+                   uri: str | None) -> Plan:
+    done: list[Change] = []            # changes up to the last tag (checked)
+    section: list[Change] = []         # changes since the last tag
+    seen: dict[str, int] = {}          # earlier sections' changes and "@tag" → line
+    in_section: dict[str, int] = {}
+    named: dict[str, Change] = {}
+    previous: Change | None = None
+    for number in range(header_end + 1, len(lines) + 1):
+        line = lines[number - 1]
+        if _BLANK_LINE.match(line):
+            continue
+        note_match = _INLINE_NOTE.search(line)
+        assert note_match is not None  # the pattern matches at the end of any line
+        bare = line[:note_match.start()]
+        note = _note(note_match["note"])
+        is_tag = re.match(f"^{_B}*@", bare) is not None
+        entry = _ENTRY.match(bare)
+        if not entry or (entry["ts"] is None and _TS_RE.search(bare)):
+            raise _error(path, number, "invalid name; names must not begin with punctuation, "
+                         'contain "@", ":", "#", "\\" or blanks, or end in punctuation')
+        if entry["ts"] is None and entry["planner_name"] is None:
+            raise _error(path, number, "missing timestamp and planner name and email")
+        if entry["ts"] is None:
+            raise _error(path, number, "missing timestamp")
+        if entry["planner_name"] is None:
+            raise _error(path, number, "missing planner name and email")
+        name = entry["name"]
+        if name in ("ROOT", "HEAD"):
+            raise _error(path, number, f'"{"@" if is_tag else ""}{name}" is a reserved name')
+        if re.match("^[0-9a-f]{40}", name):
+            raise _error(path, number, f'"{name}" could be confused with a SHA1 ID')
+        try:
+            datetime.strptime(entry["ts"], "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            raise _error(path, number, f"invalid timestamp {entry['ts']}") from None
+        planner = f"{entry['planner_name']} <{entry['planner_email']}>"
+        if is_tag:
+            if "/" in name:
+                raise _error(path, number, f'tag "{name}" contains illegal character /')
+            if previous is None:
+                raise _error(path, number, f'tag "{name}" declared without a preceding change')
+            if f"@{name}" in seen:
+                raise _error(path, number, f'tag "{name}" duplicates earlier declaration on line '
+                                           f"{seen['@' + name]}")
+            if entry["dependencies"]:
+                raise _error(path, number, "tags may not specify dependencies")
+            _check_section(path, project, seen, section)
+            done.extend(section)
+            section = []
+            previous.tags.append(name)
+            seen.update(in_section)
+            seen[f"@{name}"] = number
+            in_section = {}
+            continue
+        if entry["operator"] == "-":
+            raise _error(path, number, f'"-{name}" (revert in the plan) is not supported; '
+                                       "drillbook replays a plan forwards only")
+        if name in in_section:
+            raise _error(path, number, f'change "{name}" duplicates earlier declaration on line '
+                                       f"{in_section[name]}")
+        requires, conflicts = _dependencies(entry["dependencies"], path, number)
+        change = Change(name, number, entry["ts"], planner, note, requires, conflicts)
+        change.id = change_id(change, project=project, uri=uri,
+                              parent=previous.id if previous else None)
+        in_section[name] = number
+        section.append(change)
+        previous = change
+        duped = named.get(name)
+        if duped is not None:
+            # Rework tags: tags of the changes after the older instance, newest first, then its own.
+            index = len(done) - 1
+            while index >= 0 and done[index] is not duped:
+                duped.rework_tags.extend(done[index].tags)
+                index -= 1
+            duped.rework_tags.extend(duped.tags)
+        named[name] = change
+    _check_section(path, project, seen, section)
+    done.extend(section)
+    return Plan(path, project, uri, tuple(done))
+
+
+def _dependencies(spec: str | None, path: Path, line: int
+                  ) -> tuple[tuple[Dependency, ...], tuple[Dependency, ...]]:
+    requires: list[Dependency] = []
+    conflicts: list[Dependency] = []
+    seen: set[str] = set()
+    for text in re.split(f"{_B}+", spec.strip()) if spec and spec.strip() else []:
+        match = _DEPEND.match(text)
+        if not match:
+            raise _error(path, line, f'"{text}" is not a valid dependency specification')
+        if text in seen:
+            raise _error(path, line, f'duplicate dependency "{text}"')
+        seen.add(text)
+        dep = Dependency(text, bool(match["conflicts"]), match["project"], match["change"],
+                         match["tag"] or match["only_tag"], match["id"])
+        (conflicts if dep.conflicts else requires).append(dep)
+    return tuple(requires), tuple(conflicts)
+
+
+def _check_section(path: Path, project: str, seen: dict[str, int], section: list[Change]) -> None:
+    """``Plan::check_changes``: every requirement of this project is planned before it."""
+    position: dict[str, int] = {}
+    for index, change in enumerate(section, 1):
+        for dep in change.requires:
+            if dep.project is not None and dep.project != project:
+                continue                    # another project: see unmet_requirements
+            if dep.project is None and dep.id is not None:
+                continue                    # an ID may name a change of any project
+            key = dep.key
+            if re.search(".@", key):
+                name, tag = key.split("@", 1)
+                if f"@{tag}" in seen and name in seen and seen[name] < seen[f"@{tag}"]:
+                    continue
+            elif key in seen or key in position:
+                continue
+            if key == change.name:
+                problem = f'change "{change.name}" cannot require itself'
+            elif key in (c.name for c in section[index:]):
+                problem = f'change "{change.name}" is planned before the change it requires, "{key}"'
+            else:
+                problem = f'change "{change.name}" requires "{key}", which is not planned before it'
+            raise _error(path, change.line, problem)
+        position[change.name] = index
+
+
+def change_id(change: Change, *, project: str, uri: str | None, parent: str | None) -> str:
+    """The change ID sqitch records (``Plan/Change.pm`` ``info`` and ``id``)."""
+    lines = [f"project {project}"]
+    if uri:
+        lines.append(f"uri {canonical_uri(uri)}")
+    lines.append(f"change {change.name}")
+    if parent:
+        lines.append(f"parent {parent}")
+    lines += [f"planner {change.planner}", f"date {change.timestamp}"]
+    if change.requires:
+        lines.append("requires\n  + " + "\n  + ".join(d.shown(project) for d in change.requires))
+    if change.conflicts:
+        lines.append("conflicts\n  - " + "\n  - ".join(d.shown(project) for d in change.conflicts))
+    if _perl_true(change.note):
+        lines += ["", change.note]
+    content = "\n".join(lines).encode("utf-8")
+    return hashlib.sha1(b"change %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
+
+
+def canonical_uri(uri: str) -> str:
+    """Perl URI's ``canonical`` for the common cases: scheme and host lower case, the default
+    port dropped, an empty http(s) path made ``/``, %-escapes upper case, unreserved ones decoded."""
+    def escape(m: re.Match[str]) -> str:
+        char = chr(int(m.group(1), 16))
+        return char if re.match(r"[A-Za-z0-9\-._~]", char) else f"%{m.group(1).upper()}"
+
+    uri = re.sub("%([0-9A-Fa-f]{2})", escape, uri)
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*):(//([^/?#]*))?(.*)$", uri, re.DOTALL)
+    if not match:
+        return uri
+    scheme, authority, rest = match[1].lower(), match[3], match[4]
+    if authority is None:
+        return f"{scheme}:{rest}"
+    userinfo, _, hostport = authority.rpartition("@")
+    host, colon, port = hostport.rpartition(":") if re.search(r":\d*$", hostport) else (hostport, "", "")
+    if colon and (port == "" or _DEFAULT_PORTS.get(scheme) == int(port)):
+        colon = port = ""
+    if scheme in ("http", "https") and rest[:1] in ("", "?", "#"):
+        rest = "/" + rest
+    return f"{scheme}://{userinfo + '@' if userinfo else ''}{host.lower()}{colon}{port}{rest}"
+
+
+# -- the project on disk ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Project:
+    """Where a project's plan and scripts are (``sqitch.conf``, else sqitch's defaults)."""
+
+    plan_file: Path
+    deploy_dir: Path
+    revert_dir: Path
+    verify_dir: Path
+    extension: str
+
+
+def detect(listing: Listing) -> bool:
+    """A folder with ``sqitch.plan`` (or ``sqitch.conf``) is a sqitch project."""
+    return any(path.name in (PLAN, CONF) for path in listing.files)
+
+
+def read_conf(text: str, path: Path) -> dict[str, str]:
+    """The git-config style ``sqitch.conf`` as ``section.key`` → value (``engine.pg.top_dir``)."""
+    values: dict[str, str] = {}
+    section = ""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        header = re.match(r'^\[\s*([A-Za-z0-9.\-]+)(?:\s+"((?:[^"\\]|\\.)*)")?\s*\]$', line)
+        if header:
+            section = header[1].lower() + (f".{header[2]}" if header[2] is not None else "")
+            continue
+        item = re.match(r"^([A-Za-z][A-Za-z0-9\-_]*)\s*(?:=\s*(.*))?$", line)
+        if not item or not section:
+            raise LayoutError(f"{path}:{number}: cannot read {raw.strip()!r}", file=str(path),
+                              line=number, hint="sqitch.conf is git-config style: [section] and key = value")
+        value = re.sub(r"\s+[#;].*$", "", item[2] or "true").strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        values[f"{section}.{item[1].lower()}"] = value
+    return values
+
+
+def locate(directory: Path) -> Project:
+    """Resolve the plan and script folders, refusing anything outside ``directory``."""
+    conf_path = directory / CONF
+    conf: dict[str, str] = {}
+    if conf_path.is_file():
+        conf = read_conf(_read(conf_path), conf_path)
+    engine = conf.get("core.engine", "pg")
+    if engine != "pg":
+        raise LayoutError(f"{conf_path}: core.engine is {engine!r}; drillbook replays sqitch "
+                          "projects for PostgreSQL (engine pg)", file=str(conf_path),
+                          hint="point drillbook at a project whose engine is pg")
+
+    def setting(key: str) -> str | None:
+        return conf.get(f"engine.pg.{key}") or conf.get(f"core.{key}")
+
+    def inside(value: str, key: str) -> Path:
+        path = (directory / value).resolve()
+        if path != directory and directory not in path.parents:
+            raise LayoutError(f"{conf_path}: {key} = {value} points outside {directory}",
+                              file=str(conf_path), hint="keep the plan and scripts inside the folder given")
+        return path
+
+    top = inside(setting("top_dir") or ".", "top_dir")
+    plan = inside(setting("plan_file") or str((top / PLAN).relative_to(directory)), "plan_file")
+    dirs = [inside(setting(f"{kind}_dir") or str((top / kind).relative_to(directory)), f"{kind}_dir")
+            for kind in ("deploy", "revert", "verify")]
+    extension = (setting("extension") or "sql").lstrip(".")
+    return Project(plan, dirs[0], dirs[1], dirs[2], extension)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise LayoutError(f"cannot read {path}: {exc.strerror}", file=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise LayoutError(f"{path} is not UTF-8 (byte {exc.start})", file=str(path),
+                          hint="sqitch reads plans and scripts as UTF-8") from exc
+
+
+def read_plan(directory: Path) -> tuple[Project, Plan]:
+    """Locate and parse a project's plan."""
+    project = locate(directory)
+    if not project.plan_file.is_file():
+        raise LayoutError(f"{directory}: no plan file {project.plan_file.name}",
+                          directory=str(directory), hint="run drillbook on the folder holding sqitch.plan")
+    return project, parse_plan(_read(project.plan_file), project.plan_file)
+
+
+def _script_name(change: Change, project: Project) -> list[str]:
+    """``Change::path_segments``: ``name.sql``, or ``name@tag.sql`` for an older reworked one."""
+    *parents, base = change.name.split("/")
+    ext = f".{project.extension}"
+    if not change.rework_tags:
+        return [*parents, base + ext]
+    names = [f"{base}@{tag}{ext}" for tag in change.rework_tags]
+    found = next((n for n in names if project.deploy_dir.joinpath(*parents, n).exists()), names[0])
+    return [*parents, found]
+
+
+def load(directory: Path) -> MigrationSet:
+    """The changes of the plan, in plan order, with their deploy, revert and verify scripts."""
+    project, plan = read_plan(directory)
+    deployed_before: dict[str, int] = {}
+    migrations: list[Migration] = []
+    for position, change in enumerate(plan.changes, 1):
+        for dep in change.conflicts:
+            if dep.project not in (None, plan.project) or dep.id is not None:
+                continue
+            if (dep.change or f"@{dep.tag}") in deployed_before:
+                raise _error(plan.path, change.line, f'change "{change.name}" conflicts with '
+                             f'"{dep.key}", which the plan deploys before it (sqitch refuses this)')
+            if not _planned(plan, dep):
+                raise _error(plan.path, change.line, f'change "{change.name}" conflicts with '
+                             f'"{dep.key}", which is not in the plan (sqitch cannot find it)')
+        segments = _script_name(change, project)
+        deploy = project.deploy_dir.joinpath(*segments)
+        if not deploy.is_file():
+            shown = deploy.relative_to(directory)
+            raise _error(plan.path, change.line, f'change "{change.name}" has no deploy script {shown}')
+        revert = project.revert_dir.joinpath(*segments)
+        verify = project.verify_dir.joinpath(*segments)
+        label = change.name
+        if change.rework_tags:
+            label = segments[-1].removesuffix(f".{project.extension}").rsplit("/", 1)[-1]
+            label = "/".join([*change.name.split("/")[:-1], label])
+        migrations.append(Migration(
+            version=str(position), description=label,
+            up=Part(deploy, transactional=False),
+            down=Part(revert, transactional=False) if revert.is_file() else None,
+            verify=Part(verify) if verify.is_file() else None,
+            history_id=change.id))
+        deployed_before[change.name] = position
+        for tag in change.tags:
+            deployed_before[f"@{tag}"] = position
+    if not migrations:
+        raise LayoutError(f"{plan.path}: the plan has no changes", file=str(plan.path),
+                          hint="add a change with `sqitch add`")
+    return MigrationSet(directory, NAME, tuple(migrations))
+
+
+def _planned(plan: Plan, dep: Dependency) -> bool:
+    if dep.change is not None and all(c.name != dep.change for c in plan.changes):
+        return False
+    return dep.tag is None or any(dep.tag in c.tags for c in plan.changes)
+
+
+# -- requirements across projects --------------------------------------------------------
+
+def requirements(directory: Path) -> list[str]:
+    """This project's requirements of other projects, as written (``proj:change``)."""
+    _, plan = read_plan(directory)
+    return [dep.text for _, dep in plan.external_requirements()]
+
+
+def unmet_requirements(migration_set: MigrationSet, earlier_sets: Sequence[MigrationSet]) -> list[str]:
+    """Requirements of other projects that no sqitch folder loaded before this one satisfies.
+
+    ``flipr_ext:roles`` is met when an earlier folder is the project ``flipr_ext`` and plans
+    ``roles`` (``roles@tag``: before that tag; ``@tag``: the tag exists; an ID: a change with
+    that ID). Each unmet one is described with the plan line that requires it.
+    """
+    if migration_set.layout != NAME:
+        return []
+    _, plan = read_plan(migration_set.directory)
+    others: dict[str, Plan] = {}
+    for earlier in earlier_sets:
+        if earlier.layout == NAME:
+            _, other = read_plan(earlier.directory)
+            others[other.project] = other
+    unmet = []
+    for change, dep in plan.external_requirements():
+        assert dep.project is not None
+        other = others.get(dep.project)
+        if other is None:
+            reason = f"project {dep.project} was not given before {plan.project}"
+        elif _satisfies(other, dep):
+            continue
+        else:
+            reason = f"project {dep.project} ({other.path}) plans no {dep.key}"
+        unmet.append(f"{plan.path.name}:{change.line}: {change.name} requires {dep.text}: {reason}")
+    return unmet
+
+
+def _satisfies(plan: Plan, dep: Dependency) -> bool:
+    if dep.id is not None:
+        return any(c.id == dep.id for c in plan.changes)
+    if dep.change is None:
+        return any(dep.tag in c.tags for c in plan.changes)
+    for index, change in enumerate(plan.changes):
+        if change.name != dep.change:
+            continue
+        if dep.tag is None or any(dep.tag in c.tags for c in plan.changes[index:]):
+            return True
+    return False
