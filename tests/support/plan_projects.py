@@ -246,19 +246,23 @@ CHANGELOGS: dict[str, str] = {'001-schema.sql': '--liquibase formatted sql\n'
                   'create table "Quoted" ("Ä" text);\n'}
 
 # id, author, filename, md5sum, orderexecuted, exectype
-LIQUIBASE_9: list[tuple[str, ...]] = [('1', 'alice', '001-schema.sql', '9:fa9ac775d252f357afc2bf82a6bfbff2', '1', 'EXECUTED'),
- ('2', 'alice', '001-schema.sql', '9:f30c860ad2fc5d4f9c495f54823ffef7', '2', 'EXECUTED'),
- ('3', 'bob', '001-schema.sql', '9:6bdb7645e91866a201ca98039bf1f737', '3', 'EXECUTED'),
- ('idx-1', 'carol', '002-index.sql', '9:98f07ee2081f9327fcdfa9baf3e0c475', '4', 'EXECUTED'),
- ('empty-rb', 'carol', '002-index.sql', '9:3cfd6ea944c006ab34627abcd3e71db2', '5', 'EXECUTED'),
- ('q-1', 'dave smith', '002-index.sql', '9:843f1a4fef45237090124366bd697547', '6', 'EXECUTED')]
+LIQUIBASE_9: list[tuple[str, ...]] = [
+    ('1', 'alice', '001-schema.sql', '9:fa9ac775d252f357afc2bf82a6bfbff2', '1', 'EXECUTED'),
+    ('2', 'alice', '001-schema.sql', '9:f30c860ad2fc5d4f9c495f54823ffef7', '2', 'EXECUTED'),
+    ('3', 'bob', '001-schema.sql', '9:6bdb7645e91866a201ca98039bf1f737', '3', 'EXECUTED'),
+    ('idx-1', 'carol', '002-index.sql', '9:98f07ee2081f9327fcdfa9baf3e0c475', '4', 'EXECUTED'),
+    ('empty-rb', 'carol', '002-index.sql', '9:3cfd6ea944c006ab34627abcd3e71db2', '5', 'EXECUTED'),
+    ('q-1', 'dave smith', '002-index.sql', '9:843f1a4fef45237090124366bd697547', '6', 'EXECUTED'),
+]
 
-LIQUIBASE_8: list[tuple[str, ...]] = [('1', 'alice', '001-schema.sql', '8:1c06f265926b1a25d553c3011927439f', '1', 'EXECUTED'),
- ('2', 'alice', '001-schema.sql', '8:c597f69f4eba61e1612d78dce6fac966', '2', 'EXECUTED'),
- ('3', 'bob', '001-schema.sql', '8:15b22d6e68d79c487610cd3f19d7a9fc', '3', 'EXECUTED'),
- ('idx-1', 'carol', '002-index.sql', '8:94d7887e722254699220a47d20f6ef79', '4', 'EXECUTED'),
- ('empty-rb', 'carol', '002-index.sql', '8:891574317b285bf14cc7d4f28233bc7a', '5', 'EXECUTED'),
- ('q-1', '"dave smith"', '002-index.sql', '8:bfb71469535778aa220a401bd994dedb', '6', 'EXECUTED')]
+LIQUIBASE_8: list[tuple[str, ...]] = [
+    ('1', 'alice', '001-schema.sql', '8:1c06f265926b1a25d553c3011927439f', '1', 'EXECUTED'),
+    ('2', 'alice', '001-schema.sql', '8:c597f69f4eba61e1612d78dce6fac966', '2', 'EXECUTED'),
+    ('3', 'bob', '001-schema.sql', '8:15b22d6e68d79c487610cd3f19d7a9fc', '3', 'EXECUTED'),
+    ('idx-1', 'carol', '002-index.sql', '8:94d7887e722254699220a47d20f6ef79', '4', 'EXECUTED'),
+    ('empty-rb', 'carol', '002-index.sql', '8:891574317b285bf14cc7d4f28233bc7a', '5', 'EXECUTED'),
+    ('q-1', '"dave smith"', '002-index.sql', '8:bfb71469535778aa220a401bd994dedb', '6', 'EXECUTED'),
+]
 
 
 def write(files: dict[str, str], root: Path) -> Path:

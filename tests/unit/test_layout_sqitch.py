@@ -6,7 +6,6 @@ the change IDs and script hashes below are the ones it wrote to ``sqitch.changes
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -126,7 +125,8 @@ class TestBadPlans:
     def test_a_missing_deploy_script_names_the_plan_line(self, tmp_path: Path) -> None:
         """The plan names a change whose deploy script does not exist."""
         root = _project(tmp_path, HEADER + f"a {WHO}\nb [a] {WHO}\n", _deploys("a"))
-        with pytest.raises(LayoutError, match=r"sqitch\.plan:5: change \"b\" has no deploy script deploy/b\.sql"):
+        with pytest.raises(LayoutError,
+                           match=r"sqitch\.plan:5: change \"b\" has no deploy script deploy/b\.sql"):
             sqitch.load(root)
 
     def test_a_malformed_line_is_named(self, tmp_path: Path) -> None:
@@ -179,13 +179,13 @@ class TestBadPlans:
     def test_conf_paths_may_not_leave_the_folder(self, tmp_path: Path) -> None:
         """sqitch.conf's top_dir is honoured, but not outside the folder given."""
         root = _project(tmp_path, "", {"sqitch.conf": "[core]\n\ttop_dir = ../elsewhere\n"})
-        with pytest.raises(LayoutError, match="top_dir = ../elsewhere points outside"):
+        with pytest.raises(LayoutError, match=r"top_dir = \.\./elsewhere points outside"):
             sqitch.load(root)
 
     def test_another_engine_is_refused(self, tmp_path: Path) -> None:
         """A mysql project's scripts are not PostgreSQL."""
         root = _project(tmp_path, HEADER, {"sqitch.conf": "[core]\n\tengine = mysql\n"})
-        with pytest.raises(LayoutError, match="core.engine is 'mysql'"):
+        with pytest.raises(LayoutError, match=r"core\.engine is 'mysql'"):
             sqitch.load(root)
 
 
@@ -252,5 +252,6 @@ class TestArbitraryPlans:
                 loaded = sqitch.load(root)
             except LayoutError:
                 return
-            assert [m.version for m in loaded.migrations] == [str(i) for i in range(1, len(loaded.migrations) + 1)]
-            assert all(hashlib.sha1(m.up.path.read_bytes()).hexdigest() for m in loaded.migrations)
+            count = len(loaded.migrations)
+            assert [m.version for m in loaded.migrations] == [str(i) for i in range(1, count + 1)]
+            assert all(m.up.path.is_file() and m.history_id for m in loaded.migrations)

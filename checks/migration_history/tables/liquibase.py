@@ -33,6 +33,7 @@ import psycopg
 from psycopg import sql
 
 from ..model import AppliedMigration, History, HistoryKind, HistoryUnreadable, LocalMigration
+from .common import table_sql
 
 KIND = HistoryKind.LIQUIBASE
 TABLE = "databasechangelog"
@@ -42,12 +43,12 @@ _APPLIED = {"EXECUTED", "MARK_RAN", "RERAN"}
 
 def recognises(name: str, columns: set[str]) -> bool:
     """``databasechangelog`` (any schema) with Liquibase's identifying columns."""
-    return name.split(".")[-1].lower() == TABLE and _COLUMNS <= {c.lower() for c in columns}
+    return name.split(".")[-1].lower() == TABLE and {c.lower() for c in columns} >= _COLUMNS
 
 
 def read(conn: psycopg.Connection[Any], name: str, columns: set[str]) -> History:
     """The changesets Liquibase recorded, in the order it ran them (read-only)."""
-    table = sql.SQL(".").join(sql.Identifier(part) for part in name.split("."))
+    table = table_sql(name)
     rows = conn.execute(sql.SQL(
         "SELECT id, author, md5sum, orderexecuted, exectype FROM {} ORDER BY orderexecuted, dateexecuted"
         if "dateexecuted" in columns else
@@ -105,7 +106,7 @@ def checksum(local: LocalMigration) -> str | None:
     return changeset_checksum(_changeset(local)["sql"])
 
 
-def accepts(local: LocalMigration, recorded: str | None) -> bool:
+def matches(local: LocalMigration, recorded: str | None) -> bool:
     """Whether Liquibase would accept a recorded ``md5sum`` for this changeset as it is now.
 
     True for the checksum of the same version (``8:`` or ``9:``), a ``--validCheckSum`` value

@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from ..model import AppliedMigration, History, HistoryKind, LocalMigration
+from .common import table_sql
 
 KIND = HistoryKind.SQITCH
 TABLE = "sqitch.changes"
@@ -29,12 +30,12 @@ _COLUMNS = {"change_id", "script_hash", "change", "project", "committed_at"}
 
 def recognises(name: str, columns: set[str]) -> bool:
     """A ``changes`` table (sqitch's registry schema may be renamed) with sqitch's columns."""
-    return name.split(".")[-1] == "changes" and _COLUMNS <= columns
+    return name.split(".")[-1] == "changes" and columns >= _COLUMNS
 
 
 def read(conn: psycopg.Connection[Any], name: str, columns: set[str]) -> History:
     """The deployed changes in deploy order (read-only)."""
-    table = sql.SQL(".").join(sql.Identifier(part) for part in name.split("."))
+    table = table_sql(name)
     rows = conn.execute(sql.SQL(
         "SELECT change_id, change, project, script_hash FROM {} ORDER BY committed_at, change_id"
     ).format(table)).fetchall()

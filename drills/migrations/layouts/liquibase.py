@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model import LayoutError, Migration, MigrationSet, Part, Statement
-from .common import Listing
+from .common import Listing, first_line, is_ignored, read_text
 
 NAME = "liquibase"
 
@@ -124,15 +124,7 @@ def is_changelog(text: str) -> bool:
 
 def detect(listing: Listing) -> bool:
     """A folder with a ``.sql`` file that starts ``--liquibase formatted sql``."""
-    for path in listing.sql_files():
-        try:
-            with path.open("rb") as handle:
-                head = handle.read(4096).decode("utf-8", errors="replace")
-        except OSError:
-            continue
-        if is_changelog(head):
-            return True
-    return False
+    return any(_FIRST_LINE.fullmatch(first_line(path)) for path in listing.sql_files)
 
 
 def parse_changelog(text: str, path: Path) -> list[Changeset]:
@@ -317,7 +309,7 @@ def _split(pieces: Sequence[tuple[int, str]], delimiter: str | None, split: bool
     lines = text.split("\n")
     for offset, line in enumerate(lines):
         if _ends_with(line, literal):
-            chunk = "\n".join(lines[start:offset] + [line.rstrip()[: -len(literal)]])
+            chunk = "\n".join([*lines[start:offset], line.rstrip()[: -len(literal)]])
             if chunk.strip():
                 statements.append(_statement(chunk, first + start))
             start = offset + 1
@@ -326,16 +318,6 @@ def _split(pieces: Sequence[tuple[int, str]], delimiter: str | None, split: bool
         statements.append(_statement(rest, first + start))
     return Part(path, text=text, first_line=first, transactional=transactional,
                 statements=tuple(statements))
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise LayoutError(f"cannot read {path}: {exc.strerror}", file=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise LayoutError(f"{path} is not UTF-8 (byte {exc.start})", file=str(path),
-                          hint="Liquibase reads changelogs as UTF-8 unless told otherwise") from exc
 
 
 def _delimiter(value: str) -> str:
@@ -350,7 +332,7 @@ def _ends_with(line: str, literal: str) -> bool:
     if not line.lower().endswith(literal.lower()):
         return False
     before = line[: len(line) - len(literal)]
-    return not (literal[:1].isalnum() and before[-1:].isalnum() or before[-1:] == "_")
+    return not ((literal[:1].isalnum() and before[-1:].isalnum()) or before[-1:] == "_")
 
 
 def _statement(chunk: str, line: int) -> Statement:
@@ -387,7 +369,8 @@ def _rollback_to(changeset: Changeset, text: str, by_key: dict[str, Changeset],
     found_author = re.fullmatch(r".*changesetAuthor:(\S+).*", flat, _I)
     line = changeset.rollback[0][0]
     if not found_id or not found_author:
-        raise _error(changeset.file, line, "a rollback naming a changeset needs changesetId: and changesetAuthor:")
+        raise _error(changeset.file, line,
+                     "a rollback naming a changeset needs changesetId: and changesetAuthor:")
     other = by_key.get(f"{found_id[1]}:{found_author[1]}")
     if other is None:
         raise _error(changeset.file, line, f"the rollback names changeset {found_id[1]} by "
@@ -398,17 +381,17 @@ def _rollback_to(changeset: Changeset, text: str, by_key: dict[str, Changeset],
 
 def load(directory: Path) -> MigrationSet:
     """Every formatted changelog of the folder, by file name; changesets in file order."""
-    files = sorted(p for p in directory.iterdir() if p.is_file() and p.name.endswith(".sql"))
+    files = [p for p in Listing.of(directory).sql_files if not is_ignored(p)]
     by_key: dict[str, Changeset] = {}
     migrations: list[Migration] = []
     for path in files:
-        text = _read(path)
+        text = read_text(path)
         if not text.strip():
             continue                          # Liquibase skips an empty file with a warning
         if not is_changelog(text):
             raise LayoutError(f"{path}: not a formatted SQL changelog (its first line is not "
                               "--liquibase formatted sql)", file=str(path), line=1,
-                              hint="start every .sql file of a Liquibase folder with --liquibase formatted sql")
+                              hint="start every .sql file of the folder with --liquibase formatted sql")
         for changeset in parse_changelog(text, path):
             if changeset.flag("ignore", False) or not applies_to_postgresql(changeset.attributes.get("dbms")):
                 continue
@@ -423,4 +406,4 @@ def load(directory: Path) -> MigrationSet:
     if not migrations:
         raise LayoutError(f"{directory}: no changesets found", directory=str(directory),
                           hint="add a --changeset author:id line and its SQL")
-    return MigrationSet(directory, NAME, tuple(migrations))
+    return MigrationSet(directory, NAME, tuple(migrations), (directory,), ordinal_versions=True)

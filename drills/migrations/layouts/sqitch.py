@@ -1,4 +1,4 @@
-"""sqitch projects: ``sqitch.plan`` orders the changes, ``deploy/`` is up, ``revert/`` down, ``verify/`` checks.
+"""sqitch projects: ``sqitch.plan`` orders changes; ``deploy/`` is up, ``revert/`` down, ``verify/`` checks.
 
 The plan is read as sqitch 1.3 reads it (``App::Sqitch::Plan::_parse``): pragmas up to the
 first blank line (``%syntax-version``, ``%project`` — required — and ``%uri``), then one
@@ -43,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..model import LayoutError, Migration, MigrationSet, Part
-from .common import Listing
+from .common import Listing, read_text
 
 NAME = "sqitch"
 
@@ -392,7 +392,7 @@ def locate(directory: Path) -> Project:
     conf_path = directory / CONF
     conf: dict[str, str] = {}
     if conf_path.is_file():
-        conf = read_conf(_read(conf_path), conf_path)
+        conf = read_conf(read_text(conf_path), conf_path)
     engine = conf.get("core.engine", "pg")
     if engine != "pg":
         raise LayoutError(f"{conf_path}: core.engine is {engine!r}; drillbook replays sqitch "
@@ -417,23 +417,13 @@ def locate(directory: Path) -> Project:
     return Project(plan, dirs[0], dirs[1], dirs[2], extension)
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise LayoutError(f"cannot read {path}: {exc.strerror}", file=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise LayoutError(f"{path} is not UTF-8 (byte {exc.start})", file=str(path),
-                          hint="sqitch reads plans and scripts as UTF-8") from exc
-
-
 def read_plan(directory: Path) -> tuple[Project, Plan]:
     """Locate and parse a project's plan."""
     project = locate(directory)
     if not project.plan_file.is_file():
         raise LayoutError(f"{directory}: no plan file {project.plan_file.name}",
                           directory=str(directory), hint="run drillbook on the folder holding sqitch.plan")
-    return project, parse_plan(_read(project.plan_file), project.plan_file)
+    return project, parse_plan(read_text(project.plan_file), project.plan_file)
 
 
 def _script_name(change: Change, project: Project) -> list[str]:
@@ -485,7 +475,7 @@ def load(directory: Path) -> MigrationSet:
     if not migrations:
         raise LayoutError(f"{plan.path}: the plan has no changes", file=str(plan.path),
                           hint="add a change with `sqitch add`")
-    return MigrationSet(directory, NAME, tuple(migrations))
+    return MigrationSet(directory, NAME, tuple(migrations), (directory,), ordinal_versions=True)
 
 
 def _planned(plan: Plan, dep: Dependency) -> bool:
@@ -515,18 +505,18 @@ def unmet_requirements(migration_set: MigrationSet, earlier_sets: Sequence[Migra
     others: dict[str, Plan] = {}
     for earlier in earlier_sets:
         if earlier.layout == NAME:
-            _, other = read_plan(earlier.directory)
-            others[other.project] = other
+            _, loaded = read_plan(earlier.directory)
+            others[loaded.project] = loaded
     unmet = []
     for change, dep in plan.external_requirements():
         assert dep.project is not None
-        other = others.get(dep.project)
-        if other is None:
+        provider = others.get(dep.project)
+        if provider is None:
             reason = f"project {dep.project} was not given before {plan.project}"
-        elif _satisfies(other, dep):
+        elif _satisfies(provider, dep):
             continue
         else:
-            reason = f"project {dep.project} ({other.path}) plans no {dep.key}"
+            reason = f"project {dep.project} ({provider.path}) plans no {dep.key}"
         unmet.append(f"{plan.path.name}:{change.line}: {change.name} requires {dep.text}: {reason}")
     return unmet
 
