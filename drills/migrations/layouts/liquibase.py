@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model import LayoutError, Migration, MigrationSet, Part, Statement
-from .common import Listing, first_line, is_ignored, read_text
+from .common import Listing, first_line, read_text
 
 NAME = "liquibase"
 
@@ -381,7 +381,9 @@ def _rollback_to(changeset: Changeset, text: str, by_key: dict[str, Changeset],
 
 def load(directory: Path) -> MigrationSet:
     """Every formatted changelog of the folder, by file name; changesets in file order."""
-    files = [p for p in Listing.of(directory).sql_files if not is_ignored(p)]
+    # Every .sql file counts, changelog.sql included (a name the shared ignore list skips as
+    # if it were a CHANGELOG.md): a header-less one is refused below, never skipped.
+    files = [p for p in Listing.of(directory).sql_files if not p.name.startswith(".")]
     by_key: dict[str, Changeset] = {}
     migrations: list[Migration] = []
     for path in files:
