@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from typing import ClassVar
 from pathlib import Path
 
 import psycopg
@@ -115,10 +116,11 @@ def _tables(target: PostgresTarget) -> set[str]:
 
 
 class TestPrisma:
-    FILES = {
+    FILES: ClassVar[dict[str, str]] = {
         "migration_lock.toml": 'provider = "postgresql"\n',
         "20230406064219_init/migration.sql":
-            '-- CreateTable\nCREATE TABLE "User" (\n    "id" SERIAL NOT NULL,\n    "email" TEXT NOT NULL,\n'
+            '-- CreateTable\nCREATE TABLE "User" (\n    "id" SERIAL NOT NULL,\n'
+            '    "email" TEXT NOT NULL,\n'
             '    CONSTRAINT "User_pkey" PRIMARY KEY ("id")\n);\n\n-- CreateIndex\n'
             'CREATE UNIQUE INDEX "User_email_key" ON "User"("email");\n',
         "20230407101500_add_post/migration.sql":
@@ -148,7 +150,8 @@ class TestPrisma:
         with psycopg.connect(subject.dsn, autocommit=True) as conn:
             conn.execute(PRISMA_DDL)
             insert = ("INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, "
-                      "rolled_back_at, applied_steps_count) VALUES (gen_random_uuid()::text, %s, %s, %s, %s, 1)")
+                      "rolled_back_at, applied_steps_count) "
+                      "VALUES (gen_random_uuid()::text, %s, %s, %s, %s, 1)")
             first, second, third = sorted(scripts)
             conn.execute(insert, (hashlib.sha256(scripts[first]).hexdigest(), "2023-04-06", first, None))
             conn.execute(insert, (hashlib.sha256(b"-- before the edit\n").hexdigest(), "2023-04-07",
@@ -163,7 +166,7 @@ class TestPrisma:
 
 
 class TestAtlas:
-    FILES = {
+    FILES: ClassVar[dict[str, str]] = {
         "20220318104614_initial.sql": "-- create \"users\" table\nCREATE TABLE users (id bigint PRIMARY KEY, "
                                       "name text NOT NULL);\n",
         "20220318104615_index.sql": "-- atlas:txmode none\n\nCREATE INDEX CONCURRENTLY users_name ON users "
@@ -191,7 +194,7 @@ class TestAtlas:
         """An edited file is refused at load, naming it: nothing runs."""
         directory = self._folder(tmp_path)
         (directory / "20220318104616_orders.sql").write_text("DROP TABLE users;\n", encoding="utf-8")
-        with pytest.raises(SumMismatch, match="20220318104616_orders.sql was edited"):
+        with pytest.raises(SumMismatch, match=r"20220318104616_orders\.sql was edited"):
             load_migrations(directory)
 
     def test_history_hash_and_partial_rows(self, fresh: Fresh, tmp_path: Path) -> None:

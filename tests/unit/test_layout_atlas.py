@@ -129,7 +129,7 @@ class TestLoad:
     def test_missing_sum_with_explicit_layout(self, tmp_path: Path) -> None:
         """Without atlas.sum Atlas refuses the folder (checksum file not found)."""
         (tmp_path / "1_a.sql").write_text("SELECT 1;\n", encoding="utf-8")
-        with pytest.raises(SumMismatch, match="no atlas.sum"):
+        with pytest.raises(SumMismatch, match=r"no atlas\.sum"):
             atlas.load(tmp_path)
 
     def test_txmode_none_and_file(self, tmp_path: Path) -> None:

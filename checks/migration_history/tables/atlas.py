@@ -34,7 +34,7 @@ _HASH_LEN = 44   # base64 of a SHA-256 digest
 
 def recognises(name: str, columns: set[str]) -> bool:
     """Atlas's table name and its revision columns."""
-    return name.split(".")[-1] == TABLE and _COLUMNS <= columns
+    return name.split(".")[-1] == TABLE and columns >= _COLUMNS
 
 
 def read(conn: psycopg.Connection[Any], name: str, columns: set[str]) -> History:

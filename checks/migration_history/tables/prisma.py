@@ -40,7 +40,7 @@ _CHECKSUM_LEN = 64
 
 def recognises(name: str, columns: set[str]) -> bool:
     """Prisma's table name and the columns its reading needs."""
-    return name.split(".")[-1] == TABLE and _COLUMNS <= columns
+    return name.split(".")[-1] == TABLE and columns >= _COLUMNS
 
 
 def read(conn: psycopg.Connection[Any], name: str, columns: set[str]) -> History:

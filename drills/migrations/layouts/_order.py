@@ -9,6 +9,7 @@ what the tool does, so such a folder is refused, naming both entries.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 from checks.migration_history import version_key
@@ -22,7 +23,7 @@ def require_name_order(directory: Path, entries: Sequence[tuple[str, str]], *, t
 
     ``entries`` are ``(name the tool sorts by, version)`` pairs, in the tool's order.
     """
-    for (name_a, version_a), (name_b, version_b) in zip(entries, entries[1:], strict=False):
+    for (name_a, version_a), (name_b, version_b) in pairwise(entries):
         if version_key(version_a) > version_key(version_b):
             raise LayoutError(
                 f"{directory}: {tool} applies {name_a} before {name_b} ({sort_by}), but its version "
