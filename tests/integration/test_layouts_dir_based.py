@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import psycopg
 import pytest
@@ -124,7 +124,8 @@ class TestPrisma:
             '    CONSTRAINT "User_pkey" PRIMARY KEY ("id")\n);\n\n-- CreateIndex\n'
             'CREATE UNIQUE INDEX "User_email_key" ON "User"("email");\n',
         "20230407101500_add_post/migration.sql":
-            '-- CreateTable\nCREATE TABLE "Post" (\n    "id" SERIAL NOT NULL,\n    "authorId" INTEGER NOT NULL,\n'
+            '-- CreateTable\nCREATE TABLE "Post" (\n    "id" SERIAL NOT NULL,\n'
+            '    "authorId" INTEGER NOT NULL,\n'
             '    CONSTRAINT "Post_pkey" PRIMARY KEY ("id")\n);\n\n-- AddForeignKey\n'
             'ALTER TABLE "Post" ADD CONSTRAINT "Post_authorId_fkey" FOREIGN KEY ("authorId") '
             'REFERENCES "User"("id") ON DELETE RESTRICT ON UPDATE CASCADE;\n',
