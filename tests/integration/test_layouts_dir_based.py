@@ -4,6 +4,10 @@ created with each tool's own DDL and filled as each tool fills them."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -19,6 +23,9 @@ from drills.migrations import MigrationReplay, load_migrations
 from drills.migrations.layouts.atlas import SumMismatch, compute_sum, render_sum
 from drills.targets import PostgresTarget
 
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 Fresh = Callable[[str], PostgresTarget]
 
 # prisma-engines, schema-engine PostgreSQL flavour: create_migrations_table.
@@ -99,6 +106,34 @@ def fresh(scratch_cluster: LocalScratch) -> Iterator[Fresh]:
     yield make
     for target in made:
         scratch_cluster.drop(target)
+
+
+@pytest.fixture(scope="module")
+def subject_cluster(sandbox_xdg_cache: Path) -> Iterator[LocalScratch]:
+    """A second server for the ``--against`` subjects: the CLI refuses a scratch on a subject's server."""
+    try:
+        cluster = LocalScratch.start(cache_dir=sandbox_xdg_cache / "drillbook")
+    except EnvironmentError_ as exc:
+        pytest.skip(reason=f"PostgreSQL server binaries are not usable here: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def subject(subject_cluster: LocalScratch) -> Iterator[Fresh]:
+    """Fresh subject databases (on their own server), all dropped after the test."""
+    made: list[PostgresTarget] = []
+
+    def make(purpose: str) -> PostgresTarget:
+        target = subject_cluster.fresh_database(purpose)
+        made.append(target)
+        return target
+
+    yield make
+    for target in made:
+        subject_cluster.drop(target)
 
 
 def _write(directory: Path, files: dict[str, str]) -> Path:
@@ -258,3 +293,152 @@ class TestDiesel:
             verdict = validate_history(read_history(conn), load_migrations(directory).for_history())
         assert verdict.outcome is Outcome.PASSED
         assert verdict.evidence["pending"] == ["20220501090000"]
+
+
+def _cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """``drillbook verify migrations`` as a user runs it: a subprocess (it inherits PYTHONPATH)."""
+    proc = subprocess.run([sys.executable, "-m", "drillbook.cli", "verify", "migrations", *args],
+                          capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
+                          env={**os.environ, **env})
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _json_cli(*args: str, env: dict[str, str]) -> tuple[int, dict[str, dict[str, object]]]:
+    code, output = _cli(*args, "--json", env=env)
+    start = output.index("{")
+    data = json.loads(output[start:output.rindex("}") + 1])
+    assert data["exit_code"] == code, output
+    return code, {v["id"]: v for v in data["verdicts"]}
+
+
+def _apply(target: PostgresTarget, directory: Path, scripts: list[str]) -> None:
+    """Run migration files into a subject as the tool would have (each script as one request)."""
+    with psycopg.connect(target.dsn, autocommit=True) as conn:
+        for name in scripts:
+            conn.execute((directory / name).read_text(encoding="utf-8"))
+
+
+class TestVerifyMigrationsCli:
+    """``drillbook verify migrations DIR`` end to end on each tool's folder, and ``--against`` a
+    subject whose history table is the tool's own."""
+
+    def test_prisma_round_trip_and_edited_history(self, fresh: Fresh, subject: Fresh, tmp_path: Path,
+                                                   sandbox_cache_env: dict[str, str]) -> None:
+        """Prisma has no down migrations: the replay passes, the round trip is impossible (exit 1).
+        Against a subject whose _prisma_migrations recorded an older text of the second script:
+        that migration is reported edited, the third pending, and the schemas match at 2."""
+        directory = _write(tmp_path / "prisma", TestPrisma.FILES)
+        code, output = _cli(str(directory), "--round-trip", env=sandbox_cache_env)
+        assert code == 1, output
+        assert "PASSED   migrations.replay: 3 migrations applied" in output
+        assert "FAILED   migrations.round_trip" in output and "no down migration" in output
+
+        live = subject("prisma-live")
+        first, second = "20230406064219_init", "20230407101500_add_post"
+        _apply(live, directory, [f"{first}/migration.sql", f"{second}/migration.sql"])
+        with psycopg.connect(live.dsn, autocommit=True) as conn:
+            conn.execute(PRISMA_DDL)
+            for name, script in ((first, (directory / first / "migration.sql").read_bytes()),
+                                 (second, b"-- the text before an edit\n")):
+                conn.execute("INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, "
+                             "applied_steps_count) VALUES (gen_random_uuid()::text, %s, now(), %s, 1)",
+                             (hashlib.sha256(script).hexdigest(), name))
+        code, verdicts = _json_cli(str(directory), "--against", live.dsn, "--scratch",
+                                   fresh("prisma-cli").dsn, env=sandbox_cache_env)
+        assert code == 1
+        history = verdicts["migrations.history"]
+        assert history["outcome"] == "failed"
+        evidence = history["evidence"]
+        assert isinstance(evidence, dict)
+        assert evidence["table"] == "_prisma_migrations"
+        assert evidence["edited"] == ["20230407101500"] and evidence["pending"] == ["20230408000000"]
+        assert f"{second}/migration.sql" in str(history["message"])
+        assert verdicts["migrations.drift"]["outcome"] == "passed", verdicts["migrations.drift"]
+
+    def test_prisma_crlf_checkout_is_not_edited(self, fresh: Fresh, subject: Fresh, tmp_path: Path,
+                                                sandbox_cache_env: dict[str, str]) -> None:
+        """A script checked out with CRLF line ends still matches the LF checksum Prisma recorded
+        (Prisma's own comparison, through the history module's ``matches``)."""
+        directory = _write(tmp_path / "prisma", {k: v for k, v in TestPrisma.FILES.items()
+                                                 if not k.startswith("2023040")
+                                                 or k.startswith("20230406")})
+        script = directory / "20230406064219_init" / "migration.sql"
+        recorded = hashlib.sha256(script.read_bytes()).hexdigest()
+        script.write_bytes(script.read_bytes().replace(b"\n", b"\r\n"))
+        live = subject("prisma-crlf")
+        _apply(live, directory, ["20230406064219_init/migration.sql"])
+        with psycopg.connect(live.dsn, autocommit=True) as conn:
+            conn.execute(PRISMA_DDL)
+            conn.execute("INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name) "
+                         "VALUES (gen_random_uuid()::text, %s, now(), '20230406064219_init')", (recorded,))
+        code, verdicts = _json_cli(str(directory), "--against", live.dsn, "--scratch",
+                                   fresh("prisma-crlf-cli").dsn, env=sandbox_cache_env)
+        assert verdicts["migrations.history"]["outcome"] == "passed", verdicts["migrations.history"]
+        assert code == 0, verdicts
+
+    def test_atlas_round_trip_edited_file_and_history(self, fresh: Fresh, subject: Fresh, tmp_path: Path,
+                                                      sandbox_cache_env: dict[str, str]) -> None:
+        """An intact Atlas folder replays; an edited file is a failed migrations.atlas_sum verdict
+        naming it (exit 1, nothing replayed); against a subject with atlas_schema_revisions in its
+        own schema (found without --history-table), every hash matches."""
+        directory = TestAtlas()._folder(tmp_path / "atlas")
+        code, output = _cli(str(directory), "--round-trip", env=sandbox_cache_env)
+        assert code == 1, output
+        assert "PASSED   migrations.replay: 3 migrations applied" in output
+        assert "no down migration" in output
+
+        live = subject("atlas-live")
+        names = sorted(TestAtlas.FILES)
+        _apply(live, directory, names)
+        sums = compute_sum([(n, (directory / n).read_bytes()) for n in names])
+        with psycopg.connect(live.dsn, autocommit=True) as conn:
+            conn.execute(ATLAS_DDL)
+            for name, entry in zip(names, sums, strict=True):
+                version, description = name.removesuffix(".sql").split("_", 1)
+                conn.execute("INSERT INTO atlas_schema_revisions.atlas_schema_revisions (version, "
+                             "description, type, applied, total, executed_at, execution_time, hash, "
+                             "operator_version) "
+                             "VALUES (%s, %s, 2, 1, 1, now(), 1000, %s, 'Atlas CLI v0.14.0')",
+                             (version, description, entry.hash))
+        code, verdicts = _json_cli(str(directory), "--against", live.dsn, "--scratch",
+                                   fresh("atlas-cli").dsn, env=sandbox_cache_env)
+        history = verdicts["migrations.history"]
+        assert history["outcome"] == "passed", history
+        assert isinstance(history["evidence"], dict)
+        assert history["evidence"]["table"] == "atlas_schema_revisions.atlas_schema_revisions"
+        assert history["evidence"]["applied"] == ["20220318104614", "20220318104615", "20220318104616"]
+        assert verdicts["migrations.drift"]["outcome"] == "passed", verdicts["migrations.drift"]
+        assert code == 0
+
+        (directory / "20220318104615_index.sql").write_text(
+            "-- atlas:txmode none\n\nCREATE INDEX CONCURRENTLY users_nm ON users (name);\n", encoding="utf-8")
+        code, output = _cli(str(directory), "--round-trip", env=sandbox_cache_env)
+        assert code == 1, output
+        assert "FAILED   migrations.atlas_sum:" in output
+        assert "20220318104615_index.sql was edited" in output
+        assert "migrations.replay" not in output   # refused before anything ran
+
+    def test_diesel_round_trip_and_history(self, fresh: Fresh, subject: Fresh, tmp_path: Path,
+                                           sandbox_cache_env: dict[str, str]) -> None:
+        """Diesel's ups and downs round-trip (exit 0); against a subject with two of three versions in
+        __diesel_schema_migrations, the third is pending and the schemas match at the second."""
+        directory = TestDiesel()._folder(tmp_path / "diesel")
+        code, output = _cli(str(directory), "--round-trip", env=sandbox_cache_env)
+        assert code == 0, output
+        assert "PASSED   migrations.round_trip: up → down → up over 3 versions" in output
+
+        live = subject("diesel-live")
+        _apply(live, directory, ["00000000000000_diesel_initial_setup/up.sql",
+                                 "2022-04-26-153628_create_users/up.sql"])
+        with psycopg.connect(live.dsn, autocommit=True) as conn:
+            conn.execute(DIESEL_DDL)
+            conn.execute("INSERT INTO __diesel_schema_migrations (version) VALUES "
+                         "('00000000000000'), ('20220426153628')")
+        code, verdicts = _json_cli(str(directory), "--against", live.dsn, "--scratch",
+                                   fresh("diesel-cli").dsn, env=sandbox_cache_env)
+        history = verdicts["migrations.history"]
+        assert history["outcome"] == "passed", history
+        assert isinstance(history["evidence"], dict)
+        assert history["evidence"]["pending"] == ["20220501090000"]
+        assert verdicts["migrations.drift"]["outcome"] == "passed", verdicts["migrations.drift"]
+        assert code == 0

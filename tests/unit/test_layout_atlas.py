@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drills.migrations import LayoutError
+from drills.migrations import IntegrityFailed, LayoutError
 from drills.migrations.layouts import atlas
 from drills.migrations.layouts.atlas import SumMismatch, compute_sum, parse_sum, render_sum
 
@@ -115,7 +115,8 @@ class TestLoad:
         with pytest.raises(SumMismatch, match=r"atlas.sum:3: 2_b.sql was edited") as caught:
             atlas.load(tmp_path)
         assert caught.value.context["file"] == "2_b.sql"
-        assert caught.value.context["check_id"] == "migrations.atlas_sum"
+        assert caught.value.check_id == "migrations.atlas_sum"
+        assert isinstance(caught.value, IntegrityFailed)
 
     def test_added_and_removed_files_are_named(self, tmp_path: Path) -> None:
         """A file not in atlas.sum, and one listed but gone, are both named."""

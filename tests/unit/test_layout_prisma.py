@@ -84,7 +84,7 @@ class TestLoad:
         """Prisma reads migration.sql as UTF-8: other bytes are refused with file and line."""
         _project(tmp_path, {"20230406064219_init": ""})
         (tmp_path / "20230406064219_init" / "migration.sql").write_bytes(b"SELECT 1;\nSELECT '\xff';\n")
-        with pytest.raises(LayoutError, match=r"20230406064219_init/migration.sql:2: not valid UTF-8"):
+        with pytest.raises(LayoutError, match=r"20230406064219_init/migration.sql: not UTF-8 text \(line 2,"):
             prisma.load(tmp_path)
 
     def test_readme_beside_is_ignored(self, tmp_path: Path) -> None:

@@ -23,9 +23,13 @@ import psycopg
 from psycopg import sql
 
 from ..model import AppliedMigration, History, HistoryKind, LocalMigration
+from .common import base_name, table_sql
 
 KIND = HistoryKind.ATLAS
-TABLE = "atlas_schema_revisions"
+_NAME = "atlas_schema_revisions"
+# Atlas's default: a schema of its own (named in the URL's search_path otherwise, then found by
+# naming the table); recognised qualified or not.
+TABLE = f"{_NAME}.{_NAME}"
 _COLUMNS = {"version", "description", "type", "applied", "total", "error", "hash"}
 _EXECUTED = 2
 _PREFIX = b"h1:"
@@ -34,15 +38,14 @@ _HASH_LEN = 44   # base64 of a SHA-256 digest
 
 def recognises(name: str, columns: set[str]) -> bool:
     """Atlas's table name and its revision columns."""
-    return name.split(".")[-1] == TABLE and columns >= _COLUMNS
+    return base_name(name) == _NAME and columns >= _COLUMNS
 
 
 def read(conn: psycopg.Connection[Any], name: str, columns: set[str]) -> History:
     """Every revision by version; partial or errored ones are failed."""
-    table = sql.SQL(".").join(sql.Identifier(part) for part in name.split("."))
     rows = conn.execute(sql.SQL(
         "SELECT version, description, type, applied, total, error, hash FROM {} ORDER BY version"
-    ).format(table)).fetchall()
+    ).format(table_sql(name))).fetchall()
     applied = []
     for version, description, kind, done, total, error, recorded in rows:
         failed = bool(error) or (done is not None and total is not None and done < total)

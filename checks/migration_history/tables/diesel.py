@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from ..model import AppliedMigration, History, HistoryKind, LocalMigration
+from .common import base_name, select
 
 KIND = HistoryKind.DIESEL
 TABLE = "__diesel_schema_migrations"
@@ -25,13 +25,12 @@ TABLE = "__diesel_schema_migrations"
 
 def recognises(name: str, columns: set[str]) -> bool:
     """Diesel's table name with its ``version`` column."""
-    return name.split(".")[-1] == TABLE and "version" in columns
+    return base_name(name) == TABLE and "version" in columns
 
 
 def read(conn: psycopg.Connection[Any], name: str, columns: set[str]) -> History:
     """Every recorded version."""
-    table = sql.SQL(".").join(sql.Identifier(part) for part in name.split("."))
-    rows = conn.execute(sql.SQL("SELECT version FROM {} ORDER BY version").format(table)).fetchall()
+    rows = select(conn, name, ["version"], order="version")
     return History(KIND, name, tuple(AppliedMigration(str(row[0])) for row in rows))
 
 

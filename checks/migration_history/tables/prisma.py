@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from ..model import AppliedMigration, History, HistoryKind, LocalMigration
+from .common import base_name, table_sql
 
 KIND = HistoryKind.PRISMA
 TABLE = "_prisma_migrations"
@@ -40,15 +41,14 @@ _CHECKSUM_LEN = 64
 
 def recognises(name: str, columns: set[str]) -> bool:
     """Prisma's table name and the columns its reading needs."""
-    return name.split(".")[-1] == TABLE and columns >= _COLUMNS
+    return base_name(name) == TABLE and columns >= _COLUMNS
 
 
 def read(conn: psycopg.Connection[Any], name: str, columns: set[str]) -> History:
     """One applied (or failed) migration per ``migration_name``; rolled-back attempts ignored."""
-    table = sql.SQL(".").join(sql.Identifier(part) for part in name.split("."))
     rows = conn.execute(sql.SQL(
         "SELECT migration_name, checksum, finished_at IS NOT NULL, rolled_back_at IS NOT NULL "
-        "FROM {} ORDER BY started_at, migration_name").format(table)).fetchall()
+        "FROM {} ORDER BY started_at, migration_name").format(table_sql(name))).fetchall()
     applied: dict[str, AppliedMigration] = {}
     for migration_name, recorded, finished, rolled_back in rows:
         if rolled_back:

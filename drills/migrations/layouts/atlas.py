@@ -31,8 +31,9 @@ atlas.sum entry, for :mod:`checks.migration_history.tables.atlas`.
 Errors::
 
     LayoutError
-    └── SumMismatch    atlas.sum missing, malformed, or not matching the files
-                       (the lead reports it as a failed verdict ``migrations.atlas_sum``)
+    └── IntegrityFailed
+        └── SumMismatch    atlas.sum missing, malformed, or not matching the files: a failed
+                           verdict ``migrations.atlas_sum`` (exit 1), not "could not check"
 """
 
 from __future__ import annotations
@@ -43,9 +44,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..model import LayoutError, Migration, MigrationSet, Part, Statement
-from ._order import read_utf8, require_name_order
-from .common import Listing
+from ..model import IntegrityFailed, LayoutError, Migration, MigrationSet, Part, Statement
+from .common import Listing, read_text, require_name_order
 
 NAME = "atlas"
 SUM_FILE = "atlas.sum"
@@ -57,9 +57,11 @@ _DIRECTIVE = re.compile(r"([ -~]*)atlas:(\w+)(?: +([ -~]*))*", re.ASCII)
 _VERSION = re.compile(r"^\d+$")
 
 
-class SumMismatch(LayoutError):
-    """atlas.sum does not vouch for the files: refused before any of them runs."""
+class SumMismatch(IntegrityFailed):
+    """atlas.sum does not vouch for the files: refused before any of them runs (a finding,
+    reported as a failed ``migrations.atlas_sum`` verdict, not as "could not check")."""
 
+    check_id = CHECK_ID
     default_hint = ("if the change is intended, run `atlas migrate hash` and commit atlas.sum; "
                     "otherwise restore the file from version control")
 
@@ -148,11 +150,11 @@ def parse_sum(text: str, *, path: Path) -> tuple[str, list[SumEntry]]:
         name, sep, digest = line.partition("h1:")
         if not sep:
             raise SumMismatch(f"{path}:{number}: atlas.sum line is not `<file> h1:<hash>`: {line!r}",
-                              file=SUM_FILE, line=number, check_id=CHECK_ID)
+                              file=SUM_FILE, line=number)
         entries.append(SumEntry(name.strip(), digest, number))
     if recorded != total_sum(entries):
         raise SumMismatch(f"{path}:1: atlas.sum was edited by hand: its first line does not "
-                          "match the file hashes below it", file=SUM_FILE, line=1, check_id=CHECK_ID)
+                          "match the file hashes below it", file=SUM_FILE, line=1)
     return recorded, entries
 
 
@@ -173,7 +175,7 @@ def validate_sum(directory: Path, recorded: list[SumEntry], computed: list[SumEn
             [f"listed in atlas.sum but missing: {', '.join(removed)}"] if removed else [])
         first = (added or removed)[0]
         raise SumMismatch(f"{where}: the migration files do not match atlas.sum: {'; '.join(parts)}",
-                          file=first, check_id=CHECK_ID, added=added, removed=removed)
+                          file=first, added=added, removed=removed)
     by_name = {e.name: e for e in recorded}
     for entry in computed:
         expected = by_name[entry.name]
@@ -182,9 +184,9 @@ def validate_sum(directory: Path, recorded: list[SumEntry], computed: list[SumEn
                 f"{where}:{expected.line}: {entry.name} was edited after atlas.sum was written "
                 f"(h1:{entry.hash}, atlas.sum has h1:{expected.hash}); later files cannot be "
                 "checked apart from it, atlas.sum hashes being cumulative",
-                file=entry.name, line=expected.line, check_id=CHECK_ID, edited=[entry.name])
+                file=entry.name, line=expected.line, edited=[entry.name])
     raise SumMismatch(f"{where}: atlas.sum lists the files in another order than their names",
-                      file=SUM_FILE, check_id=CHECK_ID)
+                      file=SUM_FILE)
 
 
 def detect(listing: Listing) -> bool:
@@ -195,19 +197,18 @@ def detect(listing: Listing) -> bool:
 def load(directory: Path) -> MigrationSet:
     """Read, integrity-check and order an Atlas migration folder (nothing runs before the
     sum matches)."""
-    sql_files = sorted((p for p in directory.iterdir() if p.name.endswith(".sql") and p.is_file()),
-                       key=lambda p: p.name.encode("utf-8"))
+    sql_files = sorted(Listing.of(directory).sql_files, key=lambda p: p.name.encode("utf-8"))
     sum_path = directory / SUM_FILE
     if not sum_path.is_file():
         raise SumMismatch(f"{directory}: no atlas.sum beside {len(sql_files)} migration files "
                           "(atlas migrate validate: checksum file not found)",
-                          file=SUM_FILE, check_id=CHECK_ID,
+                          file=SUM_FILE,
                           hint="run `atlas migrate hash` and commit atlas.sum")
     if not sql_files:
         raise LayoutError(f"{directory}: atlas.sum but no *.sql migration files",
                           directory=str(directory))
     contents = [(p.name, p.read_bytes()) for p in sql_files]
-    _, recorded = parse_sum(read_utf8(sum_path, directory), path=sum_path)
+    _, recorded = parse_sum(read_text(sum_path), path=sum_path)
     computed = compute_sum(contents)
     validate_sum(directory, recorded, computed)
     hashes = {e.name: e.hash for e in computed}
@@ -223,7 +224,7 @@ def load(directory: Path) -> MigrationSet:
         seen[migration.version] = migration.up.path.name
     require_name_order(directory, [(m.up.path.name, m.version) for m in migrations],
                        tool="Atlas", sort_by="files run in name order")
-    return MigrationSet(directory, NAME, tuple(migrations))
+    return MigrationSet(directory, NAME, tuple(migrations), (directory,))
 
 
 def _migration(directory: Path, path: Path, data: bytes, cumulative: str | None) -> Migration:
@@ -234,7 +235,7 @@ def _migration(directory: Path, path: Path, data: bytes, cumulative: str | None)
         raise LayoutError(f"{directory}: {name}: Atlas's version is the name before the first `_`, "
                           f"here {version!r}, which is not a number", directory=str(directory),
                           file=name, hint="name files <timestamp>_<name>.sql, as `atlas migrate diff` does")
-    text = read_utf8(path, directory)
+    text = read_text(path)
     if file_directives(text, "checkpoint"):
         raise LayoutError(f"{directory}: {name}: atlas:checkpoint files are not supported: Atlas "
                           "starts an empty database from the last checkpoint",

@@ -24,8 +24,7 @@ import tomllib
 from pathlib import Path
 
 from ..model import LayoutError, Migration, MigrationSet, Part
-from ._order import read_utf8, require_name_order
-from .common import Listing
+from .common import Listing, read_text, require_name_order
 
 NAME = "diesel"
 METADATA = "metadata.toml"
@@ -64,7 +63,7 @@ def detect(listing: Listing) -> bool:
 def load(directory: Path) -> MigrationSet:
     """Read a Diesel migrations folder, in Diesel's order."""
     steps = [(step.name, _migration(directory, step)) for step in
-             sorted(d for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))]
+             Listing.of(directory).dirs]
     if not steps:
         raise LayoutError(f"{directory}: no Diesel migrations (no <timestamp>_<name>/up.sql)",
                           directory=str(directory))
@@ -80,7 +79,7 @@ def load(directory: Path) -> MigrationSet:
     require_name_order(directory, [(f"{name}/", m.version) for name, m in steps],
                        tool="Diesel", sort_by="versions compared as text")
     migrations = [m for _, m in steps]
-    return MigrationSet(directory, NAME, tuple(migrations))
+    return MigrationSet(directory, NAME, tuple(migrations), (directory,))
 
 
 def _migration(directory: Path, step: Path) -> Migration:
@@ -100,8 +99,8 @@ def _migration(directory: Path, step: Path) -> Migration:
         raise LayoutError(f"{directory}: {step.name}/up.sql is empty: Diesel refuses to run an "
                           "empty migration", directory=str(directory), file=f"{step.name}/up.sql",
                           hint="put the migration's SQL in up.sql (a comment is enough for a no-op)")
-    read_utf8(up, directory)
-    transactional = run_in_transaction(read_utf8(meta, directory) if meta.is_file() else None)
+    read_text(up)
+    transactional = run_in_transaction(read_text(meta) if meta.is_file() else None)
     description = step.name.split("_", 1)[1] if "_" in step.name else ""
     return Migration(
         version, description.replace("_", " "), Part(up, transactional=transactional),

@@ -22,8 +22,7 @@ import tomllib
 from pathlib import Path
 
 from ..model import LayoutError, Migration, MigrationSet, Part
-from ._order import read_utf8, require_name_order
-from .common import Listing
+from .common import Listing, read_text, require_name_order
 
 NAME = "prisma"
 LOCK_FILE = "migration_lock.toml"
@@ -46,7 +45,7 @@ def provider(directory: Path) -> str | None:
     lock = directory / LOCK_FILE
     if not lock.is_file():
         return None
-    text = read_utf8(lock, directory)
+    text = read_text(lock)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -64,9 +63,10 @@ def provider(directory: Path) -> str | None:
 
 def load(directory: Path) -> MigrationSet:
     """Read a Prisma migrations folder: check the provider, one migration per directory."""
+    listing = Listing.of(directory)
     found = provider(directory)
     if found is not None and found not in POSTGRES_PROVIDERS:
-        lock_text = (directory / LOCK_FILE).read_text(encoding="utf-8")
+        lock_text = read_text(directory / LOCK_FILE)
         line = next((n for n, text in enumerate(lock_text.splitlines(), start=1)
                      if text.strip().startswith("provider")), 1)
         raise LayoutError(
@@ -74,8 +74,7 @@ def load(directory: Path) -> MigrationSet:
             f"{found!r}, not PostgreSQL: their SQL is another database's dialect",
             directory=str(directory), file=LOCK_FILE, line=line, provider=found,
             hint="point drillbook at a Prisma project whose datasource provider is postgresql")
-    steps = sorted((d for d in directory.iterdir() if d.is_dir() and not d.name.startswith(".")),
-                   key=lambda d: d.name)
+    steps = sorted(listing.dirs, key=lambda d: d.name)
     migrations = []
     for step in steps:
         script = step / SCRIPT
@@ -89,7 +88,7 @@ def load(directory: Path) -> MigrationSet:
                               directory=str(directory), file=step.name,
                               hint="name migration directories as `prisma migrate dev` does, "
                                    "e.g. 20230406064219_init")
-        read_utf8(script, directory)   # Prisma reads it as UTF-8 text: refuse what it would refuse
+        read_text(script)   # Prisma reads it as UTF-8 text: refuse what it would refuse
         migrations.append(Migration(match["version"], match["desc"].replace("_", " "),
                                     Part(script), history_id=step.name))
     if not migrations:
@@ -106,7 +105,7 @@ def load(directory: Path) -> MigrationSet:
         seen[migration.version] = migration.history_id
     require_name_order(directory, [(f"{m.history_id}/", m.version) for m in migrations],
                        tool="Prisma", sort_by="directories run in name order")
-    return MigrationSet(directory, NAME, tuple(migrations))
+    return MigrationSet(directory, NAME, tuple(migrations), (directory,))
 
 
 def _toml_line(message: str) -> int | None:
