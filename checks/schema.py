@@ -256,6 +256,12 @@ class SchemaSnapshot:
             if isinstance(owner, str) and ignored(owner):
                 continue
             kept[key] = attrs
+        # A tool's own schema (Atlas's atlas_schema_revisions.atlas_schema_revisions) goes with its
+        # ignored table when nothing else is left in it; a schema still holding objects stays.
+        emptied = {w.split(".", 1)[0] for w in wanted if "." in w}
+        for schema in emptied:
+            if not any(key.partition(" ")[2].startswith(f"{schema}.") for key in kept):
+                kept.pop(f"schema {schema}", None)
         return SchemaSnapshot(kept)
 
 

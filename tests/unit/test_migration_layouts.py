@@ -128,6 +128,12 @@ class TestDetection:
         (["000001_init.up.sql", "000001_init.down.sql", "000002_x.up.sql"], Layout.UPDOWN),
         (["0001_init.sql", "0002_more.sql"], Layout.NUMBERED),
         (["0001_init/up.sql", "0001_init/down.sql", "0002_more/up.sql"], Layout.DIRECTORY),
+        (["20230406064219_init/migration.sql", "20230407101500_post/migration.sql"], Layout.PRISMA),
+        (["migration_lock.toml", "0_init/migration.sql"], Layout.PRISMA),
+        (["20220318104614_init.sql", "20220318104615_more.sql", "atlas.sum"], Layout.ATLAS),
+        (["00000000000000_diesel_initial_setup/up.sql", "00000000000000_diesel_initial_setup/down.sql",
+          "2022-04-26-153628_users/up.sql", "2022-04-26-153628_users/down.sql"], Layout.DIESEL),
+        (["2022-04-26-153628_users/up.sql", "2022-04-26-153628_users/down.sql"], Layout.DIESEL),
     ])
     def test_each_layout_is_detected(self, tmp_path: Path, names: list[str], layout: Layout) -> None:
         """Every file of a folder fits exactly the detected layout."""
@@ -420,4 +426,13 @@ class TestSchemaDiff:
                                "sequence public.hist_id_seq": {"table": "public.hist"},
                                "table public.keep": {}})
         assert list(snap.without_tables(["hist"]).objects) == ["table public.keep"]
+
+    def test_a_tools_own_schema_goes_with_its_table_when_emptied(self) -> None:
+        """Atlas keeps its history in a schema of its own: ignoring the table ignores that schema,
+        but never a schema that still holds other objects."""
+        snap = SchemaSnapshot({"schema atlas": {}, "table atlas.revisions": {},
+                               "column atlas.revisions.version": {"table": "atlas.revisions"},
+                               "schema public": {}, "table public.hist": {}, "table public.keep": {}})
+        assert list(snap.without_tables(["atlas.revisions", "public.hist"]).objects) == [
+            "schema public", "table public.keep"]
         assert snap.digest() == SchemaSnapshot(dict(reversed(list(snap.objects.items())))).digest()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from checks.migration_history import show_version, version_key
@@ -83,7 +85,9 @@ def read_text(path: Path) -> str:
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        raise LayoutError(f"{path}: not UTF-8 text (byte {exc.start})", file=str(path)) from exc
+        line = data[: exc.start].count(b"\n") + 1
+        raise LayoutError(f"{path}: not UTF-8 text (line {line}, byte {exc.start})", file=str(path),
+                          line=line, hint="save the file as UTF-8, as the migration tool expects") from exc
 
 
 def shown(path: Path, directory: Path) -> str:
@@ -91,6 +95,25 @@ def shown(path: Path, directory: Path) -> str:
         return str(path.relative_to(directory))
     except ValueError:
         return str(path)
+
+
+def require_name_order(directory: Path, entries: Sequence[tuple[str, str]], *, tool: str,
+                       sort_by: str) -> None:
+    """Refuse a folder where the tool's text order differs from the numeric version order.
+
+    Prisma, Atlas and Diesel apply steps in the order of their names (``10_x`` before ``9_x``),
+    drillbook by :func:`version_key`: where the two disagree, a replay would not be what the tool
+    does. ``entries`` are ``(name the tool sorts by, version)`` pairs, in the tool's order.
+    """
+    for (name_a, version_a), (name_b, version_b) in pairwise(entries):
+        if version_key(version_a) > version_key(version_b):
+            raise LayoutError(
+                f"{directory}: {tool} applies {name_a} before {name_b} ({sort_by}), but its version "
+                f"{version_a} is higher than {version_b}: replaying by version would run them in "
+                f"another order than {tool} does",
+                directory=str(directory), file=name_b,
+                hint="give the versions the same number of digits (zero-pad them), as the tool's "
+                     "generated timestamps do")
 
 
 class Versions:
