@@ -14,7 +14,7 @@ from pathlib import Path
 
 from checks.migration_history import show_version
 
-from .layouts import load_migrations
+from .layouts import load_migrations, sqitch
 from .model import LayoutError, Migration, MigrationSet
 
 
@@ -25,6 +25,13 @@ def load_folders(directories: Sequence[Path], *, layout: str | None = None,
         raise LayoutError("no migration folder given", hint="name at least one folder")
     chosen = list(layouts) if layouts is not None else [layout] * len(directories)
     sets = [load_migrations(d, layout=c or layout) for d, c in zip(directories, chosen, strict=True)]
+    for index, current in enumerate(sets):
+        # A sqitch plan may require another project's change: that project must come first.
+        unmet = sqitch.unmet_requirements(current, sets[:index])
+        if unmet:
+            raise LayoutError(f"{current.directory}: " + "; ".join(unmet), directory=str(current.directory),
+                              hint="give the required project's folder before this one "
+                                   "(drillbook verify migrations REQUIRED DEPENDENT)")
     return chain(sets)
 
 

@@ -96,6 +96,10 @@ class Part:
     # The layout's own split (goose StatementBegin/End, Liquibase endDelimiter); None: PostgreSQL's
     # parser splits the text.
     statements: tuple[Statement, ...] | None = None
+    # True when the tool runs a transactional part inside one transaction whatever it holds
+    # (dbmate, sqlx, Liquibase): a `CREATE INDEX CONCURRENTLY` there fails, as it would in
+    # production, instead of being moved to autocommit as Flyway does.
+    wrapped: bool = False
 
     @property
     def whole_file(self) -> bool:

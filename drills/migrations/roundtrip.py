@@ -53,6 +53,21 @@ class RoundTripResult:
 
 
 ZERO = "0"
+# Tools whose migrations go one way by design: a round trip does not apply to them.
+UP_ONLY_LAYOUTS = frozenset({"prisma", "atlas"})
+# Where each tool keeps a step's way down, for the "no down migration" hint.
+_DOWN_HINTS = {
+    "liquibase": "add a `--rollback` to each changeset, or drop --round-trip",
+    "sqitch": "add the revert/ script of each change, or drop --round-trip",
+    "goose": "add a `-- +goose Down` section to each file, or drop --round-trip",
+    "dbmate": "add a `-- migrate:down` section to each file, or drop --round-trip",
+    "diesel": "add the down.sql of each step, or drop --round-trip",
+}
+
+
+def _up_only(migrations: MigrationSet) -> bool:
+    layouts = str(migrations.layout).split("+")
+    return bool(migrations.layout) and all(part in UP_ONLY_LAYOUTS for part in layouts)
 
 
 def round_trip(replay: MigrationReplay, *, ignore_tables: Iterable[str] = ()) -> RoundTripResult:
@@ -87,7 +102,9 @@ def round_trip(replay: MigrationReplay, *, ignore_tables: Iterable[str] = ()) ->
                 f"round trip impossible: {len(missing)} version(s) have no down migration, "
                 f"first met going down: {replay.migrations.relative(first.up.path)} "
                 f"(versions {', '.join(m.version for m in missing[:10])})",
-                version=first.version, hint="add the missing down files, or drop --round-trip")
+                version=first.version, up_only=len(missing) == len(versioned) and _up_only(replay.migrations),
+                hint=_DOWN_HINTS.get(str(replay.migrations.layout),
+                                     "add the missing down files, or drop --round-trip"))
         previous: set[tuple[str, str, str, str]] = set()
         for index in range(len(versioned) - 1, -1, -1):
             migration = versioned[index]
@@ -146,6 +163,10 @@ def round_trip_verdict(result: RoundTripResult, migrations: MigrationSet) -> Ver
                 **result.to_evidence()}
     versions = len(migrations.versioned())
     if result.failure is not None:
+        if result.failure.context.get("up_only"):
+            return Verdict.not_applicable(
+                check_id, f"no round trip: {migrations.layout} migrations have no way down by design "
+                          f"(the replay up was checked; {versions} versions)", evidence=evidence)
         if isinstance(result.failure, LayoutError):
             return Verdict.error(check_id, str(result.failure), evidence=evidence)
         return Verdict.failed(check_id, f"round trip failed: {result.failure}", evidence=evidence)

@@ -28,6 +28,8 @@ class Script:
     first_line: int = 1
     # False: the layout says this part runs outside a transaction (goose NO TRANSACTION, …).
     transactional: bool = True
+    # The tool wraps the part in one transaction, whatever it holds (see Part.wrapped).
+    wrapped: bool = False
 
     @property
     def empty(self) -> bool:
@@ -37,6 +39,8 @@ class Script:
     def autocommit(self) -> bool:
         if not self.transactional:
             return not self.empty
+        if self.wrapped:
+            return False
         return bool(self.statements) and any(s.needs_autocommit for s in self.statements or ())
 
 
@@ -50,7 +54,7 @@ def read_script(source: Part | Path) -> Script:
     """Read a part (or a whole file) and split it with PostgreSQL's parser (pglast)."""
     part = source if isinstance(source, Part) else Part(source)
     text = read_text(part.path) if part.text is None else part.text
-    common = {"first_line": part.first_line, "transactional": part.transactional}
+    common = {"first_line": part.first_line, "transactional": part.transactional, "wrapped": part.wrapped}
     if part.statements is not None:
         return Script(part.path, text, part.statements, **common)  # type: ignore[arg-type]
     if not text.strip():

@@ -173,8 +173,8 @@ def load(directory: Path) -> MigrationSet:
                               hint="name dbmate migrations like 20240101120000_add_users.sql")
         rest = match["rest"].removesuffix(".sql")  # a doubled .sql.sql extension
         parsed = parse_file(read_text(path), file=shown(path, directory))
-        up = Part(path, parsed.up.text, parsed.up.first_line, parsed.up.transactional)
-        down = (Part(path, parsed.down.text, parsed.down.first_line, parsed.down.transactional)
+        up = Part(path, parsed.up.text, parsed.up.first_line, parsed.up.transactional, wrapped=True)
+        down = (Part(path, parsed.down.text, parsed.down.first_line, parsed.down.transactional, wrapped=True)
                 if parsed.down is not None else None)
         versions.add(Migration(match["version"], rest.lstrip("_-"), up, down))
         files.append(path)

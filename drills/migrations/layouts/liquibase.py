@@ -293,16 +293,16 @@ def _split(pieces: Sequence[tuple[int, str]], delimiter: str | None, split: bool
            path: Path, transactional: bool) -> Part:
     """A Part for SQL pieces: the text keeps file lines (blank where Liquibase dropped a line)."""
     if not pieces:
-        return Part(path, text="", transactional=transactional)
+        return Part(path, text="", transactional=transactional, wrapped=True)
     first = pieces[0][0]
     text = ""
     for number, piece in pieces:
         text += "\n" * max(0, number - first - text.count("\n")) + piece.rstrip("\n") + "\n"
     if not split:
-        return Part(path, text=text, first_line=first, transactional=transactional,
+        return Part(path, text=text, first_line=first, transactional=transactional, wrapped=True,
                     statements=(_statement(text, first),) if text.strip() else ())
     if delimiter in (None, "", ";"):
-        return Part(path, text=text, first_line=first, transactional=transactional)
+        return Part(path, text=text, first_line=first, transactional=transactional, wrapped=True)
     literal = _delimiter(delimiter)
     statements = []
     start = 0
@@ -316,7 +316,7 @@ def _split(pieces: Sequence[tuple[int, str]], delimiter: str | None, split: bool
     rest = "\n".join(lines[start:])
     if rest.strip():
         statements.append(_statement(rest, first + start))
-    return Part(path, text=text, first_line=first, transactional=transactional,
+    return Part(path, text=text, first_line=first, transactional=transactional, wrapped=True,
                 statements=tuple(statements))
 
 
@@ -350,7 +350,7 @@ def to_migration(changeset: Changeset, position: int, by_key: dict[str, Changese
     rollback = "".join(piece for _, piece in changeset.rollback)
     if re.fullmatch(r"(not required|empty).*", rollback.strip().lower()):
         down = Part(changeset.file, text="", first_line=changeset.rollback[0][0],
-                    transactional=transactional)
+                    transactional=transactional, wrapped=True)
     elif "changesetid" in rollback.lower():
         down = _rollback_to(changeset, rollback, by_key, transactional)
     elif rollback.strip():

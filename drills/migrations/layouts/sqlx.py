@@ -87,7 +87,7 @@ def load(directory: Path) -> MigrationSet:
                               directory=str(directory), file=path.name,
                               hint="name sqlx migrations like 20240101120000_add_users.sql")
         assert parsed.version is not None
-        part = Part(path, transactional=not no_transaction(_read(path)))
+        part = Part(path, transactional=not no_transaction(_read(path)), wrapped=True)
         if parsed.direction == Direction.UP:
             versions.add(Migration(parsed.version, parsed.description, part))
         else:
