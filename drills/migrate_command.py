@@ -1,0 +1,491 @@
+"""The team's own migrate command (Alembic, Rails, Django, Ecto, Knex…) run against scratch.
+
+Migrations written as code cannot be parsed: drillbook runs the team's command
+instead (``alembic upgrade head``), then judges the database it left, as for a
+SQL folder: schema fingerprint, round trip (with a down command), drift and
+history.
+
+How the command runs, and why:
+
+- **argv, never a shell**: the text is split with :func:`shlex.split`; a
+  ``sh -c '…'`` is the user's explicit choice, written in the config.
+- **against one scratch database only** (``target.require_scratch()``), named
+  in ``DATABASE_URL`` (a ``postgresql://`` URL, password included: tools that
+  do not use libpq — Ecto, node-postgres, ActiveRecord's URL — need it there; it
+  is the throwaway scratch role's) and in the ``PG*`` variables (``PGHOST``,
+  ``PGPORT``, ``PGDATABASE``, ``PGUSER`` and a private ``PGPASSFILE`` from
+  :func:`drills.pgclient.access`, never ``PGPASSWORD``). A SQLAlchemy project
+  converts the scheme itself (``postgresql+psycopg://``): only it knows its driver.
+- **a minimal environment**: ``PATH`` (the caller's: it is how ``alembic``,
+  ``bundle`` or ``mix`` is found), ``HOME``, ``LANG``, the variables the user
+  lists (``[migrations] command_env``), nothing else of drillbook's environment,
+  which holds production DSNs. A listed ``DATABASE_URL`` or ``PG*`` name is
+  refused: it would point the command away from scratch.
+- **its own process group and a deadline** (``[migrations] command_timeout``,
+  else ``[run] migration_timeout``, :mod:`drills.deadlines`): on expiry the group
+  is killed and the scratch database's sessions are terminated server-side;
+  after a normal exit the group is killed too (a daemon it forked must not
+  outlive the drill).
+- **its output is evidence**: stdout and stderr merged in order, capped (head
+  and tail kept), masked with :mod:`checks.redact`.
+
+Errors::
+
+    MigrationError
+    ├── CommandUnusable   empty or badly quoted command, not found, no such folder,
+    │                     a forbidden variable (→ "could not check", exit 2)
+    └── MigrationFailed
+        └── CommandFailed exited non-zero (code and last lines) or passed its deadline
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import psycopg
+
+from checks import redact
+from checks.command_history import ToolTable, find_tool_table, read_rows, tool_tables
+from checks.schema import SchemaSnapshot, diff_schemas, snapshot
+from checks.verdict import Verdict
+
+from . import deadlines, pgclient
+from .deadlines import Deadline, Limit
+from .migrations import MigrationError, MigrationFailed
+from .targets import Journal, PostgresTarget
+
+# Kept of a command's output: the head (what it was doing) and the tail (why it stopped).
+HEAD_BYTES = 16 * 1024
+TAIL_BYTES = 48 * 1024
+TAIL_LINES = 12  # lines of output quoted in a failure's message
+_CHUNK = 8192
+# What a child gets of drillbook's own environment, besides what the user lists.
+_INHERITED = ("PATH", "HOME", "LANG")
+# Names the scratch database is handed through: the user may not set them (they would point the
+# command at another database, e.g. production's).
+_RESERVED = re.compile(r"^(DATABASE_URL|PG[A-Z_]*)$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A listed variable whose name says it holds a credential is masked in the output.
+_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH|DSN", re.IGNORECASE)
+
+
+class CommandUnusable(MigrationError):
+    """The command cannot be run at all: nothing was checked."""
+
+    default_hint = ("set `[migrations] command` in drillbook.toml (or --command) to the program and "
+                    "arguments that migrate, e.g. \"alembic upgrade head\", with `workdir` its folder")
+
+
+class CommandFailed(MigrationFailed):
+    """The command ran and failed: a non-zero exit, or past its deadline."""
+
+    default_hint = "run the command by hand against an empty database; nothing was left in scratch"
+
+
+def split_command(text: str, *, what: str = "--command") -> tuple[str, ...]:
+    """The argv of a command line as a POSIX shell would split it, without running a shell."""
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:  # no closing quotation
+        raise CommandUnusable(f"{what} {text!r}: {exc}", command=text,
+                              hint="balance the quotes, or quote the whole command") from None
+    if not argv:
+        raise CommandUnusable(f"{what} is empty", command=text)
+    return argv
+
+
+def check_env_names(names: Sequence[str], *, what: str = "command_env") -> tuple[str, ...]:
+    """Variable names the user passes through: valid names, none that names the database."""
+    for name in names:
+        if not _ENV_NAME.match(name):
+            raise CommandUnusable(f"{what}: {name!r} is not a variable name", variable=name)
+        if _RESERVED.match(name):
+            raise CommandUnusable(
+                f"{what}: {name} is set by drillbook to the scratch database and cannot be passed "
+                "through", variable=name,
+                hint=f"remove {name}: the command gets DATABASE_URL and PG* for the scratch database")
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class MigrateCommand:
+    """The team's command: up (and optionally down) argv, the folder it runs in, what it may see."""
+
+    up: tuple[str, ...]
+    workdir: Path
+    down: tuple[str, ...] | None = None
+    env_names: tuple[str, ...] = ()
+    limit: Limit = field(default_factory=lambda: default_limit())
+    history_table: str | None = None  # the tool's own table, when not a known one
+
+    @classmethod
+    def parse(cls, up: str, *, workdir: Path, down: str | None = None, env_names: Sequence[str] = (),
+              limit: Limit | None = None, history_table: str | None = None) -> MigrateCommand:
+        """Validate everything before anything runs (STYLE rule 6)."""
+        directory = workdir.resolve()
+        if not directory.is_dir():
+            raise CommandUnusable(f"the command's folder {workdir} does not exist or is not a folder",
+                                  workdir=str(workdir),
+                                  hint="give the folder the command runs in (alembic.ini's, the app's)")
+        return cls(split_command(up), directory,
+                   split_command(down, what="--down-command") if down is not None else None,
+                   check_env_names(env_names), limit or default_limit(), history_table)
+
+    def shown(self, argv: Sequence[str] | None = None) -> str:
+        """The command as a shell would read it (for messages)."""
+        return shlex.join(self.up if argv is None else argv)
+
+
+def default_limit() -> Limit:
+    """``[run] migration_timeout``'s built-in default, when neither config nor CLI sets a limit."""
+    return Limit.configured(None, key="migration_timeout", default_s=deadlines.DEFAULT_MIGRATION_TIMEOUT_S)
+
+
+def database_url(dsn: str) -> str:
+    """``postgresql://user:password@host:port/db`` for a libpq DSN; a socket directory goes in ``?host=``."""
+    info = {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(dsn).items() if v is not None}
+    user, password = info.pop("user", ""), info.pop("password", "")
+    host, port, dbname = info.pop("host", ""), info.pop("port", ""), info.pop("dbname", "")
+    auth = (quote(user, safe="") + (":" + quote(password, safe="") if password else "") + "@") if user else ""
+    query: dict[str, str] = {}
+    if host.startswith("/") or "," in host:
+        # A socket directory (or several hosts) cannot sit in the authority part: libpq takes ?host=.
+        query["host"] = host
+        if port:
+            query["port"] = port
+        netloc = ""
+    else:
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+    query.update(info)  # sslmode, options, …
+    return f"postgresql://{auth}{netloc}/{quote(dbname, safe='')}" + (f"?{urlencode(query)}" if query else "")
+
+
+def command_environment(target: PostgresTarget, client: pgclient.ClientAccess, *,
+                        environ: Mapping[str, str], env_names: Sequence[str],
+                        deadline: Deadline | None = None) -> dict[str, str]:
+    """The whole environment of the command: inherited minimum, listed names, the scratch database."""
+    env = {name: environ[name] for name in _INHERITED if name in environ}
+    env.setdefault("PATH", pgclient.SAFE_PATH)
+    env.setdefault("LANG", "C.UTF-8")
+    for name in env_names:
+        if name not in environ:
+            raise CommandUnusable(f"command_env names {name}, which is not set in drillbook's environment",
+                                  variable=name, hint=f"export {name} before running drillbook")
+        env[name] = environ[name]
+        if _SECRET_NAME.search(name):
+            redact.register(environ[name])
+            redact.register_dsn(environ[name])
+    info = psycopg.conninfo.conninfo_to_dict(target.dsn)
+    for variable, key in (("PGHOST", "host"), ("PGPORT", "port"), ("PGDATABASE", "dbname"),
+                          ("PGUSER", "user")):
+        if info.get(key):
+            env[variable] = str(info[key])
+    options = "-c client_min_messages=warning"
+    if deadline is not None:
+        # libpq clients also get a server-side limit per statement; the process group kill is the rule.
+        options += f" -c statement_timeout={deadline.statement_timeout_ms()}"
+    env.update({k: v for k, v in client.env.items() if k in ("PGPASSFILE", "PGCONNECT_TIMEOUT")})
+    env["PGOPTIONS"] = options
+    env["DATABASE_URL"] = database_url(target.dsn)
+    return env
+
+
+class _Capture:
+    """Reads a pipe to its end in a thread, keeping the first and the last bytes only."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        # read1: whatever is there, so a slow trickle of output is kept as it comes.
+        while chunk := self._stream.read1(_CHUNK):
+            self.total += len(chunk)
+            room = HEAD_BYTES - len(self.head)
+            if room > 0:
+                self.head += chunk[:room]
+                chunk = chunk[room:]
+            self.tail += chunk
+            if len(self.tail) > TAIL_BYTES:
+                del self.tail[: len(self.tail) - TAIL_BYTES]
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def text(self) -> str:
+        dropped = self.total - len(self.head) - len(self.tail)
+        middle = f"\n[… {dropped} bytes of output left out …]\n".encode() if dropped > 0 else b""
+        return redact.redact((bytes(self.head) + middle + bytes(self.tail)).decode("utf-8", errors="replace"))
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    """One run of the command: which, in which phase, its exit, its time and its (masked) output."""
+
+    phase: str
+    command: str
+    exit_code: int | None
+    duration_s: float
+    output: str
+    output_bytes: int
+    timed_out: bool = False
+
+    def last_lines(self, count: int = TAIL_LINES) -> list[str]:
+        return [line for line in self.output.splitlines() if line.strip()][-count:]
+
+    def to_evidence(self) -> dict[str, Any]:
+        return {"phase": self.phase, "command": redact.redact(self.command), "exit_code": self.exit_code,
+                "duration_s": round(self.duration_s, 6), "timed_out": self.timed_out,
+                "output_bytes": self.output_bytes, "output": self.output}
+
+
+def run_command(argv: Sequence[str], target: PostgresTarget, *, workdir: Path, phase: str,
+                deadline: Deadline, environ: Mapping[str, str], env_names: Sequence[str] = (),
+                journal: Journal | None = None) -> CommandRun:
+    """Run ``argv`` once against the scratch database ``target``; raise CommandFailed unless it exits 0."""
+    target.require_scratch()
+    redact.register_dsn(target.dsn)
+    shown = shlex.join(argv)
+    started = datetime.now(UTC).isoformat()
+    t0 = time.monotonic()
+    with pgclient.access(target.dsn) as client:
+        env = command_environment(target, client, environ=environ, env_names=env_names, deadline=deadline)
+        program = _resolve_program(argv[0], workdir=workdir, path=env["PATH"], shown=shown)
+        if deadline.expired():
+            raise CommandFailed(deadline.expiry_message(f"`{shown}`", phase), command=shown, phase=phase)
+        try:
+            proc = subprocess.Popen([program, *argv[1:]], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise CommandUnusable(f"cannot start `{shown}` in {workdir}: {exc.strerror}", command=shown,
+                                  workdir=str(workdir)) from exc
+        capture = _Capture(proc.stdout)
+        timed_out = False
+        try:
+            try:
+                proc.wait(timeout=deadline.remaining())
+            except subprocess.TimeoutExpired:
+                timed_out = True
+        finally:
+            # Whatever happened (exit, deadline, Ctrl-C), nothing the command started outlives it.
+            deadlines.kill_process_group(proc)
+            proc.wait()
+            capture.join(timeout=5.0)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if timed_out:
+            # A killed client leaves its backend running the statement until it next writes.
+            with contextlib.suppress(psycopg.Error):
+                deadlines.terminate_sessions(target.dsn)
+    run = CommandRun(phase, shown, None if timed_out else proc.returncode, time.monotonic() - t0,
+                     capture.text(), capture.total, timed_out)
+    status = "ok" if run.exit_code == 0 else "failed"
+    if journal is not None:
+        journal.add(f"command {phase}", status, started, run.duration_s, command=redact.redact(shown),
+                    exit_code=run.exit_code, timed_out=timed_out)
+    if timed_out:
+        raise CommandFailed(deadline.expiry_message(f"`{shown}`", phase) + _quoted_tail(run),
+                            command=shown, phase=phase, run=run, limit_s=deadline.limit.seconds,
+                            hint="the command waits or hangs: fix it, or raise [migrations] "
+                                 "command_timeout (--timeout) in drillbook.toml")
+    if run.exit_code != 0:
+        raise CommandFailed(f"`{shown}` exited with code {run.exit_code} in phase `{phase}`"
+                            + _quoted_tail(run), command=shown, phase=phase, run=run,
+                            exit_code=run.exit_code)
+    return run
+
+
+def _quoted_tail(run: CommandRun) -> str:
+    lines = run.last_lines()
+    return (" — last lines of its output: " + " | ".join(lines)) if lines else " (it printed nothing)"
+
+
+def _resolve_program(program: str, *, workdir: Path, path: str, shown: str) -> str:
+    """The executable, looked up as the child's exec would (PATH, or relative to the folder)."""
+    if "/" in program:
+        candidate = Path(program) if Path(program).is_absolute() else workdir / program
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+        raise CommandUnusable(f"`{shown}`: {candidate} is not an executable file", command=shown,
+                              hint="give the path of the program, relative to the command's folder")
+    found = shutil.which(program, path=path)
+    if found is None:
+        raise CommandUnusable(f"`{shown}`: command not found: {program} (looked on PATH {path})",
+                              command=shown,
+                              hint=f"install {program}, or run drillbook with its folder on PATH "
+                                   "(e.g. the project's virtualenv activated)")
+    return found
+
+
+def schema_of(target: PostgresTarget) -> SchemaSnapshot:
+    """The scratch database's schema, on a connection of its own (never held while the command runs)."""
+    with psycopg.connect(target.dsn, connect_timeout=10, autocommit=True) as conn:
+        return snapshot(conn)
+
+
+@dataclass
+class CommandResult:
+    """What the command's replay (or round trip) left: its runs, the schemas, the tool's history rows."""
+
+    command: MigrateCommand
+    scratch: str
+    runs: list[CommandRun] = field(default_factory=list)
+    start: SchemaSnapshot | None = None       # the empty database, before the first run
+    head: SchemaSnapshot | None = None        # after the up command
+    after_down: SchemaSnapshot | None = None  # after the down command (round trip)
+    up_again: SchemaSnapshot | None = None    # after the up command once more (round trip)
+    tool_table: ToolTable | None = None
+    tool_rows: frozenset[tuple[str, ...]] = frozenset()
+    failure: MigrationError | None = None
+
+    def ignored_tables(self) -> list[str]:
+        """The tool's own tables: bookkeeping, left out of every schema comparison."""
+        return [*tool_tables(), *([self.tool_table.name] if self.tool_table else [])]
+
+    def to_evidence(self) -> dict[str, Any]:
+        def digest(s: SchemaSnapshot | None) -> str | None:
+            return s.without_tables(self.ignored_tables()).digest() if s is not None else None
+
+        return {"command": redact.redact(self.command.shown()),
+                "down_command": redact.redact(self.command.shown(self.command.down))
+                if self.command.down else None,
+                "workdir": str(self.command.workdir), "scratch": self.scratch,
+                "limit": self.command.limit.describe(), "passed_env": list(self.command.env_names),
+                "runs": [r.to_evidence() for r in self.runs],
+                "fingerprints": {"start": digest(self.start), "up": digest(self.head),
+                                 "down": digest(self.after_down), "up_again": digest(self.up_again)},
+                "history_table": self.tool_table.name if self.tool_table else None,
+                "ignored_tables": self.ignored_tables(),
+                "failure": redact.redact(str(self.failure)) if self.failure else None}
+
+
+class CommandReplay:
+    """Runs the team's command against one scratch database, under one deadline for the whole drill."""
+
+    def __init__(self, command: MigrateCommand, target: PostgresTarget, *,
+                 environ: Mapping[str, str] | None = None) -> None:
+        target.require_scratch()
+        self.command = command
+        self.target = target
+        # Passed in (STYLE rule 4): tests hand their own; the CLI and steps hand os.environ, of which
+        # only PATH, HOME, LANG and the listed names ever reach the child.
+        self.environ = dict(os.environ if environ is None else environ)
+        self.journal = Journal()
+        self._deadline: Deadline | None = None
+
+    def _run(self, argv: Sequence[str], phase: str, result: CommandResult) -> None:
+        if self._deadline is None:
+            self._deadline = self.command.limit.start()
+        try:
+            result.runs.append(run_command(argv, self.target, workdir=self.command.workdir, phase=phase,
+                                           deadline=self._deadline, environ=self.environ,
+                                           env_names=self.command.env_names, journal=self.journal))
+        except CommandFailed as exc:
+            run = exc.context.get("run")
+            if isinstance(run, CommandRun):
+                result.runs.append(run)
+            raise
+
+    def up(self) -> CommandResult:
+        """From empty to what the up command leaves; its schema and the tool's history rows."""
+        result = CommandResult(self.command, self.target.describe())
+        try:
+            result.start = schema_of(self.target)
+            self._run(self.command.up, "up", result)
+            result.head = schema_of(self.target)
+            self._read_tool_rows(result)
+        except MigrationError as exc:
+            result.failure = exc
+        return result
+
+    def round_trip(self) -> CommandResult:
+        """Up (A), down (must equal the empty start), up again (must equal A)."""
+        if self.command.down is None:
+            raise CommandUnusable("a round trip needs the down command too (--down-command, "
+                                  "[migrations] down_command)", command=self.command.shown())
+        result = self.up()
+        if result.failure is not None:
+            return result
+        try:
+            self._run(self.command.down, "down", result)
+            result.after_down = schema_of(self.target)
+            self._run(self.command.up, "up again", result)
+            result.up_again = schema_of(self.target)
+        except MigrationError as exc:
+            result.failure = exc
+        return result
+
+    def _read_tool_rows(self, result: CommandResult) -> None:
+        with psycopg.connect(self.target.dsn, connect_timeout=10, autocommit=True) as conn:
+            result.tool_table = find_tool_table(conn, self.command.history_table)
+            if result.tool_table is not None:
+                result.tool_rows = read_rows(conn, result.tool_table)
+
+
+def command_replay_verdict(result: CommandResult) -> Verdict:
+    """``migrations.replay``: passed when the up command exited 0; failed (or error) naming it otherwise."""
+    check_id = "migrations.replay"
+    evidence = result.to_evidence()
+    shown = result.command.shown()
+    up = next((r for r in result.runs if r.phase == "up"), None)
+    if isinstance(result.failure, CommandUnusable):
+        return Verdict.error(check_id, str(result.failure), evidence=evidence)
+    if up is None or up.exit_code != 0 or result.head is None:
+        return Verdict.failed(check_id, f"the migrate command failed: {result.failure}", evidence=evidence)
+    counts = result.head.without_tables(result.ignored_tables()).counts()
+    objects = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "no objects"
+    return Verdict.passed(
+        check_id, f"`{shown}` migrated an empty database in {up.duration_s:.2f}s (exit 0; {objects})",
+        measured=round(up.duration_s, 6), expected="the command exits 0", evidence=evidence)
+
+
+def command_round_trip_verdict(result: CommandResult) -> Verdict:
+    """``migrations.round_trip``: down must give back the empty start, up again the first head."""
+    check_id = "migrations.round_trip"
+    evidence = result.to_evidence()
+    down = result.command.shown(result.command.down) if result.command.down else "(no down command)"
+    if isinstance(result.failure, CommandUnusable):
+        return Verdict.error(check_id, str(result.failure), evidence=evidence)
+    if result.failure is not None or None in (result.start, result.head, result.after_down, result.up_again):
+        return Verdict.failed(check_id, f"round trip failed: {result.failure}", evidence=evidence)
+    assert result.start is not None and result.head is not None  # for mypy: checked just above
+    assert result.after_down is not None and result.up_again is not None
+    ignored = result.ignored_tables()
+    start, head = result.start.without_tables(ignored), result.head.without_tables(ignored)
+    down_diff = diff_schemas(start, result.after_down.without_tables(ignored), left_name="the empty start",
+                             right_name=f"after `{down}`")
+    up_diff = diff_schemas(head, result.up_again.without_tables(ignored), left_name="the first up",
+                           right_name="the second up")
+    evidence["differences"] = {"down": down_diff.lines(), "up_again": up_diff.lines()}
+    parts = []
+    for label, diff in (("down", down_diff), ("up again", up_diff)):
+        lines = diff.lines()
+        if lines:
+            more = f"; +{len(lines) - 4} more" if len(lines) > 4 else ""
+            parts.append(f"{label}: " + "; ".join(lines[:4]) + more)
+    if parts:
+        return Verdict.failed(check_id, "round trip leaves a different schema: " + " | ".join(parts),
+                              measured=len(down_diff.lines()) + len(up_diff.lines()),
+                              expected="empty after down, identical after up again", evidence=evidence)
+    return Verdict.passed(
+        check_id, f"`{result.command.shown()}` → `{down}` → up again: empty after down, identical after up "
+                  f"again (head fingerprint {head.digest()[:12]})",
+        measured=0, expected="empty after down, identical after up again", evidence=evidence)
