@@ -114,7 +114,7 @@ class TestAlembicReplay:
         assert "alembic_version" in verdict.evidence["ignored_tables"]
 
     def test_round_trip_names_the_table_a_downgrade_forgets(self, tmp_path: Path, fresh: Fresh) -> None:
-        """Revision 1's downgrade forgets DROP TABLE accounts: failed, naming the table and the down command."""
+        """Revision 1's downgrade forgets DROP TABLE accounts: failed, naming the table and the command."""
         project = write_alembic_project(tmp_path / "app", forgetful_down=True)
         command = _command(project, down="alembic downgrade base")
         result = CommandReplay(command, fresh("alembic-forget"), environ=ENVIRON).round_trip()
@@ -150,7 +150,8 @@ class TestBadCommands:
                                                                         fresh: Fresh) -> None:
         """A command stuck in pg_sleep is killed at its deadline, and its backend ends with it."""
         target = fresh("stuck")
-        script = "import os, psycopg; psycopg.connect(os.environ['DATABASE_URL']).execute('SELECT pg_sleep(60)')"
+        script = ("import os, psycopg; "
+                  "psycopg.connect(os.environ['DATABASE_URL']).execute('SELECT pg_sleep(60)')")
         command = MigrateCommand(("python", "-c", script), tmp_path.resolve(), limit=Limit(2.0, "--timeout"))
         verdict = command_replay_verdict(CommandReplay(command, target, environ=ENVIRON).up())
         assert verdict.outcome is Outcome.FAILED
@@ -189,7 +190,7 @@ class TestEnvironment:
 
     def test_the_command_sees_the_scratch_database_and_nothing_of_production(
             self, tmp_path: Path, fresh: Fresh) -> None:
-        """`env` shows PG* and DATABASE_URL for scratch, PATH/HOME/LANG and the listed name; no PROD_PG_DSN."""
+        """`env` shows PG* and DATABASE_URL for scratch, PATH/HOME/LANG, the listed name; no PROD_PG_DSN."""
         target = fresh("env")
         environ = {**ENVIRON, "ALEMBIC_CONFIG": "alembic.ini"}
         result = CommandReplay(_command(tmp_path, "env", env_names=("ALEMBIC_CONFIG",)), target,
