@@ -134,3 +134,27 @@ def compare_tool_history(table: ToolTable, scratch: frozenset[tuple[str, ...]],
                               measured=problems, expected="no missing migrations", evidence=evidence)
     return Verdict.passed(CHECK_ID, f"migration history in {table.name} matches `{command}`: {summary}",
                           measured=summary, evidence=evidence)
+
+
+def history_against(dsn: str, subject_name: str, table: ToolTable | None,
+                    scratch_rows: frozenset[tuple[str, ...]], *, command: str,
+                    allow_pending: bool = True) -> Verdict:
+    """Read the tool's table on the subject (read-only) and compare it with what the command wrote."""
+    if table is None:
+        return Verdict.not_applicable(
+            CHECK_ID, f"no history validation: `{command}` wrote none of the known tool tables "
+                      f"({', '.join(t.name for t in KNOWN_TOOL_TABLES)}); name it with --history-table "
+                      "or `Given the migration history table \"…\"`")
+    try:
+        with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
+            conn.read_only = True
+            found = find_tool_table(conn, table.name)
+            rows = read_rows(conn, found) if found is not None else frozenset()
+    except (psycopg.Error, HistoryUnreadable) as exc:
+        return Verdict.error(CHECK_ID, f"cannot read {table.name} on {subject_name}: {exc}")
+    if found is None:
+        return Verdict.failed(CHECK_ID, f"{subject_name} has no {table.name} table, which `{command}` "
+                                        "writes: the subject was never migrated by this tool",
+                              evidence={"table": table.name, "command": command})
+    return compare_tool_history(table, scratch_rows, rows, subject_name=subject_name, command=command,
+                                allow_pending=allow_pending)

@@ -21,7 +21,6 @@ from checks.verdict import Verdict
 from .runner import EXIT_FAILED, EXIT_PASSED, EXIT_USAGE
 
 if TYPE_CHECKING:
-    from checks.command_history import ToolTable
     from checks.schema import SchemaSnapshot
     from drills.deadlines import Limit
     from drills.migrate_command import CommandResult, MigrateCommand
@@ -116,16 +115,6 @@ class _Subject:
             raise TargetUnreachable(f"--against {name}: {redact.redact(str(exc).strip())}") from exc
         return cls(name, dsn, live)
 
-    def tool_rows(self, table: ToolTable) -> tuple[ToolTable | None, frozenset[tuple[str, ...]]]:
-        import psycopg
-
-        from checks.command_history import find_tool_table, read_rows
-
-        with psycopg.connect(self.dsn, connect_timeout=10, autocommit=True) as conn:
-            conn.read_only = True
-            found = find_tool_table(conn, table.name)
-            return found, (read_rows(conn, found) if found is not None else frozenset())
-
 
 def _run(command: MigrateCommand, scratch: Any, args: argparse.Namespace,
          subject: _Subject | None) -> list[Verdict]:
@@ -147,8 +136,7 @@ def _run(command: MigrateCommand, scratch: Any, args: argparse.Namespace,
 
 def _against(result: CommandResult, subject: _Subject, ignore_tables: list[str]) -> list[Verdict]:
     """Drift of the subject from the command's head, and the tool's history rows on both sides."""
-    from checks.command_history import compare_tool_history
-    from checks.errors import DrillbookError
+    from checks.command_history import history_against
     from checks.schema import schemas_match
 
     if result.head is None:
@@ -157,23 +145,6 @@ def _against(result: CommandResult, subject: _Subject, ignore_tables: list[str])
     verdicts = [schemas_match(result.head.without_tables(ignore), subject.live.without_tables(ignore),
                               check_id="migrations.drift", expected_name="the command's head",
                               actual_name=subject.name, evidence={"ignored_tables": ignore})]
-    shown = result.command.shown()
-    if result.tool_table is None:
-        verdicts.append(Verdict.not_applicable(
-            "migrations.history", f"no history validation: `{shown}` wrote none of the known tool tables "
-                                  "(alembic_version, django_migrations, knex_migrations, schema_migrations); "
-                                  "name it with --history-table"))
-        return verdicts
-    try:
-        table, rows = subject.tool_rows(result.tool_table)
-    except DrillbookError as exc:
-        return [*verdicts, Verdict.error("migrations.history", str(exc))]
-    if table is None:
-        verdicts.append(Verdict.failed(
-            "migrations.history", f"{subject.name} has no {result.tool_table.name} table, which `{shown}` "
-                                  "writes: the subject was never migrated by this tool",
-            evidence={"table": result.tool_table.name}))
-        return verdicts
-    verdicts.append(compare_tool_history(result.tool_table, result.tool_rows, rows, subject_name=subject.name,
-                                         command=shown))
+    verdicts.append(history_against(subject.dsn, subject.name, result.tool_table, result.tool_rows,
+                                    command=result.command.shown()))
     return verdicts

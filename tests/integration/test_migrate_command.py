@@ -269,3 +269,52 @@ def test_deadline_default_is_the_migration_timeout(tmp_path: Path) -> None:
     command = MigrateCommand.parse("true", workdir=tmp_path)
     assert command.limit.seconds == timedelta(minutes=30).total_seconds()
     assert "migration_timeout" in command.limit.source
+
+
+class TestFeature:
+    """The same through a feature and drillbook.toml: `drillbook run --config … --features …`."""
+
+    def test_alembic_project_by_step_sentence_and_by_config(self, tmp_path: Path, fresh: Fresh,
+                                                            sandbox_cache_env: dict[str, str]) -> None:
+        """CMD-01 names the command in the feature (round trip, drift, history); CMD-02 takes the
+        configured one; CMD-03's downgrade forgets a table and fails naming it."""
+        features = tmp_path / "features"
+        project = write_alembic_project(features / "app")
+        write_alembic_project(features / "forgetful", forgetful_down=True)
+        subject = fresh("feature-subject")
+        CommandReplay(_command(project), subject, environ=ENVIRON).up()
+        config = tmp_path / "drillbook.toml"
+        config.write_text('[targets.app]\nkind = "postgres"\ndsn = "${APP_DSN}"\n\n'
+                          '[migrations]\ncommand = "alembic upgrade head"\nworkdir = "features/app"\n'
+                          'command_timeout = "2m"\n', encoding="utf-8")
+        (features / "app.feature").write_text(
+            "Feature: the app's Alembic migrations\n\n"
+            "  @id:CMD-01 @monthly\n  Scenario: they roll back and production matches them\n"
+            '    Given the migrations are applied by the command "alembic upgrade head" in "app"\n'
+            '    And the migrations are rolled back by the command "alembic downgrade base"\n'
+            '    And the subject database "app"\n'
+            "    When the migrations are replayed up, down and up again\n"
+            "    Then the round trip leaves an identical schema at every version\n"
+            "    And the replayed schema matches the subject database\n"
+            "    And the migration history of the subject matches the migration files\n\n"
+            "  @id:CMD-02 @monthly\n  Scenario: the configured command replays from empty\n"
+            "    Given the migrations are applied by the configured command\n"
+            "    When the migrations are replayed into a scratch database\n"
+            "    Then the replay completes within 2 minutes\n\n"
+            "  @id:CMD-03 @monthly\n  Scenario: a downgrade that forgets a table\n"
+            '    Given the migrations are applied by the command "alembic upgrade head" in "forgetful"\n'
+            '    And the migrations are rolled back by the command "alembic downgrade base"\n'
+            "    When the migrations are replayed up, down and up again\n"
+            "    Then the round trip leaves an identical schema at every version\n",
+            encoding="utf-8")
+        out = tmp_path / "out"
+        done = drillbook("run", "--config", str(config), "--features", str(features), "--out", str(out),
+                         env={**sandbox_cache_env, "APP_DSN": subject.dsn, "PATH": ENVIRON["PATH"],
+                              "PROD_PG_DSN": PRODUCTION_DSN}, timeout=300)
+        results = json.loads((out / "latest" / "results.json").read_text())
+        outcomes = {s["id"]: s["outcome"] for s in results["scenarios"]}
+        assert outcomes == {"CMD-01": "passed", "CMD-02": "passed", "CMD-03": "failed"}, done.stdout
+        assert done.returncode == 1
+        failed = next(s for s in results["scenarios"] if s["id"] == "CMD-03")
+        assert "table public.accounts" in json.dumps(failed["verdicts"])
+        assert "Pr0d-s3cret-pw" not in json.dumps(results)
