@@ -70,7 +70,7 @@ from .targets import Journal, PostgresTarget
 # Kept of a command's output: the head (what it was doing) and the tail (why it stopped).
 HEAD_BYTES = 16 * 1024
 TAIL_BYTES = 48 * 1024
-TAIL_LINES = 12  # lines of output quoted in a failure's message
+TAIL_LINES = 5  # lines of output quoted in a failure's message (the whole output is evidence)
 _CHUNK = 8192
 # What a child gets of drillbook's own environment, besides what the user lists.
 _INHERITED = ("PATH", "HOME", "LANG")
