@@ -23,7 +23,7 @@ from .runner import EXIT_FAILED, EXIT_PASSED, EXIT_USAGE
 if TYPE_CHECKING:
     from checks.schema import SchemaSnapshot
     from drills.deadlines import Limit
-    from drills.migrate_command import CommandResult, MigrateCommand
+    from drills.migrations.command import CommandResult, MigrateCommand
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def verify_command(args: argparse.Namespace, *, finish: Callable[..., int],
                    limit: Callable[[argparse.Namespace], Limit]) -> int:
     """Run the command (and the round trip, drift, history); ``finish`` prints and returns the code."""
     from checks.errors import DrillbookError, SafetyError, ScratchNotRestored
-    from drills.migrate_command import MigrateCommand
+    from drills.migrations.command import MigrateCommand
 
     directories = list(args.directories)
     if len(directories) > 1:
@@ -118,7 +118,7 @@ class _Subject:
 
 def _run(command: MigrateCommand, scratch: Any, args: argparse.Namespace,
          subject: _Subject | None) -> list[Verdict]:
-    from drills.migrate_command import CommandReplay, command_replay_verdict, command_round_trip_verdict
+    from drills.migrations.command import CommandReplay, command_replay_verdict, command_round_trip_verdict
 
     target = scratch.fresh_database("verify-migrations")
     try:

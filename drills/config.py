@@ -31,7 +31,7 @@ a key=value DSN's password, and every http header value (but ``Accept``,
     prelude = "db/init.sql"     # optional: SQL run in the scratch database before the first step
     [migrations.folders]
     "db/migrations" = "updown"  # optional: one folder's layout (path relative to this file)
-    # Migrations written as code: the team's own command instead of a folder (drills/migrate_command.py)
+    # Migrations written as code: the team's own command instead of a folder (drills/migrations/command.py)
     # command = "alembic upgrade head"      # run against a scratch database (DATABASE_URL, PG*)
     # down_command = "alembic downgrade base"   # the round trip's way back to empty
     # workdir = "."                         # the folder it runs in (relative to this file; default: here)
@@ -129,7 +129,8 @@ _TARGET_KEYS: dict[str, set[str]] = {
 _STRUCTURED_KEYS = {"kind", "scratch", "headers", "port"}
 _SECRET_KEYS = {"dsn", "url", "secret_access_key", "access_key_id", "endpoint_url"}
 _TOP_KEYS = {"run", "targets", "ledger", "migrations", "containers"}
-_COMMAND_KEYS = ("command", "down_command", "workdir", "command_timeout", "command_env")  # migrate_command
+# The team's own migrate command (drills/migrations/command.py).
+_COMMAND_KEYS = ("command", "down_command", "workdir", "command_timeout", "command_env")
 _MIGRATIONS_KEYS = {"layout", "folders", "prelude", *_COMMAND_KEYS}
 # drills.migrations.Layout's values (not imported: reading a config must not load the SQL parser).
 MIGRATION_LAYOUTS = ("flyway", "dotted", "updown", "directory", "numbered", "goose", "dbmate", "prisma",
@@ -427,7 +428,7 @@ def _migration_command(value: Any, where: str, path: Path | None) -> MigrationCo
                               file=where, key=f"migrations.{extra[0]}")
         return None
     # Imported only when configured: reading a config must stay cheap.
-    from .migrate_command import CommandUnusable, check_env_names, split_command
+    from .migrations.command import CommandUnusable, check_env_names, split_command
 
     def checked(key: str, check: Any, *args: Any) -> Any:
         try:

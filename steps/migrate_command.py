@@ -22,7 +22,8 @@ from checks.errors import ConfigError, DrillbookError
 from checks.verdict import Verdict, record, verdict_from_error
 from drills import deadlines
 from drills.deadlines import Limit
-from drills.migrate_command import (
+from drills.migrations import Direction, StepRun
+from drills.migrations.command import (
     CommandReplay,
     CommandResult,
     MigrateCommand,
@@ -30,7 +31,6 @@ from drills.migrate_command import (
     command_round_trip_verdict,
     split_command,
 )
-from drills.migrations import Direction, StepRun
 
 from .context import configured_timeout
 from .migrations import MigrationState, resolve_folder

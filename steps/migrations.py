@@ -26,7 +26,6 @@ from checks.verdict import Verdict, format_duration, record, verdict_from_error
 from drills import deadlines
 from drills.config import MIGRATION_LAYOUTS
 from drills.deadlines import Limit
-from drills.migrate_command import CommandResult, MigrateCommand
 from drills.migrations import (
     IntegrityFailed,
     MigrationError,
@@ -40,6 +39,7 @@ from drills.migrations import (
     round_trip,
     round_trip_verdict,
 )
+from drills.migrations.command import CommandResult, MigrateCommand
 from drills.targets import PostgresTarget, ScratchPostgres
 
 from .context import PARSE_TYPES, ScenarioState, configured_timeout

@@ -21,7 +21,7 @@ from checks.errors import EnvironmentError_, NotScratch
 from checks.verdict import Outcome
 from drills.deadlines import Limit
 from drills.local import LocalScratch
-from drills.migrate_command import (
+from drills.migrations.command import (
     CommandReplay,
     CommandUnusable,
     MigrateCommand,

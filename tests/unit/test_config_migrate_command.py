@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from checks.errors import ConfigError
 from drills.config import load_config
-from drills.migrate_command import CommandUnusable, database_url, split_command
+from drills.migrations.command import CommandUnusable, database_url, split_command
 
 
 def _load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]

@@ -62,10 +62,10 @@ from checks.command_history import ToolTable, find_tool_table, read_rows, tool_t
 from checks.schema import SchemaSnapshot, diff_schemas, snapshot
 from checks.verdict import Verdict
 
-from . import deadlines, pgclient
-from .deadlines import Deadline, Limit
-from .migrations import MigrationError, MigrationFailed
-from .targets import Journal, PostgresTarget
+from .. import deadlines, pgclient
+from ..deadlines import Deadline, Limit
+from ..targets import Journal, PostgresTarget
+from .model import MigrationError, MigrationFailed
 
 # Kept of a command's output: the head (what it was doing) and the tail (why it stopped).
 HEAD_BYTES = 16 * 1024
