@@ -23,7 +23,8 @@ from .runner import EXIT_FAILED, EXIT_PASSED, EXIT_USAGE
 if TYPE_CHECKING:
     from checks.schema import SchemaSnapshot
     from drills.deadlines import Limit
-    from drills.migrations.command import CommandResult, MigrateCommand
+    from drills.migrations.command import MigrateCommand
+    from drills.migrations.command_replay import CommandResult
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,6 +65,13 @@ def verify_command(args: argparse.Namespace, *, finish: Callable[..., int],
                                        limit=limit(args), history_table=args.history_table)
     except DrillbookError as exc:
         return finish([Verdict.error("migrations.command", str(exc))], args, code=EXIT_USAGE)
+    if args.prelude is not None:
+        from drills.migrations import LayoutError, read_script
+
+        try:
+            read_script(args.prelude)  # unreadable: stop before anything is written
+        except LayoutError as exc:
+            return finish([Verdict.error("migrations.prelude", str(exc))], args, code=EXIT_USAGE)
     if args.against:
         redact.register_dsn(args.against)
     if args.scratch:
@@ -118,15 +126,23 @@ class _Subject:
 
 def _run(command: MigrateCommand, scratch: Any, args: argparse.Namespace,
          subject: _Subject | None) -> list[Verdict]:
-    from drills.migrations.command import CommandReplay, command_replay_verdict, command_round_trip_verdict
+    from drills.migrations import prelude_verdict
+    from drills.migrations.command_replay import (
+        CommandReplay,
+        command_replay_verdict,
+        command_round_trip_verdict,
+    )
 
     target = scratch.fresh_database("verify-migrations")
     try:
-        replay = CommandReplay(command, target, environ=os.environ)
+        replay = CommandReplay(command, target, environ=os.environ, prelude=args.prelude)
         result = replay.round_trip() if args.round_trip else replay.up()
     finally:
         scratch.drop(target)
-    verdicts = [command_replay_verdict(result)]
+    verdicts = [prelude_verdict(args.prelude, result.prelude_run,
+                                failure=result.failure if result.prelude_run is None else None)
+                ] if args.prelude is not None else []
+    verdicts.append(command_replay_verdict(result))
     if args.round_trip and result.head is not None:
         verdicts.append(command_round_trip_verdict(result))
     if subject is not None:

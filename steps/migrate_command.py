@@ -22,18 +22,17 @@ from checks.errors import ConfigError, DrillbookError
 from checks.verdict import Verdict, record, verdict_from_error
 from drills import deadlines
 from drills.deadlines import Limit
-from drills.migrations import Direction, StepRun
-from drills.migrations.command import (
+from drills.migrations import Direction, StepRun, prelude_verdict
+from drills.migrations.command import MigrateCommand, split_command
+from drills.migrations.command_replay import (
     CommandReplay,
     CommandResult,
-    MigrateCommand,
     command_replay_verdict,
     command_round_trip_verdict,
-    split_command,
 )
 
 from .context import configured_timeout
-from .migrations import MigrationState, resolve_folder
+from .migrations import MigrationState, configured_prelude, resolve_folder
 
 if TYPE_CHECKING:
     from drills.config import MigrationCommandConfig
@@ -60,6 +59,8 @@ def applied_by_command(command: str, directory: str, request: pytest.FixtureRequ
                        migration_state: MigrationState) -> None:
     """The team's own migrate command (split like a shell line, never run by one) and its folder."""
     configured = _configured(request)
+    if migration_state.prelude is None:
+        migration_state.prelude = configured_prelude(request)
     try:
         migration_state.command = MigrateCommand.parse(
             command, workdir=resolve_folder(directory, request),
@@ -77,6 +78,8 @@ def applied_by_configured_command(request: pytest.FixtureRequest, migration_stat
             "no migrate command configured", hint="set `[migrations] command` in drillbook.toml and run "
                                                   "with --config, or name the command in the step")))
         return
+    if migration_state.prelude is None:
+        migration_state.prelude = configured_prelude(request)
     migration_state.command = MigrateCommand.parse(
         configured.command, workdir=configured.workdir, down=configured.down_command,
         env_names=configured.env, limit=_limit(request, configured))
@@ -101,12 +104,20 @@ def _replay(env: Any, state: MigrationState) -> CommandReplay:
     state.scratch = scratch
     state.target = scratch.fresh_database("migrations")
     command = dataclasses.replace(state.command, history_table=state.history_table)
-    return CommandReplay(command, state.target)
+    return CommandReplay(command, state.target, prelude=state.prelude)
+
+
+def _record_prelude(state: MigrationState, result: CommandResult) -> None:
+    """The prelude's own verdict, as for SQL folders (a failed one stops the step here)."""
+    if state.prelude is not None:
+        record(prelude_verdict(state.prelude, result.prelude_run,
+                               failure=result.failure if result.prelude_run is None else None))
 
 
 def replay(env: Any, state: MigrationState) -> Verdict:
     """``When the migrations are replayed into a scratch database``, by the command."""
     result = _replay(env, state).up()
+    _record_prelude(state, result)
     state.command_result = result
     state.head = result.head
     _timed(state, result)
@@ -123,6 +134,7 @@ def _timed(state: MigrationState, result: CommandResult) -> None:
 def round_trip(env: Any, state: MigrationState) -> Verdict:
     """``When the migrations are replayed up, down and up again``, by the up and down commands."""
     result = _replay(env, state).round_trip()
+    _record_prelude(state, result)
     state.command_result = result
     state.head = result.head
     _timed(state, result)

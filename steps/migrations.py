@@ -39,7 +39,8 @@ from drills.migrations import (
     round_trip,
     round_trip_verdict,
 )
-from drills.migrations.command import CommandResult, MigrateCommand
+from drills.migrations.command import MigrateCommand
+from drills.migrations.command_replay import CommandResult
 from drills.targets import PostgresTarget, ScratchPostgres
 
 from .context import PARSE_TYPES, ScenarioState, configured_timeout
@@ -194,6 +195,9 @@ def _configured_prelude(request: pytest.FixtureRequest) -> Path | None:
     from drills.config import load_config
 
     return load_config(Path(config_path)).migration_prelude
+
+
+configured_prelude = _configured_prelude  # for steps/migrate_command.py
 
 
 def _replay_limit(request: pytest.FixtureRequest) -> Limit:

@@ -21,10 +21,9 @@ from checks.errors import EnvironmentError_, NotScratch
 from checks.verdict import Outcome
 from drills.deadlines import Limit
 from drills.local import LocalScratch
-from drills.migrations.command import (
+from drills.migrations.command import CommandUnusable, MigrateCommand
+from drills.migrations.command_replay import (
     CommandReplay,
-    CommandUnusable,
-    MigrateCommand,
     command_replay_verdict,
     command_round_trip_verdict,
 )
@@ -257,6 +256,22 @@ class TestCli:
                             env=sandbox_cache_env)
         assert missing.returncode == 2, missing.stdout + missing.stderr
         assert "command not found: no-such-migrator" in missing.stdout
+
+    def test_a_prelude_runs_before_the_command_and_is_the_round_trips_start(
+            self, tmp_path: Path, sandbox_cache_env: dict[str, str]) -> None:
+        """--prelude makes a schema the migrations use; down must give back that start, not an empty one."""
+        project = write_alembic_project(tmp_path / "app")
+        prelude = tmp_path / "init.sql"
+        prelude.write_text("CREATE SCHEMA audit;\nCREATE TABLE audit.events (id bigint PRIMARY KEY);\n",
+                           encoding="utf-8")
+        done = drillbook("verify", "migrations", str(project), "--command", "alembic upgrade head",
+                         "--round-trip", "--down-command", "alembic downgrade base",
+                         "--prelude", str(prelude), "--json",
+                         env={**sandbox_cache_env, "PATH": ENVIRON["PATH"]})
+        assert done.returncode == 0, done.stdout + done.stderr
+        verdicts = {v["id"]: v for v in json.loads(done.stdout)["verdicts"]}
+        assert [verdicts[k]["outcome"] for k in ("migrations.prelude", "migrations.replay",
+                                                 "migrations.round_trip")] == ["passed"] * 3
 
     def test_round_trip_without_a_down_command_is_usage(self, tmp_path: Path) -> None:
         done = drillbook("verify", "migrations", str(tmp_path), "--command", "true", "--round-trip")
