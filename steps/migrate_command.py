@@ -80,9 +80,12 @@ def applied_by_configured_command(request: pytest.FixtureRequest, migration_stat
         return
     if migration_state.prelude is None:
         migration_state.prelude = configured_prelude(request)
-    migration_state.command = MigrateCommand.parse(
-        configured.command, workdir=configured.workdir, down=configured.down_command,
-        env_names=configured.env, limit=_limit(request, configured))
+    try:
+        migration_state.command = MigrateCommand.parse(
+            configured.command, workdir=configured.workdir, down=configured.down_command,
+            env_names=configured.env, limit=_limit(request, configured))
+    except DrillbookError as exc:
+        record(verdict_from_error("migrations.command", exc))
 
 
 @given(parsers.parse('the migrations are rolled back by the command "{command}"'))

@@ -205,6 +205,16 @@ class TestEnvironment:
                              "PGUSER", "PGPASSFILE", "PGCONNECT_TIMEOUT", "PGOPTIONS", "DATABASE_URL", "PWD",
                              "SHLVL", "_"}
 
+    def test_a_flood_of_output_is_kept_as_head_and_tail(self, tmp_path: Path, fresh: Fresh) -> None:
+        """200 kB of output: the first 16 KiB and the last 48 KiB are kept, the cut is said."""
+        script = "import sys; sys.stdout.write('first\\n' + 'x' * 200_000 + '\\nlast\\n')"
+        command = MigrateCommand(("python", "-c", script), tmp_path.resolve())
+        run = CommandReplay(command, fresh("flood"), environ=ENVIRON).up().runs[0]
+        assert run.output_bytes == 200_012
+        assert run.output.startswith("first\n") and run.output.endswith("last\n")
+        assert "bytes of output left out" in run.output
+        assert len(run.output) < 70_000
+
     def test_a_listed_database_variable_is_refused_before_anything_runs(self, tmp_path: Path) -> None:
         with pytest.raises(CommandUnusable, match="PGHOST is set by drillbook"):
             _command(tmp_path, "env", env_names=("PGHOST",))
