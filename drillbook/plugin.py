@@ -34,6 +34,7 @@ from reports.results import CADENCES, RunResult, ScenarioResult
 from . import __version__, scenario_steps
 
 pytest_plugins = ["steps.context", "steps.backup", "steps.cadence", "drillbook.audit", "steps.migrations",
+                  "steps.migrate_command",
                   "steps.supply_chain", "drillbook.upgrade_gate", "steps.upgrades", "drillbook.history",
                   "steps.health"]
 

@@ -36,7 +36,8 @@ def add_parser(verify_sub: Any) -> None:
     )
     from drills.config import MIGRATION_LAYOUTS
 
-    p.add_argument("directories", type=Path, nargs="+", metavar="DIR")
+    p.add_argument("directories", type=Path, nargs="*", metavar="DIR",
+                   help="the migration folders; with --command, the one folder the command runs in")
     p.add_argument("--layout", choices=MIGRATION_LAYOUTS,
                    help="the layout of every DIR, when detection should not decide")
     p.add_argument("--prelude", type=Path, metavar="FILE",
@@ -62,6 +63,9 @@ def add_parser(verify_sub: Any) -> None:
                    help="the replay's deadline, e.g. 10m (default 30m): past it the running statement "
                         "is cancelled and the replay fails naming its file and line")
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    from .verify_command import add_arguments as add_command_arguments
+
+    add_command_arguments(p)
 
 
 def verify_migrations(args: argparse.Namespace) -> int:
@@ -69,6 +73,16 @@ def verify_migrations(args: argparse.Namespace) -> int:
     from checks.errors import DrillbookError, SafetyError, ScratchNotRestored
     from drills.migrations import IntegrityFailed, LayoutError, load_folders, read_script
 
+    if args.migrate_command is not None:
+        from .verify_command import verify_command
+
+        return verify_command(args, finish=_finish, scratch_of=_scratch, limit=_limit)
+    if args.down_command is not None or args.command_env:
+        return _finish([Verdict.error("migrations.command", "--down-command and --command-env need "
+                                                            "--command")], args, code=EXIT_USAGE)
+    if not args.directories:
+        return _finish([Verdict.error("migrations.layout", "give the migration folder DIR (or --command)")],
+                       args, code=EXIT_USAGE)
     if args.against:
         redact.register_dsn(args.against)
     if args.scratch:

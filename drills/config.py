@@ -31,6 +31,12 @@ a key=value DSN's password, and every http header value (but ``Accept``,
     prelude = "db/init.sql"     # optional: SQL run in the scratch database before the first step
     [migrations.folders]
     "db/migrations" = "updown"  # optional: one folder's layout (path relative to this file)
+    # Migrations written as code: the team's own command instead of a folder (drills/migrations/command.py)
+    # command = "alembic upgrade head"      # run against a scratch database (DATABASE_URL, PG*)
+    # down_command = "alembic downgrade base"   # the round trip's way back to empty
+    # workdir = "."                         # the folder it runs in (relative to this file; default: here)
+    # command_timeout = "10m"               # default: [run] migration_timeout
+    # command_env = ["ALEMBIC_CONFIG"]      # variables it may see besides PATH, HOME, LANG
 
     [containers.production]     # `--env containers` only: the image of a sandbox target
     image = "registry.internal/postgres:15.8"   # (production, scratch, cache, nightly-custom,
@@ -123,10 +129,23 @@ _TARGET_KEYS: dict[str, set[str]] = {
 _STRUCTURED_KEYS = {"kind", "scratch", "headers", "port"}
 _SECRET_KEYS = {"dsn", "url", "secret_access_key", "access_key_id", "endpoint_url"}
 _TOP_KEYS = {"run", "targets", "ledger", "migrations", "containers"}
-_MIGRATIONS_KEYS = {"layout", "folders", "prelude"}
+# The team's own migrate command (drills/migrations/command.py).
+_COMMAND_KEYS = ("command", "down_command", "workdir", "command_timeout", "command_env")
+_MIGRATIONS_KEYS = {"layout", "folders", "prelude", *_COMMAND_KEYS}
 # drills.migrations.Layout's values (not imported: reading a config must not load the SQL parser).
 MIGRATION_LAYOUTS = ("flyway", "dotted", "updown", "directory", "numbered", "goose", "dbmate", "prisma",
                      "sqitch", "liquibase", "atlas", "sqlx", "diesel")
+
+
+@dataclass(frozen=True)
+class MigrationCommandConfig:
+    """``[migrations] command`` and its companions: the team's own migrate command, validated."""
+
+    command: str
+    workdir: Path  # resolved: relative to the config file, default its folder
+    down_command: str | None = None
+    timeout: timedelta | None = None  # None: [run] migration_timeout
+    env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +168,7 @@ class Config:
     migration_folders: Mapping[Path, str] = field(default_factory=dict)  # [migrations.folders], resolved
     # [migrations] prelude: SQL run in each scratch database before the first step (resolved; must exist).
     migration_prelude: Path | None = None
+    migration_command: MigrationCommandConfig | None = None  # [migrations] command, down_command, …
     # [containers.<target>] image: images per service of the containers environment (postgres, redis, ...)
     container_images: Mapping[str, str] = field(default_factory=dict)
     # [run] restore_timeout / migration_timeout / query_timeout: None means the built-in default.
@@ -168,7 +188,9 @@ class Config:
             "ledger_url": redact.redact(self.ledger_url) if self.ledger_url else None,
             "migrations": {"layout": self.migration_layout,
                            "prelude": str(self.migration_prelude) if self.migration_prelude else None,
-                           "folders": {str(k): v for k, v in self.migration_folders.items()}},
+                           "folders": {str(k): v for k, v in self.migration_folders.items()},
+                           "command": redact.redact(self.migration_command.command)
+                           if self.migration_command else None},
             "targets": {},
         }
         for name, pg in self.postgres.items():
@@ -249,6 +271,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
 
     migration_layout, migration_folders = _migrations(data.get("migrations", {}), where, path)
     migration_prelude = _prelude(data.get("migrations", {}), where, path)
+    migration_command = _migration_command(data.get("migrations", {}), where, path)
     container_images = _containers(data.get("containers", {}), where, environ)
 
     postgres: dict[str, PostgresTarget] = {}
@@ -331,6 +354,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
                   prometheus=prometheus_targets, waivers=waivers, ledger_url=ledger_url,
                   ledger_s3=ledger_s3, migration_layout=migration_layout,
                   migration_folders=migration_folders, migration_prelude=migration_prelude,
+                  migration_command=migration_command,
                   container_images=container_images,
                   timeouts=timeouts)
 
@@ -391,6 +415,48 @@ def _migrations(value: Any, where: str, path: Path | None) -> tuple[str | None, 
             raise ConfigError(f"{where}: `migrations.folders` has an empty folder name", file=where, key=key)
         folders[(base / folder).resolve()] = layout(raw, key)
     return default, folders
+
+
+def _migration_command(value: Any, where: str, path: Path | None) -> MigrationCommandConfig | None:
+    """``[migrations] command`` & co: split like a shell line (never run by one), folder exists,
+    duration valid, variables nameable and not the scratch database's own (``DATABASE_URL``, ``PG*``)."""
+    table = _table(value, where, "migrations")
+    if "command" not in table:
+        extra = sorted(k for k in _COMMAND_KEYS if k in table)
+        if extra:
+            raise ConfigError(f"{where}: `migrations.{extra[0]}` applies only with `migrations.command`",
+                              file=where, key=f"migrations.{extra[0]}")
+        return None
+    # Imported only when configured: reading a config must stay cheap.
+    from .migrations.command import CommandUnusable, check_env_names, split_command
+
+    def checked(key: str, check: Any, *args: Any) -> Any:
+        try:
+            return check(*args, what=f"`migrations.{key}`")
+        except CommandUnusable as exc:
+            raise ConfigError(f"{where}: {exc.message}", file=where, key=f"migrations.{key}",
+                              hint=exc.hint) from None
+
+    command = _string(table["command"], where, "migrations.command")
+    checked("command", split_command, command)
+    down = None
+    if "down_command" in table:
+        down = _string(table["down_command"], where, "migrations.down_command")
+        checked("down_command", split_command, down)
+    base = path.parent if path is not None else Path.cwd()
+    workdir = (base / _string(table.get("workdir", "."), where, "migrations.workdir")).resolve()
+    if not workdir.is_dir():
+        raise ConfigError(f"{where}: `migrations.workdir`: no such folder {workdir}", file=where,
+                          key="migrations.workdir", hint="name the folder the command runs in, relative "
+                                                         "to this file")
+    timeout = (_duration(table["command_timeout"], where, "migrations.command_timeout")
+               if "command_timeout" in table else None)
+    names = table.get("command_env", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{where}: `migrations.command_env` must be a list of variable names, got "
+                          f"{names!r}", file=where, key="migrations.command_env")
+    env = checked("command_env", check_env_names, names)
+    return MigrationCommandConfig(command, workdir, down, timeout, env)
 
 
 def _http_url(url: str, where: str, key: str) -> str:

@@ -39,6 +39,8 @@ from drills.migrations import (
     round_trip,
     round_trip_verdict,
 )
+from drills.migrations.command import MigrateCommand
+from drills.migrations.command_replay import CommandResult
 from drills.targets import PostgresTarget, ScratchPostgres
 
 from .context import PARSE_TYPES, ScenarioState, configured_timeout
@@ -64,8 +66,14 @@ class MigrationState:
     pending_runs: list[StepRun] = field(default_factory=list)
     # SQL run in the scratch database before the first step (a feature's, else [migrations] prelude).
     prelude: Path | None = None
+    # Migrations written as code: the team's own command instead of files (steps/migrate_command.py).
+    command: MigrateCommand | None = None
+    command_result: CommandResult | None = None
 
     def require_migrations(self) -> MigrationSet:
+        if self.migrations is None and self.command is not None:
+            raise LookupError("this step reads migration files: it is not available when the migrations "
+                              "are applied by a command")
         if self.migrations is None:
             raise LookupError('name the migrations first: `Given the migrations in "DIR"`')
         return self.migrations
@@ -105,6 +113,9 @@ def _resolve(text: str, request: pytest.FixtureRequest) -> Path:
         if candidate.exists():
             return candidate
     return SUITE_ROOT / path
+
+
+resolve_folder = _resolve  # for steps/migrate_command.py
 
 
 def _feature_dir(request: pytest.FixtureRequest) -> Path | None:
@@ -186,6 +197,9 @@ def _configured_prelude(request: pytest.FixtureRequest) -> Path | None:
     return load_config(Path(config_path)).migration_prelude
 
 
+configured_prelude = _configured_prelude  # for steps/migrate_command.py
+
+
 def _replay_limit(request: pytest.FixtureRequest) -> Limit:
     """``[run] migration_timeout`` of the run's config, else the built-in default."""
     return Limit.configured(configured_timeout(request, "migration_timeout"), key="migration_timeout",
@@ -223,6 +237,11 @@ def history_table(table: str, migration_state: MigrationState) -> None:
 def replay_from_empty(drillbook_env: Any, migration_state: MigrationState,
                       request: pytest.FixtureRequest) -> None:
     """Every step applied in order, from empty, over one connection; each in its own transaction."""
+    if migration_state.command is not None:
+        from . import migrate_command
+
+        guarded("migrations.replay", lambda: migrate_command.replay(drillbook_env, migration_state))
+        return
     migrations = migration_state.require_migrations()
 
     def replay() -> Verdict:
@@ -242,6 +261,11 @@ def replay_from_empty(drillbook_env: Any, migration_state: MigrationState,
 def replay_round_trip(drillbook_env: Any, migration_state: MigrationState,
                       request: pytest.FixtureRequest) -> None:
     """Up to head, down to zero, up again, with a schema snapshot at every version."""
+    if migration_state.command is not None:
+        from . import migrate_command
+
+        guarded("migrations.round_trip", lambda: migrate_command.round_trip(drillbook_env, migration_state))
+        return
     migrations = migration_state.require_migrations()
 
     def run() -> Verdict:
@@ -280,6 +304,11 @@ def _open_replay(env: Any, state: MigrationState, migrations: MigrationSet,
 @then("the round trip leaves an identical schema at every version")
 def round_trip_identical(migration_state: MigrationState) -> None:
     """Rolled back and re-applied, every version has the schema it had the first time."""
+    if migration_state.command is not None:
+        from . import migrate_command
+
+        record(migrate_command.round_trip_verdict(migration_state))
+        return
     result = migration_state.round_trip
     if result is None:
         raise LookupError("add `When the migrations are replayed up, down and up again` first")
@@ -365,6 +394,12 @@ def no_pending(drill_state: ScenarioState, migration_state: MigrationState) -> N
 
 def _history(drill_state: ScenarioState, state: MigrationState, *, allow_pending: bool) -> None:
     subject = _subject(drill_state)
+    if state.command is not None:
+        from . import migrate_command
+
+        guarded("migrations.history", lambda: migrate_command.history(
+            state, subject.dsn, subject.name, allow_pending=allow_pending))
+        return
     migrations = state.require_migrations()
 
     def check() -> Verdict:
