@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,8 @@ import pytest
 
 from checks.errors import EnvironmentError_
 from drills import pgtools
-from drills.local import LocalEnvironment
+from drills.local import LocalEnvironment, LocalScratch
+from drills.targets import PostgresTarget
 from tests.support.engine import pointed_at_test_engine
 from tests.support.hostile import (
     cluster_fingerprint,
@@ -95,3 +96,54 @@ def unchanged(local_env: LocalEnvironment, marker_dir: Path) -> Iterator[Path]:
     assert after[1] == before[1], "the subject changed"
     assert after[2] == before[2], "the drill left a scratch database behind"
     assert running_clients() == [], "a psql or pg_restore of the drill is still running"
+
+
+Fresh = Callable[[str], PostgresTarget]
+
+
+def _cluster(cache: Path) -> Iterator[LocalScratch]:
+    try:
+        cluster = LocalScratch.start(cache_dir=cache / "drillbook")
+    except EnvironmentError_ as exc:
+        pytest.skip(reason=f"PostgreSQL server binaries are not usable here: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def _databases(cluster: LocalScratch) -> Iterator[Fresh]:
+    made: list[PostgresTarget] = []
+
+    def make(purpose: str) -> PostgresTarget:
+        target = cluster.fresh_database(purpose)
+        made.append(target)
+        return target
+
+    yield make
+    for target in made:
+        cluster.drop(target)
+
+
+@pytest.fixture(scope="module")
+def scratch_cluster(sandbox_xdg_cache: Path) -> Iterator[LocalScratch]:
+    """A throwaway PostgreSQL of the module's own (it needs no sandbox product)."""
+    yield from _cluster(sandbox_xdg_cache)
+
+
+@pytest.fixture
+def fresh(scratch_cluster: LocalScratch) -> Iterator[Fresh]:
+    """Fresh scratch databases on the module's cluster, all dropped after the test."""
+    yield from _databases(scratch_cluster)
+
+
+@pytest.fixture(scope="module")
+def subject_cluster(sandbox_xdg_cache: Path) -> Iterator[LocalScratch]:
+    """A second server for ``--against`` subjects: a scratch on a subject's server is refused."""
+    yield from _cluster(sandbox_xdg_cache)
+
+
+@pytest.fixture
+def subject(subject_cluster: LocalScratch) -> Iterator[Fresh]:
+    """Fresh subject databases on their own server, all dropped after the test."""
+    yield from _databases(subject_cluster)

@@ -8,17 +8,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 import psycopg
 import pytest
 
-from checks.errors import EnvironmentError_
 from checks.migration_history import read_history, validate_history
 from checks.verdict import Outcome
-from drills.local import LocalScratch
 from drills.migrations import MigrationReplay, load_migrations
 from drills.migrations.layouts.atlas import SumMismatch, compute_sum, render_sum
 from drills.targets import PostgresTarget
@@ -80,60 +78,12 @@ DROP FUNCTION IF EXISTS diesel_set_updated_at();
 """
 
 
-@pytest.fixture(scope="module")
-def scratch_cluster(sandbox_xdg_cache: Path) -> Iterator[LocalScratch]:
-    """A throwaway PostgreSQL of this module's own."""
-    try:
-        scratch = LocalScratch.start(cache_dir=sandbox_xdg_cache / "drillbook")
-    except EnvironmentError_ as exc:
-        pytest.skip(reason=f"PostgreSQL server binaries are not usable here: {exc}")
-    try:
-        yield scratch
-    finally:
-        scratch.close()
 
 
-@pytest.fixture
-def fresh(scratch_cluster: LocalScratch) -> Iterator[Fresh]:
-    """Fresh scratch databases, all dropped after the test."""
-    made: list[PostgresTarget] = []
-
-    def make(purpose: str) -> PostgresTarget:
-        target = scratch_cluster.fresh_database(purpose)
-        made.append(target)
-        return target
-
-    yield make
-    for target in made:
-        scratch_cluster.drop(target)
 
 
-@pytest.fixture(scope="module")
-def subject_cluster(sandbox_xdg_cache: Path) -> Iterator[LocalScratch]:
-    """A second server for the ``--against`` subjects: the CLI refuses a scratch on a subject's server."""
-    try:
-        cluster = LocalScratch.start(cache_dir=sandbox_xdg_cache / "drillbook")
-    except EnvironmentError_ as exc:
-        pytest.skip(reason=f"PostgreSQL server binaries are not usable here: {exc}")
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
-@pytest.fixture
-def subject(subject_cluster: LocalScratch) -> Iterator[Fresh]:
-    """Fresh subject databases (on their own server), all dropped after the test."""
-    made: list[PostgresTarget] = []
-
-    def make(purpose: str) -> PostgresTarget:
-        target = subject_cluster.fresh_database(purpose)
-        made.append(target)
-        return target
-
-    yield make
-    for target in made:
-        subject_cluster.drop(target)
 
 
 def _write(directory: Path, files: dict[str, str]) -> Path:

@@ -17,11 +17,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from checks.errors import EnvironmentError_
 from checks.migration_history import HistoryKind, read_history, validate_history
 from checks.verdict import Outcome
 from drillbook.cli import main
-from drills.local import LocalScratch
 from drills.migrations import (
     LayoutError,
     MigrationFailed,
@@ -108,32 +106,8 @@ CREATE INDEX CONCURRENTLY orders_total ON orders (total);
 """
 
 
-@pytest.fixture(scope="module")
-def scratch_cluster(sandbox_xdg_cache: Path) -> Iterator[LocalScratch]:
-    """A throwaway PostgreSQL of this module's own."""
-    try:
-        scratch = LocalScratch.start(cache_dir=sandbox_xdg_cache / "drillbook")
-    except EnvironmentError_ as exc:
-        pytest.skip(reason=f"PostgreSQL server binaries are not usable here: {exc}")
-    try:
-        yield scratch
-    finally:
-        scratch.close()
 
 
-@pytest.fixture
-def fresh(scratch_cluster: LocalScratch) -> Iterator[Fresh]:
-    """Fresh scratch databases, all dropped after the test."""
-    made: list[PostgresTarget] = []
-
-    def make(purpose: str) -> PostgresTarget:
-        target = scratch_cluster.fresh_database(purpose)
-        made.append(target)
-        return target
-
-    yield make
-    for target in made:
-        scratch_cluster.drop(target)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from checks.errors import EnvironmentError_, NotScratch
+from checks.errors import NotScratch
 from checks.verdict import Outcome
 from drills.deadlines import Limit
 from drills.local import LocalScratch
@@ -33,6 +33,13 @@ from tests.support.cli import drillbook
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(autouse=True)
+def nothing_left(scratch_cluster: LocalScratch) -> Iterator[None]:
+    """After each test (and its fresh databases' drops) no database is left on the scratch server."""
+    yield
+    assert scratch_cluster.databases() == []
+
 VENV_BIN = Path(sys.executable).parent
 # What drillbook's own environment holds in production: none of it may reach the command.
 PRODUCTION_DSN = "postgresql://app:Pr0d-s3cret-pw@db.internal:5432/aureus"
@@ -42,33 +49,8 @@ ENVIRON = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": "/root", 
 Fresh = Callable[[str], PostgresTarget]
 
 
-@pytest.fixture(scope="module")
-def scratch_cluster(sandbox_xdg_cache: Path) -> Iterator[LocalScratch]:
-    """A throwaway PostgreSQL of this module's own."""
-    try:
-        scratch = LocalScratch.start(cache_dir=sandbox_xdg_cache / "drillbook")
-    except EnvironmentError_ as exc:
-        pytest.skip(reason=f"PostgreSQL server binaries are not usable here: {exc}")
-    try:
-        yield scratch
-    finally:
-        scratch.close()
 
 
-@pytest.fixture
-def fresh(scratch_cluster: LocalScratch) -> Iterator[Fresh]:
-    """Fresh scratch databases, all dropped after the test (and none other left on the server)."""
-    made: list[PostgresTarget] = []
-
-    def make(purpose: str) -> PostgresTarget:
-        target = scratch_cluster.fresh_database(purpose)
-        made.append(target)
-        return target
-
-    yield make
-    for target in made:
-        scratch_cluster.drop(target)
-    assert scratch_cluster.databases() == []
 
 
 @pytest.fixture

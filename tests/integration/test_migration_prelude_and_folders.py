@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from checks.errors import EnvironmentError_
 from drillbook.cli import main
-from drills.local import LocalScratch
 from drills.migrations import LayoutError, load_folders
 from drills.targets import PostgresTarget
 
@@ -25,30 +23,8 @@ pytestmark = pytest.mark.integration
 Fresh = Callable[[str], PostgresTarget]
 
 
-@pytest.fixture(scope="module")
-def scratch_cluster(sandbox_xdg_cache: Path) -> Iterator[LocalScratch]:
-    try:
-        scratch = LocalScratch.start(cache_dir=sandbox_xdg_cache / "drillbook")
-    except EnvironmentError_ as exc:
-        pytest.skip(reason=f"PostgreSQL server binaries are not usable here: {exc}")
-    try:
-        yield scratch
-    finally:
-        scratch.close()
 
 
-@pytest.fixture
-def fresh(scratch_cluster: LocalScratch) -> Iterator[Fresh]:
-    made: list[PostgresTarget] = []
-
-    def make(purpose: str) -> PostgresTarget:
-        target = scratch_cluster.fresh_database(purpose)
-        made.append(target)
-        return target
-
-    yield make
-    for target in made:
-        scratch_cluster.drop(target)
 
 
 def _write(folder: Path, files: dict[str, str]) -> Path:

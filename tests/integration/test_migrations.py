@@ -24,13 +24,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from checks.errors import EnvironmentError_, NotScratch
+from checks.errors import NotScratch
 from checks.migration_history import HistoryKind, compare_history, read_history, validate_history
 from checks.migration_lint import UnknownRule, check_rule_names, lint_files, lint_verdict
 from checks.schema import schemas_match, snapshot
 from checks.verdict import Outcome
 from drillbook.cli import main
-from drills.local import LocalEnvironment, LocalScratch
+from drills.local import LocalEnvironment
 from drills.migrations import (
     LayoutError,
     MigrationFailed,
@@ -64,33 +64,8 @@ def authelia() -> Path:
 Fresh = Callable[[str], PostgresTarget]
 
 
-@pytest.fixture(scope="module")
-def scratch_cluster(sandbox_xdg_cache: Path) -> Iterator[LocalScratch]:
-    """A throwaway PostgreSQL of this module's own (it needs no sandbox product)."""
-    try:
-        scratch = LocalScratch.start(cache_dir=sandbox_xdg_cache / "drillbook")
-    except EnvironmentError_ as exc:
-        pytest.skip(reason=f"PostgreSQL server binaries are not usable here: {exc}")
-    try:
-        yield scratch
-    finally:
-        scratch.close()
 
 
-@pytest.fixture
-def fresh(scratch_cluster: LocalScratch) -> Iterator[Callable[[str], PostgresTarget]]:
-    """Fresh scratch databases, all dropped after the test."""
-    scratch = scratch_cluster
-    made: list[PostgresTarget] = []
-
-    def make(purpose: str) -> PostgresTarget:
-        target = scratch.fresh_database(purpose)
-        made.append(target)
-        return target
-
-    yield make
-    for target in made:
-        scratch.drop(target)
 
 
 def _copy(source: Path, tmp_path: Path) -> Path:
