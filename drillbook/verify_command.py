@@ -132,10 +132,12 @@ def _run(command: MigrateCommand, scratch: Any, args: argparse.Namespace,
         command_replay_verdict,
         command_round_trip_verdict,
     )
+    from drills.migrations.prelude_roles import role_creator
 
     target = scratch.fresh_database("verify-migrations")
     try:
-        replay = CommandReplay(command, target, environ=os.environ, prelude=args.prelude)
+        replay = CommandReplay(command, target, environ=os.environ, prelude=args.prelude,
+                               roles=role_creator(scratch))
         result = replay.round_trip() if args.round_trip else replay.up()
     finally:
         scratch.drop(target)

@@ -200,7 +200,7 @@ def _replay(migrations: Any, scratch: Any, args: argparse.Namespace, settings: d
     try:
         with MigrationReplay(migrations, target, settings=settings, limit=_limit(args)) as replayer:
             if args.prelude is not None:
-                verdict = _prelude(replayer, args.prelude)
+                verdict = _prelude(replayer, args.prelude, scratch)
                 verdicts.append(verdict)
                 if verdict.counts_as_fail():
                     return verdicts
@@ -253,12 +253,16 @@ def _replay(migrations: Any, scratch: Any, args: argparse.Namespace, settings: d
     return verdicts
 
 
-def _prelude(replayer: Any, path: Path) -> Verdict:
-    """The prelude as a verdict of its own: what ran before the first step is evidence."""
+def _prelude(replayer: Any, path: Path, scratch: Any) -> Verdict:
+    """The prelude as a verdict of its own: what ran before the first step is evidence.
+
+    Its roles are made by the scratch (dropped with the database): see prelude_roles.py.
+    """
     from drills.migrations import MigrationError, prelude_verdict
+    from drills.migrations.prelude_roles import role_creator
 
     try:
-        return prelude_verdict(path, replayer.prelude(path))
+        return prelude_verdict(path, replayer.prelude(path, roles=role_creator(scratch)))
     except MigrationError as exc:
         return prelude_verdict(path, None, failure=exc)
 

@@ -66,7 +66,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -264,8 +264,12 @@ class ContainersScratch:
         return self._databases.fresh(purpose)
 
     def drop(self, target: PostgresTarget) -> None:
-        """Drop a database this scratch handed out; any other is refused (``SafetyError``)."""
+        """Drop a database this scratch handed out, and the roles made for it; any other is refused."""
         self._databases.drop(target)
+
+    def create_roles(self, target: PostgresTarget, specs: Sequence[provision.RoleRequest]) -> list[str]:
+        """A migration prelude's roles, made by the container's admin, dropped with ``target``."""
+        return self._databases.create_roles(target, specs)
 
     def databases(self) -> list[str]:
         """Databases handed out and not dropped yet."""

@@ -14,7 +14,13 @@ from typing import TypeVar
 
 import psycopg
 
-from checks.errors import ConfigError, ScratchNotEmpty, ScratchNotRestored, TargetUnreachable
+from checks.errors import (
+    ConfigError,
+    SafetyError,
+    ScratchNotEmpty,
+    ScratchNotRestored,
+    TargetUnreachable,
+)
 
 from . import pgtools
 from .config import Config
@@ -85,6 +91,15 @@ class ConfiguredScratch:
         self._before = state
         self._in_use = True
         return self.target
+
+    def create_roles(self, target: PostgresTarget, specs: Sequence[object]) -> list[str]:
+        """Refused: drillbook has no admin on this server, and roles are the whole server's."""
+        raise SafetyError(
+            f"the prelude creates roles, but scratch target `{target.name}` ({target.describe()}) is "
+            "a server of yours: drillbook creates roles only in the scratch clusters it starts itself",
+            target=target.name,
+            hint="create the roles on that server yourself, or let drillbook create the scratch "
+                 "(no --scratch, no `scratch = true` target)")
 
     def drop(self, target: PostgresTarget) -> None:
         """Leave the database as :meth:`fresh_database` found it: what the drill added is dropped.

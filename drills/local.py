@@ -23,7 +23,7 @@ import atexit
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -195,8 +195,12 @@ class LocalScratch(_Cleanup):
         return self._databases.fresh(purpose)
 
     def drop(self, target: PostgresTarget) -> None:
-        """Drop a database this cluster handed out; any other is refused (:class:`SafetyError`)."""
+        """Drop a database this cluster handed out, and the roles made for it; any other is refused."""
         self._databases.drop(target)
+
+    def create_roles(self, target: PostgresTarget, specs: Sequence[provision.RoleRequest]) -> list[str]:
+        """A migration prelude's roles, made by the cluster's admin, dropped with ``target``."""
+        return self._databases.create_roles(target, specs)
 
     def databases(self) -> list[str]:
         """Databases handed out and not dropped yet."""

@@ -30,6 +30,7 @@ from drills.migrations.command_replay import (
     command_replay_verdict,
     command_round_trip_verdict,
 )
+from drills.migrations.prelude_roles import role_creator
 
 from .context import configured_timeout
 from .migrations import MigrationState, configured_prelude, resolve_folder
@@ -107,7 +108,7 @@ def _replay(env: Any, state: MigrationState) -> CommandReplay:
     state.scratch = scratch
     state.target = scratch.fresh_database("migrations")
     command = dataclasses.replace(state.command, history_table=state.history_table)
-    return CommandReplay(command, state.target, prelude=state.prelude)
+    return CommandReplay(command, state.target, prelude=state.prelude, roles=role_creator(scratch))
 
 
 def _record_prelude(state: MigrationState, result: CommandResult) -> None:

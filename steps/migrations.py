@@ -41,6 +41,7 @@ from drills.migrations import (
 )
 from drills.migrations.command import MigrateCommand
 from drills.migrations.command_replay import CommandResult
+from drills.migrations.prelude_roles import role_creator
 from drills.targets import PostgresTarget, ScratchPostgres
 
 from .context import PARSE_TYPES, ScenarioState, configured_timeout
@@ -293,7 +294,7 @@ def _open_replay(env: Any, state: MigrationState, migrations: MigrationSet,
     state.replay.connect()
     if state.prelude is not None:
         try:
-            run = state.replay.prelude(state.prelude)
+            run = state.replay.prelude(state.prelude, roles=role_creator(scratch))
         except MigrationError as exc:
             record(prelude_verdict(state.prelude, None, failure=exc))
             raise

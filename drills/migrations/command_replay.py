@@ -25,6 +25,7 @@ from ..deadlines import Deadline
 from ..targets import Journal, PostgresTarget
 from .command import CommandFailed, CommandRun, CommandUnusable, MigrateCommand, run_command
 from .model import MigrationError, MigrationSet
+from .prelude_roles import RoleCreator
 from .replay import MigrationReplay, StepRun
 
 
@@ -77,11 +78,14 @@ class CommandReplay:
     """Runs the team's command against one scratch database, under one deadline for the whole drill."""
 
     def __init__(self, command: MigrateCommand, target: PostgresTarget, *,
-                 environ: Mapping[str, str] | None = None, prelude: Path | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, prelude: Path | None = None,
+                 roles: RoleCreator | None = None) -> None:
         target.require_scratch()
         self.command = command
         self.target = target
         self.prelude = prelude
+        # The scratch's create_roles, for the prelude's CREATE ROLE statements (prelude_roles.py).
+        self.roles = roles
         # Passed in (STYLE rule 4): tests hand their own; the CLI and steps hand os.environ, of which
         # only PATH, HOME, LANG and the listed names ever reach the child.
         self.environ = dict(os.environ if environ is None else environ)
@@ -136,7 +140,7 @@ class CommandReplay:
         """The init script, run as SQL replays run it (:meth:`MigrationReplay.prelude`), within the limit."""
         empty = MigrationSet(path.parent, "prelude", ())
         with MigrationReplay(empty, self.target, limit=self.command.limit) as replay:
-            result.prelude_run = replay.prelude(path)
+            result.prelude_run = replay.prelude(path, roles=self.roles)
 
     def _read_tool_rows(self, result: CommandResult) -> None:
         with psycopg.connect(self.target.dsn, connect_timeout=10, autocommit=True) as conn:

@@ -6,10 +6,11 @@ transaction such as ``CREATE INDEX CONCURRENTLY``, or its layout says so — goo
 TRANSACTION``, dbmate's ``transaction:false`` —, statement by statement in autocommit, as the
 tools do). Every step is timed. Empty parts are accepted (a no-op step). A step with a verify
 script (sqitch) runs it right after its deploy, inside a transaction that is rolled back, and a
-failing verify fails the step. A *prelude* (the team's init script: schemas, extensions, a
-``search_path``) runs before the first step. The whole replay has one deadline (``[run]
-migration_timeout``, :mod:`drills.deadlines`): past it the server cancels the running statement and
-the failure names its file and line and the limit.
+failing verify fails the step. A *prelude* (the team's init script: schemas, extensions, roles,
+a ``search_path``) runs before the first step; its ``CREATE ROLE`` statements are run by the
+scratch cluster's admin in a safe form (:mod:`.prelude_roles`), the rest as the replay role.
+The whole replay has one deadline (``[run] migration_timeout``, :mod:`drills.deadlines`): past
+it the server cancels the running statement and the failure names its file and line and the limit.
 
 Only scratch is ever written: every entry point calls ``require_scratch()``.
 """
@@ -17,7 +18,9 @@ Only scratch is ever written: every entry point calls ``require_scratch()``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
+from checks.errors import DrillbookError
 from checks.redact import redact
 from checks.schema import SchemaSnapshot, snapshot
 from checks.verdict import Verdict
@@ -45,10 +49,14 @@ from .model import (
     Part,
     Statement,
 )
+from .prelude_roles import RoleCreator, RoleRefused, RoleSpec, take_roles
 from .statements import Script, read_script
 
 STATEMENT_EXCERPT = 200
 _INSUFFICIENT_PRIVILEGE = "42501"
+# CREATE ROLE / USER / GROUP (not CREATE USER MAPPING), after leading comments.
+_CREATE_ROLE = re.compile(r"(?:\s|--[^\n]*\n|/\*.*?\*/)*CREATE\s+(?:ROLE|GROUP|USER(?!\s+MAPPING\b))\b",
+                          re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -64,13 +72,21 @@ class StepRun:
     transactional: bool = True
     # The verify script that passed after this deploy (sqitch), when the step has one.
     verified: str | None = None
+    # A prelude's roles, created by drillbook (prelude_roles.py), and what was left out of them.
+    roles: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def to_evidence(self) -> dict[str, Any]:
-        found = {"version": self.version, "direction": self.direction.value, "file": self.file,
-                 "statements": self.statements, "duration_s": round(self.duration_s, 6),
-                 "notices": self.notices, "transactional": self.transactional}
+        found: dict[str, Any] = {
+            "version": self.version, "direction": self.direction.value, "file": self.file,
+            "statements": self.statements, "duration_s": round(self.duration_s, 6),
+            "notices": self.notices, "transactional": self.transactional}
         if self.verified is not None:
             found["verified"] = self.verified
+        if self.roles:
+            found["roles"] = list(self.roles)
+        if self.notes:
+            found["notes"] = list(self.notes)
         return found
 
 
@@ -146,12 +162,52 @@ class MigrationReplay:
         """The scratch database's schema right now."""
         return snapshot(self.connect())
 
-    def prelude(self, path: Path) -> StepRun:
-        """Run the team's init script (schemas, extensions, ``search_path``) before the first step."""
-        run = self._step("prelude", Direction.UP, Part(path), label=f"prelude {path.name}",
-                         shown=str(path))
+    def prelude(self, path: Path, *, roles: RoleCreator | None = None) -> StepRun:
+        """Run the team's init script (schemas, extensions, roles, ``search_path``) first.
+
+        Its ``CREATE ROLE`` statements go to ``roles`` (the scratch's ``create_roles``, which
+        creates them with the cluster's admin connection and drops them with the database); the
+        rest runs as the replay role. Without ``roles`` (a scratch drillbook did not start), a
+        prelude that creates a role is refused naming its line.
+        """
+        part = Part(path)
+        specs, rest = take_roles(self.script(part), str(path))
+        created: list[str] = []
+        if specs:
+            created = self._create_roles(specs, roles, str(path))
+            self._scripts[part] = rest  # the role statements are done: the rest keeps its lines
+        run = self._step("prelude", Direction.UP, part, label=f"prelude {path.name}", shown=str(path))
+        if specs:
+            run = dataclasses.replace(run, roles=tuple(created),
+                                      notes=tuple(n for s in specs if (n := s.note()) is not None))
         self.preludes.append(run)
         return run
+
+    def _create_roles(self, specs: list[RoleSpec], roles: RoleCreator | None, file: str) -> list[str]:
+        """The prelude's roles, created by the scratch; a refusal names the line of the role."""
+        first = specs[0]
+        if roles is None:
+            raise RoleRefused(
+                f"{file}:{first.line}: the prelude creates role {first.name!r}, but drillbook creates "
+                "roles only in the scratch clusters it starts itself",
+                hint="create the roles on that server yourself, or let drillbook create the scratch",
+                file=file, line=first.line, role=first.name)
+        started = datetime.now(UTC).isoformat()
+        t0 = time.perf_counter()
+        try:
+            created = roles(self.target, specs)
+        except (DrillbookError, psycopg.Error) as exc:
+            named = exc.context.get("role") if isinstance(exc, DrillbookError) else None
+            spec = next((s for s in specs if s.name == named), first)
+            message = exc.message if isinstance(exc, DrillbookError) else str(exc).strip()
+            hint = exc.hint if isinstance(exc, DrillbookError) and exc.hint else None
+            self.journal.add(f"prelude roles {Path(file).name}", "failed", started,
+                             time.perf_counter() - t0, file=file, error=redact(message))
+            raise RoleRefused(f"{file}:{spec.line}: {message}", hint=hint, file=file, line=spec.line,
+                              role=spec.name) from exc
+        self.journal.add(f"prelude roles {Path(file).name}", "ok", started, time.perf_counter() - t0,
+                         file=file, roles=len(created))
+        return created
 
     def apply(self, migration: Migration, direction: Direction = Direction.UP) -> StepRun:
         """Apply one step in its own transaction; raise MigrationFailed naming file, statement, line."""
@@ -308,15 +364,20 @@ def _failure(file: str, script: Script, statement: str, line: int, exc: psycopg.
     if len(excerpt) > STATEMENT_EXCERPT:
         excerpt = excerpt[: STATEMENT_EXCERPT - 3] + "..."
     context = f" ({diag.context.strip().splitlines()[0]})" if diag.context else ""
+    hint = diag.message_hint or MigrationFailed.default_hint
     if diag.sqlstate == _INSUFFICIENT_PRIVILEGE:
         # A migration reached outside its scratch database (a server program or file, server
         # settings, roles, other databases): the replay role is built to refuse exactly that.
         primary += (": refused, the replay runs as a role that is not a superuser and owns "
                     "only its scratch database")
+        if _CREATE_ROLE.match(statement):
+            # Roles are the cluster's, not the database's: only the prelude may make them.
+            hint = ("create the role in the prelude (--prelude / [migrations] prelude): drillbook "
+                    "creates a prelude's roles itself, without LOGIN or any superuser-like attribute")
     return MigrationFailed(
         f"{file}:{line}: {primary}{context} — in statement: {excerpt}",
         file=file, line=line, statement=excerpt, sqlstate=diag.sqlstate or "",
-        hint=(diag.message_hint or MigrationFailed.default_hint)
+        hint=hint
         + ("" if script.parse_error is None else " (the file was sent whole: pglast could not split it)"),
     )
 
@@ -354,6 +415,9 @@ def prelude_verdict(path: Path, run: StepRun | None, *, failure: MigrationError 
         return Verdict.failed("migrations.prelude", f"the prelude {path.name} failed, so no migration "
                                                     f"was replayed: {failure}", evidence=evidence)
     evidence.update(run.to_evidence())
+    roles = (f", roles created by drillbook without LOGIN and dropped with the database: "
+             f"{', '.join(run.roles)}" if run.roles else "")
     return Verdict.passed("migrations.prelude", f"prelude {path.name} ran before the first step "
-                                                f"({run.statements} statements, {run.duration_s:.2f}s)",
+                                                f"({run.statements} statements, {run.duration_s:.2f}s"
+                                                f"{roles})",
                           measured=round(run.duration_s, 6), evidence=evidence)

@@ -18,11 +18,11 @@ import secrets
 import signal
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -43,6 +43,8 @@ _MAX_PURPOSE_SLUG = 30
 _UPLOAD_WORKERS = 8
 _REDIS_SAMPLE_KEYS = 100
 _CONNECT_TIMEOUT_S = 10
+# DROP ROLE of a role something still depends on (a grant in another database).
+_DEPENDENT_OBJECTS = "2BP01"
 
 
 def seed_redis(client: Any) -> None:
@@ -141,6 +143,15 @@ class ProductServices:
         return self.products.prometheus(name)
 
 
+class RoleRequest(Protocol):
+    """A role to create for a scratch database (``drills.migrations.prelude_roles.RoleSpec``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def statement(self) -> sql.Composed: ...
+
+
 class ScratchDatabases:
     """Fresh, empty databases on one scratch server, and only those dropped again.
 
@@ -154,6 +165,8 @@ class ScratchDatabases:
         self._what = what
         self._names: set[str] = set()
         self._roles: set[str] = set()
+        # Roles created for a database (a migration prelude's), dropped with it.
+        self._made_for: dict[str, list[str]] = {}
         self._counter = 0
 
     def fresh(self, purpose: str) -> PostgresTarget:
@@ -190,19 +203,59 @@ class ScratchDatabases:
                               created_by_drillbook=True)
 
     def drop(self, target: PostgresTarget) -> None:
-        """Drop a database :meth:`fresh` handed out, and its role (``WITH (FORCE)``: sessions may linger)."""
+        """Drop a database :meth:`fresh` handed out, its role and the roles made for it.
+
+        ``WITH (FORCE)``: sessions may linger.
+        """
+        dbname = self._handed_out(target, "drop")
+        with self._admin() as conn:
+            self._drop(conn, dbname)
+
+    def create_roles(self, target: PostgresTarget, specs: Sequence[RoleRequest]) -> list[str]:
+        """Create a prelude's roles (``drills.migrations.prelude_roles``) for a database of ours.
+
+        The statements are the specs' own safe form (NOLOGIN, no superuser-like attribute,
+        members only of each other). A name that exists on the server is refused before
+        anything is created: names are cluster-wide, and a role drillbook did not make is never
+        touched. The roles are recorded with the database at once, so :meth:`drop` (or a failed
+        creation) drops them, whatever happens next.
+        """
+        dbname = self._handed_out(target, "create roles for")
+        names = [spec.name for spec in specs]
+        with self._admin() as conn:
+            existing = {row[0] for row in conn.execute(
+                "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)", (names,))}
+            for name in names:
+                if name in existing:
+                    raise SafetyError(
+                        f"role {name!r} already exists on the {self._what}: drillbook creates "
+                        "only new roles and never changes an existing one", role=name,
+                        hint="rename the role in the prelude, or drop it from that server if it is a "
+                             "leftover of yours")
+            made = self._made_for.setdefault(dbname, [])
+            made.extend(names)  # recorded first: a drop after a half-done creation still finds them
+            try:
+                with conn.transaction():
+                    for spec in specs:
+                        conn.execute(spec.statement())
+            except BaseException:
+                del made[len(made) - len(names):]
+                raise
+        return names
+
+    def _handed_out(self, target: PostgresTarget, doing: str) -> str:
+        """The database name of a target :meth:`fresh` handed out; any other is refused."""
         target.require_scratch()
         info = psycopg.conninfo.conninfo_to_dict(target.dsn)
         dbname = str(info.get("dbname") or "")
         if dbname not in self._names or str(info.get("port")) != str(self._port):
             raise SafetyError(
-                f"refusing to drop `{target.name}` ({target.describe()}): "
+                f"refusing to {doing} `{target.name}` ({target.describe()}): "
                 f"this {self._what} did not create it",
                 target=target.name,
                 hint="drop only databases obtained from fresh_database() of the same scratch",
             )
-        with self._admin() as conn:
-            self._drop(conn, dbname)
+        return dbname
 
     def _drop(self, conn: psycopg.Connection[Any], name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -210,6 +263,35 @@ class ScratchDatabases:
         if name in self._roles:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
             self._roles.discard(name)
+        made = self._made_for.get(name)
+        if made:
+            self._drop_roles(conn, made)
+            del self._made_for[name]
+
+    def _drop_roles(self, conn: psycopg.Connection[Any], names: list[str]) -> None:
+        """Drop a prelude's roles; what they own or were granted anywhere goes first.
+
+        Their database is gone already, and with it everything in it that named them. Anything
+        left elsewhere (a grant in another database) would make ``DROP ROLE`` fail, so each
+        database that takes connections gets ``DROP OWNED BY`` for them first when needed.
+        """
+        existing = [row[0] for row in conn.execute(
+            "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)", (names,))]
+        if not existing:
+            return
+        roles = sql.SQL(", ").join(map(sql.Identifier, existing))
+        try:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(roles))
+        except psycopg.Error as exc:
+            if exc.sqlstate != _DEPENDENT_OBJECTS:
+                raise
+            databases = [row[0] for row in conn.execute(
+                "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn")]
+            for database in databases:
+                with psycopg.connect(self._dsn(database), autocommit=True,
+                                     connect_timeout=_CONNECT_TIMEOUT_S) as other:
+                    other.execute(sql.SQL("DROP OWNED BY {}").format(roles))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(roles))
 
     def _admin(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self._dsn("postgres"), autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
@@ -219,13 +301,14 @@ class ScratchDatabases:
         return sorted(self._names)
 
     def roles(self) -> list[str]:
-        """Drill roles created and not dropped yet."""
-        return sorted(self._roles)
+        """Drill roles (and roles made for a database) created and not dropped yet."""
+        return sorted(self._roles | {name for made in self._made_for.values() for name in made})
 
     def forget_all(self) -> None:
         """The server is gone, and every database and role on it."""
         self._names.clear()
         self._roles.clear()
+        self._made_for.clear()
 
 
 class SigtermAsExit:
