@@ -1,8 +1,13 @@
 """``drillbook verify signature``: verify one artifact's sigstore bundle from a shell or a script.
 
-Exit codes: 0 verified; 1 not verified (the reason is printed); 2 usage error or
-unreadable input (the artifact, the bundle or the trusted root cannot be read,
-or the trusted root is not one).
+The bundle may sign the file (``messageSignature``) or carry a DSSE attestation about it
+(``dsseEnvelope``, e.g. SLSA provenance): both are recognised as they come, as sigstore's own CLI
+does. ``--attestation`` *requires* the second kind.
+
+Exit codes: 0 verified; 1 not verified (the reason is printed: a bad signature, another signer, an
+attestation whose subjects do not include FILE or whose payload is not in-toto, a plain signature
+where an attestation was required); 2 usage error or unreadable input (the artifact, the bundle or
+the trusted root cannot be read, or the trusted root is not one).
 
 Hermetic by default: the trusted root is ``--trusted-root FILE``, or the
 production (default) or ``--staging`` root embedded in the installed sigstore
@@ -18,6 +23,7 @@ from typing import Any
 from checks import redact
 from checks.errors import ConfigError
 from checks.signatures import (
+    BundleContent,
     GitHubWorkflow,
     LoadedRoot,
     SignatureInputError,
@@ -25,7 +31,6 @@ from checks.signatures import (
     find_bundle,
     load_trusted_root,
     online_root,
-    verify_attestation,
     verify_bundle,
 )
 from checks.verdict import Outcome, Verdict, timed
@@ -63,14 +68,12 @@ def verify_signature(args: argparse.Namespace) -> int:
         raise ConfigError(f"bundle {bundle} does not exist or is not a file", hint="check --bundle")
     root = _root(args)
     github = GitHubWorkflow(args.repository, args.ref, args.trigger)
-    if args.attestation:
-        verdict = timed(lambda: verify_attestation(
-            bundle, [artifact], trusted_root=root, identity=args.identity, issuer=args.issuer,
-            github=github, check_id="attestation.verified"))
-    else:
-        verdict = timed(lambda: verify_bundle(
-            artifact, bundle, trusted_root=root, identity=args.identity, issuer=args.issuer,
-            github=github, check_id="signature.verified"))
+    # One check id per question asked: "is FILE signed?" unless an attestation was required.
+    require, check_id = ((BundleContent.DSSE, "attestation.verified") if args.attestation or args.predicate_type
+                         else (None, "signature.verified"))
+    verdict = timed(lambda: verify_bundle(
+        artifact, bundle, trusted_root=root, identity=args.identity, issuer=args.issuer, github=github,
+        require=require, predicate_type=args.predicate_type, check_id=check_id))
     code = _exit_code(verdict)
     _print(verdict, as_json=args.json, code=code)
     return code
@@ -91,8 +94,9 @@ def _print(verdict: Verdict, *, as_json: bool, code: int) -> None:
         return
     print(redact.redact(f"{verdict.outcome.value.upper():<8} {verdict.id}: {verdict.message}"))
     evidence = verdict.evidence
-    for key in ("artifact_sha256", "cert_identity", "cert_oidc_issuer", "tlog_index",
-                "tlog_integrated_time", "tsa_times", "trusted_root", "trusted_root_sha256"):
+    for key in ("artifact_sha256", "bundle_content", "predicate", "statement_error_path", "cert_identity",
+                "cert_oidc_issuer", "tlog_index", "tlog_integrated_time", "tsa_times", "trusted_root",
+                "trusted_root_sha256", "hint"):
         if evidence.get(key) is not None:
             print(redact.redact(f"         {key}: {evidence[key]}"))
 
@@ -102,7 +106,9 @@ def add_parser(verify_sub: Any) -> None:
     p = verify_sub.add_parser(
         "signature", help="verify a file's sigstore bundle offline (identity and OIDC issuer required)",
         description="Verify FILE against its sigstore bundle: signed by --identity, as asserted by "
-                    "--issuer, with a certificate chaining to the trusted root. Offline by default. "
+                    "--issuer, with a certificate chaining to the trusted root. A bundle carrying a DSSE "
+                    "in-toto attestation is verified as one: a subject's SHA-256 must be FILE's. "
+                    "Offline by default. "
                     "Exit 0 verified, 1 not verified, 2 usage or unreadable input.",
     )
     p.add_argument("file", type=Path, metavar="FILE")
@@ -123,5 +129,8 @@ def add_parser(verify_sub: Any) -> None:
     p.add_argument("--ref", metavar="REF", help="GitHub workflow ref to require, e.g. refs/tags/v1.2.0")
     p.add_argument("--trigger", metavar="EVENT", help="GitHub workflow trigger to require, e.g. push")
     p.add_argument("--attestation", action="store_true",
-                   help="the bundle is a DSSE in-toto attestation: verify it and that a subject is FILE")
+                   help="require an attestation: fail on a bundle that signs FILE directly. Without it, "
+                        "a DSSE (in-toto) bundle is still recognised and verified as one")
+    p.add_argument("--predicate-type", metavar="URI",
+                   help="require this in-toto predicate type, e.g. https://slsa.dev/provenance/v1")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from checks.errors import ConfigError, DrillbookError
-from checks.signatures import LoadedRoot, bundle_evidence, verify_bundle
+from checks.signatures import BundleContent, LoadedRoot, bundle_evidence, verify_bundle
 from checks.verdict import Outcome
 
 from .evidence import MANIFEST, SIGNATURE, VerifyReport
@@ -119,8 +119,10 @@ def verify_signed_bytes(data: bytes, bundle: bytes, *, trusted_root: Path | Load
                 return SignatureCheck(True, f"{bundle_path.name} is not a sigstore bundle with a signing "
                                             "certificate")
             identity, issuer = claimed
+        # The manifest's signature is one drillbook writes (a message signature); an attestation
+        # about the manifest is not what `evidence export --sign` produced, so it is refused.
         verdict = verify_bundle(artifact, bundle_path, trusted_root=trusted_root, identity=identity,
-                                issuer=issuer, check_id=check_id)
+                                issuer=issuer, require=BundleContent.MESSAGE_SIGNATURE, check_id=check_id)
     evidence = {k: v for k, v in verdict.evidence.items() if k not in ("artifact", "bundle")}
     if verdict.outcome is not Outcome.PASSED:
         # Temporary paths mean nothing to the reader: name the member instead.
