@@ -410,11 +410,9 @@ class SigningAuthority:
 
     def attest(
         self, subjects: dict[str, bytes], *, predicate_type: str = "https://slsa.dev/provenance/v1",
-        predicate: dict[str, Any] | None = None, identity: str = DEFAULT_IDENTITY,
-        issuer: str = DEFAULT_ISSUER, now: datetime | None = None, github: GitHubClaims | None = None,
+        predicate: dict[str, Any] | None = None, **kw: Any,
     ) -> dict[str, Any]:
         """A DSSE bundle holding an in-toto v1 statement over ``subjects`` (name -> bytes)."""
-        now = (now or datetime.now(UTC)).replace(microsecond=0)
         statement = {
             "_type": "https://in-toto.io/Statement/v1",
             "subject": [{"name": name, "digest": {"sha256": hashlib.sha256(data).hexdigest()}}
@@ -422,14 +420,25 @@ class SigningAuthority:
             "predicateType": predicate_type,
             "predicate": predicate or {"buildDefinition": {"buildType": "drillbook-local"}},
         }
-        payload = json.dumps(statement, sort_keys=True).encode()
+        return self.envelope(json.dumps(statement, sort_keys=True).encode(), **kw)
+
+    def envelope(
+        self, payload: bytes, *, payload_type: str = INTOTO_PAYLOAD_TYPE, identity: str = DEFAULT_IDENTITY,
+        issuer: str = DEFAULT_ISSUER, now: datetime | None = None, github: GitHubClaims | None = None,
+    ) -> dict[str, Any]:
+        """A DSSE bundle signing ``payload`` as ``payload_type``, whatever the payload holds.
+
+        Tests use it for genuinely signed payloads that are not in-toto statements, which no
+        tampering of a real bundle can produce (the signature covers both the type and the bytes).
+        """
+        now = (now or datetime.now(UTC)).replace(microsecond=0)
         key = ec.generate_private_key(ec.SECP256R1())
         leaf = self._leaf(key, identity, issuer, now, github)
-        pae = b"DSSEv1 %d %s %d %s" % (len(INTOTO_PAYLOAD_TYPE), INTOTO_PAYLOAD_TYPE.encode(),
+        pae = b"DSSEv1 %d %s %d %s" % (len(payload_type.encode()), payload_type.encode(),
                                         len(payload), payload)
         signature = key.sign(pae, ec.ECDSA(hashes.SHA256()))
-        envelope: dict[str, Any] = {"payload": _b64(payload), "payloadType": INTOTO_PAYLOAD_TYPE,
-                    "signatures": [{"sig": _b64(signature)}]}
+        envelope: dict[str, Any] = {"payload": _b64(payload), "payloadType": payload_type,
+                                    "signatures": [{"sig": _b64(signature)}]}
         cert_pem = leaf.public_bytes(serialization.Encoding.PEM)
         body = rfc8785.dumps({
             "apiVersion": "0.0.1", "kind": "dsse",
