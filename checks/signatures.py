@@ -176,7 +176,11 @@ def summarise(check_id: str, verdicts: Sequence[Verdict], *, what: str) -> Verdi
     items: list[Mapping[str, Any]] = [{"outcome": v.outcome.value, "message": v.message, **v.evidence}
                                       for v in verdicts]
     if not bad:
-        return Verdict.passed(check_id, f"{len(verdicts)} {what}(s) verified",
+        # Bundles that were attestations say so, by predicate: provenance is not a plain signature.
+        predicates = sorted({str(v.evidence["predicate"]) for v in verdicts if v.evidence.get("predicate")})
+        attested = sum(1 for v in verdicts if v.evidence.get("predicate"))
+        note = f" ({attested} by attestation: {', '.join(predicates)})" if attested else ""
+        return Verdict.passed(check_id, f"{len(verdicts)} {what}(s) verified{note}",
                               measured=len(verdicts), expected=len(verdicts), evidence={"items": items})
     errors = [v for v in bad if v.outcome.value == "error"]
     text = f"{len(bad)} of {len(verdicts)} {what}(s) not verified: " + "; ".join(v.message for v in bad)
