@@ -69,7 +69,8 @@ def verify_signature(args: argparse.Namespace) -> int:
     root = _root(args)
     github = GitHubWorkflow(args.repository, args.ref, args.trigger)
     # One check id per question asked: "is FILE signed?" unless an attestation was required.
-    require, check_id = ((BundleContent.DSSE, "attestation.verified") if args.attestation or args.predicate_type
+    wants_attestation = args.attestation or args.predicate_type is not None
+    require, check_id = ((BundleContent.DSSE, "attestation.verified") if wants_attestation
                          else (None, "signature.verified"))
     verdict = timed(lambda: verify_bundle(
         artifact, bundle, trusted_root=root, identity=args.identity, issuer=args.issuer, github=github,

@@ -78,6 +78,11 @@ def with_statement(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[s
     return apply
 
 
+def flip_first_bit(b64: str) -> str:
+    raw = base64.b64decode(b64)
+    return base64.b64encode(bytes([raw[0] ^ 1]) + raw[1:]).decode()
+
+
 # ---- the real bundle, as it comes -----------------------------------------------------------------
 
 
@@ -91,7 +96,8 @@ class TestRealDsseBundle:
         assert verdict["id"] == "signature.verified"
         assert verdict["message"] == f"{SLSA} for a.txt, signed by {BEACON} ({GHA})"
         ev = verdict["evidence"]
-        assert ev["bundle_content"] == "DSSE envelope" and ev["payload_type"] == "application/vnd.in-toto+json"
+        assert ev["bundle_content"] == "DSSE envelope"
+        assert ev["payload_type"] == "application/vnd.in-toto+json"
         assert ev["predicate_type"] == "https://slsa.dev/provenance/v1"
         assert ev["subjects"] == [{"name": "a.txt", "digest": {"sha256": A_SHA}}]
         assert ev["cert_identity"] == BEACON and ev["tlog_kind"] == "hashedrekord/0.0.2" and ev["tsa_times"]
@@ -111,13 +117,14 @@ class TestRealDsseBundle:
     def test_attestation_flag_requires_an_attestation(self, capsys: pytest.CaptureFixture[str]) -> None:
         """A genuine message-signature bundle passes alone, and fails when an attestation is required."""
         case = SIGSTORE / "staging-email-bundle-v0.3"
-        args = (case / "bundle_v3.txt", case / "bundle_v3.txt.sigstore", capsys)
-        kw = {"identity": "william@yossarian.net", "issuer": "https://github.com/login/oauth"}
-        assert verify(*args, **kw)[0] == 0
-        code, verdict = verify(*args, "--attestation", **kw)
+        artifact, bundle = case / "bundle_v3.txt", case / "bundle_v3.txt.sigstore"
+        who, issuer = "william@yossarian.net", "https://github.com/login/oauth"
+        assert verify(artifact, bundle, capsys, identity=who, issuer=issuer)[0] == 0
+        code, verdict = verify(artifact, bundle, capsys, "--attestation", identity=who, issuer=issuer)
         assert code == 1
-        assert verdict["message"] == (f"an attestation was required, but bundle {case / 'bundle_v3.txt.sigstore'}"
-                                      " carries a plain message signature (messageSignature, no dsseEnvelope)")
+        assert verdict["message"] == (
+            f"an attestation was required, but bundle {case / 'bundle_v3.txt.sigstore'} carries a plain "
+            "message signature (messageSignature, no dsseEnvelope)")
         assert "drop --attestation" in verdict["evidence"]["hint"]
 
     def test_predicate_type_can_be_pinned(self, capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,7 +148,8 @@ class TestRealDsseBundle:
 
 @needs_fixtures
 class TestRealBundleBadInput:
-    def test_subjects_that_do_not_include_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_subjects_that_do_not_include_file(self, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
         """Signed by the right workflow, but about another file: FILE's digest and the subjects' names."""
         other = tmp_path / "a.txt"
         other.write_bytes(ARTIFACT.read_bytes() + b"x")
@@ -177,8 +185,7 @@ class TestRealBundleBadInput:
             {"name": "evil.txt", "digest": {"sha256": hashlib.sha256(b"evil").hexdigest()}}]))),
         ("payloadType changed", lambda d: d["dsseEnvelope"].update(payloadType="application/json")),
         ("signature bit flipped", lambda d: d["dsseEnvelope"]["signatures"][0].update(
-            sig=base64.b64encode(bytes([base64.b64decode(d["dsseEnvelope"]["signatures"][0]["sig"])[0] ^ 1])
-                                 + base64.b64decode(d["dsseEnvelope"]["signatures"][0]["sig"])[1:]).decode())),
+            sig=flip_first_bit(d["dsseEnvelope"]["signatures"][0]["sig"]))),
     ])
     def test_a_tampered_envelope_never_verifies_and_is_never_read(
             self, name: str, change: Callable[[dict[str, Any]], None], tmp_path: Path,
@@ -243,8 +250,9 @@ class TestSignedButNotAnAttestationOfFile:
         code, verdict, path = sandbox_verify(artifact, bundle, root, capsys)
         assert code == 1
         assert verdict["message"] == (
-            f"attestation {path} is signed by {DEFAULT_IDENTITY}, but its payload is not an in-toto statement: "
-            "dsseEnvelope.payloadType is 'application/json', expected 'application/vnd.in-toto+json'")
+            f"attestation {path} is signed by {DEFAULT_IDENTITY}, but its payload is not an in-toto "
+            "statement: dsseEnvelope.payloadType is 'application/json', expected "
+            "'application/vnd.in-toto+json'")
         assert "in-toto" in verdict["evidence"]["hint"]
 
     @pytest.mark.parametrize(("payload", "where"), [
@@ -281,8 +289,9 @@ class TestSignedButNotAnAttestationOfFile:
         bundle = auth.attest({f"lib{i}.so": b"%d" % i for i in range(10)})
         code, verdict, _ = sandbox_verify(artifact, bundle, root, capsys)
         assert code == 1
-        assert f"do not include {artifact} (sha256 {hashlib.sha256(b'wheel').hexdigest()})" in verdict["message"]
-        assert "lib0.so (sha256 " in verdict["message"] and "and 2 more (all in the evidence)" in verdict["message"]
+        message = verdict["message"]
+        assert f"do not include {artifact} (sha256 {hashlib.sha256(b'wheel').hexdigest()})" in message
+        assert "lib0.so (sha256 " in message and "and 2 more (all in the evidence)" in message
         assert len(verdict["evidence"]["subjects"]) == 10
 
     def test_other_predicate_types_are_named(self, tmp_path: Path, authority: tuple[SigningAuthority, Path],
@@ -347,7 +356,10 @@ Feature: Releases whose artifacts carry attestations
 
 @needs_fixtures
 def test_release_steps_verify_dsse_bundles_as_attestations(tmp_path: Path) -> None:
-    """A release whose ``a.txt.sigstore.json`` is the real DSSE bundle passes; altered, it fails by subject."""
+    """A release whose ``a.txt.sigstore.json`` is the real DSSE bundle passes; altered, it fails.
+
+    The altered one fails on its subject: signed by the right workflow, about other bytes.
+    """
     for name, data in (("attested", ARTIFACT.read_bytes()), ("altered", ARTIFACT.read_bytes() + b"x")):
         folder = tmp_path / name
         folder.mkdir()
