@@ -22,21 +22,47 @@ parser on every string:
   ``iprivate`` character is handed to the library's own parser, so the
   verdict stays identical (such URLs are rare, and results are cached).
 
-``tests/unit/test_sbom.py`` proves the equivalence with hypothesis and on
-every fixture document; ``bench/sbom.py`` measures the speed-up.
+Two keywords of that validator are also replaced, with the same semantics, because
+jsonschema's implementations cost more than linear time on large documents:
+
+- ``uniqueItems``: jsonschema sorts the array when Python can, and otherwise compares
+  every pair (``_utils.uniq``): an array of objects (``components``,
+  ``dependencies``, ``services``) costs n²/2 deep comparisons: 35 s for 5,000
+  components, 131 s for 10,000. :func:`unique_items_ok` keeps the sorting path
+  exactly as jsonschema runs it (it is n log n, and its answer has quirks worth
+  keeping identical) and replaces only the pairwise path with a set of canonical
+  keys: two values have the same key exactly when jsonschema's ``equal`` calls them
+  equal (1 == 1.0, ``true`` != 1, key order irrelevant), so one pass finds a repeat.
+- ``enum`` on a string: jsonschema calls ``equal`` against each member in Python
+  (the SPDX licence id list has ~700); for a string instance ``equal`` is plain
+  ``==``, so list membership in C gives the same answer.
+
+The validator class keeps itself when a referenced schema (``spdx.schema.json``,
+``jsf-0.82.schema.json``) declares ``$schema`` draft-07, where jsonschema would switch
+back to ``Draft7Validator``: same draft, same rules, and the fast keywords stay on.
+Error messages, paths and order are jsonschema's own: the keyword functions run
+in the same place of the same schema walk.
+
+``tests/unit/test_sbom.py`` and ``tests/unit/test_cyclonedx_fast.py`` prove the
+equivalence with hypothesis and on every fixture document; ``bench/sbom.py``
+measures the speed-up and the scaling.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
+from collections.abc import Hashable, Iterator, Mapping
 from typing import Any
 
 import rfc3986_validator
 from cyclonedx.schema import OutputFormat, SchemaVersion
 from cyclonedx.validation import make_schemabased_validator
-from jsonschema import FormatChecker
-from jsonschema.validators import Draft7Validator
+from jsonschema import FormatChecker, ValidationError
+from jsonschema import _keywords as jsonschema_keywords
+from jsonschema import _utils as jsonschema_utils
+from jsonschema.validators import Draft7Validator, extend, validator_for
 from rfc3987_syntax import is_valid_syntax as _library_iri_syntax
 
 __all__ = [
@@ -44,6 +70,7 @@ __all__ = [
     "iri_ok",
     "iri_reference_ok",
     "library_json_validator",
+    "unique_items_ok",
 ]
 
 # Anchored with fullmatch rather than the module's own ``^…$`` (``$`` matches before a final "\n").
@@ -104,6 +131,107 @@ def _fast_format_checker() -> FormatChecker:
     return checker
 
 
+# ---------------------------------------------------------------------------- uniqueItems and enum
+
+
+class _Unkeyable(Exception):
+    """A value that is not plain JSON (never produced by a JSON parser): compare it pairwise."""
+
+
+def _canonical(value: object) -> Hashable:
+    """A key equal for two values exactly when jsonschema's ``_utils.equal`` says they are equal.
+
+    ``equal`` compares strings with ``==``, sequences item by item, mappings by keys and
+    values, and everything else with ``==`` after turning ``True``/``False`` into markers
+    of their own (so ``true`` is not ``1``, at any depth). Numbers keep their value in
+    the key: Python's ``1 == 1.0`` and ``hash(1) == hash(1.0)`` are JSON's equality.
+    """
+    if isinstance(value, str):
+        return ("s", value)
+    if value is True or value is False:
+        return ("b", value)
+    if value is None:
+        return ("z",)
+    if isinstance(value, int | float):
+        return ("n", value)
+    if isinstance(value, list | tuple):
+        return ("l", tuple(_canonical(item) for item in value))
+    if isinstance(value, Mapping):
+        return ("d", frozenset((key, _canonical(item)) for key, item in value.items()))
+    raise _Unkeyable(type(value).__name__)
+
+
+def _sorted_path(container: list[Any]) -> bool:
+    """jsonschema's own first attempt, verbatim: sort, compare neighbours. Raises TypeError when
+    the items do not sort (objects, mixed types): jsonschema then compares every pair."""
+    ordered = sorted(jsonschema_utils.unbool(item) for item in container)
+    return all(not jsonschema_utils.equal(a, b) for a, b in zip(ordered, itertools.islice(ordered, 1, None)))
+
+
+def unique_items_ok(container: list[Any]) -> bool:
+    """Whether ``container`` passes ``uniqueItems``, as jsonschema 4's ``_utils.uniq`` decides, in
+    O(n log n) rather than O(n²).
+
+    The sorting path is jsonschema's (it can miss a repeat that Python's ordering does not place
+    next to its twin, e.g. ``[[true], [1], [true]]``: kept, so verdicts stay identical); the
+    pairwise path becomes one pass over canonical keys, which finds a repeat exactly when some
+    pair is ``equal``.
+    """
+    try:
+        return _sorted_path(container)
+    except (NotImplementedError, TypeError):
+        pass
+    seen: set[Hashable] = set()
+    try:
+        for item in container:
+            key = _canonical(item)
+            if key in seen:
+                return False
+            seen.add(key)
+    except (_Unkeyable, TypeError):
+        return bool(jsonschema_utils.uniq(container))  # not plain JSON: jsonschema's own loop
+    return True
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    # The same condition and message as jsonschema._keywords.uniqueItems.
+    if unique and validator.is_type(instance, "array") and not unique_items_ok(instance):
+        yield ValidationError(f"{instance!r} has non-unique elements")
+
+
+def _enum(validator: Any, enums: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if isinstance(instance, str) and isinstance(enums, list):
+        # equal(each, a_string) is each == a_string (identity first): what list membership does.
+        if instance not in enums:
+            yield ValidationError(f"{instance!r} is not one of {enums!r}")
+        return
+    yield from jsonschema_keywords.enum(validator, enums, instance, schema)
+
+
+_FastDraft7: Any = extend(Draft7Validator, {"uniqueItems": _unique_items, "enum": _enum})
+
+
+def _evolve_keeping_class(self: Any, **changes: Any) -> Any:
+    """jsonschema's ``evolve``, except that a draft-07 ``$schema`` keeps this class.
+
+    jsonschema picks the class of a referenced schema from its ``$schema``
+    (``validator_for``): ``Draft7Validator`` for every file the library ships, which
+    would put the quadratic ``uniqueItems`` back below the first external ``$ref``.
+    Any other draft still gets its own class, as in jsonschema.
+    """
+    cls = type(self)
+    schema = changes.setdefault("schema", self.schema)
+    chosen = validator_for(schema, default=cls)
+    new_class = cls if chosen is Draft7Validator else chosen
+    for attribute in new_class.__attrs_attrs__:
+        if attribute.init and attribute.alias not in changes:
+            changes[attribute.alias] = getattr(self, attribute.name)
+    return new_class(**changes)
+
+
+_FastDraft7.evolve = _evolve_keeping_class
+
+
 @functools.cache
 def library_json_validator(version: SchemaVersion) -> Any:
     """cyclonedx-python-lib's own Draft 7 validator for ``version`` (the slow default).
@@ -118,10 +246,12 @@ def library_json_validator(version: SchemaVersion) -> Any:
 
 @functools.cache
 def fast_json_validator(version: SchemaVersion) -> Any:
-    """The library's validator for ``version`` with the regex IRI checks: same verdicts, fast.
+    """The library's validator for ``version`` with the regex IRI checks and the linear
+    ``uniqueItems`` / ``enum``: same verdicts, fast.
 
-    Use ``.iter_errors(document)`` on the parsed JSON; errors come in the same
-    order as the library's. Raises ``NotImplementedError`` like
-    :func:`library_json_validator`.
+    Same schema, same reference registry; use ``.iter_errors(document)`` on the parsed
+    JSON; errors come in the same order as the library's. Raises ``NotImplementedError``
+    like :func:`library_json_validator`.
     """
-    return library_json_validator(version).evolve(format_checker=_fast_format_checker())
+    library = library_json_validator(version)
+    return _FastDraft7(library.schema, registry=library._registry, format_checker=_fast_format_checker())
