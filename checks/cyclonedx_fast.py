@@ -165,7 +165,7 @@ def _sorted_path(container: list[Any]) -> bool:
     """jsonschema's own first attempt, verbatim: sort, compare neighbours. Raises TypeError when
     the items do not sort (objects, mixed types): jsonschema then compares every pair."""
     ordered = sorted(jsonschema_utils.unbool(item) for item in container)
-    return all(not jsonschema_utils.equal(a, b) for a, b in zip(ordered, itertools.islice(ordered, 1, None)))
+    return all(not jsonschema_utils.equal(a, b) for a, b in itertools.pairwise(ordered))
 
 
 def unique_items_ok(container: list[Any]) -> bool:
