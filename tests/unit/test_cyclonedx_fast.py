@@ -88,8 +88,8 @@ _COMPONENT = st.fixed_dictionaries(
 
 class TestWholeDocuments:
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(components=st.lists(_COMPONENT, max_size=4), depends=st.lists(st.sampled_from(["a", "b"]), max_size=3),
-           data=st.data())
+    @given(components=st.lists(_COMPONENT, max_size=4),
+           depends=st.lists(st.sampled_from(["a", "b"]), max_size=3), data=st.data())
     def test_same_errors_as_the_library(self, components: list[dict[str, Any]], depends: list[str],
                                         data: st.DataObject) -> None:
         """Small documents with repeats in unique arrays (components, hashes, licences, dependsOn)
@@ -97,7 +97,8 @@ class TestWholeDocuments:
         if components and data.draw(st.booleans()):
             components = [*components, _shuffled_copy(copy.deepcopy(components[0]), data)]
         document = json.loads(json.dumps(_document(components, depends)))
-        ours = [(e.json_path, e.message) for e in fast_json_validator(SchemaVersion.V1_6).iter_errors(document)]
+        ours = [(e.json_path, e.message)
+                for e in fast_json_validator(SchemaVersion.V1_6).iter_errors(document)]
         theirs = [(e.json_path, e.message)
                   for e in library_json_validator(SchemaVersion.V1_6).iter_errors(document)]
         assert ours == theirs
