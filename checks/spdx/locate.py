@@ -28,10 +28,17 @@ _SPECIAL_LICENCES = ("NOASSERTION", "NONE")
 
 # Tag-value: a tag that starts an element, and the licence tags whose value is an expression.
 _TV_STARTS = {"PackageName": "package", "FileName": "file", "SnippetSPDXID": "snippet"}
-_TV_LICENCE_TAGS = frozenset({
-    "PackageLicenseConcluded", "PackageLicenseDeclared", "PackageLicenseInfoFromFiles", "LicenseConcluded",
-    "LicenseInfoInFile", "SnippetLicenseConcluded", "LicenseInfoInSnippet",
-})
+_TV_LICENCE_TAGS = frozenset(
+    {
+        "PackageLicenseConcluded",
+        "PackageLicenseDeclared",
+        "PackageLicenseInfoFromFiles",
+        "LicenseConcluded",
+        "LicenseInfoInFile",
+        "SnippetLicenseConcluded",
+        "LicenseInfoInSnippet",
+    }
+)
 _TV_LINE = re.compile(r"^(?P<tag>[A-Za-z][A-Za-z0-9]*):\s?(?P<value>.*)$")
 
 
@@ -85,25 +92,32 @@ class JsonLocator(Locator):
                 if isinstance(spdx_id, str):
                     self.elements.setdefault(spdx_id, f"$.{key}[{index}]")
         for index, entry in _entries(raw, "relationships"):
-            ends = (entry.get("spdxElementId"), entry.get("relationshipType"), entry.get("relatedSpdxElement"))
-            if all(isinstance(end, str) for end in ends):
-                origin, kind, target = ends
-                self.relationships.setdefault((origin, kind.upper().replace("-", "_"), target),
-                                              f"$.relationships[{index}]")
+            ends = (
+                entry.get("spdxElementId"),
+                entry.get("relationshipType"),
+                entry.get("relatedSpdxElement"),
+            )
+            origin, kind, target = ends
+            if isinstance(origin, str) and isinstance(kind, str) and isinstance(target, str):
+                self.relationships.setdefault(
+                    (origin, kind.upper().replace("-", "_"), target), f"$.relationships[{index}]"
+                )
         described = raw.get("documentDescribes")
         document_id = raw.get("SPDXID")
         if isinstance(described, list) and isinstance(document_id, str):
             for index, target in enumerate(described):
                 if isinstance(target, str):
-                    self.relationships.setdefault((document_id, "DESCRIBES", target),
-                                                  f"$.documentDescribes[{index}]")
+                    self.relationships.setdefault(
+                        (document_id, "DESCRIBES", target), f"$.documentDescribes[{index}]"
+                    )
         for index, entry in _entries(raw, "packages"):
             files = entry.get("hasFiles")
             if isinstance(files, list) and isinstance(entry.get("SPDXID"), str):
                 for position, target in enumerate(files):
                     if isinstance(target, str):
-                        self.relationships.setdefault((entry["SPDXID"], "CONTAINS", target),
-                                                      f"$.packages[{index}].hasFiles[{position}]")
+                        self.relationships.setdefault(
+                            (entry["SPDXID"], "CONTAINS", target), f"$.packages[{index}].hasFiles[{position}]"
+                        )
 
     def first_problem(self) -> tuple[str, str] | None:
         raw = self.raw
@@ -152,7 +166,9 @@ class TagValueLocator(Locator):
                 yield number, match.group("tag"), match.group("value")
 
     def first_problem(self) -> tuple[str, str] | None:
-        open_element: tuple[int, str, str] | None = None  # (line, kind, name) of an element without SPDXID yet
+        open_element: tuple[int, str, str] | None = (
+            None  # (line, kind, name) of an element without SPDXID yet
+        )
         for number, tag, value in self._tags():
             if tag in _TV_STARTS:
                 if open_element is not None:

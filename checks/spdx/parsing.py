@@ -5,7 +5,7 @@ with spdx-tools 0.8's parser for it; the bytes are first read the way drillbook
 reads all outside input: JSON refusing duplicate keys (:mod:`checks.strict_json`),
 YAML without aliases (an alias bomb expands exponentially once walked), XML
 without a DTD or entities. Any refusal, from drillbook or from the library, is
-:class:`~checks.sbom.SbomMalformed` naming the place (JSON path or line, see
+:class:`~checks.sbom.base.SbomMalformed` naming the place (JSON path or line, see
 :mod:`checks.spdx.locate`); the library's own exceptions never escape.
 """
 
@@ -18,15 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from checks.sbom import SbomMalformed
+from checks.sbom.base import SbomMalformed
 from checks.strict_json import DuplicateKeyError, loads_strict
 
 from .locate import JsonLocator, Locator, RdfLocator, TagValueLocator
 
 __all__ = ["HINT", "ParsedSpdx", "Serialization", "detect", "parse_spdx"]
 
-HINT = ("regenerate the SPDX document with its tool (syft, Trivy, GitHub's dependency-graph export, "
-        "spdx-tools) and check it with `pyspdxtools -i FILE`")
+HINT = (
+    "regenerate the SPDX document with its tool (syft, Trivy, GitHub's dependency-graph export, "
+    "spdx-tools) and check it with `pyspdxtools -i FILE`"
+)
 _RDF_NAMESPACE = b"http://spdx.org/rdf/terms"
 _YAML_VERSION = re.compile(rb"^spdxVersion\s*:", re.MULTILINE)
 _TAG_VALUE_VERSION = re.compile(rb"^SPDXVersion\s*:", re.MULTILINE)
@@ -74,13 +76,18 @@ def parse_spdx(path: Path, text: str, serialization: Serialization) -> ParsedSpd
         return ParsedSpdx(_run(path, serialization, locator, lambda: _from_dict(raw)), serialization, locator)
     if serialization is Serialization.TAG_VALUE:
         locator = TagValueLocator(text)
-        return ParsedSpdx(_run(path, serialization, locator, lambda: _from_tag_value(text)), serialization, locator)
+        return ParsedSpdx(
+            _run(path, serialization, locator, lambda: _from_tag_value(text)), serialization, locator
+        )
     found = [marker.decode() for marker in _DTD_MARKERS if marker in text.encode()]
     if found:
         raise SbomMalformed(
             f"{path}: RDF/XML with a document type or entity declaration ({', '.join(found)}) is refused: "
             "an SPDX document needs none, and entities are how XML input reaches files and memory it "
-            "should not", path=str(path), hint="export the SPDX document without a DOCTYPE, or as JSON")
+            "should not",
+            path=str(path),
+            hint="export the SPDX document without a DOCTYPE, or as JSON",
+        )
     locator = RdfLocator()
     return ParsedSpdx(_run(path, serialization, locator, lambda: _from_rdf(text)), serialization, locator)
 
@@ -89,12 +96,19 @@ def _load_json(path: Path, text: str) -> Any:
     try:
         return loads_strict(text)
     except DuplicateKeyError as exc:
-        raise SbomMalformed(f"{path}: {exc}", path=str(path), key=exc.key,
-                            hint="an SBOM that says two things about one field cannot be checked: "
-                                 "regenerate it") from exc
+        raise SbomMalformed(
+            f"{path}: {exc}",
+            path=str(path),
+            key=exc.key,
+            hint="an SBOM that says two things about one field cannot be checked: regenerate it",
+        ) from exc
     except json.JSONDecodeError as exc:
-        raise SbomMalformed(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-                            path=str(path), line=exc.lineno, hint=HINT) from exc
+        raise SbomMalformed(
+            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+            path=str(path),
+            line=exc.lineno,
+            hint=HINT,
+        ) from exc
     except RecursionError as exc:
         raise SbomMalformed(f"{path}: JSON nested too deeply", path=str(path), hint=HINT) from exc
 
@@ -102,14 +116,15 @@ def _load_json(path: Path, text: str) -> Any:
 def _load_yaml(path: Path, text: str) -> Any:
     import yaml
 
-    class NoAliasLoader(yaml.SafeLoader):
+    class NoAliasLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
         """SafeLoader that refuses aliases: an SPDX document has no use for them."""
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
-                raise yaml.composer.ComposerError(None, None, "aliases are refused in an SPDX document",
-                                                  event.start_mark)
+                raise yaml.composer.ComposerError(
+                    None, None, "aliases are refused in an SPDX document", event.start_mark
+                )
             return super().compose_node(parent, index)
 
     try:
@@ -117,16 +132,20 @@ def _load_yaml(path: Path, text: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f"line {mark.line + 1}" if mark is not None else "an unknown line"
-        raise SbomMalformed(f"{path}: malformed YAML at {line}: {exc.problem or exc}", path=str(path),
-                            hint=HINT) from exc
+        raise SbomMalformed(
+            f"{path}: malformed YAML at {line}: {exc.problem or exc}", path=str(path), hint=HINT
+        ) from exc
     except (yaml.YAMLError, RecursionError) as exc:
-        raise SbomMalformed(f"{path}: malformed YAML: {type(exc).__name__}", path=str(path), hint=HINT) from exc
+        raise SbomMalformed(
+            f"{path}: malformed YAML: {type(exc).__name__}", path=str(path), hint=HINT
+        ) from exc
 
 
 def _from_dict(raw: Any) -> Any:
     from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
 
-    return JsonLikeDictParser().parse(raw)
+    parser: Any = JsonLikeDictParser  # spdx-tools is untyped
+    return parser().parse(raw)
 
 
 def _from_tag_value(text: str) -> Any:
@@ -135,7 +154,8 @@ def _from_tag_value(text: str) -> Any:
 
     # ply writes parser tables (parsetab.py, parser.out) into the library's folder and logs
     # "Generating LALR tables" unless told not to.
-    return Parser(write_tables=False, debug=False, errorlog=yacc.NullLogger()).parse(text)
+    parser: Any = Parser  # spdx-tools is untyped
+    return parser(write_tables=False, debug=False, errorlog=yacc.NullLogger()).parse(text)
 
 
 def _from_rdf(text: str) -> Any:
@@ -153,16 +173,23 @@ def _run(path: Path, serialization: Serialization, locator: Locator, parse: Any)
     try:
         return parse()
     except SPDXParsingError as exc:
-        reason = "; ".join(str(m) for m in exc.get_messages())
+        messages: Any = exc.messages  # get_messages() is untyped
+        reason = "; ".join(str(m) for m in messages)
     except RecursionError:
         reason = "nested too deeply"
     except Exception as exc:  # noqa: BLE001 - spdx-tools and rdflib raise many kinds on odd input
         reason = f"{type(exc).__name__}: {exc}"
     found = locator.first_problem()
     where, what = found if found else (locator.document_place, "")
-    detail = f"{what} (spdx-tools: {_short(reason)})" if what else f"spdx-tools cannot read it: {_short(reason)}"
-    raise SbomMalformed(f"{path}: not a readable SPDX {serialization.value} document: at {where}: {detail}",
-                        path=str(path), at=where, hint=HINT)
+    detail = (
+        f"{what} (spdx-tools: {_short(reason)})" if what else f"spdx-tools cannot read it: {_short(reason)}"
+    )
+    raise SbomMalformed(
+        f"{path}: not a readable SPDX {serialization.value} document: at {where}: {detail}",
+        path=str(path),
+        at=where,
+        hint=HINT,
+    )
 
 
 def _short(message: str, limit: int = 300) -> str:
