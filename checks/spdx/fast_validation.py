@@ -23,10 +23,10 @@ from spdx_tools.spdx.model.document import Document
 from spdx_tools.spdx.model.file import File
 from spdx_tools.spdx.model.package import Package
 from spdx_tools.spdx.model.relationship import Relationship, RelationshipType
+from spdx_tools.spdx.model.relationship_filters import filter_by_type_and_origin, filter_by_type_and_target
 from spdx_tools.spdx.model.snippet import Snippet
 from spdx_tools.spdx.model.spdx_no_assertion import SpdxNoAssertion
 from spdx_tools.spdx.model.spdx_none import SpdxNone
-from spdx_tools.spdx.model.relationship_filters import filter_by_type_and_origin, filter_by_type_and_target
 from spdx_tools.spdx.validation.actor_validator import validate_actor
 from spdx_tools.spdx.validation.creation_info_validator import validate_creation_info
 from spdx_tools.spdx.validation.extracted_licensing_info_validator import validate_extracted_licensing_infos
