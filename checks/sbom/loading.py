@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checks.spdx import SPDX
+from checks.spdx.spdx_format import SPDX
 from checks.verdict import Verdict
 
 from .base import (

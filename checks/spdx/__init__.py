@@ -20,6 +20,10 @@ beartype < 0.20 to turn type errors into its own parse errors (pinned).
 
 from __future__ import annotations
 
+# checks.sbom lists SPDX among its formats: load it first, so that importing checks.spdx on its own
+# does not meet checks.sbom half-initialised.
+import checks.sbom  # noqa: F401
+
 from .spdx_format import SPDX, SpdxFormat
 
 __all__ = ["SPDX", "SpdxFormat"]
