@@ -59,7 +59,7 @@ def _valid_dict(tmp_path: Path) -> dict[str, Any]:
 
 
 class TestSerializations:
-    """One document written by spdx-tools in JSON, YAML, tag-value and RDF/XML reads and validates the same."""
+    """One document written by spdx-tools as JSON, YAML, tag-value and RDF/XML: read and validated alike."""
 
     @pytest.mark.parametrize("serialization", SERIALIZATIONS)
     def test_valid_in_every_serialization(self, tmp_path: Path, serialization: str) -> None:
