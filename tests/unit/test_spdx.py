@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from spdx_tools.spdx.jsonschema.document_converter import DocumentConverter
 from spdx_tools.spdx.parser.error import SPDXParsingError
 from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
@@ -466,3 +467,32 @@ class TestVerifySbomCommand:
         broken = drillbook("verify", "sbom", str(sbom))
         assert broken.returncode == 1
         assert "at $.relationships[0]" in broken.stdout and "SPDXRef-gone" in broken.stdout
+
+
+class TestLinearImplicitRelationships:
+    """``documentDescribes`` and ``hasFiles`` written out in one pass give the library's own Document."""
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        described=st.lists(st.sampled_from(["SPDXRef-app", "SPDXRef-file-0", "SPDXRef-pkg-1"]), max_size=4),
+        has_files=st.lists(st.sampled_from(["SPDXRef-file-0", "SPDXRef-x"]), max_size=3),
+        stated=st.lists(st.sampled_from([("SPDXRef-pkg-0", "CONTAINS", "SPDXRef-file-0"),
+                                         ("SPDXRef-file-0", "CONTAINED_BY", "SPDXRef-pkg-0"),
+                                         ("SPDXRef-file-0", "DESCRIBED_BY", "SPDXRef-DOCUMENT")]), max_size=3),
+    )
+    def test_same_document_as_the_library(self, tmp_path: Path, described: list[str], has_files: list[str],
+                                          stated: list[tuple[str, str, str]]) -> None:
+        from checks.spdx.parsing import explicit_relationships
+
+        raw = copy.deepcopy(_VALID_WITH_FILE)
+        raw["documentDescribes"] = described
+        raw["packages"][1]["hasFiles"] = has_files
+        raw["relationships"] += [{"spdxElementId": a, "relationshipType": t, "relatedSpdxElement": b,
+                                  "comment": "stated"} for a, t, b in stated]
+        theirs = JsonLikeDictParser().parse(copy.deepcopy(raw))
+        assert JsonLikeDictParser().parse(explicit_relationships(raw)) == theirs
+
+
+# The JSON form spdx-tools' own writer produces (its converter), as plain data.
+_VALID_WITH_FILE: dict[str, Any] = json.loads(json.dumps(DocumentConverter().convert(
+    build([Pkg("a", "1.0", "pkg:pypi/a@1.0"), Pkg("b", "2.0")], [FileEntry("x", b"x")]))))
