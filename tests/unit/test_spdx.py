@@ -478,7 +478,8 @@ class TestLinearImplicitRelationships:
         has_files=st.lists(st.sampled_from(["SPDXRef-file-0", "SPDXRef-x"]), max_size=3),
         stated=st.lists(st.sampled_from([("SPDXRef-pkg-0", "CONTAINS", "SPDXRef-file-0"),
                                          ("SPDXRef-file-0", "CONTAINED_BY", "SPDXRef-pkg-0"),
-                                         ("SPDXRef-file-0", "DESCRIBED_BY", "SPDXRef-DOCUMENT")]), max_size=3),
+                                         ("SPDXRef-file-0", "DESCRIBED_BY", "SPDXRef-DOCUMENT")]),
+                        max_size=3),
     )
     def test_same_document_as_the_library(self, tmp_path: Path, described: list[str], has_files: list[str],
                                           stated: list[tuple[str, str, str]]) -> None:
