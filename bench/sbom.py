@@ -6,7 +6,10 @@ prints the ratio (target >= 30x). Asserts identical verdicts on the generated
 document, on a variant with one bad URL, and on every document of the shared
 CycloneDX fixtures (cases.json).
 
-    .venv/bin/python bench/sbom.py [--components 1000] [--skip-fixtures]
+    .venv/bin/python bench/sbom.py [--components 1000] [--skip-fixtures] [--spdx-packages 1000]
+
+It then prints the SPDX figure beside it (bench/sbom_spdx.py: drillbook vs spdx-tools'
+own parse + validate on a ~2 MB SPDX JSON document; 0 packages skips it).
 
 The library's default takes minutes on the large document (FIELD-NOTES: ~100 s
 for 1.9 MB): that is the baseline being measured.
@@ -106,6 +109,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--components", type=int, default=1000)
     parser.add_argument("--skip-fixtures", action="store_true")
+    parser.add_argument("--spdx-packages", type=int, default=1000, help="SPDX document size; 0 skips SPDX")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="drillbook-bench-sbom-") as tmp:
@@ -165,6 +169,12 @@ def main() -> int:
     ratio = library_s / drillbook_s
     status = "OK" if ratio >= TARGET_RATIO else "BELOW TARGET"
     print(f"RATIO library default / drillbook = {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x): {status}")
+    if args.spdx_packages:
+        from sbom_spdx import run as spdx_run  # bench/ is the script's folder, first on sys.path
+
+        with tempfile.TemporaryDirectory(prefix="drillbook-bench-spdx-") as tmp:
+            spdx_ratio = spdx_run(args.spdx_packages, Path(tmp))
+        print(f"SPDX RATIO spdx-tools / drillbook = {spdx_ratio:.1f}x (CycloneDX above: {ratio:.1f}x)")
     return 0 if ratio >= TARGET_RATIO else 1
 
 
