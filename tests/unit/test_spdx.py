@@ -497,3 +497,26 @@ class TestLinearImplicitRelationships:
 # The JSON form spdx-tools' own writer produces (its converter), as plain data.
 _VALID_WITH_FILE: dict[str, Any] = json.loads(json.dumps(DocumentConverter().convert(
     build([Pkg("a", "1.0", "pkg:pypi/a@1.0"), Pkg("b", "2.0")], [FileEntry("x", b"x")]))))
+
+
+class TestReleasesAndSteps:
+    """A release may publish an SPDX SBOM; the steps' ``sbom.valid`` says which standard it found."""
+
+    def test_release_finds_an_spdx_sbom_and_does_not_count_it_as_an_artifact(self, tmp_path: Path) -> None:
+        from drills.releases import Release
+
+        (tmp_path / "app.whl").write_bytes(b"wheel")
+        sbom = write(build(_packages()), tmp_path, "tag-value", stem="app")
+        release = Release(name="r", directory=tmp_path, source=str(tmp_path))
+        assert release.sbom() == sbom
+        assert [p.name for p in release.artifacts()] == ["app.whl"]
+
+    def test_the_sentence_names_the_standard(self, tmp_path: Path) -> None:
+        from steps.supply_chain import _valid_as
+
+        spdx = write(build(_packages()), tmp_path, "json")
+        assert _valid_as(None)(spdx).outcome is Outcome.PASSED
+        assert _valid_as("SPDX")(spdx).outcome is Outcome.PASSED
+        verdict = _valid_as("CycloneDX")(spdx)
+        assert verdict.outcome is Outcome.FAILED
+        assert "is a valid SPDX document, not CycloneDX" in verdict.message
