@@ -1,5 +1,8 @@
 """``drillbook verify sbom``: SBOM checks from a shell or a script, without a feature.
 
+FILE is CycloneDX (JSON, XML) or SPDX 2.2/2.3 (JSON, YAML, tag-value, RDF/XML); the
+standard and serialization are recognised from the content (``checks.sbom.loading``).
+
 Exit codes: 0 every check passed; 1 a check failed or errored; 2 usage error or
 unreadable input (the SBOM, the release directory, the policy or the advisory
 directory cannot be read).
@@ -179,8 +182,10 @@ def _print(verdicts: list[Verdict], *, as_json: bool, code: int) -> None:
 def add_parser(verify_sub: Any) -> None:
     """Register ``verify sbom`` under the ``verify`` subcommands."""
     p_sbom = verify_sub.add_parser(
-        "sbom", help="validate a CycloneDX SBOM, its coverage of a release, licences and vulnerabilities",
-        description="Validate FILE (CycloneDX JSON or XML) against the schema of the version it declares, "
+        "sbom",
+        help="validate a CycloneDX or SPDX SBOM, its coverage of a release, licences and vulnerabilities",
+        description="Validate FILE (CycloneDX JSON or XML; SPDX 2.2/2.3 JSON, YAML, tag-value or RDF/XML, "
+                    "recognised by content) against the version it declares, "
                     "check that every component has a version and a purl, and optionally that it covers "
                     "a release directory, carries no denied licence and has no known vulnerability. "
                     "Exit 0 passed, 1 failed, 2 usage or unreadable input.",

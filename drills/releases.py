@@ -36,12 +36,16 @@ from drills.signing_authority import DEFAULT_IDENTITY, DEFAULT_ISSUER, SigningAu
 from drills.targets import StoreSpec
 
 VERSION = "0.1.0"
-SBOM_NAMES = ("sbom.cdx.json", "bom.json", "sbom.json", "sbom.cdx.xml", "bom.xml", "sbom.xml")
+SBOM_NAMES = ("sbom.cdx.json", "bom.json", "sbom.json", "sbom.cdx.xml", "bom.xml", "sbom.xml",
+              "sbom.spdx.json", "sbom.spdx", "sbom.spdx.yaml", "sbom.spdx.rdf.xml")
+# Any other SBOM of the release, by suffix: CycloneDX, then SPDX's four serializations.
+SBOM_GLOBS = ("*.cdx.json", "*.cdx.xml", "*.spdx.json", "*.spdx", "*.spdx.yaml", "*.spdx.yml",
+              "*.spdx.rdf.xml", "*.spdx.rdf")
 ATTESTATION_GLOB = "*.intoto.sigstore.json"
 # Not artifacts: signatures, attestations, SBOMs and checksum sidecars (as checks/sbom ignores them).
 _NOT_ARTIFACTS = (
     ".*", "*.sigstore.json", "*.sigstore", "*.sig", "*.pem", "*.crt", "*.cert", "*.sha256", "*.sha512",
-    "*SUMS", "*SUMS.*", "*.intoto.jsonl", "*.cdx.json", "*.cdx.xml", *SBOM_NAMES, "*.spdx.json",
+    "*SUMS", "*SUMS.*", "*.intoto.jsonl", *SBOM_GLOBS, *SBOM_NAMES,
 )
 # Fixed timestamps keep the sandbox artifacts byte-identical from run to run.
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -78,12 +82,15 @@ class Release:
         return found
 
     def sbom(self) -> Path | None:
-        """The release's SBOM (first of :data:`SBOM_NAMES`, else any ``*.cdx.json``/``*.cdx.xml``)."""
+        """The release's SBOM: first of :data:`SBOM_NAMES`, else the first match of :data:`SBOM_GLOBS`."""
         for name in SBOM_NAMES:
             if (self.directory / name).is_file():
                 return self.directory / name
-        others = sorted([*self.directory.glob("*.cdx.json"), *self.directory.glob("*.cdx.xml")])
-        return others[0] if others else None
+        for pattern in SBOM_GLOBS:
+            found = sorted(p for p in self.directory.glob(pattern) if p.is_file())
+            if found:
+                return found[0]
+        return None
 
     def attestations(self) -> list[Path]:
         """In-toto attestation bundles (``*.intoto.sigstore.json``)."""

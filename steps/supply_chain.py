@@ -39,7 +39,7 @@ from checks.signatures import (
     verify_attestation,
     verify_bundle,
 )
-from checks.verdict import Verdict
+from checks.verdict import Outcome, Verdict
 from checks.vulnerabilities import Severity, no_known_vulnerabilities
 from drills.releases import Release, build_sandbox_release, open_release
 
@@ -268,12 +268,12 @@ def _sbom(state: SupplyChainState) -> Path:
     sbom = release.sbom()
     if sbom is None:
         raise ReleaseWithoutSbom(f"release {release.name} has no SBOM (sbom.cdx.json, bom.json, *.cdx.xml, "
-                                 f"...) in {release.source}")
+                                 f"*.spdx.json, *.spdx, ...) in {release.source}")
     return sbom
 
 
 class ReleaseWithoutSbom(DrillbookError):
-    default_hint = "publish a CycloneDX SBOM (e.g. sbom.cdx.json) with the release"
+    default_hint = "publish a CycloneDX or SPDX SBOM (e.g. sbom.cdx.json, sbom.spdx.json) with the release"
 
 
 def _sbom_check(check_id: str, state: SupplyChainState, run: Callable[[Path], Verdict]) -> None:
@@ -287,10 +287,36 @@ def _sbom_check(check_id: str, state: SupplyChainState, run: Callable[[Path], Ve
     guarded(check_id, check)
 
 
+def _valid_as(standard: str | None) -> Callable[[Path], Verdict]:
+    """``sbom.valid``, and when a standard is named, the SBOM must be of that standard."""
+
+    def run(sbom: Path) -> Verdict:
+        verdict = validate_sbom(sbom)
+        found = str(verdict.evidence.get("standard", "CycloneDX"))
+        if standard is None or verdict.outcome is not Outcome.PASSED or found == standard:
+            return verdict
+        return Verdict.failed("sbom.valid", f"{sbom.name} is a valid {found} document, not {standard}",
+                              measured=found, expected=standard, evidence=verdict.evidence)
+
+    return run
+
+
+@then("the SBOM is valid")
+def sbom_valid_any(drill_state: ScenarioState) -> None:
+    """Valid CycloneDX (JSON, XML) or SPDX 2.2/2.3 (JSON, YAML, tag-value, RDF/XML), for its own version."""
+    _sbom_check("sbom.valid", _state(drill_state), _valid_as(None))
+
+
 @then("the SBOM is valid CycloneDX")
 def sbom_valid(drill_state: ScenarioState) -> None:
-    """Schema-valid for the spec version it declares (JSON or XML)."""
-    _sbom_check("sbom.valid", _state(drill_state), validate_sbom)
+    """Schema-valid CycloneDX for the spec version it declares (JSON or XML)."""
+    _sbom_check("sbom.valid", _state(drill_state), _valid_as("CycloneDX"))
+
+
+@then("the SBOM is valid SPDX")
+def sbom_valid_spdx(drill_state: ScenarioState) -> None:
+    """A valid SPDX 2.2/2.3 document by spdx-tools' validator, in any of its four serializations."""
+    _sbom_check("sbom.valid", _state(drill_state), _valid_as("SPDX"))
 
 
 @then("the SBOM covers every artifact of the release")

@@ -22,7 +22,8 @@ _CHUNK = 1 << 20
 DEFAULT_IGNORED: tuple[str, ...] = (
     ".*", "*.sigstore.json", "*.sigstore", "*.sig", "*.pem", "*.crt", "*.cert",
     "*.sha256", "*.sha512", "*SUMS", "*SUMS.*", "*.intoto.jsonl",
-    "*.cdx.json", "*.cdx.xml", "bom.json", "bom.xml", "sbom.json", "sbom.xml", "*.spdx.json",
+    "*.cdx.json", "*.cdx.xml", "bom.json", "bom.xml", "sbom.json", "sbom.xml",
+    "*.spdx.json", "*.spdx", "*.spdx.yaml", "*.spdx.yml", "*.spdx.rdf.xml", "*.spdx.rdf",
 )
 IMAGES_LIST = "images.txt"
 

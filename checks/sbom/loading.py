@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from checks.spdx.spdx_format import SPDX
 from checks.verdict import Verdict
 
 from .base import (
@@ -19,7 +20,7 @@ from .cyclonedx import CYCLONEDX
 
 # Tried in order; CycloneDX last, because it claims every file (its messages say what is wrong
 # with a file that is no SBOM at all). A new standard goes before it.
-FORMATS: list[SbomFormat] = [CYCLONEDX]
+FORMATS: list[SbomFormat] = [SPDX, CYCLONEDX]
 
 
 def format_for(data: bytes) -> SbomFormat:
@@ -28,7 +29,8 @@ def format_for(data: bytes) -> SbomFormat:
 
 
 def read_sbom(path: Path) -> SbomDocument:
-    """Read an SBOM file of any supported standard (CycloneDX JSON or XML, any spec version).
+    """Read an SBOM file of any supported standard: CycloneDX JSON or XML (any spec version),
+    SPDX 2.2/2.3 JSON, YAML, tag-value or RDF/XML.
 
     Raises :class:`SbomUnreadable` or :class:`SbomMalformed`; never validates the schema.
     """
