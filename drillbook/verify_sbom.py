@@ -10,8 +10,18 @@ directory cannot be read).
 The policy file (TOML) says what to require; every key is optional::
 
     [sbom]
-    required_fields = ["version", "purl"]        # of name, version, purl, hashes, licenses, bom-ref
+    required_fields = ["licenses"]               # of every component, whatever its type (default: none)
     denied_licenses = ["AGPL-3.0-only", "SSPL-1.0"]
+
+    [sbom.required_fields_by_type]               # replaces the built-in rule of a type
+    library = ["version", "purl", "licenses"]
+    cryptographic-asset = ["cryptoProperties"]
+
+Components are always checked by what they are (checks.sbom.completeness): packages
+(library, framework, application, container, operating-system, firmware, device-driver)
+need a version and a purl, a cryptographic-asset its cryptoProperties, data its data,
+a file its hashes, anything else a name; services (a SaaSBOM) a name, an endpoint or a
+reference and complete data flows. Fields are CycloneDX component field names.
 
     [vulnerabilities]
     advisories = "osv/"                          # OSV JSON mirror; relative to the policy file
@@ -24,17 +34,18 @@ from __future__ import annotations
 import argparse
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from checks import redact
 from checks.errors import ConfigError
 from checks.sbom import (
-    KNOWN_FIELDS,
+    ALL_FIELDS,
     SbomError,
-    components_have_fields,
+    components_complete,
     no_denied_licenses,
+    parse_rules,
     read_sbom,
     sbom_covers_artifacts,
     validate_sbom,
@@ -45,10 +56,10 @@ from checks.vulnerabilities import Severity, no_known_vulnerabilities
 from .runner import EXIT_FAILED, EXIT_PASSED, EXIT_USAGE
 
 _SECTIONS = {
-    "sbom": {"required_fields", "denied_licenses"},
+    "sbom": {"required_fields", "required_fields_by_type", "denied_licenses"},
     "vulnerabilities": {"advisories", "threshold", "unknown_severity_fails"},
 }
-DEFAULT_REQUIRED = ("version", "purl")
+DEFAULT_REQUIRED: tuple[str, ...] = ()  # of every component; the rules by type apply anyway
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class SbomPolicy:
     """What ``verify sbom`` requires beyond schema validity."""
 
     required_fields: tuple[str, ...] = DEFAULT_REQUIRED
+    required_by_type: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     denied_licenses: frozenset[str] = frozenset()
     advisories: Path | None = None
     threshold: Severity = Severity.HIGH
@@ -83,10 +95,15 @@ def load_policy(path: Path) -> SbomPolicy:
     sbom: Mapping[str, Any] = data.get("sbom", {})
     vulns: Mapping[str, Any] = data.get("vulnerabilities", {})
     required = _strings(path, "sbom.required_fields", sbom.get("required_fields", list(DEFAULT_REQUIRED)))
-    bad = sorted(set(required) - KNOWN_FIELDS)
+    bad = sorted(set(required) - ALL_FIELDS)
     if bad:
         raise ConfigError(f"policy {path}: sbom.required_fields: unknown field {bad[0]!r} "
-                          f"(known: {', '.join(sorted(KNOWN_FIELDS))})")
+                          f"(known: {', '.join(sorted(ALL_FIELDS))})")
+    try:
+        by_type = parse_rules(sbom.get("required_fields_by_type", {}))
+    except ValueError as exc:
+        raise ConfigError(f"policy {path}: sbom.required_fields_by_type: {exc}",
+                          hint=f"fix [sbom.required_fields_by_type] in {path}") from exc
     denied = _strings(path, "sbom.denied_licenses", sbom.get("denied_licenses", []))
     advisories: Path | None = None
     if "advisories" in vulns:
@@ -97,7 +114,7 @@ def load_policy(path: Path) -> SbomPolicy:
     unknown_fails = vulns.get("unknown_severity_fails", True)
     if not isinstance(unknown_fails, bool):
         raise ConfigError(f"policy {path}: vulnerabilities.unknown_severity_fails must be true or false")
-    return SbomPolicy(tuple(required), frozenset(denied), advisories, threshold, unknown_fails)
+    return SbomPolicy(tuple(required), by_type, frozenset(denied), advisories, threshold, unknown_fails)
 
 
 def _strings(path: Path, key: str, value: Any) -> list[str]:
@@ -129,8 +146,8 @@ def run_checks(sbom: Path, *, artifacts: Path | None, policy: SbomPolicy) -> tup
         return verdicts, EXIT_FAILED
     if artifacts is not None:
         verdicts.append(timed(lambda: sbom_covers_artifacts(document, artifacts)))
-    if policy.required_fields:
-        verdicts.append(timed(lambda: components_have_fields(document, policy.required_fields)))
+    verdicts.append(timed(lambda: components_complete(document, required=policy.required_fields,
+                                                      by_type=policy.required_by_type)))
     if policy.denied_licenses:
         verdicts.append(timed(lambda: no_denied_licenses(document, policy.denied_licenses)))
     if policy.advisories is not None:
@@ -152,11 +169,9 @@ def verify_sbom(args: argparse.Namespace) -> int:
                           hint="point --artifacts at the release directory")
     policy = load_policy(args.policy) if args.policy is not None else SbomPolicy()
     if args.advisories is not None:
-        policy = SbomPolicy(policy.required_fields, policy.denied_licenses, args.advisories.resolve(),
-                            policy.threshold, policy.unknown_severity_fails)
+        policy = replace(policy, advisories=args.advisories.resolve())
     if args.threshold is not None:
-        policy = SbomPolicy(policy.required_fields, policy.denied_licenses, policy.advisories,
-                            _threshold("--threshold", args.threshold), policy.unknown_severity_fails)
+        policy = replace(policy, threshold=_threshold("--threshold", args.threshold))
     if policy.advisories is not None and not policy.advisories.is_dir():
         raise ConfigError(f"advisory directory {policy.advisories} does not exist",
                           hint="point vulnerabilities.advisories or --advisories at the OSV mirror")
@@ -186,7 +201,9 @@ def add_parser(verify_sub: Any) -> None:
         help="validate a CycloneDX or SPDX SBOM, its coverage of a release, licences and vulnerabilities",
         description="Validate FILE (CycloneDX JSON or XML; SPDX 2.2/2.3 JSON, YAML, tag-value or RDF/XML, "
                     "recognised by content) against the version it declares, "
-                    "check that every component has a version and a purl, and optionally that it covers "
+                    "check that every component carries what its type carries (packages a version and a "
+                    "purl, cryptographic assets their cryptoProperties, files their hashes, …) and every "
+                    "service a name and an endpoint, and optionally that it covers "
                     "a release directory, carries no denied licence and has no known vulnerability. "
                     "Exit 0 passed, 1 failed, 2 usage or unreadable input.",
     )

@@ -28,7 +28,13 @@ import pytest
 from pytest_bdd import given, parsers, then
 
 from checks.errors import ConfigError, DrillbookError
-from checks.sbom import components_have_fields, no_denied_licenses, sbom_covers_artifacts, validate_sbom
+from checks.sbom import (
+    components_complete,
+    components_have_fields,
+    no_denied_licenses,
+    sbom_covers_artifacts,
+    validate_sbom,
+)
 from checks.signatures import (
     GitHubWorkflow,
     LoadedRoot,
@@ -332,6 +338,13 @@ def sbom_complete(drill_state: ScenarioState) -> None:
     """No component lacks a version or a package URL (a scan cannot match what it cannot name)."""
     _sbom_check("sbom.components_complete", _state(drill_state),
                 lambda sbom: components_have_fields(sbom, ("version", "purl")))
+
+
+@then("every SBOM component is complete for its type")
+def sbom_complete_by_type(drill_state: ScenarioState) -> None:
+    """Packages have a version and a purl, cryptographic assets their cryptoProperties, data its data,
+    files their hashes; services (a SaaSBOM) a name and an endpoint (checks.sbom.completeness)."""
+    _sbom_check("sbom.components_complete", _state(drill_state), components_complete)
 
 
 @then(parsers.parse('no SBOM component carries a denied licence: {licences}'))

@@ -14,8 +14,12 @@ already read :class:`SbomDocument`:
   ``sbom.covers_artifacts``: every file of the release (and every digest in
   ``images.txt``) appears as a component hash; :func:`sbom_covers_digests`
   does the same for a release known by digests (an S3 prefix).
-- :func:`components_have_versions_and_purls` / :func:`components_have_fields`
-  -> ``sbom.components_complete``.
+- :func:`components_complete` ``(sbom, required=(), by_type=None)`` ->
+  ``sbom.components_complete`` by what each component is (packages: version and
+  purl; cryptographic assets: cryptoProperties; data: data; files: hashes; …)
+  and, for services (a SaaSBOM), name, endpoint or reference, data flows;
+  :func:`components_have_versions_and_purls` is it with the built-in rules;
+  :func:`components_have_fields` asks the same fields of every component.
 - :func:`no_denied_licenses` ``(sbom, denied) -> Verdict`` ``sbom.licenses``.
 
 Outcomes: content that is wrong (malformed, unknown version, invalid, missing
@@ -29,7 +33,8 @@ Modules, one concern each::
     cyclonedx         CycloneDX detection and reading (model, or the document directly)
     cyclonedx_schema  CycloneDX schema validation (sbom.valid)
     validation        validate_sbom: dispatch to the file's format
-    completeness      sbom.components_complete
+    cyclonedx_services CycloneDX services (SaaSBOMs), read from the document
+    completeness      sbom.components_complete (rules by component type, services)
     coverage          sbom.covers_artifacts (a release directory, or digests)
     licences          sbom.licenses
 
@@ -74,7 +79,16 @@ from .base import (
     SbomUnreadable,
     Service,
 )
-from .completeness import KNOWN_FIELDS, components_have_fields, components_have_versions_and_purls
+from .completeness import (
+    ALL_FIELDS,
+    COMPONENT_TYPES,
+    KNOWN_FIELDS,
+    TYPE_RULES,
+    components_complete,
+    components_have_fields,
+    components_have_versions_and_purls,
+    parse_rules,
+)
 from .coverage import (
     DEFAULT_IGNORED,
     IMAGES_LIST,
@@ -88,10 +102,13 @@ from .loading import FORMATS, read_sbom
 from .validation import validate_sbom
 
 __all__ = [
+    "ALL_FIELDS",
+    "COMPONENT_TYPES",
     "DEFAULT_IGNORED",
     "FORMATS",
     "IMAGES_LIST",
     "KNOWN_FIELDS",
+    "TYPE_RULES",
     "Component",
     "License",
     "SbomDocument",
@@ -100,10 +117,12 @@ __all__ = [
     "SbomMalformed",
     "SbomUnreadable",
     "Service",
+    "components_complete",
     "components_have_fields",
     "components_have_versions_and_purls",
     "no_denied_licenses",
     "parse_images_list",
+    "parse_rules",
     "read_sbom",
     "sbom_covers_artifacts",
     "sbom_covers_digests",

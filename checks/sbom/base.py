@@ -62,8 +62,10 @@ class Component:
     type: str | None = None
     hashes: tuple[tuple[str, str], ...] = ()  # (algorithm as in CycloneDX, lowercase hex)
     licenses: tuple[License, ...] = ()
-    path: str = ""
-    present: frozenset[str] = frozenset()
+    # Where it was read and what it carries: not facts about the component, so a JSON and an XML
+    # reading of one SBOM still compare equal.
+    path: str = field(default="", compare=False, repr=False)
+    present: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def label(self) -> str:

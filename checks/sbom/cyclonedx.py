@@ -12,13 +12,15 @@ import json
 import re
 import warnings
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from checks.strict_json import DuplicateKeyError, loads_strict
 from checks.verdict import Verdict
 
-from .base import Component, License, SbomDocument, SbomMalformed, decode, text_value
+from .base import Component, License, SbomDocument, SbomMalformed, Service, decode, text_value
+from .cyclonedx_services import read_json_services, read_xml_services
 
 _XML_NAMESPACE = re.compile(r"^\{http://cyclonedx\.org/schema/bom/(?P<version>[^}]+)\}bom$")
 _text = text_value
@@ -143,21 +145,52 @@ def read_cyclonedx(path: Path, data: bytes) -> SbomDocument:
     else:
         document, version = _parse_xml(path, data)
     count = _count_components(fmt, document)
+    # Read directly first: it keeps where each component is (JSON path or line) and which fields
+    # it carries, which the model does not; and it is the reading when the model fails or is skipped.
+    direct, direct_subject = _read_direct(path, fmt, document)
+    services = _read_services(path, fmt, document)
     try:
         if count > MODEL_MAX_COMPONENTS:
             raise _TooLargeForModel(f"{count} components: read directly, the model would take "
                                     f"~{count // 1000} s (more than {MODEL_MAX_COMPONENTS})")
         components, subject = _read_with_model(fmt, text)
+        components = _located(components, direct)
         reader, note = "model", ""
+        if len(components) != len(direct):
+            # The model keeps components in a set: equal ones collapse into one, and a check would
+            # count (and judge) fewer components than the document lists.
+            reader = "document"
+            note = (f"cyclonedx-python-lib merged {len(direct) - len(components)} duplicate components "
+                    f"({len(direct)} listed): read from the document")
+            components, subject = direct, direct_subject
     except _TooLargeForModel as exc:
         reader, note = "document", str(exc)
-        components, subject = _read_direct(path, fmt, document)
+        components, subject = direct, direct_subject
     except Exception as exc:  # noqa: BLE001 - the model rejects valid documents too; read them directly
         reader, note = "document", f"cyclonedx-python-lib could not load it: {type(exc).__name__}: {exc}"
-        components, subject = _read_direct(path, fmt, document)
+        components, subject = direct, direct_subject
     return SbomDocument(path=path, format=fmt, spec_version=version, sha256=digest, size=len(data),
                         components=tuple(components), subject=subject, reader=reader,
-                        reader_note=note[:300], raw=document)
+                        reader_note=note[:300], raw=document, services=tuple(services))
+
+
+def _located(model: list[Component], direct: list[Component]) -> list[Component]:
+    """The model's components with the location and present fields of the same component read directly.
+
+    The model orders components its own way, so they are matched by name, version and type
+    (in document order among equals); one the direct reading does not have keeps none.
+    """
+    pending: dict[tuple[str, str | None, str | None], list[Component]] = {}
+    for component in direct:
+        pending.setdefault((component.name, component.version, component.type), []).append(component)
+    located: list[Component] = []
+    for component in model:
+        same = pending.get((component.name, component.version, component.type))
+        if same:
+            twin = same.pop(0)
+            component = replace(component, path=twin.path, present=twin.present)
+        located.append(component)
+    return located
 
 
 class _TooLargeForModel(Exception):
@@ -188,6 +221,13 @@ def _read_direct(path: Path, fmt: str, document: Any) -> tuple[list[Component], 
         return _read_xml_components(document)
     except RecursionError as deep:
         raise SbomMalformed(f"{path}: components nested too deeply to read", path=str(path)) from deep
+
+
+def _read_services(path: Path, fmt: str, document: Any) -> list[Service]:
+    try:
+        return read_json_services(document) if fmt == "json" else read_xml_services(document)
+    except RecursionError as deep:
+        raise SbomMalformed(f"{path}: services nested too deeply to read", path=str(path)) from deep
 
 
 def _read_with_model(fmt: str, text: str) -> tuple[list[Component], Component | None]:
@@ -236,21 +276,27 @@ def _from_model(item: Any) -> Component:
 def _read_json_components(document: Mapping[str, Any]) -> tuple[list[Component], Component | None]:
     components: list[Component] = []
 
-    def walk(items: Any) -> None:
+    def walk(items: Any, at: str) -> None:
         if not isinstance(items, list):
             return
-        for item in items:
+        for index, item in enumerate(items):
             if isinstance(item, dict):
-                components.append(_from_json(item))
-                walk(item.get("components"))
+                here = f"{at}[{index}]"
+                components.append(_from_json(item, here))
+                walk(item.get("components"), f"{here}.components")
 
-    walk(document.get("components"))
+    walk(document.get("components"), "$.components")
     metadata = document.get("metadata")
     subject = metadata.get("component") if isinstance(metadata, dict) else None
-    return components, (_from_json(subject) if isinstance(subject, dict) else None)
+    return components, (_from_json(subject, "$.metadata.component") if isinstance(subject, dict) else None)
 
 
-def _from_json(item: Mapping[str, Any]) -> Component:
+def _filled(value: Any) -> bool:
+    """Whether a field's value says something: not null, not an empty string, list or object."""
+    return value is not None and value != "" and value != [] and value != {}
+
+
+def _from_json(item: Mapping[str, Any], path: str = "") -> Component:
     hashes: list[tuple[str, str]] = []
     for entry in item.get("hashes") or []:
         if isinstance(entry, dict) and _text(entry.get("alg")) and _text(entry.get("content")):
@@ -272,6 +318,7 @@ def _from_json(item: Mapping[str, Any]) -> Component:
         purl=_text(item.get("purl")), bom_ref=_text(item.get("bom-ref")),
         group=_text(item.get("group")), type=_text(item.get("type")),
         hashes=tuple(hashes), licenses=tuple(licenses),
+        path=path, present=frozenset(key for key, value in item.items() if _filled(value)),
     )
 
 
@@ -315,5 +362,17 @@ def _from_xml(element: Any, ns: str) -> Component:
         name=child("name") or "?", version=child("version"), purl=child("purl"),
         bom_ref=element.get("bom-ref") or None, group=child("group"), type=element.get("type"),
         hashes=hashes, licenses=tuple(licenses),
+        path=f"line {element.sourceline}" if getattr(element, "sourceline", None) else "",
+        present=_xml_present(element, ns),
     )
+
+
+def _xml_present(element: Any, ns: str) -> frozenset[str]:
+    """The CycloneDX field names an XML component carries: its child elements with content."""
+    names = {name for name in ("bom-ref", "type", "mime-type") if element.get(name)}
+    for child in element:
+        tag = child.tag if isinstance(child.tag, str) else ""
+        if tag.startswith(ns) and ((child.text or "").strip() or len(child) or child.attrib):
+            names.add(tag[len(ns):])
+    return frozenset(names)
 

@@ -59,9 +59,21 @@ def _schema_version(path: Path, version: str, fmt: str) -> Any:
     try:
         return SchemaVersion.from_version(version)
     except (ValueError, KeyError) as exc:
-        raise SbomMalformed(f"{path}: unknown CycloneDX spec version {version[:40]!r} ({fmt.upper()})",
-                            path=str(path), hint="use a spec version cyclonedx-python-lib 11 knows "
-                            "(1.0-1.7 XML, 1.2-1.7 JSON)") from exc
+        supported = ", ".join(supported_versions(fmt))
+        where = "$.specVersion" if fmt == "json" else "the bom element's namespace"
+        raise SbomMalformed(
+            f"{path}: unsupported CycloneDX spec version {version[:40]!r} at {where} "
+            f"(supported {fmt.upper()}: {supported})", path=str(path),
+            hint=f"regenerate the SBOM at a supported spec version ({supported}); cyclonedx-python-lib "
+                 f"{_LIBRARY_VERSION} has no schema for {version[:40]!r}") from exc
+
+
+def supported_versions(fmt: str) -> list[str]:
+    """The spec versions the pinned cyclonedx-python-lib validates, oldest first (JSON starts at 1.2)."""
+    from cyclonedx.schema import SchemaVersion
+
+    versions = sorted(SchemaVersion, key=lambda v: v.value)
+    return [v.to_version() for v in versions if fmt != "json" or v.value >= (1, 2)]
 
 
 def _json_errors(path: Path, text: str) -> tuple[list[dict[str, str]], str, str]:

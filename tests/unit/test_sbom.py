@@ -209,7 +209,7 @@ class TestValidateSbomBadInput:
         ("list.json", "[1, 2]", "top level is a list"),
         ("nospec.json", '{"bomFormat": "CycloneDX"}', "no specVersion"),
         ("future.json", '{"bomFormat": "CycloneDX", "specVersion": "9.9", "version": 1}',
-         "unknown CycloneDX spec version '9.9'"),
+         "unsupported CycloneDX spec version '9.9'"),
         ("old.json", '{"bomFormat": "CycloneDX", "specVersion": "1.1", "version": 1}', "has no JSON schema"),
         ("text.txt", "hello", "neither JSON nor XML"),
         ("latin1.json", b'{"name": "caf\xe9"}', "not UTF-8"),
@@ -218,7 +218,7 @@ class TestValidateSbomBadInput:
         ("other.xml", '<?xml version="1.0"?><project xmlns="http://maven.apache.org/POM/4.0.0"/>',
          "not a CycloneDX document"),
         ("future.xml", '<bom xmlns="http://cyclonedx.org/schema/bom/7.0" version="1"/>',
-         "unknown CycloneDX spec version '7.0'"),
+         "unsupported CycloneDX spec version '7.0'"),
     ])
     def test_malformed_content_fails(self, tmp_path: Path, name: str, content: str | bytes,
                                      reason: str) -> None:
@@ -498,8 +498,8 @@ class TestComponentsComplete:
         parts = [Part("a", None, "pkg:pypi/a"), Part("c", "3", "pkg:pypi/c@3", children=[Part("b", "2")])]
         verdict = components_have_versions_and_purls(write_sbom(tmp_path / "s.json", parts))
         assert verdict.outcome is Outcome.FAILED
-        assert "a (no version)" in verdict.message
-        assert "b@2 (no purl)" in verdict.message
+        assert "a [library] (no version at $.components[0].version)" in verdict.message
+        assert "b@2 [library] (no purl at $.components[1].components[0].purl)" in verdict.message
         assert verdict.measured == 1
 
     def test_invalid_purl_fails(self, tmp_path: Path) -> None:
