@@ -41,7 +41,7 @@ Feature: A release is verified before it is installed
     Then the SBOM is signed by the expected identity
     And the SBOM is valid CycloneDX
     And the SBOM covers every artifact of the release
-    And every SBOM component has a version and a purl
+    And every SBOM component is complete for its type
     And no SBOM component carries a denied licence: AGPL-3.0-only, SSPL-1.0
 
   @id:SUP-04 @continuous @pre-upgrade @impact:high @ref:ISO27001-A.8.8 @control:RA-5
