@@ -7,6 +7,7 @@ SaaSBOM sample). Schema validation is :mod:`checks.sbom.cyclonedx_schema`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -318,7 +319,7 @@ def _from_json(item: Mapping[str, Any], path: str = "") -> Component:
         purl=_text(item.get("purl")), bom_ref=_text(item.get("bom-ref")),
         group=_text(item.get("group")), type=_text(item.get("type")),
         hashes=tuple(hashes), licenses=tuple(licenses),
-        path=path, present=frozenset(key for key, value in item.items() if _filled(value)),
+        path=path, present=_shared(frozenset(key for key, value in item.items() if _filled(value))),
     )
 
 
@@ -374,5 +375,12 @@ def _xml_present(element: Any, ns: str) -> frozenset[str]:
         tag = child.tag if isinstance(child.tag, str) else ""
         if tag.startswith(ns) and ((child.text or "").strip() or len(child) or child.attrib):
             names.add(tag[len(ns):])
-    return frozenset(names)
+    return _shared(frozenset(names))
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared(names: frozenset[str]) -> frozenset[str]:
+    """One instance per distinct field set: a 100,000-component SBOM has a handful of them, and a
+    set per component would cost tens of megabytes."""
+    return names
 
