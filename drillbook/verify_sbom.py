@@ -10,23 +10,24 @@ directory cannot be read).
 The policy file (TOML) says what to require; every key is optional::
 
     [sbom]
-    required_fields = ["licenses"]               # of every component, whatever its type (default: none)
+    required_fields = ["version", "purl"]        # of every package (and untyped component); the default
     denied_licenses = ["AGPL-3.0-only", "SSPL-1.0"]
 
     [sbom.required_fields_by_type]               # replaces the built-in rule of a type
     library = ["version", "purl", "licenses"]
     cryptographic-asset = ["cryptoProperties"]
 
-Components are always checked by what they are (checks.sbom.completeness): packages
-(library, framework, application, container, operating-system, firmware, device-driver)
-need a version and a purl, a cryptographic-asset its cryptoProperties, data its data,
-a file its hashes, anything else a name; services (a SaaSBOM) a name, an endpoint or a
-reference and complete data flows. Fields are CycloneDX component field names.
-
     [vulnerabilities]
     advisories = "osv/"                          # OSV JSON mirror; relative to the policy file
     threshold = "high"                           # low | medium | high | critical
     unknown_severity_fails = true
+
+Components are always checked by what they are (checks.sbom.completeness): packages
+(library, framework, application, container, operating-system, firmware, device-driver)
+need ``required_fields`` (a version and a purl unless the policy says otherwise), a
+cryptographic-asset its cryptoProperties, data its data, a file its hashes, anything
+else a name; services (a SaaSBOM) a name, an endpoint or a reference and complete data
+flows. Fields are CycloneDX component field names.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from checks import redact
 from checks.errors import ConfigError
 from checks.sbom import (
     ALL_FIELDS,
+    PACKAGE_TYPES,
     SbomError,
     components_complete,
     no_denied_licenses,
@@ -59,7 +61,7 @@ _SECTIONS = {
     "sbom": {"required_fields", "required_fields_by_type", "denied_licenses"},
     "vulnerabilities": {"advisories", "threshold", "unknown_severity_fails"},
 }
-DEFAULT_REQUIRED: tuple[str, ...] = ()  # of every component; the rules by type apply anyway
+DEFAULT_REQUIRED = ("version", "purl")  # of packages; other types are held to their kind's fields
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,10 @@ def run_checks(sbom: Path, *, artifacts: Path | None, policy: SbomPolicy) -> tup
         return verdicts, EXIT_FAILED
     if artifacts is not None:
         verdicts.append(timed(lambda: sbom_covers_artifacts(document, artifacts)))
-    verdicts.append(timed(lambda: components_complete(document, required=policy.required_fields,
-                                                      by_type=policy.required_by_type)))
+    # required_fields is what a package must carry (as it was before types were told apart);
+    # required_fields_by_type overrides any type, packages included.
+    by_type = {**dict.fromkeys(PACKAGE_TYPES, policy.required_fields), **policy.required_by_type}
+    verdicts.append(timed(lambda: components_complete(document, by_type=by_type)))
     if policy.denied_licenses:
         verdicts.append(timed(lambda: no_denied_licenses(document, policy.denied_licenses)))
     if policy.advisories is not None:

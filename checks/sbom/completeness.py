@@ -163,8 +163,8 @@ def components_have_fields(sbom: Path | SbomDocument, required: Sequence[str]) -
 def rule_for(kind: str | None, by_type: Mapping[str, Sequence[str]] | None = None,
              required: Sequence[str] = ()) -> tuple[str, ...]:
     """The fields a component of this type must carry: the policy's rule, else the built-in one."""
-    if kind is None:
-        base: Sequence[str] = TYPE_RULES["library"]
+    if kind is None:  # an unvalidated document: held to what a library is
+        base: Sequence[str] = (by_type or {}).get("library", TYPE_RULES["library"])
     elif by_type is not None and kind in by_type:
         base = by_type[kind]
     else:
@@ -222,8 +222,8 @@ def components_complete(sbom: Path | SbomDocument, *, required: Sequence[str] = 
         if reasons:
             service_offenders.append({"name": service.label, "at": service.path, "problems": reasons})
     ordered = sorted(groups.items(), key=lambda kv: -int(kv[1]["checked"]))
-    rules = [f"{g['checked']} {kind} {_plural(g['checked'], 'component')} checked for {'+'.join(g['fields'])}"
-             for kind, g in ordered]
+    rules = [f"{g['checked']} {kind} {_plural(g['checked'], 'component')} checked for "
+             f"{'+'.join(g['fields']) or 'nothing'}" for kind, g in ordered]
     if document.services:
         flows = sum(s.data_flows for s in document.services)
         rules.append(f"{len(document.services)} {_plural(len(document.services), 'service')} checked for "

@@ -343,6 +343,24 @@ class TestPolicyPerType:
         assert str(policy) in str(info.value)
 
 
+    def test_required_fields_is_what_a_package_carries(self, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+        """``[sbom] required_fields`` keeps its meaning for packages; other kinds keep their own rule."""
+        from drillbook.cli import build_parser
+        from drillbook.verify_sbom import verify_sbom
+
+        document = cbom_1_6()
+        del document["components"][8]["purl"]
+        sbom = _write(tmp_path, "cbom.json", document)
+        policy = tmp_path / "policy.toml"
+        policy.write_text('[sbom]\nrequired_fields = ["name", "version"]\n')
+        code = verify_sbom(build_parser().parse_args(["verify", "sbom", str(sbom), "--policy", str(policy)]))
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert "1 library component checked for name+version" in out
+        assert "8 cryptographic-asset components checked for cryptoProperties" in out
+
+
 # ---------------------------------------------------------------------------- any component
 
 
