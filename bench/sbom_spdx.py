@@ -177,7 +177,7 @@ def parse_file_raw(raw: dict[str, Any]) -> Any:
     """The library's JSON parser on a dict (through the one-pass relationship rewrite drillbook uses)."""
     from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
 
-    return JsonLikeDictParser().parse(explicit_relationships(raw))
+    return JsonLikeDictParser().parse(explicit_relationships(raw))  # type: ignore[no-untyped-call]
 
 
 def main() -> int:
