@@ -49,6 +49,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from checks.errors import DrillbookError
+from checks.purls import parse_purl
 from checks.sbom import Component, SbomDocument, SbomError, read_sbom
 from checks.verdict import Verdict
 
@@ -215,6 +216,12 @@ def parse_version(ecosystem: str, text: str) -> OrderedVersion:
     """Order ``text`` by ``ecosystem``'s rules. Raises :class:`VersionUnparseable`."""
     if not isinstance(text, str) or not text.strip():
         raise VersionUnparseable(f"empty version in {ecosystem}", version="")
+    if not isinstance(ecosystem, str):
+        return _parse_version(ecosystem, text)
+    return _parse_version_cached(ecosystem, text)
+
+
+def _parse_version(ecosystem: str, text: str) -> OrderedVersion:
     base = _ecosystem_base(ecosystem)
     if base == "pypi":
         try:
@@ -222,6 +229,12 @@ def parse_version(ecosystem: str, text: str) -> OrderedVersion:
         except InvalidVersion as exc:
             raise VersionUnparseable(f"version {text[:80]!r} is not PEP 440", version=text[:80]) from exc
     return OrderedVersion(text, (0, _semverish_key(text, dash_is_prerelease=base not in _DISTROS)))
+
+
+# Every component is compared with every range of its advisories, and each range's event versions
+# were parsed again for each component: parse each (ecosystem, version) once. OrderedVersion is
+# frozen; an unparseable version raises every time (lru_cache keeps no exceptions).
+_parse_version_cached = functools.lru_cache(maxsize=65_536)(_parse_version)
 
 
 @dataclass(frozen=True)
@@ -317,9 +330,7 @@ def purl_package(purl: str) -> tuple[str, str] | None:
 
     Raises ``ValueError`` when the purl does not parse.
     """
-    from packageurl import PackageURL
-
-    parsed = PackageURL.from_string(purl)
+    parsed = parse_purl(purl)
     kind = parsed.type.lower()
     namespace = parsed.namespace or ""
     if kind in ("deb", "apk", "rpm"):
@@ -633,9 +644,7 @@ def find_vulnerabilities(components: Iterable[Component], database: AdvisoryData
 
 
 def _purl_version(purl: str) -> str | None:
-    from packageurl import PackageURL
-
-    return PackageURL.from_string(purl).version or None
+    return parse_purl(purl).version or None
 
 
 def no_known_vulnerabilities(

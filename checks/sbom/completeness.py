@@ -103,10 +103,10 @@ def _lacks(component: Component, field_name: str) -> str | None:
     if field_name == "purl":
         if not component.purl:
             return f"no purl{where}"
-        from packageurl import PackageURL
+        from checks.purls import parse_purl
 
         try:
-            PackageURL.from_string(component.purl)
+            parse_purl(component.purl)
         except ValueError as exc:
             return f"invalid purl {component.purl[:80]!r}{where} ({exc})"
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,22 @@ class _ExpressionUnreadable(Exception):
     pass
 
 
+@functools.cache
+def _licensing() -> Any:
+    from license_expression import Licensing
+
+    # Built once: a Licensing() per expression cost more than parsing it. It has no symbols of its
+    # own (validate=False, strict=False below), so one instance parses every expression alike.
+    return Licensing()
+
+
+# The same expressions recur across thousands of components ("MIT OR Apache-2.0"): decided once.
+@functools.lru_cache(maxsize=16_384)
 def _denied_in(expression: str, denied: frozenset[str]) -> bool:
     """Whether every way of satisfying the SPDX expression uses a denied licence."""
-    from license_expression import ExpressionError, LicenseSymbol, LicenseWithExceptionSymbol, Licensing
+    from license_expression import ExpressionError, LicenseSymbol, LicenseWithExceptionSymbol
 
-    licensing = Licensing()
+    licensing = _licensing()
     try:
         parsed = licensing.parse(expression, validate=False, strict=False)
     except ExpressionError as exc:
