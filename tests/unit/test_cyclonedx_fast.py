@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import _utils as jsonschema_utils
 
-from checks import cyclonedx_fast
+from checks import cyclonedx_compiled
 from checks.cyclonedx_fast import fast_json_validator, library_json_validator, unique_items_ok
 
 # JSON values where the equalities that matter are likely: 1 / 1.0 / true, 0 / false, "1",
@@ -177,5 +177,5 @@ class TestCompiledPredicates:
         document = json.loads(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1,
                                           "components": [_RICH_COMPONENT]}))
         assert _errors(validator, document) == []
-        assert all(predicate is not None for predicate, _ in cyclonedx_fast._COMPILED.values())
-        assert cyclonedx_fast._COMPILED
+        assert all(predicate is not None for predicate, _ in cyclonedx_compiled._COMPILED.values())
+        assert cyclonedx_compiled._COMPILED
