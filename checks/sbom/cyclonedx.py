@@ -21,7 +21,7 @@ from checks.strict_json import DuplicateKeyError, loads_strict
 from checks.verdict import Verdict
 
 from .base import Component, License, SbomDocument, SbomMalformed, Service, decode, text_value
-from .cyclonedx_services import read_json_services, read_xml_services
+from .cyclonedx_services import read_json_services, read_xml_services, walk_nested
 
 _XML_NAMESPACE = re.compile(r"^\{http://cyclonedx\.org/schema/bom/(?P<version>[^}]+)\}bom$")
 _text = text_value
@@ -275,18 +275,7 @@ def _from_model(item: Any) -> Component:
 
 
 def _read_json_components(document: Mapping[str, Any]) -> tuple[list[Component], Component | None]:
-    components: list[Component] = []
-
-    def walk(items: Any, at: str) -> None:
-        if not isinstance(items, list):
-            return
-        for index, item in enumerate(items):
-            if isinstance(item, dict):
-                here = f"{at}[{index}]"
-                components.append(_from_json(item, here))
-                walk(item.get("components"), f"{here}.components")
-
-    walk(document.get("components"), "$.components")
+    components = walk_nested(document, "components", _from_json)
     metadata = document.get("metadata")
     subject = metadata.get("component") if isinstance(metadata, dict) else None
     return components, (_from_json(subject, "$.metadata.component") if isinstance(subject, dict) else None)

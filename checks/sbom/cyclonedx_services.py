@@ -6,19 +6,21 @@ conformance sample raises ``ValueError`` in ``Bom.from_json``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from .base import Service, text_value
+
+T = TypeVar("T")
 
 
 def _filled(value: Any) -> bool:
     return value is not None and value != "" and value != [] and value != {}
 
 
-def read_json_services(document: Mapping[str, Any]) -> list[Service]:
-    """Every service of a JSON document, nested ones included, with its JSON path."""
-    services: list[Service] = []
+def walk_nested(document: Mapping[str, Any], key: str, build: Callable[[dict[str, Any], str], T]) -> list[T]:
+    """``build(item, json_path)`` for every object of ``document[key]`` and the same key nested in it."""
+    found: list[T] = []
 
     def walk(items: Any, at: str) -> None:
         if not isinstance(items, list):
@@ -26,11 +28,16 @@ def read_json_services(document: Mapping[str, Any]) -> list[Service]:
         for index, item in enumerate(items):
             if isinstance(item, dict):
                 here = f"{at}[{index}]"
-                services.append(_from_json(item, here))
-                walk(item.get("services"), f"{here}.services")
+                found.append(build(item, here))
+                walk(item.get(key), f"{here}.{key}")
 
-    walk(document.get("services"), "$.services")
-    return services
+    walk(document.get(key), f"$.{key}")
+    return found
+
+
+def read_json_services(document: Mapping[str, Any]) -> list[Service]:
+    """Every service of a JSON document, nested ones included, with its JSON path."""
+    return walk_nested(document, "services", _from_json)
 
 
 def _from_json(item: Mapping[str, Any], path: str) -> Service:
