@@ -137,7 +137,7 @@ def _text(v: tuple[int, int, int, tuple[str, ...]]) -> str:
 class TestVersions:
     """Versions order as their ecosystem says."""
 
-    @settings(max_examples=300)
+    @settings(max_examples=300, deadline=None)
     @given(_semver, _semver)
     def test_semver_precedence(self, a: tuple[int, int, int, tuple[str, ...]],
                                b: tuple[int, int, int, tuple[str, ...]]) -> None:
@@ -201,7 +201,7 @@ _distinct_versions = st.lists(_semver, min_size=3, max_size=8, unique=True).map(
 class TestRanges:
     """OSV range evaluation as the OSV spec describes it."""
 
-    @settings(max_examples=100)
+    @settings(max_examples=100, deadline=None)
     @given(_distinct_versions, st.data())
     def test_introduced_fixed(self, versions: list[Any], data: st.DataObject) -> None:
         """introduced X, fixed Y: affected exactly when X <= v < Y."""
@@ -216,7 +216,7 @@ class TestRanges:
             if match is not None:
                 assert match.fixed == texts[j]
 
-    @settings(max_examples=100)
+    @settings(max_examples=100, deadline=None)
     @given(_distinct_versions, st.data())
     def test_last_affected_and_zero(self, versions: list[Any], data: st.DataObject) -> None:
         """introduced 0, last_affected Y: affected exactly when v <= Y, with no fixed version."""
@@ -230,7 +230,7 @@ class TestRanges:
             if match is not None:
                 assert match.fixed is None
 
-    @settings(max_examples=80)
+    @settings(max_examples=80, deadline=None)
     @given(_distinct_versions, st.data())
     def test_two_segments_in_any_order(self, versions: list[Any], data: st.DataObject) -> None:
         """Two introduced/fixed pairs, events shuffled: the union of both segments."""
