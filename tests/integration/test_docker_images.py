@@ -131,7 +131,16 @@ class TestMoto:
         container = run("motoserver/moto:latest", 5000)
         port = _host_port(container, 5000)
         _until(lambda: _http_status(f"http://127.0.0.1:{port}/moto-api/") == 200, "moto answering")
-        assert _http_status(f"http://127.0.0.1:{port}/") == 200
+        # moto loads its S3 backend on the first S3 request: on a loaded machine that first answer
+        # took over 2 s (a CI failure), so wait for an answer, then require it to be a 200.
+        status: list[int | None] = [None]
+
+        def answered() -> bool:
+            status[0] = _http_status(f"http://127.0.0.1:{port}/", timeout=10)
+            return status[0] is not None
+
+        _until(answered, "S3 ListBuckets answering")
+        assert status[0] == 200
 
     def test_moto_port_moves_it(self, run: Callable[..., Any]) -> None:
         """MOTO_PORT picks the port it listens on (drillbook sets it)."""
@@ -140,9 +149,9 @@ class TestMoto:
         _until(lambda: _http_status(f"http://127.0.0.1:{port}/moto-api/") == 200, "moto answering")
 
 
-def _http_status(url: str) -> int | None:
+def _http_status(url: str, timeout: float = 2) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - fixed loopback URL
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - fixed loopback URL
             return int(response.status)
     except OSError:
         return None
