@@ -32,13 +32,11 @@ from .sigstore_inputs import (
     BundleContent,
     GitHubWorkflow,
     LoadedRoot,
-    SignatureInputError,
     bundle_content,
     bundle_evidence,
-    hash_file,
     load_bundle,
-    resolve_root,
     signing_policy,
+    start_verification,
     verification_failure,
 )
 from .verdict import Verdict
@@ -140,22 +138,12 @@ def verify_attestation(
 
     A bundle with a plain message signature fails here: an attestation was required.
     """
-    evidence: dict[str, Any] = {"bundle": str(bundle), "artifacts": [str(a) for a in artifacts],
-                                "expected_identity": identity, "expected_issuer": issuer}
-    if github:
-        evidence["expected_github"] = github.evidence()
-    try:
-        root = resolve_root(trusted_root)
-    except SignatureInputError as exc:
-        return Verdict.error(check_id, str(exc), evidence=evidence)
-    evidence.update(root.evidence())
-    digests: dict[str, str] = {}
-    for artifact in artifacts:
-        try:
-            digests[str(artifact)] = hash_file(artifact)
-        except OSError as exc:
-            return Verdict.error(check_id, f"artifact {artifact} is unreadable: {exc.strerror or exc}",
-                                 evidence=evidence)
+    evidence: dict[str, Any] = {"bundle": str(bundle), "artifacts": [str(a) for a in artifacts]}
+    started = start_verification(check_id, evidence, list(artifacts), trusted_root=trusted_root,
+                                 identity=identity, issuer=issuer, github=github)
+    if isinstance(started, Verdict):
+        return started
+    root, digests = started
     evidence["artifact_sha256"] = digests
     loaded = load_bundle(check_id, bundle, evidence)
     if isinstance(loaded, Verdict):

@@ -41,12 +41,11 @@ from .sigstore_inputs import (
     bundle_evidence,
     certificate_claims,
     embedded_root_path,
-    hash_file,
     load_bundle,
     load_trusted_root,
     online_root,
-    resolve_root,
     signing_policy,
+    start_verification,
     verification_failure,
 )
 from .verdict import Verdict
@@ -89,20 +88,13 @@ def verify_bundle(
     ``require`` refuses the other kind, saying which was required; so does a ``predicate_type``
     given for a message-signature bundle.
     """
-    evidence: dict[str, Any] = {"artifact": str(artifact), "bundle": str(bundle),
-                                "expected_identity": identity, "expected_issuer": issuer}
-    if github:
-        evidence["expected_github"] = github.evidence()
-    try:
-        root = resolve_root(trusted_root)
-    except SignatureInputError as exc:
-        return Verdict.error(check_id, str(exc), evidence=evidence)
-    evidence.update(root.evidence())
-    try:
-        digest = hash_file(artifact)
-    except OSError as exc:
-        return Verdict.error(check_id, f"artifact {artifact} is unreadable: {exc.strerror or exc}",
-                             evidence=evidence)
+    evidence: dict[str, Any] = {"artifact": str(artifact), "bundle": str(bundle)}
+    started = start_verification(check_id, evidence, [artifact], trusted_root=trusted_root,
+                                 identity=identity, issuer=issuer, github=github)
+    if isinstance(started, Verdict):
+        return started
+    root, digests = started
+    digest = digests[str(artifact)]
     evidence["artifact_sha256"] = digest
     loaded = load_bundle(check_id, bundle, evidence)
     if isinstance(loaded, Verdict):

@@ -170,6 +170,29 @@ def resolve_root(trusted_root: Path | LoadedRoot) -> LoadedRoot:
     return trusted_root if isinstance(trusted_root, LoadedRoot) else load_trusted_root(trusted_root)
 
 
+def start_verification(check_id: str, evidence: dict[str, Any], artifacts: list[Path], *,
+                       trusted_root: Path | LoadedRoot, identity: str, issuer: str,
+                       github: GitHubWorkflow | None) -> tuple[LoadedRoot, dict[str, str]] | Verdict:
+    """What every verification does first: record the policy, load the trust root, hash the
+    artifacts (path → SHA-256). A Verdict (error) when the root or an artifact is unusable."""
+    evidence.update({"expected_identity": identity, "expected_issuer": issuer})
+    if github:
+        evidence["expected_github"] = github.evidence()
+    try:
+        root = resolve_root(trusted_root)
+    except SignatureInputError as exc:
+        return Verdict.error(check_id, str(exc), evidence=evidence)
+    evidence.update(root.evidence())
+    digests: dict[str, str] = {}
+    for artifact in artifacts:
+        try:
+            digests[str(artifact)] = hash_file(artifact)
+        except OSError as exc:
+            return Verdict.error(check_id, f"artifact {artifact} is unreadable: {exc.strerror or exc}",
+                                 evidence=evidence)
+    return root, digests
+
+
 def signing_policy(identity: str, issuer: str, github: GitHubWorkflow | None) -> Any:
     # Always with the issuer: policy.Identity(issuer=None) silently skips the issuer check.
     base = policy.Identity(identity=identity, issuer=issuer)
