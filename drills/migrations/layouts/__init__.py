@@ -106,22 +106,5 @@ def load_migrations(directory: Path, *, layout: Layout | str | None = None) -> M
     directory = directory.resolve()
     chosen = Layout(layout) if layout else detect_layout(directory)
     loaded: MigrationSet = module(chosen).load(directory)
-    _refuse_outside(loaded, directory)
     # The layout as an enum member, whatever the module wrote (callers compare with Layout.X).
     return replace(loaded, layout=chosen)
-
-
-def _refuse_outside(loaded: MigrationSet, directory: Path) -> None:
-    """Every file a step reads must be inside the folder: a symbolic link (a file, or a step or
-    deploy/ directory) pointing elsewhere would send, say, a key file to the server as SQL, and a
-    syntax error would quote it in the verdict. Checked once here, for every layout."""
-    for migration in loaded.migrations:
-        for part in (migration.up, migration.down, migration.verify):
-            if part is None:
-                continue
-            if not part.path.resolve().is_relative_to(directory):
-                shown = loaded.relative(part.path)
-                raise LayoutError(
-                    f"{directory}: {shown} leads outside the migration folder (a symbolic link): refused",
-                    directory=str(directory), file=str(part.path),
-                    hint="a migration folder holds its files; copy the file in instead of linking to it")
