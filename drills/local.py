@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
-import psutil
 import redis
 from botocore.config import Config as BotoConfig
 
@@ -74,23 +73,15 @@ def _make_workdir(prefix: str) -> tuple[Path, reaper.Record]:
 
 
 class _ProcessRecord:
-    """A started process identified by pid *and* start time, so a reused pid is not mistaken for it."""
+    """A started process identified by pid *and* start, so a reused pid is not mistaken for it."""
 
     def __init__(self, label: str, pid: int) -> None:
         self.label = label
         self.pid = pid
-        try:
-            self.create_time: float | None = psutil.Process(pid).create_time()
-        except psutil.Error:
-            self.create_time = None
+        self.identity = reaper.ProcessId.of(pid)
 
     def still_running(self) -> bool:
-        try:
-            process = psutil.Process(self.pid)
-            same = process.create_time() == self.create_time
-            return bool(same and process.status() != psutil.STATUS_ZOMBIE)
-        except psutil.Error:
-            return False
+        return self.identity is not None and self.identity.live() is not None
 
 
 class _Cleanup:

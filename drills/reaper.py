@@ -50,12 +50,11 @@ Progress = Callable[[str], None]
 
 # Every temp dir drillbook records; a recorded path with any other name is never removed.
 PREFIXES = ("drillbook-local-", "drillbook-scratch-", "drillbook-restore-", "drillbook-pgpass-")
-RECORD_VERSION = 1
+# 2: processes identified by start ticks + boot id (1 used wall-clock start times).
+RECORD_VERSION = 2
 # A postmaster's fast shutdown of a sandbox cluster takes well under a second; then SIGKILL.
 STOP_GRACE_S = 10.0
 _POLL_S = 0.05
-# psutil derives start times from the same /proc fields each time; JSON round-trips floats exactly.
-_START_TIME_TOLERANCE_S = 0.01
 
 _log = logging.getLogger(__name__)
 
@@ -82,30 +81,70 @@ def default_registry_dir() -> Path:
 
 @dataclass(frozen=True)
 class ProcessId:
-    """A process identified by pid *and* start time, so a reused pid is never mistaken for it."""
+    """A process identified by pid *and* start, so a reused pid is never mistaken for it.
+
+    The start is the kernel's count of clock ticks from boot to the process's creation, with the
+    boot's id: unlike a wall-clock start time (psutil's ``create_time``, boot time + ticks, with
+    the boot time re-read from the clock each call) it never moves when the clock is stepped. A
+    wall-clock identity mismatched a live owner after an NTP step on a CI machine and let another
+    run reap its servers mid-test.
+    """
 
     pid: int
-    create_time: float
+    start: int
+    boot: str
 
     @classmethod
     def of(cls, pid: int) -> ProcessId | None:
         """The identity of the live process ``pid``, or None when there is none."""
-        try:
-            return cls(pid, psutil.Process(pid).create_time())
-        except psutil.Error:
-            return None
+        start = _start_ticks(pid)
+        return None if start is None else cls(pid, start, _boot_id())
 
     def live(self) -> psutil.Process | None:
-        """The live (non-zombie) process with this pid and start time, or None."""
+        """The live (non-zombie) process with this pid and start, or None."""
+        if self.boot != _boot_id() or _start_ticks(self.pid) != self.start:
+            return None
         try:
             process = psutil.Process(self.pid)
-            if abs(process.create_time() - self.create_time) > _START_TIME_TOLERANCE_S:
-                return None
             if process.status() == psutil.STATUS_ZOMBIE:
                 return None
         except psutil.Error:
             return None
-        return process
+        # The pid could have been reused between the two reads: confirm the start once more.
+        return process if _start_ticks(self.pid) == self.start else None
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Field 22 of ``/proc/<pid>/stat`` (start, in ticks since boot), or None when there is none."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return _wall_start_fallback(pid)
+    # The command name (field 2) is in parentheses and may hold spaces or ")": split after the last.
+    fields = raw[raw.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _wall_start_fallback(pid: int) -> int | None:
+    """Where /proc is absent (macOS), psutil's start time in centiseconds; None when gone."""
+    if Path("/proc/self/stat").exists():
+        return None  # /proc works and this pid has no entry: the process is gone
+    try:
+        started: float = psutil.Process(pid).create_time()
+        return round(started * 100)
+    except psutil.Error:
+        return None
+
+
+def _boot_id() -> str:
+    """This boot's id (a record from before a reboot names processes that no longer exist)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -184,7 +223,8 @@ class Record:
     def from_json(cls, file: Path, data: dict[str, Any]) -> Record:
         """Parse a record; raises KeyError/TypeError/ValueError on anything malformed."""
         if data["version"] != RECORD_VERSION:
-            raise ValueError(f"record version {data['version']!r}, expected {RECORD_VERSION}")
+            raise ValueError(f"record version {data['version']!r}, expected {RECORD_VERSION} "
+                             "(written by another drillbook: stop what it names, then delete it)")
         tempdir = DirEntry(**data["tempdir"]) if data["tempdir"] is not None else None
         servers = [ServerEntry(str(s["label"]), ProcessId(**s["process"]), str(s["name"]),
                                str(s["anchor"])) for s in data["servers"]]

@@ -45,11 +45,11 @@ def _dead_owner() -> ProcessId:
     return identity
 
 
-def _server(proc: subprocess.Popen[bytes], *, start_shift: float = 0.0,
+def _server(proc: subprocess.Popen[bytes], *, start_shift: int = 0,
             anchor: str | None = None) -> ServerEntry:
     identity = ProcessId.of(proc.pid)
     assert identity is not None
-    return ServerEntry("sleep server", ProcessId(identity.pid, identity.create_time + start_shift),
+    return ServerEntry("sleep server", ProcessId(identity.pid, identity.start + start_shift, identity.boot),
                        "sleep", anchor or str(Path(psutil.Process(proc.pid).cwd())))
 
 
@@ -108,7 +108,7 @@ class TestPidReuse:
         self, registry: Registry, sleeper: subprocess.Popen[bytes]
     ) -> None:
         """The recorded pid is alive but started at another time: a reused pid, someone else's."""
-        record = _write(registry, _dead_owner(), servers=[_server(sleeper, start_shift=-100.0)])
+        record = _write(registry, _dead_owner(), servers=[_server(sleeper, start_shift=-100)])
         done = registry.reap()
         assert _running(sleeper)
         assert not any(line.startswith("reaped") for line in done), done
@@ -129,7 +129,7 @@ class TestPidReuse:
         """An owner pid now held by another process (this one, started at another time) is gone."""
         me = ProcessId.of(os.getpid())
         assert me is not None
-        _write(registry, ProcessId(me.pid, me.create_time - 100.0), servers=[_server(sleeper)])
+        _write(registry, ProcessId(me.pid, me.start - 100, me.boot), servers=[_server(sleeper)])
         registry.reap()
         sleeper.wait(15)
         assert not psutil.pid_exists(sleeper.pid) or sleeper.returncode is not None
@@ -184,3 +184,45 @@ class TestTempDirs:
         finally:
             path.rmdir()
 
+
+
+class TestClockSteps:
+    def test_a_live_owner_stays_live_when_the_wall_clock_is_stepped(
+        self, registry: Registry, sleeper: subprocess.Popen[bytes], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """An NTP step between recording and reaping must not make a running drill look dead.
+
+        psutil's start time is boot time + ticks with the boot time derived from the clock; a
+        step of a few seconds moved it and another run reaped this run's servers mid-test. The
+        step is staged by shifting what psutil reports as the boot time.
+        """
+        tempdir = tmp_path / "drillbook-scratch-live"
+        tempdir.mkdir()
+        record = registry.track(tempdir)
+        record.add_server("sleep server", sleeper.pid, anchor=tmp_path / "drillbook-local-abc")
+        stepped = psutil.boot_time() + 3.0
+        monkeypatch.setattr(psutil, "boot_time", lambda: stepped)
+        monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: stepped)
+        assert registry.reap() == []
+        assert _running(sleeper)
+        assert tempdir.exists()
+
+    def test_a_record_from_before_a_reboot_kills_nothing(
+        self, registry: Registry, sleeper: subprocess.Popen[bytes], tmp_path: Path
+    ) -> None:
+        """Pids from another boot name nothing now: the temp dir goes, no process is signalled."""
+        tempdir = tmp_path / "drillbook-scratch-oldboot"
+        tempdir.mkdir()
+        me = ProcessId.of(os.getpid())
+        server = ProcessId.of(sleeper.pid)
+        assert me is not None and server is not None
+        old = "00000000-0000-0000-0000-000000000000"
+        record = _write(registry, ProcessId(me.pid, me.start, old),
+                        servers=[ServerEntry("sleep server", ProcessId(server.pid, server.start, old),
+                                             "sleep", str(tmp_path / "drillbook-local-abc"))],
+                        tempdir=tempdir)
+        done = registry.reap()
+        assert _running(sleeper)
+        assert not tempdir.exists(), done
+        assert not record.file.exists()
