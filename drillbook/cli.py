@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "the products' data and services get their failing variants")
     p_run.add_argument("--pack",
                        help="run one runbook pack: features/packs/PACK (`drillbook packs` lists them)")
+    p_run.add_argument("--member", help="drill one fleet member of --config ([fleet]): its targets "
+                       "bound, scenarios named BKP-01[member], no ledger append")
+    p_run.add_argument("--run-id", help="the run directory's name under --out (default: time + random)")
     signing = p_run.add_mutually_exclusive_group()
     signing.add_argument("--sign", action="store_true",
                          help="sign this run's ledger head keyless with sigstore, as the CI job's ambient "
@@ -159,7 +162,8 @@ def _main(argv: list[str] | None = None) -> int:
                 RunOptions(config=args.config, cadence=args.cadence, tags=args.tags, out=args.out,
                            features=args.features, env=args.env, strict=args.strict,
                            verbose=args.verbose, waivers=args.waivers, pack=args.pack,
-                           sign=args.sign, sign_sandbox=args.sign_sandbox),
+                           sign=args.sign, sign_sandbox=args.sign_sandbox, member=args.member,
+                           run_id=args.run_id),
                 argv=args_list,
             )
         if args.command == "steps":

@@ -128,6 +128,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--drillbook-progress", action="store_true", default=False,
                     help="print one line per scenario instead of pytest's dots")
     group.addoption("--drillbook-command", default="", help=argparse_suppress())
+    group.addoption("--drillbook-member", default=None,
+                    help="the fleet member this run drills (names scenarios BKP-01[member])")
 
 
 def argparse_suppress() -> str:
@@ -277,15 +279,19 @@ def drillbook_env(drillbook_session: DrillSession) -> Iterator[Any]:
 def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
     item = request.node
     feature_path = _relative_feature_path(feature.filename)
-    tags = sorted(scenario.tags)
+    member = request.config.getoption("--drillbook-member")
+    tags = sorted(scenario.tags) if not member else sorted([*scenario.tags, f"member:{member}"])
     result = ScenarioResult(
-        nodeid=item.nodeid,
+        # A member's scenario is one work item of a fleet run: its id says which member, in
+        # results.json, the ledger, JUnit and the report alike (the features do not change).
+        nodeid=f"{item.nodeid}[{member}]" if member else item.nodeid,
         feature=feature.name,
         feature_path=feature_path,
         scenario=scenario.name,
         description=(scenario.description or "").strip(),
         tags=tags,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        member=member or None,
     )
     item.stash[_SCENARIO] = result
     session = session_of(request.config)
@@ -403,7 +409,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def _progress_line(session: DrillSession, scenario: ScenarioResult) -> None:
     outcome = scenario.outcome.value.upper().replace("_", " ")
-    ident = scenario.scenario_id or "-"
+    ident = scenario.display_id or "-"
     line = f"  {outcome:<14} {ident:<10} {scenario.scenario} ({scenario.duration_s:.1f}s)"
     session.say(line)
     if scenario.outcome.counts_as_fail(strict=session.strict):
@@ -453,9 +459,17 @@ def write_reports(drill: DrillSession) -> None:
     write_html_report(RunResult.from_dict(data), drill.out / "report.html")
     junit = drill.config.getoption("xmlpath", None)
     if junit and Path(junit).exists():
-        names = {_junit_key(s.nodeid): (s.feature, s.scenario) for s in drill.run.scenarios}
+        names = {_junit_key(s): (s.feature, _junit_name(s)) for s in drill.run.scenarios}
         rename_testcases(Path(junit), names)
 
 
-def _junit_key(nodeid: str) -> str:
-    return nodeid
+def _junit_key(scenario: ScenarioResult) -> str:
+    """pytest's own node id (a member's suffix is drillbook's, not in pytest's JUnit)."""
+    suffix = f"[{scenario.member}]"
+    if scenario.member and scenario.nodeid.endswith(suffix):
+        return scenario.nodeid[: -len(suffix)]
+    return scenario.nodeid
+
+
+def _junit_name(scenario: ScenarioResult) -> str:
+    return f"{scenario.display_id} {scenario.scenario}" if scenario.member else scenario.scenario

@@ -27,6 +27,7 @@ DEFAULT_FEATURES = REPO / "features"
 # ARCHITECTURE.md exit codes.
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_OVERDUE = 0, 1, 2, 3
 
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _TAG_EXPR = re.compile(r"^[A-Za-z0-9_:\-.\s()]+$")
 
 
@@ -46,6 +47,9 @@ class RunOptions:
     pack: str | None = None  # features/packs/<pack> only (a plain run leaves the packs out)
     sign: bool = False  # sign the run's ledger head keyless (the CI job's ambient identity)
     sign_sandbox: bool = False  # ... or with the runs directory's sandbox authority (offline)
+    # One fleet member's run (drillbook/fleet/execute.py): its targets bound, scenarios named
+    # BKP-01[member], and no ledger append (the fleet's merge is the only ledger writer).
+    member: str | None = None
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -113,6 +117,16 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
             raise ConfigError(f"features path {path} does not exist",
                               hint="pass --features DIR with .feature files in it")
     config_path = options.config.resolve() if options.config else None
+    if options.member is not None:
+        if config_path is None:
+            raise ConfigError("--member needs --config: the fleet's members are defined there",
+                              key="--member", hint="add --config drillbook.toml (with a [fleet] table)")
+        import os
+
+        from drills.config import MEMBER_ENV
+
+        # Every load of the config in this process (the steps' too) binds the member's targets.
+        os.environ[MEMBER_ENV] = options.member
     # Validate before anything runs: a bad key stops us in the first second.
     config = load_run_config(options)
     if config is not None and options.env in ("auto", "live"):
@@ -129,12 +143,17 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
 
     audit = prepare_run(features=features, config_path=config_path, waivers=options.waivers,
                         out=settings.out, sign=options.sign, sign_sandbox=options.sign_sandbox)
+    if options.member is not None:
+        audit.ledger = None
 
     from drills.reaper import reap_stale
 
     # A killed run's servers and temp dirs are reaped before this run starts its own.
     reap_stale(progress=lambda line: print(f"drillbook: {line}", file=sys.stderr, flush=True))
     run_id = options.run_id or new_run_id()
+    if not _RUN_ID.match(run_id):
+        raise ConfigError(f"--run-id {run_id!r}: a run id is one folder name (letters, digits, `_`, "
+                          "`.`, `-`; not starting with `.`)", key="--run-id")
     run_dir = (settings.out / run_id).resolve()
     module = run_dir / "test_drillbook_features.py"
     # A full or unwritable --out stops here, naming the path (DiskError), before any server starts.
@@ -162,6 +181,8 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
         args += ["--tb=short", "-rA"]
     if config_path is not None:
         args.append(f"--drillbook-config={config_path}")
+    if options.member is not None:
+        args.append(f"--drillbook-member={options.member}")
     if settings.strict:
         args.append("--drillbook-strict")
     if expression:

@@ -128,7 +128,10 @@ _TARGET_KEYS: dict[str, set[str]] = {
 # Values that are not strings, validated by kind: excluded from the generic ${ENV} resolution.
 _STRUCTURED_KEYS = {"kind", "scratch", "headers", "port"}
 _SECRET_KEYS = {"dsn", "url", "secret_access_key", "access_key_id", "endpoint_url"}
-_TOP_KEYS = {"run", "targets", "ledger", "migrations", "containers"}
+_TOP_KEYS = {"run", "targets", "ledger", "migrations", "containers", "fleet"}
+# A fleet member's child run names its member here (drillbook/fleet/execute.py): every load of the
+# config in that process (the steps load it too) then binds the member's targets.
+MEMBER_ENV = "DRILLBOOK_MEMBER"
 # The team's own migrate command (drills/migrations/command.py).
 _COMMAND_KEYS = ("command", "down_command", "workdir", "command_timeout", "command_env")
 _MIGRATIONS_KEYS = {"layout", "folders", "prelude", *_COMMAND_KEYS}
@@ -173,6 +176,7 @@ class Config:
     container_images: Mapping[str, str] = field(default_factory=dict)
     # [run] restore_timeout / migration_timeout / query_timeout: None means the built-in default.
     timeouts: Mapping[str, timedelta] = field(default_factory=dict)
+    member: str | None = None  # the fleet member whose targets are bound (drills/fleet.py)
 
     def migration_layout_for(self, directory: Path) -> str | None:
         """The layout configured for a migration folder: its own entry, else ``[migrations] layout``."""
@@ -221,8 +225,11 @@ class Config:
         return data
 
 
-def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate ``path``; raise :class:`ConfigError` naming the key and file."""
+def load_config(path: Path, *, environ: Mapping[str, str] | None = None, member: str | None = None) -> Config:
+    """Read and validate ``path``; raise :class:`ConfigError` naming the key and file.
+
+    ``member`` (default: ``$DRILLBOOK_MEMBER``) binds that fleet member's targets over the shared ones.
+    """
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -231,16 +238,21 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})", file=str(path)) from exc
-    return parse_config(text, path=path, environ=os.environ if environ is None else environ)
+    env = os.environ if environ is None else environ
+    return parse_config(text, path=path, environ=env, member=member or env.get(MEMBER_ENV) or None)
 
 
-def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) -> Config:
-    """Validate TOML text. ``environ`` resolves ``${VAR}`` references."""
+def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
+                 member: str | None = None) -> Config:
+    """Validate TOML text. ``environ`` resolves ``${VAR}`` references; ``member`` binds a fleet member."""
     where = str(path) if path else "<config>"
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc}", file=where) from exc
+    if member is not None:
+        data = _bind_member(data, path, member)
+        where = f"{where} (fleet member {member})"
 
     _reject_unknown(data, _TOP_KEYS, where, "")
     run = _table(data.get("run", {}), where, "run")
@@ -356,7 +368,20 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str]) ->
                   migration_folders=migration_folders, migration_prelude=migration_prelude,
                   migration_command=migration_command,
                   container_images=container_images,
-                  timeouts=timeouts)
+                  timeouts=timeouts, member=member)
+
+
+def _bind_member(data: dict[str, Any], path: Path | None, member: str) -> dict[str, Any]:
+    """The config's tables with fleet member ``member``'s targets bound (drills/fleet.py)."""
+    from .fleet import fleet_table, overlay, parse_fleet
+
+    found = fleet_table(path, data) if path is not None else None
+    if found is None:
+        raise ConfigError(f"{path or '<config>'}: fleet member {member!r} asked for, but the config has no "
+                          "[fleet] table (nor a fleet.toml beside it)", file=str(path), key="fleet",
+                          hint="define the fleet's members, or run without --member")
+    table, source = found
+    return overlay(data, parse_fleet(table, source).member(member))
 
 
 def _containers(value: Any, where: str, environ: Mapping[str, str]) -> dict[str, str]:

@@ -45,10 +45,19 @@ class ScenarioResult:
     failure: str | None = None  # an exception that was not a verdict (a bug, a bad step)
     started_at: str = ""
     duration_s: float = 0.0
+    member: str | None = None  # the fleet member this scenario ran for (None outside fleet runs)
 
     @property
     def scenario_id(self) -> str | None:
         return _tag_value(self.tags, "id")
+
+    @property
+    def display_id(self) -> str | None:
+        """``BKP-01[orders-eu]`` for a fleet member's scenario, ``BKP-01`` otherwise."""
+        base = self.scenario_id
+        if base is None or self.member is None:
+            return base
+        return f"{base}[{self.member}]"
 
     @property
     def cadences(self) -> list[str]:
@@ -108,6 +117,7 @@ class ScenarioResult:
             "failure": self.failure,
             "started_at": self.started_at,
             "duration_s": round(self.duration_s, 6),
+            "member": self.member,
         }
 
     @classmethod
@@ -124,6 +134,7 @@ class ScenarioResult:
             failure=data.get("failure"),
             started_at=data.get("started_at", ""),
             duration_s=float(data.get("duration_s", 0.0)),
+            member=data.get("member"),
         )
 
 
