@@ -2,7 +2,9 @@
 
 ``drillbook run --pack sark`` runs one pack; ``drillbook packs`` lists them
 with their scenario counts per cadence. A plain ``drillbook run`` leaves the
-packs out (they are product-specific: run the one of your product).
+packs out (they are product-specific: run the one of your product), and the
+fleet features too (``features/fleet/``: they name the targets every fleet
+member binds, and are what ``drillbook run --fleet`` runs by default).
 
 A scenario is counted once per run item: an outline counts one per Examples
 row, as pytest-bdd runs it. A scenario with several cadence tags counts under
@@ -20,6 +22,9 @@ from checks.errors import ConfigError
 from reports.results import CADENCES
 
 PACKS_DIR = "packs"
+FLEET_DIR = "fleet"
+# Folders of features/ a plain run leaves out.
+_SET_APART = (PACKS_DIR, FLEET_DIR)
 NO_CADENCE = "none"
 
 
@@ -47,13 +52,19 @@ def pack_path(features_root: Path, name: str) -> Path:
     return packs_root(features_root) / name
 
 
+def fleet_root(features_root: Path) -> Path:
+    """``features/fleet``: the features ``drillbook run --fleet`` runs once per member by default."""
+    return features_root / FLEET_DIR
+
+
 def without_packs(features_root: Path) -> list[Path]:
-    """The default features: every folder or file of ``features/`` with features in it, but the packs."""
-    if not packs_root(features_root).is_dir():
+    """The default features: every folder or file of ``features/`` with features in it, but the packs
+    and the fleet features."""
+    if not any((features_root / name).is_dir() for name in _SET_APART):
         return [features_root]
     found = []
     for child in sorted(features_root.iterdir()):
-        if child.name == PACKS_DIR:
+        if child.name in _SET_APART:
             continue
         if (child.is_dir() and any(child.rglob("*.feature"))) or child.suffix == ".feature":
             found.append(child)

@@ -148,6 +148,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for key, meaning in KEYED_TAGS.items():
         config.addinivalue_line("markers", f"{key}: {meaning}")
     config.addinivalue_line("markers", "canary: a scenario that must fail, proving its check can fail")
+    config.addinivalue_line("markers", "fleet: a fleet scenario (features/fleet), run once per member")
     config.addinivalue_line("markers", f"{scenario_steps.STOP_TAG}: {scenario_steps.STOP_TAG_MEANING}")
 
     out = config.getoption("--drillbook-out")

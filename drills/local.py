@@ -65,9 +65,9 @@ def _quiet(_: str) -> None:
     """The default progress callback: say nothing."""
 
 
-def _make_workdir(prefix: str) -> tuple[Path, reaper.Record]:
+def _make_workdir(prefix: str, parent: Path | None = None) -> tuple[Path, reaper.Record]:
     """A private temp dir the PostgreSQL server user can traverse (but not list), recorded."""
-    path, record = reaper.make_tempdir(prefix)
+    path, record = reaper.make_tempdir(prefix, parent)
     path.chmod(0o711)
     return path, record
 

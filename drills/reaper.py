@@ -49,7 +49,8 @@ import psutil
 Progress = Callable[[str], None]
 
 # Every temp dir drillbook records; a recorded path with any other name is never removed.
-PREFIXES = ("drillbook-local-", "drillbook-scratch-", "drillbook-restore-", "drillbook-pgpass-")
+PREFIXES = ("drillbook-local-", "drillbook-scratch-", "drillbook-restore-", "drillbook-pgpass-",
+            "drillbook-fleet-")
 # 2: processes identified by start ticks + boot id (1 used wall-clock start times).
 RECORD_VERSION = 2
 # A postmaster's fast shutdown of a sandbox cluster takes well under a second; then SIGKILL.
@@ -252,11 +253,11 @@ class Registry:
         record.write()
         return record
 
-    def make_tempdir(self, prefix: str) -> tuple[Path, Record]:
-        """``tempfile.mkdtemp(prefix=prefix)``, recorded at once."""
+    def make_tempdir(self, prefix: str, parent: Path | None = None) -> tuple[Path, Record]:
+        """``tempfile.mkdtemp(prefix=prefix, dir=parent)``, recorded at once."""
         if not prefix.startswith(PREFIXES):
             raise ValueError(f"temp dir prefix {prefix!r} is not one of drillbook's {PREFIXES}")
-        path = Path(tempfile.mkdtemp(prefix=prefix))
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         return path, self.track(path)
 
     def reap(self, progress: Progress = _quiet) -> list[str]:
@@ -379,9 +380,12 @@ def _removable(entry: DirEntry) -> str:
     return "remove"
 
 
-def make_tempdir(prefix: str) -> tuple[Path, Record]:
-    """A recorded temp dir in the default registry; release the record after removing the dir."""
-    return Registry().make_tempdir(prefix)
+def make_tempdir(prefix: str, parent: Path | None = None) -> tuple[Path, Record]:
+    """A recorded temp dir (in ``parent``, default the system's) in the default registry.
+
+    Release the record after removing the dir.
+    """
+    return Registry().make_tempdir(prefix, parent)
 
 
 def track(tempdir: Path | None) -> Record:
