@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_sub = p_sandbox.add_subparsers(dest="action", required=True, parser_class=_Parser)
     p_up = sandbox_sub.add_parser("up", help="start it and print connection details")
     p_up.add_argument("--detach", action="store_true", help="keep it running in the background")
+    p_up.add_argument("--sandbox-members", type=int, default=None, metavar="N",
+                      help="instead, a fleet sandbox: N member databases with their backup histories, "
+                      "and a drillbook.toml with [fleet] for `drillbook run --config IT --fleet`")
+    p_up.add_argument("--canary", action="store_true",
+                      help="seed the failing variants (fleet: some members broken, each in its own way)")
     p_up.add_argument("--state", type=Path, default=Path("out/sandbox.json"), help=argparse.SUPPRESS)
     p_down = sandbox_sub.add_parser("down", help="stop a sandbox started with --detach")
     p_down.add_argument("--state", type=Path, default=Path("out/sandbox.json"), help=argparse.SUPPRESS)

@@ -1,5 +1,10 @@
 """``drillbook sandbox up`` / ``down``: the embedded environment, to explore by hand.
 
+``up --sandbox-members N`` starts the fleet sandbox instead (:mod:`drillbook.fleet.sandbox`): N
+member databases with their backup histories, and the path of a ``drillbook.toml`` with their
+``[fleet]`` for ``drillbook run --config PATH --fleet`` while it is up. ``--canary`` seeds the
+failing variants (fleet: which members are broken, and how, is printed).
+
 ``down --stale`` reaps what killed runs left (servers, temp dirs; see drills/reaper.py); ``up``
 does the same before it starts, as ``drillbook run`` does.
 """
@@ -14,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from checks.errors import EnvironmentError_
 
@@ -29,14 +35,30 @@ def sandbox_up(args: argparse.Namespace) -> int:
         print(f"a sandbox is already running (pid {_read_pid(state)}); stop it with "
               "`drillbook sandbox down`", file=sys.stderr)
         return EXIT_FAILED
-    if args.detach:
-        return _detach(state)
+    members: int | None = getattr(args, "sandbox_members", None)
+    canary: bool = getattr(args, "canary", False)
+    if members is not None:
+        from .fleet.sandbox import check_member_count
 
-    from drills.local import LocalEnvironment
+        check_member_count(members)  # a usage error before anything starts
+    if args.detach:
+        return _detach(state, members=members, canary=canary)
+
     from drills.reaper import reap_stale
 
-    reap_stale(progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
-    env = LocalEnvironment.start(progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    def say(message: str) -> None:
+        print(f"  {message}", file=sys.stderr, flush=True)
+
+    reap_stale(progress=say)
+    env: Any
+    if members is not None:
+        from .fleet.sandbox import FleetSandbox
+
+        env = FleetSandbox.start(members, canary=canary, progress=say)
+    else:
+        from drills.local import LocalEnvironment
+
+        env = LocalEnvironment.start(progress=say, canary=canary)
     try:
         details = dict(env.details())
         state.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +67,8 @@ def sandbox_up(args: argparse.Namespace) -> int:
         print("sandbox is up:")
         for key, value in details.items():
             print(f"  {key:<28} {value}")
+        if members is not None:
+            print(f"run the fleet against it: drillbook run --config {details['config']} --fleet")
         print("stop it with Ctrl-C (or `drillbook sandbox down` from another shell)", flush=True)
         while True:
             time.sleep(3600)
@@ -56,14 +80,16 @@ def sandbox_up(args: argparse.Namespace) -> int:
     return EXIT_PASSED
 
 
-def _detach(state: Path) -> int:
+def _detach(state: Path, *, members: int | None, canary: bool) -> int:
     log = state.with_suffix(".log")
     state.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "drillbook.cli", "sandbox", "up", "--state", str(state)]
+    if members is not None:
+        command += ["--sandbox-members", str(members)]
+    if canary:
+        command.append("--canary")
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "drillbook.cli", "sandbox", "up", "--state", str(state)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + _DETACH_DEADLINE_S
     while time.monotonic() < deadline:
         if state.exists():

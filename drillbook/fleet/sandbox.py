@@ -75,9 +75,7 @@ class FleetSandbox(_Cleanup):
         system's temp dir); the ``postgres`` OS user must be able to traverse it when
         running as root. ``now`` (default: the clock) dates the rows and backups.
         """
-        if not 1 <= n <= MAX_MEMBERS:
-            raise ConfigError(f"--sandbox-members must be from 1 to {MAX_MEMBERS}, got {n}",
-                              key="--sandbox-members", hint="e.g. --sandbox-members 8")
+        check_member_count(n)
         say = progress or _quiet
         started = time.monotonic()
         sandbox = cls(*_make_workdir("drillbook-fleet-", workdir), canary=canary)
@@ -147,7 +145,8 @@ class FleetSandbox(_Cleanup):
         }
 
     def _write_configs(self) -> None:
-        lines = [f"# Written by drillbook's fleet sandbox at {datetime.now(UTC).isoformat(timespec='seconds')}:",
+        written = datetime.now(UTC).isoformat(timespec="seconds")
+        lines = [f"# Written by drillbook's fleet sandbox at {written}:",
                  f"# {len(self.members)} members on one local PostgreSQL; removed when the sandbox stops."]
         broken = [m.plan for m in self.members if m.plan.fault is not None]
         if broken:
@@ -206,6 +205,13 @@ class FleetSandbox(_Cleanup):
     def _stop_all(self) -> None:
         refusing, self._refusing = self._refusing, None
         stop_each((self.server.stop if self.server else None, refusing.close if refusing else None))
+
+
+def check_member_count(n: int) -> None:
+    """``--sandbox-members``: from 1 to :data:`MAX_MEMBERS`, else a usage error (exit 2)."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_MEMBERS:
+        raise ConfigError(f"--sandbox-members must be a number from 1 to {MAX_MEMBERS}, got {n!r}",
+                          key="--sandbox-members", hint="e.g. --sandbox-members 8")
 
 
 @contextlib.contextmanager

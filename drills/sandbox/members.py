@@ -198,7 +198,8 @@ def create_template(admin_dsn: str) -> None:
         conn.execute(_SCHEMA)
 
 
-def seed_member(plan: MemberPlan, *, admin_dsn: str, bindir: Path, store: Path, now: datetime) -> SeededMember:
+def seed_member(plan: MemberPlan, *, admin_dsn: str, bindir: Path, store: Path,
+                now: datetime) -> SeededMember:
     """Create the member's database from the template, write its backup history, apply its fault."""
     with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -274,7 +275,7 @@ def _truncate(path: Path) -> None:
     os.utime(path, (stat.st_atime, stat.st_mtime))
 
 
-def _one(conn: psycopg.Connection[Any], query: sql.Composable) -> Any:
+def _one(conn: psycopg.Connection[Any], query: sql.Composed) -> Any:
     row = conn.execute(query).fetchone()
     assert row is not None  # an aggregate always returns a row
     return row[0]
