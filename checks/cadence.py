@@ -51,7 +51,11 @@ class DrillState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class DrillHistory:
-    """What the ledger knows about one drill id."""
+    """What the ledger knows about one drill id, on one fleet member (``member``) or outside fleets.
+
+    In a fleet every member keeps its own cadence: db-042 can be overdue while the other members
+    of the same drill are fine, so a member's history never borrows another member's pass.
+    """
 
     drill_id: str
     cadence: str | None
@@ -59,6 +63,17 @@ class DrillHistory:
     last_outcome: Outcome | None = None
     last_pass: datetime | None = None
     last_run_id: str | None = None
+    member: str | None = None
+
+    @property
+    def display_id(self) -> str:
+        """``FLT-01[db-042]`` for a member, ``FLT-01`` outside fleets (the name every report uses)."""
+        return drill_key(self.drill_id, self.member)
+
+
+def drill_key(drill_id: str, member: str | None) -> str:
+    """The name of a drill on a member: ``FLT-01[db-042]``; the bare id without a member."""
+    return f"{drill_id}[{member}]" if member is not None else drill_id
 
 
 def shortest_cadence(tags: Iterable[str]) -> str | None:
@@ -93,20 +108,22 @@ def drill_state(history: DrillHistory, *, now: datetime) -> DrillState:
 def within_cadence(history: DrillHistory, *, now: datetime) -> Verdict:
     """The verdict behind "the drill `BKP-01` passed within its cadence"."""
     check = "cadence.within"
-    ident = history.drill_id
+    ident = history.display_id
     evidence = {
-        "drill": ident,
+        "drill": history.drill_id,
         "cadence": history.cadence,
         "last_run": history.last_run.isoformat() if history.last_run else None,
         "last_run_id": history.last_run_id,
         "last_outcome": history.last_outcome.value if history.last_outcome else None,
         "last_pass": history.last_pass.isoformat() if history.last_pass else None,
         "now": now.isoformat(),
+        **({"member": history.member} if history.member is not None else {}),
     }
     if history.last_run is None:
         return Verdict.failed(check, f"drill {ident} has never run: the ledger has no entry for it",
                               measured=None, expected="a pass within its cadence",
-                              evidence={**evidence, "hint": f"run it: drillbook run --tags id:{ident}"})
+                              evidence={**evidence,
+                                        "hint": f"run it: drillbook run --tags id:{history.drill_id}"})
     if history.cadence is None:
         return Verdict.error(
             check, f"drill {ident} has no cadence tag (@daily, @weekly, @monthly, ...): "

@@ -37,7 +37,8 @@ from checks.cadence import DrillHistory, shortest_cadence
 from checks.errors import ConfigError, DiskError
 from checks.verdict import Verdict
 from checks.waivers import Waiver, WaiverError, apply_waiver, check_known, load_waivers
-from reports.ledger import Ledger, LocalLedger, entries_for_run, histories
+from reports.ledger import Ledger, LocalLedger
+from reports.ledger_runs import entries_for_run, histories
 from reports.results import RunResult, ScenarioResult
 
 from . import __version__

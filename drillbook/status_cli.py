@@ -11,8 +11,9 @@ from typing import Any
 
 from checks.cadence import DrillHistory, DrillState, drill_state, due_at
 from checks.errors import ConfigError
-from reports.ledger import Ledger, LedgerRead, LocalLedger, histories
+from reports.ledger import Ledger, LedgerRead, LocalLedger
 from reports.ledger_heads import HeadsVerdict
+from reports.ledger_runs import histories
 
 from .audit import METRICS_FILE, Drill, catalogue, ledger_at
 from .runner import EXIT_FAILED, EXIT_OVERDUE, EXIT_PASSED, _default_features
@@ -60,16 +61,26 @@ def _ledger(args: argparse.Namespace) -> Ledger:
 
 
 def status_rows(drills: dict[str, Drill], read: LedgerRead, *, now: datetime) -> list[dict[str, Any]]:
-    """One row per drill id known to the features or the ledger."""
+    """One row per drill (and, in a fleet, per drill and member) known to the features or the ledger.
+
+    A fleet member's drill is its own row, ``FLT-01[db-042]``, held to the drill's cadence on its
+    own: one member overdue blocks the gate though the others passed yesterday. A drill of the
+    features with no entry at all, on any member, is one ``never run`` row under its bare id.
+    """
     found = histories(read.entries, {d.id: d.cadence for d in drills.values()})
+    ran = {history.drill_id for history in found.values()}
+    for drill_id, drill in drills.items():
+        if drill_id not in ran:
+            found[drill_id] = DrillHistory(drill_id=drill_id, cadence=drill.cadence)
     rows = []
-    for drill_id in sorted(set(drills) | set(found)):
-        drill = drills.get(drill_id)
-        history = found.get(drill_id) or DrillHistory(
-            drill_id=drill_id, cadence=drill.cadence if drill else None)
+    for key in sorted(found, key=lambda k: (found[k].drill_id, found[k].member or "")):
+        history = found[key]
+        drill = drills.get(history.drill_id)
         due = due_at(history)
         rows.append({
-            "id": drill_id,
+            "id": key,
+            "drill": history.drill_id,
+            "member": history.member,
             "scenario": drill.scenario if drill else None,
             "cadence": history.cadence,
             "last_run": _iso(history.last_run),

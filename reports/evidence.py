@@ -334,8 +334,9 @@ def verify_bundle(data: bytes, *, name: str = "evidence.zip") -> VerifyReport:
 
 def _check_ledger(contents: dict[str, bytes], report: VerifyReport) -> None:
     """The bundled ledger's chain holds, and each exported scenario has its entry (same digest)."""
-    from reports.ledger import read_text, scenario_digest
+    from reports.ledger import read_text
     from reports.ledger_heads import check_claims
+    from reports.ledger_runs import scenario_digest
     from reports.results import ScenarioResult
 
     head: dict[str, Any] | None = None

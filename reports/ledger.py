@@ -7,6 +7,13 @@ it happened. A sidecar ``ledger.jsonl.head`` records the sequence number and
 hash of the last entry: deleting entries from the end, which a chain alone
 cannot reveal, shows as a ledger shorter than its head.
 
+Two entry versions, each parsed strictly (an unknown field is damage):
+
+- v1 (no ``"v"`` field): what drillbook wrote before fleets;
+- v2 (``"v": 2``): adds ``member``, the fleet member (one database) the scenario ran against,
+  ``null`` outside fleet runs. Written by every append since; a v1 entry keeps its v1 body,
+  so its hash, and every old ledger, verify unchanged.
+
 Appends take an exclusive ``fcntl`` lock on ``ledger.jsonl.lock``, check the
 tail, and write whole lines with a single ``write`` on an ``O_APPEND``
 descriptor followed by ``fsync``: two runs appending at once lose nothing.
@@ -21,18 +28,16 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from checks.cadence import DrillHistory, shortest_cadence
 from checks.errors import DrillbookError
 from checks.strict_json import loads_strict
-from checks.verdict import Outcome, worst
-from reports.results import RunResult, ScenarioResult
+from checks.verdict import Outcome
 
 if TYPE_CHECKING:
     from reports.ledger_heads import SignedHead
@@ -41,6 +46,8 @@ GENESIS = "0" * 64
 _HEAD_SIZE = 128  # bytes of the padded head record: seq (up to 19 digits) and a SHA-256 fit
 _FIELDS = ("seq", "prev", "id", "scenario", "cadence", "pack", "outcome", "run_id", "time",
            "duration_s", "evidence_sha256", "waiver")
+_FIELDS_V2 = (*_FIELDS, "v", "member")
+ENTRY_VERSION = 2  # what appends write; readers accept 1 and 2
 
 
 class LedgerError(DrillbookError):
@@ -73,14 +80,34 @@ class LedgerEntry:
     evidence_sha256: str
     waiver: str | None
     hash: str
+    member: str | None = None  # the fleet member (v2); None outside fleets and in every v1 entry
+    v: int = 1
+
+    def __post_init__(self) -> None:
+        if self.v not in (1, 2):
+            raise ValueError(f"ledger entry version {self.v} is not one this drillbook writes or reads")
+        if self.v == 1 and self.member is not None:
+            raise ValueError("a v1 ledger entry cannot name a member")
 
     def body(self) -> dict[str, Any]:
-        return {
+        """Every hashed field. A v1 body has no ``v``/``member`` keys, so old hashes still match."""
+        body: dict[str, Any] = {
             "seq": self.seq, "prev": self.prev, "id": self.id, "scenario": self.scenario,
             "cadence": self.cadence, "pack": self.pack, "outcome": self.outcome.value,
             "run_id": self.run_id, "time": self.time, "duration_s": self.duration_s,
             "evidence_sha256": self.evidence_sha256, "waiver": self.waiver,
         }
+        if self.v >= 2:
+            body["v"] = self.v
+            body["member"] = self.member
+        return body
+
+    @property
+    def display_id(self) -> str | None:
+        """``FLT-01[db-042]`` for a member's entry, ``FLT-01`` otherwise (None without an id)."""
+        if self.id is None:
+            return None
+        return f"{self.id}[{self.member}]" if self.member is not None else self.id
 
     def line(self) -> str:
         return _canonical({**self.body(), "hash": self.hash}) + "\n"
@@ -104,6 +131,7 @@ class NewEntry:
     duration_s: float
     evidence_sha256: str
     waiver: str | None = None
+    member: str | None = None  # the fleet member the scenario ran against
 
 
 @dataclass(frozen=True)
@@ -144,7 +172,7 @@ def chain(new: NewEntry, *, seq: int, prev: str) -> LedgerEntry:
     draft = LedgerEntry(seq=seq, prev=prev, id=new.id, scenario=new.scenario, cadence=new.cadence,
                         pack=new.pack, outcome=new.outcome, run_id=new.run_id, time=new.time,
                         duration_s=round(new.duration_s, 3), evidence_sha256=new.evidence_sha256,
-                        waiver=new.waiver, hash="")
+                        waiver=new.waiver, hash="", member=new.member, v=ENTRY_VERSION)
     return _with_hash(draft)
 
 
@@ -152,60 +180,59 @@ def _with_hash(entry: LedgerEntry) -> LedgerEntry:
     return replace(entry, hash=entry_digest(entry.body()))
 
 
-def entries_for_run(run: RunResult) -> list[NewEntry]:
-    """One ledger entry per scenario of a finished run."""
-    found = []
-    for scenario in run.scenarios:
-        found.append(NewEntry(
-            id=scenario.scenario_id, scenario=scenario.scenario,
-            cadence=shortest_cadence(scenario.tags), pack=scenario.pack or scenario.area,
-            outcome=scenario.outcome, run_id=run.run_id,
-            time=scenario.started_at or run.started_at, duration_s=scenario.duration_s,
-            evidence_sha256=scenario_digest(scenario), waiver=_waiver_of(scenario),
-        ))
-    return found
+def holds_run(text: str, run_id: str) -> bool:
+    """Whether ledger ``text`` (lines as written by :meth:`LedgerEntry.line`) has an entry of ``run_id``.
 
-
-def scenario_digest(scenario: ScenarioResult) -> str:
-    """SHA-256 of the scenario's canonical JSON (sorted keys, no spaces): its evidence digest."""
-    return hashlib.sha256(_canonical(scenario.to_dict()).encode("utf-8")).hexdigest()
-
-
-def _waiver_of(scenario: ScenarioResult) -> str | None:
-    for verdict in scenario.verdicts:
-        if verdict.outcome is Outcome.WAIVED:
-            waiver = verdict.evidence.get("waiver")
-            if isinstance(waiver, Mapping):
-                return f"{waiver.get('id')} approved by {waiver.get('approver')} until {waiver.get('expiry')}"
-    return None
+    A substring test, exact because lines are canonical JSON: ``run_id`` is followed by
+    ``scenario`` in every version, and the same characters inside another string value would
+    have their quotes escaped. Cheap enough to run over the whole ledger on every merge.
+    """
+    return f'"run_id":{json.dumps(run_id, ensure_ascii=False)},"scenario":' in text
 
 
 # ---------------------------------------------------------------- reading
 
 
 def parse_entry(line: str) -> LedgerEntry:
-    """One line as an entry; ValueError naming what is wrong (a repeated key too)."""
+    """One line as an entry (v1 or v2, each with exactly its own fields); ValueError naming what
+    is wrong (a repeated key too)."""
     data = loads_strict(line)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
-    missing = [k for k in (*_FIELDS, "hash") if k not in data]
+    version = _version(data)
+    fields = _FIELDS if version == 1 else _FIELDS_V2
+    missing = [k for k in (*fields, "hash") if k not in data]
     if missing:
         raise ValueError(f"missing field(s) {', '.join(missing)}")
-    extra = sorted(set(data) - {*_FIELDS, "hash"})
+    extra = sorted(set(data) - {*fields, "hash"})
     if extra:
         raise ValueError(f"unknown field(s) {', '.join(extra)}")
+    member = data.get("member")
+    if member is not None and (not isinstance(member, str) or not member):
+        raise ValueError(f"bad value: member must be a non-empty string or null, got {member!r}")
     try:
         entry = LedgerEntry(
             seq=_int(data["seq"]), prev=str(data["prev"]), id=_opt(data["id"]),
             scenario=str(data["scenario"]), cadence=_opt(data["cadence"]), pack=_opt(data["pack"]),
             outcome=Outcome(data["outcome"]), run_id=str(data["run_id"]), time=str(data["time"]),
             duration_s=float(data["duration_s"]), evidence_sha256=str(data["evidence_sha256"]),
-            waiver=_opt(data["waiver"]), hash=str(data["hash"]),
+            waiver=_opt(data["waiver"]), hash=str(data["hash"]), member=member, v=version,
         )
         datetime.fromisoformat(entry.time)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"bad value: {exc}") from exc
     return entry
+
+
+def _version(data: Mapping[str, Any]) -> int:
+    """1 for an entry without ``v`` (pre-fleet drillbook), else ``v`` itself, which must be 2."""
+    if "v" not in data:
+        return 1
+    version = data["v"]
+    if isinstance(version, bool) or not isinstance(version, int) or version != ENTRY_VERSION:
+        raise ValueError(f"entry version {version!r} is unknown: this drillbook reads v1 (no \"v\") "
+                         f"and v2 (written by a newer drillbook? upgrade it)")
+    return ENTRY_VERSION
 
 
 def _int(value: Any) -> int:
@@ -293,7 +320,10 @@ class Ledger(Protocol):
 
     def read(self) -> LedgerRead: ...
 
-    def append(self, new: Sequence[NewEntry]) -> list[LedgerEntry]: ...
+    def append(self, new: Sequence[NewEntry], *, unless_run: str | None = None) -> list[LedgerEntry]:
+        """Chain and store ``new`` as one batch; with ``unless_run``, store nothing (return [])
+        when the ledger already holds an entry of that run, decided atomically with the append."""
+        ...
 
 
 # ---------------------------------------------------------------- the local file
@@ -361,12 +391,18 @@ class LocalLedger:
         check_claims(result, LocalHeads(self.path).load_heads())
         return result
 
-    def append(self, new: Sequence[NewEntry]) -> list[LedgerEntry]:
-        """Chain and append ``new`` under an exclusive lock; refuse (LedgerCorrupt) on a damaged tail."""
+    def append(self, new: Sequence[NewEntry], *, unless_run: str | None = None) -> list[LedgerEntry]:
+        """Chain and append ``new`` under an exclusive lock; refuse (LedgerCorrupt) on a damaged tail.
+
+        ``unless_run``: append nothing when an entry of that run is in the file (checked under the
+        same lock, so two merges of one run group cannot both append).
+        """
         if not new:
             return []
         with self._locked():
             seq, prev = self._tail()
+            if unless_run is not None and seq and holds_run(self._text(), unless_run):
+                return []
             entries = []
             for item in new:
                 seq += 1
@@ -389,6 +425,13 @@ class LocalLedger:
                 raise LedgerError(f"cannot append to the ledger {self.path}: {exc.strerror}",
                                   path=str(self.path)) from exc
             return entries
+
+    def _text(self) -> str:
+        try:
+            return self.path.read_bytes().decode("utf-8", errors="replace")
+        except OSError as exc:
+            raise LedgerError(f"cannot read the ledger {self.path}: {exc.strerror}",
+                              path=str(self.path)) from exc
 
     def _tail(self) -> tuple[int, str]:
         """Sequence number and hash of the last entry, after checking the tail is intact."""
@@ -455,34 +498,3 @@ def _last_line(path: Path) -> tuple[str, bool] | None:
     body = chunk[:-1] if complete else chunk
     line = body.rsplit(b"\n", 1)[-1]
     return line.decode("utf-8", errors="replace"), complete
-
-
-# ---------------------------------------------------------------- histories
-
-
-def histories(entries: Iterable[LedgerEntry], cadences: Mapping[str, str | None] | None = None
-              ) -> dict[str, DrillHistory]:
-    """Per drill id: cadence, last run, its outcome, last pass. Rows of one run (outline examples)
-    count as one run of the drill, with the worst outcome. ``cadences`` (from the features) wins
-    over the cadence the ledger recorded."""
-    runs: dict[str, dict[str, list[LedgerEntry]]] = {}
-    for entry in entries:
-        if entry.id is None:
-            continue
-        runs.setdefault(entry.id, {}).setdefault(entry.run_id, []).append(entry)
-    found: dict[str, DrillHistory] = {}
-    for drill_id, by_run in runs.items():
-        summary = []
-        for run_id, rows in by_run.items():
-            outcome = worst([r.outcome for r in rows])
-            assert outcome is not None  # every run group holds at least one row
-            summary.append((max(r.moment for r in rows), run_id, outcome, rows[-1].cadence))
-        summary.sort(key=lambda s: (s[0], s[1]))
-        last_time, last_run_id, last_outcome, recorded_cadence = summary[-1]
-        passes = [s for s in summary if not s[2].counts_as_fail()]
-        cadence = (cadences or {}).get(drill_id, recorded_cadence)
-        found[drill_id] = DrillHistory(
-            drill_id=drill_id, cadence=cadence, last_run=last_time, last_outcome=last_outcome,
-            last_pass=passes[-1][0] if passes else None, last_run_id=last_run_id,
-        )
-    return found

@@ -1,6 +1,7 @@
 """Prometheus textfile for node_exporter's textfile collector, built from the ledger.
 
-Per drill id, labelled ``id``, ``cadence`` and ``pack``:
+Per drill id, labelled ``id``, ``cadence`` and ``pack`` (and ``member`` for a fleet member's drill:
+each member is its own series, so one overdue member shows):
 
 - ``drillbook_scenario_outcome{...,outcome="passed"}`` 1 for the last run's outcome, 0 for the others
 - ``drillbook_drill_duration_seconds`` how long the last run of the drill took
@@ -20,7 +21,8 @@ from pathlib import Path
 from checks.cadence import PERIODS
 from checks.files import write_atomic
 from checks.verdict import Outcome, worst
-from reports.ledger import LedgerEntry, histories
+from reports.ledger import LedgerEntry
+from reports.ledger_runs import histories
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class DrillMetrics:
     duration_s: float
     last_success: float
     period_s: float | None
+    member: str | None = None
 
 
 def drill_metrics(entries: Iterable[LedgerEntry],
@@ -40,12 +43,14 @@ def drill_metrics(entries: Iterable[LedgerEntry],
     entries = list(entries)
     found = histories(entries, cadences)
     rows = []
-    for drill_id, history in sorted(found.items()):
-        last_rows = [e for e in entries if e.id == drill_id and e.run_id == history.last_run_id]
+    for _key, history in sorted(found.items()):
+        last_rows = [e for e in entries if e.id == history.drill_id and e.member == history.member
+                     and e.run_id == history.last_run_id]
         outcome = worst([e.outcome for e in last_rows]) or Outcome.ERROR
         cadence = history.cadence or ""
         rows.append(DrillMetrics(
-            id=drill_id, cadence=cadence, pack=last_rows[-1].pack or "" if last_rows else "",
+            id=history.drill_id, member=history.member, cadence=cadence,
+            pack=last_rows[-1].pack or "" if last_rows else "",
             outcome=outcome, duration_s=sum(e.duration_s for e in last_rows),
             last_success=history.last_pass.timestamp() if history.last_pass else 0.0,
             period_s=PERIODS[cadence].total_seconds() if cadence in PERIODS else None,
@@ -58,7 +63,8 @@ def _escape(value: str) -> str:
 
 
 def _labels(row: DrillMetrics, **extra: str) -> str:
-    pairs = {"id": row.id, "cadence": row.cadence, "pack": row.pack, **extra}
+    member = {"member": row.member} if row.member is not None else {}
+    pairs = {"id": row.id, **member, "cadence": row.cadence, "pack": row.pack, **extra}
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs.items()) + "}"
 
 

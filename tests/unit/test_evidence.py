@@ -361,7 +361,8 @@ class TestBundledLedger:
 
     @staticmethod
     def bundle_with_ledger(tmp_path: Path) -> bytes:
-        from reports.ledger import LocalLedger, entries_for_run
+        from reports.ledger import LocalLedger
+        from reports.ledger_runs import entries_for_run
 
         run_dir = make_run(tmp_path)
         ledger = LocalLedger(tmp_path / "ledger.jsonl")

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from checks.cadence import DrillHistory, DrillState, drill_state, within_cadence
 from checks.verdict import Outcome
-from reports.ledger import GENESIS, LedgerCorrupt, LocalLedger, NewEntry, histories, read_text
+from reports.ledger import GENESIS, LedgerCorrupt, LocalLedger, NewEntry, read_text
+from reports.ledger_runs import histories
 from reports.metrics import drill_metrics, render
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
