@@ -262,9 +262,14 @@ def s3_ledger(url: str, options: dict[str, str]) -> Ledger:
     import boto3
     from botocore.config import Config as BotoConfig
 
-    from reports.ledger_s3 import S3Ledger, S3Location
+    from reports.ledger_s3 import AppendPolicy, S3Ledger, S3Location
 
     location = S3Location.parse(url)
+    policy = AppendPolicy()
+    if "append_timeout" in options:  # validated with the config (drills/config.py)
+        from checks.durations import parse_duration
+
+        policy = AppendPolicy(budget_s=parse_duration(options["append_timeout"]).total_seconds())
     redact.register(options.get("secret_access_key"))
     endpoint = options.get("endpoint_url")
     client = boto3.session.Session().client(
@@ -275,7 +280,7 @@ def s3_ledger(url: str, options: dict[str, str]) -> Ledger:
                           retries={"total_max_attempts": 3, "mode": "standard"},
                           s3={"addressing_style": "path"} if endpoint else None),
     )
-    return S3Ledger(location, client, endpoint=endpoint)
+    return S3Ledger(location, client, endpoint=endpoint, policy=policy)
 
 
 def snapshot_run(run_dir: Path, run: RunResult, features: Sequence[Path], config_path: Path | None,

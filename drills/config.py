@@ -23,6 +23,8 @@ a key=value DSN's password, and every http header value (but ``Accept``,
     url = "out/ledger.jsonl"    # optional: the cadence ledger (default <out>/ledger.jsonl), or
                                 # "s3://bucket/prefix/" with endpoint_url, region, access_key_id,
                                 # secret_access_key as for an s3 target
+    append_timeout = "2m"       # optional, s3:// only: how long an append keeps retrying while
+                                # other runs win the race for the tail (default 2m)
 
     [migrations]
     layout = "flyway"           # optional: the layout of every migration folder a feature names
@@ -112,7 +114,7 @@ _HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
 # [run] deadlines (drills/deadlines.py), written as durations: "90s", "30m", "1h".
 _TIMEOUT_KEYS = ("restore_timeout", "migration_timeout", "query_timeout")
 _RUN_KEYS = {"out", "strict", "waivers", *_TIMEOUT_KEYS}
-_LEDGER_KEYS = {"url", "endpoint_url", "region", "access_key_id", "secret_access_key"}
+_LEDGER_KEYS = {"url", "endpoint_url", "region", "access_key_id", "secret_access_key", "append_timeout"}
 _TARGET_KEYS: dict[str, set[str]] = {
     "postgres": {"kind", "dsn", "scratch"},
     "redis": {"kind", "url", "scratch"},
@@ -277,6 +279,9 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
     ledger_s3 = {k: _resolve(v, where, f"ledger.{k}", environ, secret=k in _SECRET_KEYS)
                  for k, v in ledger.items() if k != "url"}
     _register_url_secrets({"url": ledger_url or "", **ledger_s3})
+    if "append_timeout" in ledger_s3:
+        # Checked here, kept as text: reports/ledger_s3 reads it when it builds the client.
+        _duration(ledger_s3["append_timeout"], where, "ledger.append_timeout")
     if ledger_s3 and not (ledger_url or "").startswith("s3://"):
         raise ConfigError(f"{where}: `ledger.{sorted(ledger_s3)[0]}` applies only to an s3:// `ledger.url`",
                           file=where, key=f"ledger.{sorted(ledger_s3)[0]}")

@@ -14,12 +14,22 @@ Object Lock on the prefix so that deletions are recoverable and visible.
 
 Signed heads (reports/ledger_heads.py) live under ``<prefix>heads/``, one
 object per signing run, created with ``If-None-Match: *`` as well.
+
+Under contention (a fleet merge, two cadences and a manual run appending at once) an append
+lists the prefix once, then *follows the chain*: when its create-only write loses (412), it
+reads the object that won that position, whose last entry names the next position, and
+tries there after a jittered exponential pause. Each attempt costs one GET and one PUT
+whatever the ledger's size; a 409 ``ConditionalRequestConflict`` (a concurrent write to the
+same key still in flight) retries the same position. It gives up only when the time budget
+(``[ledger] append_timeout``, default 2 minutes) is spent.
 """
 
 from __future__ import annotations
 
+import random
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,13 +46,31 @@ from reports.ledger import (
     NewEntry,
     chain,
     entry_digest,
+    holds_run,
     parse_entry,
     read_text,
 )
 
 _KEY = re.compile(r"^(\d{12})\.jsonl$")
 HEADS = "heads/"  # the sub-prefix of signed heads, beside the run objects
-MAX_RACES = 20  # attempts to find a free position when other runs keep appending at the same time
+_LOST = ("PreconditionFailed", "ConditionalRequestConflict")  # 412, 409: another write got there
+
+
+@dataclass(frozen=True)
+class AppendPolicy:
+    """How long an append keeps trying while other runs keep winning the race for the tail.
+
+    The pause after the n-th lost attempt is uniform in ``[0, min(cap_s, base_s * 2**n)]``
+    ("full jitter"): losers that retried in lockstep would collide again on the next position.
+    """
+
+    budget_s: float = 120.0
+    base_s: float = 0.05
+    cap_s: float = 2.0
+
+    def pause(self, attempt: int, rng: random.Random) -> float:
+        """The pause after ``attempt`` lost attempts (1 = the first loss)."""
+        return rng.uniform(0.0, min(self.cap_s, self.base_s * 2.0 ** min(attempt, 32)))
 
 
 @dataclass(frozen=True)
@@ -66,10 +94,17 @@ class S3Location:
 class S3Ledger:
     """A ledger as immutable objects under an S3 prefix; ``client`` is a boto3 S3 client."""
 
-    def __init__(self, location: S3Location, client: Any, *, endpoint: str | None = None) -> None:
+    def __init__(self, location: S3Location, client: Any, *, endpoint: str | None = None,
+                 policy: AppendPolicy | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
         self.location = location
         self.client = client
         self.endpoint = endpoint
+        self.policy = policy or AppendPolicy()
+        self._clock = clock
+        self._sleep = sleep
+        # Not seeded: writers on different machines must not draw the same pauses.
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         # Read results name this "path"; it is where the ledger lives, for messages.
         self.path = Path(str(location))
 
@@ -172,45 +207,119 @@ class S3Ledger:
             raise self._fail(f"write the signed head {name} to", exc) from exc
         return f"s3://{self.location.bucket}/{key}"
 
-    def _tail(self) -> tuple[int, str]:
-        keys = [k for k in self._keys() if _KEY.match(k[len(self.location.prefix):])]
-        if not keys:
-            return 0, GENESIS
-        text = self._get(keys[-1]).decode("utf-8", errors="replace")
+    def _ledger_keys(self) -> list[str]:
+        """The run objects' keys, in order. ``Delimiter`` leaves ``heads/`` (and any sub-prefix) out."""
+        keys: list[str] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": self.location.prefix,
+                                      "Delimiter": "/"}
+            if token:
+                kwargs["ContinuationToken"] = token
+            try:
+                page = self.client.list_objects_v2(**kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail("list", exc) from exc
+            keys.extend(obj["Key"] for obj in page.get("Contents", [])
+                        if _KEY.match(obj["Key"][len(self.location.prefix):]))
+            if not page.get("IsTruncated"):
+                return sorted(keys)
+            token = page.get("NextContinuationToken")
+
+    def _object_text(self, key: str) -> str | None:
+        """An object's text; None when it is not there (yet: a 409 left the position empty)."""
+        try:
+            body: bytes = self.client.get_object(Bucket=self.location.bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise self._fail(f"read {key} of", exc) from exc
+        return body.decode("utf-8", errors="replace")
+
+    def _end_of(self, key: str, text: str) -> tuple[int, str]:
+        """Sequence number and hash of the last entry in object ``key``, checked intact."""
         if not text.endswith("\n"):
-            raise LedgerCorrupt(f"{self._where()}: the last object {keys[-1]} is incomplete (truncated)")
+            raise LedgerCorrupt(f"{self._where()}: the object {key} is incomplete (truncated)")
         try:
             last = parse_entry(text.rstrip("\n").rsplit("\n", 1)[-1])
         except ValueError as exc:
-            raise LedgerCorrupt(f"{self._where()}: the last entry of {keys[-1]} is damaged: {exc}") from exc
+            raise LedgerCorrupt(f"{self._where()}: the last entry of {key} is damaged: {exc}") from exc
         if entry_digest(last.body()) != last.hash:
             raise LedgerCorrupt(f"{self._where()}: the last entry (seq {last.seq}) was edited")
         return last.seq, last.hash
 
-    def append(self, new: Sequence[NewEntry]) -> list[LedgerEntry]:
-        """Chain after the current tail and create the object only if nobody took that position."""
+    def _key(self, seq: int) -> str:
+        return f"{self.location.prefix}{seq:012d}.jsonl"
+
+    def _create(self, key: str, body: bytes) -> str | None:
+        """Create ``key`` only if it does not exist; None when created, else the code that lost."""
+        try:
+            self.client.put_object(Bucket=self.location.bucket, Key=key, Body=body, IfNoneMatch="*",
+                                   ContentType="application/x-ndjson")
+        except (ClientError, BotoCoreError) as exc:
+            code = _code(exc)
+            if code in _LOST:
+                return code
+            raise self._fail("append to", exc) from exc
+        return None
+
+    def append(self, new: Sequence[NewEntry], *, unless_run: str | None = None) -> list[LedgerEntry]:
+        """Chain after the current tail and create the object only if nobody took that position.
+
+        ``unless_run``: append nothing (return []) when an entry of that run is in the ledger. Every
+        object is read once: those listed at the start, and each that won a position since, so a
+        batch of that run appended concurrently is found before this one could follow it.
+        """
         if not new:
             return []
-        for _ in range(MAX_RACES):
-            seq, prev = self._tail()
-            entries = []
-            for item in new:
-                seq += 1
-                entry = chain(item, seq=seq, prev=prev)
-                entries.append(entry)
-                prev = entry.hash
-            key = f"{self.location.prefix}{entries[0].seq:012d}.jsonl"
+        started = self._clock()
+        keys = self._ledger_keys()  # one listing per append; the chain itself leads from here
+        last_text = ""
+        for key in keys if unless_run is not None else keys[-1:]:
+            last_text = self._object_text(key) or ""
+            if unless_run is not None and holds_run(last_text, unless_run):
+                return []
+        seq, prev = self._end_of(keys[-1], last_text) if keys else (0, GENESIS)
+        lost = 0
+        while True:
+            entries = _chained(new, seq, prev)
+            key = self._key(entries[0].seq)
             body = "".join(e.line() for e in entries).encode("utf-8")
-            try:
-                self.client.put_object(Bucket=self.location.bucket, Key=key, Body=body, IfNoneMatch="*",
-                                       ContentType="application/x-ndjson")
-            except (ClientError, BotoCoreError) as exc:
-                if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                    continue  # another run appended first: chain after its entries
-                raise self._fail("append to", exc) from exc
-            return entries
-        raise LedgerError(f"could not append to the S3 ledger {self._where()}: {MAX_RACES} other appends "
-                          "won the race in a row", url=str(self.location))
+            code = self._create(key, body)
+            if code is None:
+                return entries
+            lost += 1
+            if code == "PreconditionFailed":
+                winner = self._object_text(key)
+                if winner is not None:
+                    if winner.encode("utf-8") == body:
+                        # Our own write, answered 412 on a retry of a request whose reply was
+                        # lost (or the same batch from a twin merge): the batch is in, once.
+                        return entries
+                    if unless_run is not None and holds_run(winner, unless_run):
+                        return []
+                    seq, prev = self._end_of(key, winner)
+            # 409, or a 412 whose object is not readable yet: the same position again, later.
+            pause = self.policy.pause(lost, self._rng)
+            spent = self._clock() - started
+            if spent + pause > self.policy.budget_s:
+                raise LedgerError(
+                    f"could not append to the S3 ledger {self._where()}: other appends won the race "
+                    f"{lost} times in {spent:.1f} s (time budget {self.policy.budget_s:g} s)",
+                    hint="raise `[ledger] append_timeout` in drillbook.toml, or spread the runs that "
+                    "append at the same moment", url=str(self.location))
+            self._sleep(pause)
+
+
+def _chained(new: Sequence[NewEntry], seq: int, prev: str) -> list[LedgerEntry]:
+    """``new`` chained after entry ``seq`` whose hash is ``prev``."""
+    entries = []
+    for item in new:
+        seq += 1
+        entry = chain(item, seq=seq, prev=prev)
+        entries.append(entry)
+        prev = entry.hash
+    return entries
 
 
 def _code(exc: Exception) -> str:
