@@ -134,7 +134,8 @@ class TestEntryV2:
         """The member is hashed: moving a pass from db-001 to db-042 is detected like any edit."""
         text = "".join(e.line() for e in chained([entry(member="db-001")]))
         forged = text.replace('"member":"db-001"', '"member":"db-042"')
-        assert [str(p) for p in read_text(forged, head=None, path=Path("l"), require_head=False).problems] == [
+        problems = read_text(forged, head=None, path=Path("l"), require_head=False).problems
+        assert [str(p) for p in problems] == [
             "line 1: entry seq 1 was edited: its content does not match its hash"]
 
     @settings(max_examples=150, deadline=None)
