@@ -16,18 +16,20 @@ Signed heads (reports/ledger_heads.py) live under ``<prefix>heads/``, one
 object per signing run, created with ``If-None-Match: *`` as well.
 
 Under contention (a fleet merge, two cadences and a manual run appending at once) an append
-lists the prefix once, then *follows the chain*: when its create-only write loses (412), it
-reads the object that won that position, whose last entry names the next position, and
-tries there after a jittered exponential pause. Each attempt costs one GET and one PUT
-whatever the ledger's size; a 409 ``ConditionalRequestConflict`` (a concurrent write to the
-same key still in flight) retries the same position. It gives up only when the time budget
-(``[ledger] append_timeout``, default 2 minutes) is spent.
+lists the prefix once. When its create-only write loses (412), it reads the object that won
+(its own, if botocore retried a PUT whose reply was lost: then it is done), pauses for a
+jittered, exponentially growing time, and catches up with one listing of the keys *after* the
+last it knows (``StartAfter``), so it jumps to the new tail however many runs landed meanwhile.
+A 409 ``ConditionalRequestConflict`` (a concurrent write to the same key in flight) pauses and
+catches up the same way. It gives up only when the time budget (``[ledger] append_timeout``,
+default 2 minutes) is spent, with an error naming that key.
 """
 
 from __future__ import annotations
 
 import random
 import re
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +56,9 @@ from reports.ledger import (
 _KEY = re.compile(r"^(\d{12})\.jsonl$")
 HEADS = "heads/"  # the sub-prefix of signed heads, beside the run objects
 _LOST = ("PreconditionFailed", "ConditionalRequestConflict")  # 412, 409: another write got there
+# User metadata naming the append attempt that wrote an object: a 412 on a PUT that botocore
+# retried after a lost reply finds our own object, which is success (not a race to follow).
+_WRITER = "drillbook-append"
 
 
 @dataclass(frozen=True)
@@ -207,13 +212,16 @@ class S3Ledger:
             raise self._fail(f"write the signed head {name} to", exc) from exc
         return f"s3://{self.location.bucket}/{key}"
 
-    def _ledger_keys(self) -> list[str]:
-        """The run objects' keys, in order. ``Delimiter`` leaves ``heads/`` (and any sub-prefix) out."""
+    def _ledger_keys(self, start_after: str | None = None) -> list[str]:
+        """The run objects' keys (after ``start_after``), in order. ``Delimiter`` leaves ``heads/``
+        (and any sub-prefix) out."""
         keys: list[str] = []
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.location.bucket, "Prefix": self.location.prefix,
                                       "Delimiter": "/"}
+            if start_after is not None:
+                kwargs["StartAfter"] = start_after
             if token:
                 kwargs["ContinuationToken"] = token
             try:
@@ -228,13 +236,20 @@ class S3Ledger:
 
     def _object_text(self, key: str) -> str | None:
         """An object's text; None when it is not there (yet: a 409 left the position empty)."""
+        found = self._object(key)
+        return found[0] if found else None
+
+    def _object(self, key: str) -> tuple[str, str | None] | None:
+        """An object's text and the append that wrote it (``_WRITER``); None when it is not there."""
         try:
-            body: bytes = self.client.get_object(Bucket=self.location.bucket, Key=key)["Body"].read()
+            answer = self.client.get_object(Bucket=self.location.bucket, Key=key)
+            body: bytes = answer["Body"].read()
         except (ClientError, BotoCoreError) as exc:
             if _code(exc) in ("NoSuchKey", "404"):
                 return None
             raise self._fail(f"read {key} of", exc) from exc
-        return body.decode("utf-8", errors="replace")
+        writer = (answer.get("Metadata") or {}).get(_WRITER)
+        return body.decode("utf-8", errors="replace"), writer if isinstance(writer, str) else None
 
     def _end_of(self, key: str, text: str) -> tuple[int, str]:
         """Sequence number and hash of the last entry in object ``key``, checked intact."""
@@ -251,11 +266,11 @@ class S3Ledger:
     def _key(self, seq: int) -> str:
         return f"{self.location.prefix}{seq:012d}.jsonl"
 
-    def _create(self, key: str, body: bytes) -> str | None:
+    def _create(self, key: str, body: bytes, writer: str) -> str | None:
         """Create ``key`` only if it does not exist; None when created, else the code that lost."""
         try:
             self.client.put_object(Bucket=self.location.bucket, Key=key, Body=body, IfNoneMatch="*",
-                                   ContentType="application/x-ndjson")
+                                   ContentType="application/x-ndjson", Metadata={_WRITER: writer})
         except (ClientError, BotoCoreError) as exc:
             code = _code(exc)
             if code in _LOST:
@@ -273,33 +288,33 @@ class S3Ledger:
         if not new:
             return []
         started = self._clock()
-        keys = self._ledger_keys()  # one listing per append; the chain itself leads from here
-        last_text = ""
-        for key in keys if unless_run is not None else keys[-1:]:
-            last_text = self._object_text(key) or ""
-            if unless_run is not None and holds_run(last_text, unless_run):
-                return []
-        seq, prev = self._end_of(keys[-1], last_text) if keys else (0, GENESIS)
+        tail = self._catch_up(None, 0, GENESIS, unless_run)
+        if tail is None:
+            return []
+        after, seq, prev = tail
         lost = 0
+        writer = secrets.token_hex(8)  # this append's name on every object it tries to create
         while True:
             entries = _chained(new, seq, prev)
             key = self._key(entries[0].seq)
             body = "".join(e.line() for e in entries).encode("utf-8")
-            code = self._create(key, body)
+            code = self._create(key, body, writer)
             if code is None:
                 return entries
             lost += 1
             if code == "PreconditionFailed":
-                winner = self._object_text(key)
-                if winner is not None:
-                    if winner.encode("utf-8") == body:
-                        # Our own write, answered 412 on a retry of a request whose reply was
-                        # lost (or the same batch from a twin merge): the batch is in, once.
+                found = self._object(key)
+                if found is not None:
+                    winner, winner_writer = found
+                    if winner_writer == writer:
+                        # Our own write: botocore retried a PUT whose reply was lost, and the
+                        # retry met the object the first try created. The batch is in, once.
                         return entries
                     if unless_run is not None and holds_run(winner, unless_run):
-                        return []
-                    seq, prev = self._end_of(key, winner)
-            # 409, or a 412 whose object is not readable yet: the same position again, later.
+                        return []  # a twin merge of the same run group won: nothing to add
+                    after, (seq, prev) = key, self._end_of(key, winner)
+            # A 409 (a write to that key in flight) or a 412 whose object is not readable yet
+            # leave the position as it was; catching up after the pause finds what landed.
             pause = self.policy.pause(lost, self._rng)
             spent = self._clock() - started
             if spent + pause > self.policy.budget_s:
@@ -309,6 +324,29 @@ class S3Ledger:
                     hint="raise `[ledger] append_timeout` in drillbook.toml, or spread the runs that "
                     "append at the same moment", url=str(self.location))
             self._sleep(pause)
+            tail = self._catch_up(after, seq, prev, unless_run)
+            if tail is None:
+                return []
+            after, seq, prev = tail
+
+    def _catch_up(self, after: str | None, seq: int, prev: str, unless_run: str | None
+                  ) -> tuple[str | None, int, str] | None:
+        """The tail past object ``after`` (whose last entry is ``seq``/``prev``): key, seq, hash.
+
+        Lists only the keys after ``after`` (``StartAfter``), so a loser that paused while others
+        appended jumps to the new tail in one listing instead of losing once per object that
+        landed meanwhile. With ``unless_run``, each new object is read: None when one holds it.
+        """
+        keys = self._ledger_keys(start_after=after)
+        text = ""
+        for key in keys if unless_run is not None else keys[-1:]:
+            text = self._object_text(key) or ""
+            if unless_run is not None and holds_run(text, unless_run):
+                return None
+        if not keys:
+            return after, seq, prev
+        last_seq, last_hash = self._end_of(keys[-1], text)
+        return keys[-1], last_seq, last_hash
 
 
 def _chained(new: Sequence[NewEntry], seq: int, prev: str) -> list[LedgerEntry]:

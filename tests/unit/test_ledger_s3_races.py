@@ -68,13 +68,17 @@ class Script:
     def __init__(self, stubber: Stubber) -> None:
         self.stubber = stubber
 
-    def listing(self, *keys: str) -> None:
+    def listing(self, *keys: str, after: str | None = None) -> None:
+        """One listing answer; ``after``: the ``StartAfter`` the append must ask with."""
+        params = {"Bucket": BUCKET, "Prefix": PREFIX, "Delimiter": "/"}
+        if after is not None:
+            params["StartAfter"] = after
         self.stubber.add_response(
-            "list_objects_v2", {"Contents": [{"Key": k} for k in keys], "IsTruncated": False},
-            {"Bucket": BUCKET, "Prefix": PREFIX, "Delimiter": "/"})
+            "list_objects_v2", {"Contents": [{"Key": k} for k in keys], "IsTruncated": False}, params)
 
-    def get(self, at: str, data: bytes) -> None:
-        self.stubber.add_response("get_object", {"Body": StreamingBody(io.BytesIO(data), len(data))},
+    def get(self, at: str, data: bytes, writer: str = "someone-else") -> None:
+        self.stubber.add_response("get_object", {"Body": StreamingBody(io.BytesIO(data), len(data)),
+                                                 "Metadata": {"drillbook-append": writer}},
                                   {"Bucket": BUCKET, "Key": at})
 
     def missing(self, at: str) -> None:
@@ -92,7 +96,7 @@ class Script:
     @staticmethod
     def _put_params(at: str, data: bytes | Any) -> dict[str, Any]:
         return {"Bucket": BUCKET, "Key": at, "Body": data, "IfNoneMatch": "*",
-                "ContentType": "application/x-ndjson"}
+                "ContentType": "application/x-ndjson", "Metadata": {"drillbook-append": ANY}}
 
 
 @pytest.fixture
@@ -129,8 +133,10 @@ class TestLostRaces:
         script.listing(key(1))
         script.get(key(1), body(ours_first))
         script.lose(key(2), 409)
+        script.listing(after=key(1))  # nothing landed during the pause
         script.lose(key(2), 412)
         script.get(key(2), body(winner))
+        script.listing(after=key(2))
         script.put(key(4), body(expected))
         appended = ledger(client, clock).append([entry("X"), entry("Y")])
         assert appended == expected
@@ -145,6 +151,7 @@ class TestLostRaces:
         script.listing()
         script.lose(key(1), 412)
         script.missing(key(1))
+        script.listing()
         script.put(key(1))
         assert [e.seq for e in ledger(client, clock).append([entry("X")])] == [1]
         assert len(clock.pauses) == 1
@@ -153,10 +160,35 @@ class TestLostRaces:
             self, client: Any, clock: Clock, script: Script) -> None:
         """A PUT whose reply was lost and retried finds its own object: that is success, once."""
         mine = batch(1, GENESIS, ["X"], "mine")
+        made = ledger(client, clock)
+        names: list[str] = []
+
+        def record(params: dict[str, Any], **_: Any) -> None:
+            names.append(params["Metadata"]["drillbook-append"])
+
+        client.meta.events.register("before-parameter-build.s3.PutObject", record)
         script.listing()
         script.lose(key(1), 412)
-        script.get(key(1), body(mine))
-        assert ledger(client, clock).append([entry("X")]) == mine
+        # The object the lost-reply try created carries this append's name; answered lazily below.
+        script.get(key(1), body(mine), writer="pending")
+
+        def name_it(**kwargs: Any) -> None:
+            kwargs["parsed"]["Metadata"]["drillbook-append"] = names[0]
+
+        client.meta.events.register("after-call.s3.GetObject", name_it)
+        assert made.append([entry("X")]) == mine
+        assert clock.pauses == []
+
+    def test_the_same_bytes_from_another_writer_are_followed_not_taken_for_ours(
+            self, client: Any, clock: Clock, script: Script) -> None:
+        """Two appenders of identical entries: both are appends, the second chains after the first."""
+        twin = batch(1, GENESIS, ["X"], "mine")
+        script.listing()
+        script.lose(key(1), 412)
+        script.get(key(1), body(twin), writer="another-append")
+        script.listing(after=key(1))
+        script.put(key(2))
+        assert [e.seq for e in ledger(client, clock).append([entry("X")])] == [2]
 
     def test_the_time_budget_ends_the_attempts_with_a_named_error(self, client: Any, clock: Clock) -> None:
         policy = AppendPolicy(budget_s=1.0, base_s=0.2, cap_s=0.5)
@@ -165,6 +197,7 @@ class TestLostRaces:
             script.listing()
             for _ in range(40):  # far more than 1 s of 0..0.5 s pauses lets it try
                 script.lose(key(1), 409)
+                script.listing()
             with pytest.raises(LedgerError) as caught:
                 ledger(client, clock, policy).append([entry("X")])
         message = str(caught.value)
@@ -173,6 +206,22 @@ class TestLostRaces:
         assert "time budget 1 s" in message
         assert "[ledger] append_timeout" in (caught.value.hint or "")
         assert clock.now <= 1.0 and len(clock.pauses) >= 2
+
+    def test_a_loser_jumps_to_the_new_tail_in_one_listing(
+            self, client: Any, clock: Clock, script: Script) -> None:
+        """Three runs landed while it paused: one listing and one read, not three more lost races."""
+        runs = [batch(1, GENESIS, ["A"], "a")]
+        for n, name in ((2, "b"), (3, "c"), (4, "d")):
+            runs.append(batch(n, runs[-1][-1].hash, [name.upper()], name))
+        script.listing()
+        script.lose(key(1), 412)
+        script.get(key(1), body(runs[0]))
+        script.listing(key(2), key(3), key(4), after=key(1))
+        script.get(key(4), body(runs[3]))  # only the last is read: no run id to look for
+        script.put(key(5))
+        appended = ledger(client, clock).append([entry("X")])
+        assert [(e.seq, e.prev) for e in appended] == [(5, runs[3][-1].hash)]
+        assert len(clock.pauses) == 1
 
     def test_a_damaged_winner_refuses_the_append(self, client: Any, clock: Clock, script: Script) -> None:
         script.listing()
@@ -205,9 +254,23 @@ class TestUnlessRun:
         script.listing()
         script.lose(key(1), 412)
         script.get(key(1), body(other))
+        script.listing(after=key(1))
         script.put(key(2))
         appended = ledger(client, clock).append([entry("X", "group-7")], unless_run="group-7")
         assert [(e.seq, e.prev) for e in appended] == [(2, other[-1].hash)]
+
+    def test_a_twin_that_landed_during_the_pause_is_found_by_catching_up(
+            self, client: Any, clock: Clock, script: Script) -> None:
+        first = batch(1, GENESIS, ["W"], "manual")
+        second = batch(2, first[-1].hash, ["V"], "cron")
+        twin = batch(3, second[-1].hash, ["X"], "group-7")
+        script.listing()
+        script.lose(key(1), 412)
+        script.get(key(1), body(first))
+        script.listing(key(2), key(3), after=key(1))
+        script.get(key(2), body(second))
+        script.get(key(3), body(twin))
+        assert ledger(client, clock).append([entry("X", "group-7")], unless_run="group-7") == []
 
 
 class TestPolicy:
