@@ -69,9 +69,9 @@ def status_rows(drills: dict[str, Drill], read: LedgerRead, *, now: datetime) ->
     """
     found = histories(read.entries, {d.id: d.cadence for d in drills.values()})
     ran = {history.drill_id for history in found.values()}
-    for drill_id, drill in drills.items():
+    for drill_id, defined in drills.items():
         if drill_id not in ran:
-            found[drill_id] = DrillHistory(drill_id=drill_id, cadence=drill.cadence)
+            found[drill_id] = DrillHistory(drill_id=drill_id, cadence=defined.cadence)
     rows = []
     for key in sorted(found, key=lambda k: (found[k].drill_id, found[k].member or "")):
         history = found[key]

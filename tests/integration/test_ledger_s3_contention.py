@@ -171,6 +171,6 @@ class TestContention:
         read = open_ledger(endpoint, url).read()
         assert read.ok, read.problems[:3]
         assert [e.run_id for e in read.entries].count("g-1") == 3
-        merged = [r for i, r in enumerate(results) if r and r[0].run_id == "g-1"]  # type: ignore[index,union-attr]
+        merged = [r for i, r in enumerate(results) if r and r[0].run_id == "g-1"]  # type: ignore[index]
         assert len(merged) == 1
         assert len(read.entries) == 3 + 6 * 2
