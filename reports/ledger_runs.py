@@ -30,8 +30,7 @@ def entries_for_run(run: RunResult) -> list[NewEntry]:
             outcome=scenario.outcome, run_id=run.run_id,
             time=scenario.started_at or run.started_at, duration_s=scenario.duration_s,
             evidence_sha256=scenario_digest(scenario), waiver=_waiver_of(scenario),
-            # ScenarioResult.member comes with fleet runs; getattr reads results written before it.
-            member=getattr(scenario, "member", None),
+            member=scenario.member,
         ))
     return found
 

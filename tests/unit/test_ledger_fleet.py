@@ -70,13 +70,10 @@ def chained(rows: list[NewEntry]) -> list[LedgerEntry]:
 
 def scenario(ident: str, member: str | None, outcome_ok: bool = True) -> ScenarioResult:
     verdict = (Verdict.passed("t.ok", "fine") if outcome_ok else Verdict.failed("t.ok", "broken"))
-    made = ScenarioResult(nodeid=f"features/fleet.feature::{ident}[{member}]", feature="Fleet",
+    return ScenarioResult(nodeid=f"features/fleet.feature::{ident}[{member}]", feature="Fleet",
                           feature_path="features/fleet/fleet.feature", scenario=f"scenario {ident}",
                           tags=[f"id:{ident}", "weekly"], verdicts=[verdict], started_at=NOW.isoformat(),
-                          duration_s=1.0)
-    # ScenarioResult.member is the lead's field (issue 14); set it the same way until it lands.
-    object.__setattr__(made, "member", member)
-    return made
+                          duration_s=1.0, member=member)
 
 
 def run(run_id: str, members: list[str]) -> RunResult:
@@ -178,11 +175,9 @@ class TestEntriesForRun:
         assert [(e.id, e.member, e.run_id) for e in found] == [("FLT-01", "db-001", "g1"),
                                                              ("FLT-01", "db-042", "g1")]
 
-    def test_a_scenario_without_the_field_has_no_member(self) -> None:
+    def test_a_scenario_outside_fleets_has_no_member(self) -> None:
         plain = ScenarioResult(nodeid="n", feature="f", feature_path="features/backup/b.feature",
                                scenario="s", tags=["id:BKP-01"], verdicts=[Verdict.passed("x", "ok")])
-        if hasattr(plain, "member"):
-            assert plain.member is None
         assert entries_for_run(RunResult(run_id="r", started_at=NOW.isoformat(),
                                          scenarios=[plain]))[0].member is None
 
