@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .upgrade_gate import add_parser as add_gate_pre_upgrade
 
     add_gate_pre_upgrade(gate_sub)
+    from .doctor_cli import add_parser as add_doctor
+
+    add_doctor(sub, _Parser)
 
     p_sandbox = sub.add_parser("sandbox", help="start or stop the embedded environment to explore it")
     sandbox_sub = p_sandbox.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -194,6 +197,10 @@ def _main(argv: list[str] | None = None) -> int:
             from .upgrade_gate import gate_pre_upgrade
 
             return gate_pre_upgrade(args, args_list)
+        if args.command == "doctor" and args.doctor == "ledger":
+            from .doctor_cli import doctor_ledger
+
+            return doctor_ledger(args)
         if args.command == "sandbox":
             from .sandbox_cli import sandbox_down, sandbox_up
 
