@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from checks import redact
-from checks.cadence import DrillHistory, shortest_cadence
+from checks.cadence import DrillHistory, drill_key, shortest_cadence
 from checks.errors import ConfigError, DiskError
 from checks.verdict import Verdict
 from checks.waivers import Waiver, WaiverError, apply_waiver, check_known, load_waivers
@@ -396,24 +396,27 @@ class LedgerView:
 
     ``this_run`` gives the scenarios this run has finished so far: a drill that passed earlier
     in the same run (BKP-01 before a pre-upgrade check of it) counts, though the ledger only
-    receives the run's entries at its end.
+    receives the run's entries at its end. ``member``: a fleet member's run asks about the drill
+    on that member (``FLT-01[db-042]``), never another member's pass.
     """
 
     def __init__(self, ledger: Ledger | None,
-                 this_run: Callable[[], tuple[str, Sequence[ScenarioResult]]] | None = None) -> None:
+                 this_run: Callable[[], tuple[str, Sequence[ScenarioResult]]] | None = None,
+                 member: str | None = None) -> None:
         self.ledger = ledger
         self.this_run = this_run
+        self.member = member
 
     def history(self, drill_id: str) -> DrillHistory:
         """The drill's history; raises LedgerCorrupt (an error verdict) when the chain is damaged."""
         from reports.ledger import LedgerCorrupt
 
-        found = DrillHistory(drill_id=drill_id, cadence=None)
+        found = DrillHistory(drill_id=drill_id, cadence=None, member=self.member)
         if self.ledger is not None:
             read = self.ledger.read()
             if not read.ok:
                 raise LedgerCorrupt(f"{self.ledger.path}: {read.problems[0]}", path=str(self.ledger.path))
-            found = histories(read.entries).get(drill_id) or found
+            found = histories(read.entries).get(drill_key(drill_id, self.member)) or found
         if self.this_run is not None:
             found = _with_this_run(found, *self.this_run())
         return found
@@ -423,7 +426,8 @@ def _with_this_run(history: DrillHistory, run_id: str, scenarios: Sequence[Scena
     """The ledger's history of a drill, updated with its finished scenarios of the current run."""
     from checks.verdict import worst
 
-    mine = [s for s in scenarios if s.scenario_id == history.drill_id and s.started_at and s.duration_s]
+    mine = [s for s in scenarios if s.scenario_id == history.drill_id and s.member == history.member
+            and s.started_at and s.duration_s]
     outcome = worst([s.outcome for s in mine])
     if outcome is None:
         return history
@@ -431,7 +435,8 @@ def _with_this_run(history: DrillHistory, run_id: str, scenarios: Sequence[Scena
     passed = not outcome.counts_as_fail()
     cadence = history.cadence or shortest_cadence({t for s in mine for t in s.tags})
     return DrillHistory(drill_id=history.drill_id, cadence=cadence, last_run=moment, last_outcome=outcome,
-                        last_pass=moment if passed else history.last_pass, last_run_id=run_id)
+                        last_pass=moment if passed else history.last_pass, last_run_id=run_id,
+                        member=history.member)
 
 
 @pytest.fixture(scope="session")
@@ -444,16 +449,17 @@ def drillbook_ledger(request: pytest.FixtureRequest) -> LedgerView:
     def this_run() -> tuple[str, Sequence[ScenarioResult]]:
         return session.run.run_id, list(session.scenarios)
 
+    member = request.config.getoption("--drillbook-member", None) or None
     path = request.config.getoption("--drillbook-ledger", None)
     if path and str(path).startswith("s3://"):
         from drills.config import load_config
 
         config = request.config.getoption("--drillbook-config", None)
         options = dict(load_config(Path(config)).ledger_s3) if config else {}
-        return LedgerView(s3_ledger(str(path), options), this_run)
+        return LedgerView(s3_ledger(str(path), options), this_run, member)
     if path:
-        return LedgerView(LocalLedger(Path(path)), this_run)
+        return LedgerView(LocalLedger(Path(path)), this_run, member)
     out = request.config.getoption("--drillbook-out", None)
     if out:
-        return LedgerView(LocalLedger(Path(out).resolve().parent / LEDGER_FILE), this_run)
-    return LedgerView(None, this_run)
+        return LedgerView(LocalLedger(Path(out).resolve().parent / LEDGER_FILE), this_run, member)
+    return LedgerView(None, this_run, member)

@@ -312,3 +312,22 @@ class TestAppendTimeoutConfig:
         loaded = load_config(config)
         made = s3_ledger(loaded.ledger_url or "", dict(loaded.ledger_s3))
         assert made.policy.budget_s == 300.0  # type: ignore[attr-defined]
+
+
+class TestCadenceStepOnAMember:
+    def test_a_members_run_asks_about_its_own_member(self, tmp_path: Path) -> None:
+        """The cadence step in db-042's run: db-001's pass, in the ledger or earlier in this run,
+        does not count for db-042."""
+        from drillbook.audit import LedgerView
+
+        ledger = LocalLedger(tmp_path / "ledger.jsonl")
+        ledger.append([entry(member="db-042", run_id="g0", when=NOW - timedelta(days=20)),
+                       entry(member="db-001", run_id="g1", when=NOW - timedelta(days=1))])
+        done = [scenario("FLT-01", "db-001")]
+        view = LedgerView(ledger, lambda: ("g2", done), member="db-042")
+        history = view.history("FLT-01")
+        assert (history.member, history.last_pass) == ("db-042", NOW - timedelta(days=20))
+        verdict = within_cadence(history, now=NOW)
+        assert verdict.outcome is Outcome.FAILED and "FLT-01[db-042]" in verdict.message
+        mine = LedgerView(ledger, lambda: ("g2", [scenario("FLT-01", "db-042")]), member="db-042")
+        assert mine.history("FLT-01").last_run_id == "g2"
