@@ -65,6 +65,39 @@ def load_earlier_runs(run_dir: Path | None) -> EarlierRuns:
     return EarlierRuns(searched=parent, runs=tuple(runs), unreadable=tuple(unreadable))
 
 
+def recent_runs(run_dir: Path | None, *, limit: int) -> EarlierRuns:
+    """Like :func:`load_earlier_runs`, but only the ``limit`` most recently written siblings are read.
+
+    For the fleet report's charts: a merged fleet run's ``results.json`` is megabytes, and a
+    runs location that has kept a year of runs must not be read whole to draw the last dozen.
+    Recency is the results file's modification time (run ids need not sort by time: a
+    Kubernetes Job UID does not); the report orders what it reads by ``started_at``.
+    """
+    if run_dir is None or limit <= 0:
+        return EarlierRuns(searched=None if run_dir is None else run_dir.resolve().parent)
+    here = run_dir.resolve()
+    parent = here.parent
+    if not parent.is_dir():
+        return EarlierRuns(searched=parent)
+    found: list[tuple[float, str, Path]] = []
+    for candidate in parent.iterdir():
+        if candidate.is_symlink() or not candidate.is_dir() or candidate.resolve() == here:
+            continue
+        results = candidate / RESULTS
+        try:
+            found.append((results.stat().st_mtime, candidate.name, results))
+        except OSError:
+            continue  # not a run directory, or one that never finished writing
+    runs: list[RunResult] = []
+    unreadable: list[str] = []
+    for _, _, results in sorted(found, reverse=True)[:limit]:
+        try:
+            runs.append(RunResult.read(results))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            unreadable.append(f"{results}: {type(exc).__name__}: {exc}")
+    return EarlierRuns(searched=parent, runs=tuple(runs), unreadable=tuple(unreadable))
+
+
 def scenario_key(scenario: ScenarioResult) -> str:
     """A scenario's identity across runs: its ``@id``, else its feature file and name."""
     return scenario.scenario_id or f"{scenario.feature_path} :: {scenario.scenario}"

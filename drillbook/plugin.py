@@ -457,11 +457,23 @@ def write_reports(drill: DrillSession) -> None:
     # results.json left behind as evidence.
     write_atomic(results, json.dumps(data, indent=2, ensure_ascii=False) + "\n",
                  phase="writing the run's results")
-    write_html_report(RunResult.from_dict(data), drill.out / "report.html")
+    written = RunResult.from_dict(data)
+    write_html_report(written, drill.out / "report.html", history=_report_history(written, drill.out))
     junit = drill.config.getoption("xmlpath", None)
     if junit and Path(junit).exists():
         names = {_junit_key(s): (s.feature, _junit_name(s)) for s in drill.run.scenarios}
         rename_testcases(Path(junit), names)
+
+
+def _report_history(run: RunResult, out: Path) -> tuple[RunResult, ...]:
+    """Earlier runs for the fleet overview's charts: read only when a scenario ran for a member."""
+    from reports.html.trends import RUNS_SHOWN, member_of
+
+    from .history import recent_runs
+
+    if not any(member_of(s) is not None for s in run.scenarios):
+        return ()  # not a fleet run: the report has no charts, and nothing is read
+    return recent_runs(out, limit=RUNS_SHOWN - 1).runs
 
 
 def _junit_key(scenario: ScenarioResult) -> str:

@@ -15,9 +15,10 @@ import pytest
 
 from checks import redact
 from checks.verdict import Outcome, Verdict
-from reports.html import write_html_report
+from reports.html import render_html_report, write_html_report
 from reports.results import RunResult, ScenarioResult, StepResult
 from tests.support.browser import chromium_available, dump_dom, png_size, read_png, screenshot
+from tests.support.fleet_runs import fleet_history, fleet_run
 
 pytestmark = [
     pytest.mark.browser,
@@ -174,3 +175,59 @@ class TestReportInChromium:
         assert "FAIL" in dom
         assert SECRET not in dom
         assert "<script>alert(1)" not in dom
+
+
+FLEET_DRILLS = ["BKP-01", "BKP-02", "HLT-01"]
+LIMIT_LINE = (0xE8, 0x59, 0x0C)  # svg.spark line.lim in report.html.j2 (crisp edges: exact pixels)
+SERIES_LINE = (0x18, 0x64, 0xAB)  # svg.spark polyline and its points
+PASS_CELL = (0xDA, 0xFB, 0xE1)  # --pass-bg: a passed matrix cell
+
+
+def _near(pixel: tuple[int, int, int], colour: tuple[int, int, int], tolerance: int = 24) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
+
+
+@pytest.fixture
+def fleet_report(tmp_path: Path) -> Path:
+    """12 members x 3 drills, with 11 earlier merged runs: the charts have 12 points each."""
+    return write_html_report(fleet_run(12, FLEET_DRILLS), tmp_path / "fleet" / "report.html",
+                             history=fleet_history(12, FLEET_DRILLS))
+
+
+class TestFleetReportInChromium:
+    def test_matrix_cells_and_charts_are_in_the_page_chromium_built(self, fleet_report: Path) -> None:
+        """Chromium's DOM has the overview first: 12 member rows of 3 outcome cells, and the charts."""
+        dom = dump_dom(fleet_report)
+        assert dom.index('id="fleet"') < dom.index('id="summary"')
+        start = dom.index('<table class="matrix">')
+        matrix = dom[start:dom.index("</table>", start)]
+        assert matrix.count('<th scope="row" class="member">') == 12
+        # One cell per member for its worst outcome, then one per drill.
+        assert matrix.count('<td class="cell ') == 12 * (1 + len(FLEET_DRILLS))
+        # db-000 restores in more than its RTO by now, and says so in words, not only in red.
+        assert "over: 30m 9s of 30m (101%)" in matrix
+        # BKP-01 charts the restore and BKP-02 the backup age: one chart each per member that measured.
+        assert matrix.count('<svg class="spark"') >= 2 * 11
+        assert matrix.count('<line class="lim"') == matrix.count('<svg class="spark"')
+
+    def test_matrix_and_charts_are_drawn(self, fleet_report: Path, tmp_path: Path) -> None:
+        """On screen: the limit lines, the series lines and the outcome colours of the matrix show."""
+        image = read_png(screenshot(fleet_report, tmp_path / "fleet.png", width=WIDTH, height=HEIGHT))
+        limit_rows = [y for y, row in enumerate(image.rows) if LIMIT_LINE in row]
+        series_rows = [y for y, row in enumerate(image.rows) if any(_near(p, SERIES_LINE) for p in row)]
+        pass_rows = [y for y, row in enumerate(image.rows) if PASS_CELL in row]
+        failed_rows = [y for y, row in enumerate(image.rows) if FAILED_BADGE in row]
+        assert len(limit_rows) >= 12, "the charts' limit lines are not drawn"
+        assert len(series_rows) >= 12 * 5, "the charts' series lines are not drawn"
+        # The matrix lies under the counts table, after the banner: passed and failed cells there.
+        top = min(limit_rows) - 40
+        assert sum(1 for y in pass_rows if y > top) > 100, "passed matrix cells are not drawn"
+        assert any(y > top for y in failed_rows), "failed matrix cells are not drawn"
+        assert max(limit_rows) - min(limit_rows) > 11 * 25, "charts do not follow the 12 member rows"
+
+    def test_a_report_without_members_is_unchanged(self, report: Path) -> None:
+        """An ordinary run's page has no fleet overview, no link to one, and renders as before."""
+        dom = dump_dom(report)
+        assert 'id="fleet"' not in dom and 'href="#fleet"' not in dom and "svg" not in dom
+        history = fleet_history(2, FLEET_DRILLS, runs=2)
+        assert report.read_text(encoding="utf-8") == render_html_report(realistic_run(), history=history)
