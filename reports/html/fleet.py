@@ -23,7 +23,7 @@ from reports.results import RunResult, ScenarioResult
 from .outcomes import DISPLAY_ORDER, MEANINGS, Badge, badge, r
 from .scenarios import anchor_of
 from .sparkline import Sparkline, scale
-from .trends import Key, Measurement, Metric, Series, chronological, member_of, series
+from .trends import Key, Measurement, Metric, Series, chronological, member_of, series, trends_of
 
 # A last value at or above this share of its limit is flagged "near the limit".
 NEAR_LIMIT = 0.8
@@ -125,7 +125,7 @@ def fleet_view(run: RunResult, history: Sequence[RunResult] = ()) -> FleetView |
         return None
     drills = sorted(names)
     members = sorted({m for m, _ in placed})
-    runs = chronological(run, history)
+    runs = chronological(trends_of(run), (trends_of(h) for h in history))
     charts = {metric: series(runs, placed, metric) for metric in Metric}
     rows = [_row(member, drills, placed, charts, strict=run.strict) for member in members]
     rows.sort(key=_worst_first)

@@ -141,7 +141,8 @@ def scenario_view(scenario: ScenarioResult, index: int, *, strict: bool) -> Scen
     group = f"pack {scenario.pack}" if scenario.pack else f"area {scenario.area}"
     return ScenarioView(
         anchor=anchor_of(index),
-        ident=r(scenario.scenario_id or "no id"),
+        # BKP-01[orders-eu] for a fleet member's scenario, the plain id otherwise.
+        ident=r(scenario.display_id or "no id"),
         name=r(scenario.scenario),
         feature=r(scenario.feature),
         feature_path=r(scenario.feature_path),

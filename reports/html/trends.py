@@ -35,6 +35,7 @@ RESTORE_CHECK = "restore.completed"
 AGE_CHECK = "backup.freshness"
 MEMBER_TAG = "member:"
 TIMED_OUT = "RestoreTimedOut"
+_READ = frozenset({RTO_CHECK, RESTORE_CHECK, AGE_CHECK})
 # How many runs a chart shows: this run and the ones before it.
 RUNS_SHOWN = 12
 
@@ -60,10 +61,9 @@ class Measurement:
 
 def member_of(scenario: ScenarioResult) -> str | None:
     """The fleet member a scenario ran for: ``ScenarioResult.member``, else its ``member:<name>`` tag."""
+    if scenario.member:
+        return scenario.member
     # Results written before ScenarioResult grew the field still carry the tag.
-    member = getattr(scenario, "member", None)
-    if isinstance(member, str) and member:
-        return member
     for tag in scenario.tags:
         if tag.startswith(MEMBER_TAG) and len(tag) > len(MEMBER_TAG):
             return tag[len(MEMBER_TAG):]
@@ -104,14 +104,28 @@ def _evidence(verdict: Verdict) -> Mapping[str, Any]:
 
 def measure(scenario: ScenarioResult, metric: Metric) -> Measurement | None:
     """What ``scenario`` recorded for ``metric``, or None when it recorded nothing usable."""
+    return _measure_all(scenario).get(metric)
+
+
+def _measure_all(scenario: ScenarioResult) -> dict[Metric, Measurement]:
+    """Every metric ``scenario`` recorded, from one look at its verdicts (the first of an id counts)."""
     by_id: dict[str, Verdict] = {}
     for verdict in scenario.verdicts:
-        by_id.setdefault(verdict.id, verdict)
-    if metric is Metric.BACKUP_AGE:
-        age = by_id.get(AGE_CHECK)
-        if age is None or (seconds := _number(age.measured)) is None:
-            return None
-        return Measurement(seconds, _number(_evidence(age).get("max_age_s")))
+        if verdict.id in _READ:
+            by_id.setdefault(verdict.id, verdict)
+    found: dict[Metric, Measurement] = {}
+    if not by_id:
+        return found
+    age = by_id.get(AGE_CHECK)
+    if age is not None and (seconds := _number(age.measured)) is not None:
+        found[Metric.BACKUP_AGE] = Measurement(seconds, _number(_evidence(age).get("max_age_s")))
+    restore = _restore(by_id)
+    if restore is not None:
+        found[Metric.RESTORE] = restore
+    return found
+
+
+def _restore(by_id: Mapping[str, Verdict]) -> Measurement | None:
     rto = by_id.get(RTO_CHECK)
     if rto is not None and (seconds := _number(rto.measured)) is not None:
         limit = _number(_evidence(rto).get("limit_s"))
@@ -150,17 +164,24 @@ class Series:
 Key = tuple[str, str]  # (member, drill id)
 
 
-def _index(run: RunResult, metric: Metric) -> dict[Key, Measurement]:
-    """Each (member, drill) of ``run`` with what it measured; the first scenario of a key wins."""
-    found: dict[Key, Measurement] = {}
+@dataclass(frozen=True)
+class RunTrends:
+    """What one run measured, per (member, drill): every pair it drilled, measured or not."""
+
+    run_id: str
+    started: datetime
+    measured: Mapping[Key, Mapping[Metric, Measurement]]
+
+
+def trends_of(run: RunResult) -> RunTrends:
+    """One pass over ``run``'s scenarios; the first scenario of a (member, drill) pair counts."""
+    measured: dict[Key, Mapping[Metric, Measurement]] = {}
     for scenario in run.scenarios:
         member, drill = member_of(scenario), scenario.scenario_id
-        if member is None or drill is None or (member, drill) in found:
+        if member is None or drill is None or (member, drill) in measured:
             continue
-        value = measure(scenario, metric)
-        if value is not None:
-            found[(member, drill)] = value
-    return found
+        measured[(member, drill)] = _measure_all(scenario)
+    return RunTrends(run_id=run.run_id, started=_started(run), measured=measured)
 
 
 def _started(run: RunResult) -> datetime:
@@ -171,20 +192,26 @@ def _started(run: RunResult) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def chronological(run: RunResult, history: Iterable[RunResult], *, keep: int = RUNS_SHOWN) -> list[RunResult]:
-    """The latest ``keep - 1`` earlier runs that started before ``run`` (oldest first), then ``run``."""
-    now = _started(run)
-    earlier = sorted((h for h in history if h.run_id != run.run_id and _started(h) < now),
-                     key=lambda h: (_started(h), h.run_id))
+def chronological(run: RunTrends, history: Iterable[RunTrends], *, keep: int = RUNS_SHOWN) -> list[RunTrends]:
+    """The latest ``keep - 1`` earlier runs that started before ``run`` (oldest first), then ``run``.
+
+    An earlier run counts only if it drilled one of this run's (member, drill) pairs: a sibling
+    directory of another fleet, or of one member's run beside others', is not a run of these
+    members, and must not take a slot from one that is.
+    """
+    mine = run.measured.keys()
+    earlier = sorted((h for h in history
+                      if h.run_id != run.run_id and h.started < run.started
+                      and not mine.isdisjoint(h.measured.keys())),
+                     key=lambda h: (h.started, h.run_id))
     return [*earlier[-(keep - 1):], run] if keep > 1 else [run]
 
 
-def series(runs: Sequence[RunResult], keys: Iterable[Key], metric: Metric) -> dict[Key, Series]:
+def series(runs: Sequence[RunTrends], keys: Iterable[Key], metric: Metric) -> dict[Key, Series]:
     """For each key, the series of ``metric`` over ``runs`` (as ordered); keys never measured are left out."""
-    indexes = [_index(run, metric) for run in runs]
     out: dict[Key, Series] = {}
     for key in keys:
-        values = tuple(index.get(key) for index in indexes)
+        values = tuple(run.measured.get(key, {}).get(metric) for run in runs)
         if any(v is not None for v in values):
             out[key] = Series(member=key[0], drill=key[1], metric=metric, values=values)
     return out

@@ -66,7 +66,7 @@ def drill_verdicts(drill: str, member: int, run: int) -> list[Verdict]:
 
 
 def fleet_run(members: int, drills: list[str], *, run: int = 11, run_id: str | None = None) -> RunResult:
-    """One merged fleet run: every member x drill, tagged ``member:<name>`` as the merge writes them."""
+    """One merged fleet run: every member x drill, with ``member`` and its ``member:<name>`` tag."""
     scenarios = []
     for m in range(members):
         name = member_name(m)
@@ -80,7 +80,7 @@ def fleet_run(members: int, drills: list[str], *, run: int = 11, run_id: str | N
                 steps=[StepResult("Given", 'the backups in "nightly"', "passed", 0.1),
                        StepResult("Then", "it holds", "failed" if any(v.counts_as_fail() for v in verdicts)
                                   else "passed", 0.1)],
-                started_at=(T0 + timedelta(days=run)).isoformat(), duration_s=12.0,
+                started_at=(T0 + timedelta(days=run)).isoformat(), duration_s=12.0, member=name,
             ))
     start = T0 + timedelta(days=run)
     return RunResult(run_id=run_id or f"fleet-{run:02d}", started_at=start.isoformat(),

@@ -23,6 +23,7 @@ from reports.html.trends import (
     limit_from_expected,
     measure,
     member_of,
+    trends_of,
 )
 from reports.results import RunResult, ScenarioResult
 from tests.support.fleet_runs import fleet_history, fleet_run
@@ -179,14 +180,17 @@ class TestFleetOverview:
         matrix = page.by_id("fleet").find_all("table", cls="matrix")[0]
         rows = matrix.find_all("tbody")[0].find_all("tr")
         assert len(rows) == 12
-        cards = {n.attrs["id"] for n in page.find_all("article")}
+        cards = {n.attrs["id"]: n for n in page.find_all("article")}
         for row in rows:
             cells = row.find_all("td", cls="cell")[1:]  # the first is the member's worst
             assert len(cells) == 3
             for cell in cells:
                 assert cell.text().split()[1] in {"pass", "warn", "fail", "error", "n/a", "waived"}
                 link = cell.find_all("a")[0].attrs["href"]
-                assert link.removeprefix("#") in cards
+                member = row.find_all("th")[0].text()
+                card = cards[link.removeprefix("#")]
+                # The card the cell links to is that member's scenario, named BKP-01[db-000].
+                assert card.find_all("span", cls="sid")[0].text().endswith(f"[{member}]")
 
     def test_members_are_sorted_worst_first_then_closest_to_a_limit(self) -> None:
         """Errors, then failures (most failing drills first), warnings, then passes by headroom."""
@@ -222,9 +226,18 @@ class TestFleetOverview:
         """History after this run, or this run again, is not drawn: oldest first, this run last."""
         run = fleet_run(2, DRILLS, run=5)
         later = fleet_run(2, DRILLS, run=9)
-        runs = chronological(run, [later, run, *fleet_history(2, DRILLS, runs=5)])
+        history = [trends_of(h) for h in [later, run, *fleet_history(2, DRILLS, runs=5)]]
+        runs = chronological(trends_of(run), history)
         assert [r.run_id for r in runs] == ["fleet-00", "fleet-01", "fleet-02", "fleet-03", "fleet-04",
                                             "fleet-05"]
+
+    def test_runs_of_other_members_take_no_slot(self) -> None:
+        """A sibling run of other members (another fleet, another member's run) is not history."""
+        run = fleet_run(2, DRILLS, run=5)
+        stranger = fleet_run(3, DRILLS, run=4)
+        stranger.scenarios = [s for s in stranger.scenarios if s.member == "db-002"]
+        runs = chronological(trends_of(run), [trends_of(stranger), trends_of(fleet_run(2, DRILLS, run=3))])
+        assert [r.run_id for r in runs] == ["fleet-03", "fleet-05"]
 
     def test_the_view_is_redacted_and_deterministic(self) -> None:
         """Same inputs, same view (the overview sorts; it never depends on dict order of input)."""
