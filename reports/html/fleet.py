@@ -106,6 +106,9 @@ class FleetView:
     runs_shown: int
     near_limit: int
     outside: int
+    # A column of charts is left out when no member has one (a fleet with no restore drill).
+    restore_column: bool = True
+    backup_age_column: bool = True
 
 
 def fleet_view(run: RunResult, history: Sequence[RunResult] = ()) -> FleetView | None:
@@ -139,6 +142,8 @@ def fleet_view(run: RunResult, history: Sequence[RunResult] = ()) -> FleetView |
         sentence=r(sentence),
         drills=tuple(DrillColumn(r(d), r(names[d])) for d in drills),
         rows=tuple(rows), counts=counts, runs_shown=len(runs), near_limit=near, outside=outside,
+        restore_column=any(row.restore for row in rows),
+        backup_age_column=any(row.backup_age for row in rows),
     )
 
 

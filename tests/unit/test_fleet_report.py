@@ -203,6 +203,12 @@ class TestFleetOverview:
         ratios = [max(t.ratio or 0 for t in (*row.restore, *row.backup_age)) for row in passing]
         assert ratios == sorted(ratios, reverse=True)
 
+    def test_a_fleet_without_restore_or_backup_drills_has_no_chart_columns(self) -> None:
+        """Health-only drills measure no restore or backup age: no empty columns of dashes."""
+        page = render_html_report(fleet_run(3, ["HLT-01", "MIG-01"]))
+        assert "Restore duration (RTO)" not in page and "Backup age" not in page
+        assert "Restore duration (RTO)" in render_html_report(fleet_run(3, ["BKP-01", "HLT-01"]))
+
     def test_counts_add_up(self) -> None:
         """Cells and members per outcome add up to members x drills and to members."""
         view = fleet_view(fleet_run(12, DRILLS))
