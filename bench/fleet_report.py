@@ -8,7 +8,10 @@ backup-age, warning and error verdicts) and HISTORY earlier merged runs, then me
 1. rendering the report with the fleet overview (matrix + 2 charts per member over HISTORY + 1 runs);
 2. the same run rendered without members (no overview): what the overview adds;
 3. reading the HISTORY earlier results.json files back from disk the way the plugin does
-   (drillbook.history.recent_runs), which a report of a fleet run pays once.
+   (drillbook.history.recent_runs), which a report of a fleet run pays once;
+4. when Debian's chromium is installed, how long headless Chromium takes to open the file and
+   draw its first screen (``--screenshot``, once; includes Chromium's own start, measured alone
+   on a blank page too).
 
 Target (issue 14, item 9): 500 members x 6 drills renders in a few seconds; the file stays a size
 a browser opens at once. Prints figures; asserts nothing.
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from drillbook.history import recent_runs
 from reports.html import render_html_report
 from reports.results import RunResult
+from tests.support.browser import chromium_available, screenshot
 from tests.support.fleet_runs import DRILL_NAMES, fleet_history, fleet_run
 
 
@@ -85,6 +89,18 @@ def main() -> None:
         read_s, found = best(lambda: recent_runs(here, limit=args.history), repeat=2)
         print(f"read {args.history} earlier results.json:    {read_s:6.2f} s  ({one:,} bytes each)")
         assert len(getattr(found, "runs", ())) == args.history
+
+        if chromium_available():
+            page = root / "report.html"
+            page.write_text(html, encoding="utf-8")
+            blank = root / "blank.html"
+            blank.write_text("<!DOCTYPE html><title>-</title>", encoding="utf-8")
+            png = root / "report.png"
+            start_s, _ = best(lambda: screenshot(blank, png), repeat=1)
+            load_s, _ = best(lambda: screenshot(page, png, timeout=600), repeat=1)
+            print(f"chromium opens and draws it:   {load_s:6.2f} s  (a blank page: {start_s:.2f} s)")
+        else:
+            print("chromium not installed: load time not measured")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,22 @@ def restore_seconds(member: int, run: int) -> float:
     return RTO.total_seconds() * (0.18 + 0.02 * ((member + run) % 5))
 
 
+def restore_evidence(member: int, run: int, took: timedelta) -> dict[str, object]:
+    """What drills/restore.py records for a restore (RestoreResult.evidence), journal included."""
+    name = member_name(member)
+    at = T0 + timedelta(days=run)
+    phases = {"download": 0.1, "restore": 0.8, "first_query": 0.05, "cleanup": 0.05}
+    return {
+        "store": f"s3://backups/{name}/", "key": f"{name}/{at:%Y%m%d}.dump", "size_bytes": 734_003_200,
+        "backup_time": (at - timedelta(hours=7)).isoformat(), "format": "custom", "sha256": "ab" * 32,
+        "scratch": f"postgres scratch drill_{name.replace('-', '_')}_{run} on 127.0.0.1:5433",
+        "timings_s": {k: round(took.total_seconds() * v, 3) for k, v in phases.items()},
+        "rto_s": took.total_seconds(),
+        "journal": [{"phase": k, "status": "passed", "started_at": at.isoformat(),
+                     "duration_s": round(took.total_seconds() * v, 6)} for k, v in phases.items()],
+    }
+
+
 def drill_verdicts(drill: str, member: int, run: int) -> list[Verdict]:
     """The verdicts one drill recorded for one member in one run."""
     at = T0 + timedelta(days=run)
@@ -47,7 +63,7 @@ def drill_verdicts(drill: str, member: int, run: int) -> list[Verdict]:
         return [
             Verdict.passed("restore.completed", f"restored in {format_duration(took)}",
                            measured=round(took.total_seconds(), 3), expected="restores without error",
-                           evidence={"rto_s": took.total_seconds()}, started_at=at),
+                           evidence=restore_evidence(member, run, took), started_at=at),
             Verdict.compare("restore.rto", measured=took, expected=f"<= {format_duration(RTO)}",
                             ok=took <= RTO, message=f"restore took {format_duration(took)}",
                             evidence={"limit_s": RTO.total_seconds()}).with_timing(at, 0.0),
