@@ -7,8 +7,11 @@ run checks.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,7 +211,9 @@ class RunResult:
     def read(cls, path: Path) -> RunResult:
         # Read back by history, the ledger and evidence export: a repeated key is refused
         # (DuplicateKeyError, a ValueError naming it), never resolved to whichever came last.
-        return cls.from_dict(loads_strict(path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
+        with collector_paused():
+            return cls.from_dict(loads_strict(text))
 
 
 def _tag_value(tags: list[str], key: str) -> str | None:
@@ -217,3 +222,22 @@ def _tag_value(tags: list[str], key: str) -> str | None:
         if tag.startswith(prefix):
             return tag[len(prefix):]
     return None
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a block that allocates a lot and keeps little.
+
+    Reading a fleet run's results (3,000 scenarios) or building its report allocates millions
+    of objects while millions more stay alive: every generation-2 pass walks all of them.
+    Measured at 500 members x 6 drills: reading 11 earlier runs took 3.6 s of CPU with the
+    collector and 1.8 s without; rendering the report with them, 3.6 s and 2.1 s. What is
+    allocated here is acyclic and freed by reference counting; any cycle waits for the next pass.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

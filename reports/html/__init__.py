@@ -40,7 +40,7 @@ import jinja2
 from checks.files import write_atomic
 from checks.redact import redact
 from checks.verdict import Outcome, format_duration
-from reports.results import RunResult
+from reports.results import RunResult, collector_paused
 
 from .fleet import FleetView, fleet_view
 from .outcomes import DISPLAY_ORDER, MEANINGS, PHRASES, Badge, badge, r
@@ -125,7 +125,8 @@ def _template() -> jinja2.Template:
 
 def render_html_report(run: RunResult, *, history: Sequence[RunResult] = ()) -> str:
     """The report as a string: deterministic for the same inputs, every string redacted."""
-    return _template().render(report=build_view(run, history=history))
+    with collector_paused():
+        return _template().render(report=build_view(run, history=history))
 
 
 def build_view(run: RunResult, *, history: Sequence[RunResult] = ()) -> ReportView:
