@@ -84,11 +84,14 @@ class TestWhereTheNumbersLive:
 
 
 class TestLimitFromExpected:
+    # No per-example deadline: what is tested is the parse, not the speed of a loaded machine.
+    @settings(deadline=None)
     @given(st.integers(min_value=0, max_value=10**7))
     def test_reads_back_what_format_duration_wrote(self, seconds: int) -> None:
         """`<= format_duration(limit)` parses back to the limit (whole seconds)."""
         assert limit_from_expected(f"<= {format_duration(timedelta(seconds=seconds))}") == seconds
 
+    @settings(deadline=None)
     @given(st.text(max_size=40))
     def test_any_text_is_a_number_or_none(self, text: str) -> None:
         """Outside input never raises: a finite non-negative number of seconds, or None."""
