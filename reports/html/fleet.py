@@ -160,7 +160,9 @@ def _row(member: str, drills: Sequence[str], placed: Mapping[Key, list[tuple[int
         assert outcome is not None  # found is not empty
         outcomes.append(outcome)
         shown = badge(outcome, strict=strict)
-        cells.append(Cell(shown, _SHORT[outcome], anchor_of(found[0][0]),
+        # Several scenarios of one id (examples of an outline): the cell links to the worst one.
+        index = next(i for i, s in found if s.outcome is outcome)
+        cells.append(Cell(shown, _SHORT[outcome], anchor_of(index),
                           r(f"{drill} on {member}: {shown.label}")))
     overall = worst(outcomes)
     assert overall is not None  # every member has at least one placed scenario

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from datetime import timedelta
@@ -211,6 +212,17 @@ class TestFleetOverview:
         page = render_html_report(fleet_run(3, ["HLT-01", "MIG-01"]))
         assert "Restore duration (RTO)" not in page and "Backup age" not in page
         assert "Restore duration (RTO)" in render_html_report(fleet_run(3, ["BKP-01", "HLT-01"]))
+
+    def test_a_cell_of_several_scenarios_shows_and_links_the_worst(self) -> None:
+        """Two examples of one outline for a member: the cell says `fail` and links to the failed one."""
+        run = fleet_run(1, ["HLT-01"])
+        passed = run.scenarios[0]
+        failed = dataclasses.replace(passed, verdicts=[Verdict.failed("x.check", "does not hold")])
+        run.scenarios = [passed, failed]
+        view = fleet_view(run)
+        assert view is not None
+        (cell,) = view.rows[0].cells
+        assert cell.short == "fail" and cell.anchor == "scenario-2"
 
     def test_counts_add_up(self) -> None:
         """Cells and members per outcome add up to members x drills and to members."""
