@@ -281,6 +281,18 @@ class TestRecentRuns:
         found = recent_runs(here, limit=2)
         assert sorted(r.run_id for r in found.runs) == ["fleet-03", "fleet-04"]
 
+    def test_a_run_reads_earlier_runs_for_its_report_only_when_it_has_members(self, tmp_path: Path) -> None:
+        """The plugin hands earlier runs to the report of a fleet run; an ordinary run reads none."""
+        from drillbook.plugin import _report_history
+
+        earlier = tmp_path / "fleet-00"
+        earlier.mkdir()
+        fleet_run(2, DRILLS, run=0).write(earlier / "results.json")
+        here = tmp_path / "fleet-11"
+        here.mkdir()
+        assert [r.run_id for r in _report_history(fleet_run(2, DRILLS), here)] == ["fleet-00"]
+        assert _report_history(every_outcome_run(), here) == ()
+
     def test_a_fleet_run_read_back_from_json_charts_the_same(self, tmp_path: Path) -> None:
         """Measured values survive results.json (timedelta -> seconds): same figures after a round trip."""
         run = fleet_run(2, DRILLS)
