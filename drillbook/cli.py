@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .verify_signature import add_parser as add_verify_signature
 
     add_verify_signature(verify_sub)
+    from .fleet.render.command import add_parsers as add_fleet_parsers
+
+    add_fleet_parsers(sub, _Parser)
     return parser
 
 
@@ -205,6 +208,10 @@ def _main(argv: list[str] | None = None) -> int:
             from .sandbox_cli import sandbox_down, sandbox_up
 
             return sandbox_up(args) if args.action == "up" else sandbox_down(args)
+        if args.command == "fleet" and args.fleet_action == "render":
+            from .fleet.render.command import fleet_render
+
+            return fleet_render(args)
         if args.command == "verify" and args.what == "backup":
             from .verify import verify_backup
 
