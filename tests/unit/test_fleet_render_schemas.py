@@ -3,7 +3,9 @@
 ``kubernetes-validate --strict`` carries the Kubernetes OpenAPI schemas of 1.25 to 1.37 in its
 wheel; ``check-jsonschema`` carries GitHub's and GitLab's workflow schemas. Both are run as a
 user runs them (their command lines), and once inside a network namespace with no network at
-all, to prove CI needs nothing from outside.
+all (where ``unshare -n`` works, as root): CI needs nothing from outside. A subprocess of either
+tool costs seconds on a loaded 2-core machine, so each test runs a tool once over several files
+and reads its per-file lines.
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ def render(engine: str, tmp: Path, **over: Any) -> list[Path]:
     return paths
 
 
-def rewrite(path: Path, mutate: Any) -> Path:
+def rewrite(path: Path, label: str, mutate: Any) -> Path:
+    """A copy of ``path`` named ``label-NAME`` with ``mutate`` applied to its one document."""
     [doc] = load(path.read_text())
     doc = copy.deepcopy(doc)
     mutate(doc)
-    broken = path.with_name("broken-" + path.name)
+    broken = path.with_name(f"{label}-{path.name}")
     broken.write_text(yaml.safe_dump(doc, sort_keys=False))
     return broken
 
@@ -63,42 +66,6 @@ def check_jsonschema(schema: str, *files: Path, prefix: tuple[str, ...] = ()) ->
                           capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
 
 
-class TestKubernetesSchemas:
-    def test_cronjob_and_job_pass_strict_for_1_29_to_1_34(self, tmp_path: Path) -> None:
-        files = render(engine="k8s", tmp=tmp_path) + render(engine="k8s", tmp=tmp_path, bins=1, parallel=1,
-                                                            cadence="monthly")
-        result = kubernetes_validate(*files)
-        assert result.returncode == 0, result.stdout + result.stderr
-        passed = [line for line in result.stdout.splitlines() if line.startswith("INFO") and "passed" in line]
-        assert len(passed) == len(files) * len(SUPPORTED)
-        assert {line.rsplit("version ", 1)[1] for line in passed} == set(SUPPORTED)
-        assert "WARN" not in result.stdout and "ERROR" not in result.stdout
-
-    def test_a_misspelt_field_fails_strict_naming_it(self, tmp_path: Path) -> None:
-        [cron, _] = render(engine="k8s", tmp=tmp_path)
-        broken = rewrite(cron, lambda d: d["spec"]["jobTemplate"]["spec"].update(completionz=6))
-        result = kubernetes_validate(broken, versions=("1.34",))
-        assert result.returncode == 1
-        assert "'completionz' was unexpected" in result.stdout
-
-    def test_kubernetes_1_27_lacks_what_the_job_needs(self, tmp_path: Path) -> None:
-        """The version skew case: 1.27's schema has no FailIndex-era podFailurePolicy rule shape, so the
-        same manifest fails there (the docs say 1.29 or newer)."""
-        files = render(engine="k8s", tmp=tmp_path)
-        result = kubernetes_validate(files[0], versions=("1.27",))
-        assert result.returncode == 1
-        assert "podFailurePolicy" in result.stdout
-
-    def test_what_the_schema_misses_is_why_lint_exists(self, tmp_path: Path) -> None:
-        """`Indexd` and a FailIndex rule without backoffLimitPerIndex both pass strict validation; an
-        unknown kind only warns. drillbook's lint rules catch each (test_fleet_render_lint.py)."""
-        [cron, _] = render(engine="k8s", tmp=tmp_path)
-        typo = rewrite(cron, lambda d: d["spec"]["jobTemplate"]["spec"].update(completionMode="Indexd"))
-        no_backoff = rewrite(typo, lambda d: d["spec"]["jobTemplate"]["spec"].pop("backoffLimitPerIndex"))
-        result = kubernetes_validate(typo, no_backoff, versions=("1.34",))
-        assert result.returncode == 0, result.stdout
-
-
 def _unshare_works() -> bool:
     if not shutil.which("unshare"):
         return False
@@ -108,38 +75,61 @@ def _unshare_works() -> bool:
 
 # `unshare -n`: a new network namespace holding only a loopback interface that is down.
 NO_NETWORK: tuple[str, ...] | None = ("unshare", "-n") if _unshare_works() else None
+OFFLINE: tuple[str, ...] = NO_NETWORK or ()  # elsewhere the positive cases run with the network there
+
+
+class TestKubernetesSchemas:
+    def test_cronjob_and_job_pass_strict_for_1_29_to_1_34_offline(self, tmp_path: Path) -> None:
+        files = render(engine="k8s", tmp=tmp_path, cadence="monthly")
+        result = kubernetes_validate(*files, prefix=OFFLINE)
+        assert result.returncode == 0, result.stdout + result.stderr
+        passed = [line for line in result.stdout.splitlines() if line.startswith("INFO") and "passed" in line]
+        assert len(passed) == len(files) * len(SUPPORTED)
+        assert {line.rsplit("version ", 1)[1] for line in passed} == set(SUPPORTED)
+        assert "WARN" not in result.stdout and "ERROR" not in result.stdout
+
+    def test_what_strict_validation_catches_and_misses(self, tmp_path: Path) -> None:
+        """Caught: a misspelt field (1.34), and the version skew (1.27 has no rule shape for FailIndex:
+        the docs say 1.29 or newer). Missed: `Indexd` and a FailIndex rule without backoffLimitPerIndex
+        both pass, which is why drillbook's lint rules exist (test_fleet_render_lint.py)."""
+        [cron, _] = render(engine="k8s", tmp=tmp_path)
+        misspelt = rewrite(cron, "misspelt", lambda d: d["spec"]["jobTemplate"]["spec"].update(completionz=6))
+        typo = rewrite(cron, "typo", lambda d: d["spec"]["jobTemplate"]["spec"].update(completionMode="Indexd"))
+        no_backoff = rewrite(typo, "nobackoff", lambda d: d["spec"]["jobTemplate"]["spec"].pop("backoffLimitPerIndex"))
+        result = kubernetes_validate(cron, misspelt, typo, no_backoff, versions=("1.27", "1.34"))
+        lines = result.stdout.splitlines()
+
+        def verdict(path: Path, version: str) -> str:
+            [line] = [line for line in lines if f" {path} " in line and f"version {version}" in line]
+            return line
+
+        assert result.returncode == 1
+        assert verdict(cron, "1.34").startswith("INFO") and "passed" in verdict(cron, "1.34")
+        assert verdict(cron, "1.27").startswith("ERROR") and "podFailurePolicy" in verdict(cron, "1.27")
+        assert verdict(misspelt, "1.34").startswith("ERROR")
+        assert "'completionz' was unexpected" in verdict(misspelt, "1.34")
+        assert verdict(typo, "1.34").startswith("INFO")
+        assert verdict(no_backoff, "1.34").startswith("INFO")
 
 
 class TestWorkflowSchemas:
-    @pytest.mark.parametrize("runs", [None, "s3://drills/runs"], ids=["artifacts", "s3"])
-    def test_github_and_gitlab_files_pass_their_schemas(self, tmp_path: Path, runs: str | None) -> None:
-        github = render(engine="github", tmp=tmp_path, runs=runs, cadence="monthly")
-        gitlab = render(engine="gitlab", tmp=tmp_path, runs=runs, bins=200, parallel=8)
-        for schema, files in (("github-workflows", github), ("gitlab-ci", gitlab)):
-            result = check_jsonschema(schema, *files)
-            assert result.returncode == 0, result.stdout + result.stderr
-            assert "ok -- validation done" in result.stdout
-
-    def test_schema_violations_are_named(self, tmp_path: Path) -> None:
-        [gitlab] = render(engine="gitlab", tmp=tmp_path)
-        broken = rewrite(gitlab, lambda d: d["drillbook-shard"].update(parallel=201))
-        result = check_jsonschema("gitlab-ci", broken)
+    @pytest.mark.parametrize(("engine", "schema", "breakage", "where"), [
+        ("github", "github-workflows", lambda d: d["jobs"]["merge"].update({"runs_on": "ubuntu-latest"}),
+         "jobs.merge"),
+        ("gitlab", "gitlab-ci", lambda d: d["drillbook-shard"].update(parallel=201), "drillbook-shard"),
+    ], ids=["github", "gitlab"])
+    def test_rendered_files_pass_offline_and_a_violation_is_named(
+            self, tmp_path: Path, engine: str, schema: str, breakage: Any, where: str) -> None:
+        """Both runs modes (artifacts, S3) pass the vendor schema with no network; a broken copy fails,
+        and only it is named."""
+        [artifacts] = render(engine=engine, tmp=tmp_path, cadence="monthly")
+        [s3] = render(engine=engine, tmp=tmp_path, runs="s3://drills/runs", bins=200, parallel=8)
+        result = check_jsonschema(schema, artifacts, s3, prefix=OFFLINE)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "ok -- validation done" in result.stdout
+        broken = rewrite(s3, "broken", breakage)
+        result = check_jsonschema(schema, artifacts, broken)
+        output = result.stdout + result.stderr
         assert result.returncode == 1
-        assert "drillbook-shard" in result.stdout + result.stderr
-        [github] = render(engine="github", tmp=tmp_path)
-        broken = rewrite(github, lambda d: d["jobs"]["merge"].update({"runs_on": "ubuntu-latest"}))
-        result = check_jsonschema("github-workflows", broken)
-        assert result.returncode == 1
-        assert "jobs.merge" in result.stdout + result.stderr or "$.jobs.merge" in result.stdout + result.stderr
-
-
-@pytest.mark.skipif(NO_NETWORK is None, reason="cannot make a network namespace here (unshare -n needs root)")
-def test_both_validators_work_with_no_network_at_all(tmp_path: Path) -> None:
-    """In a network namespace with no interface up, both tools validate from what their wheels carry."""
-    assert NO_NETWORK is not None
-    k8s = kubernetes_validate(*render(engine="k8s", tmp=tmp_path), versions=("1.29", "1.34"), prefix=NO_NETWORK)
-    assert k8s.returncode == 0 and "WARN" not in k8s.stdout, k8s.stdout + k8s.stderr
-    ci = check_jsonschema("gitlab-ci", *render(engine="gitlab", tmp=tmp_path), prefix=NO_NETWORK)
-    assert ci.returncode == 0, ci.stdout + ci.stderr
-    gh = check_jsonschema("github-workflows", *render(engine="github", tmp=tmp_path), prefix=NO_NETWORK)
-    assert gh.returncode == 0, gh.stdout + gh.stderr
+        assert str(broken) in output and where in output
+        assert str(artifacts) not in output
