@@ -8,6 +8,7 @@ secrets by name only, and byte-identical output for identical input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,19 @@ from tests.support.cli import drillbook
 
 def make(engine: str = "k8s", **over: Any) -> RenderSettings:
     """Checked settings with the values a team would pass; ``over`` replaces any of them."""
-    values: dict[str, Any] = {"engine": engine, "bins": 6, "parallel": 3, "image": None, "schedule": None,
-                              "runs": "s3://drills/runs" if engine == "k8s" else None,
-                              "config": Path("drillbook.toml"), "secret": None, "name": None, "cadence": None,
-                              "secret_names": ("ORDERS_DSN",)}
+    values: dict[str, Any] = {
+        "engine": engine,
+        "bins": 6,
+        "parallel": 3,
+        "image": None,
+        "schedule": None,
+        "runs": "s3://drills/runs" if engine == "k8s" else None,
+        "config": Path("drillbook.toml"),
+        "secret": None,
+        "name": None,
+        "cadence": None,
+        "secret_names": ("ORDERS_DSN",),
+    }
     values.update(over)
     return settings_from(**values)
 
@@ -49,9 +59,14 @@ class TestKubernetes:
         assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 6, 3)
         assert (job["backoffLimitPerIndex"], job["maxFailedIndexes"]) == (1, 6)
         rules = job["podFailurePolicy"]["rules"]
-        assert {"action": "FailIndex", "onExitCodes": {"containerName": "drill", "operator": "In",
-                                                       "values": [2]}} in rules
-        assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in rules
+        assert {
+            "action": "FailIndex",
+            "onExitCodes": {"containerName": "drill", "operator": "In", "values": [2]},
+        } in rules
+        assert {
+            "action": "Ignore",
+            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+        } in rules
         assert job["template"]["spec"]["restartPolicy"] == "Never"
 
     def test_the_plan_packs_into_exactly_the_completions(self) -> None:
@@ -61,12 +76,28 @@ class TestKubernetes:
         pod = job["spec"]["template"]["spec"]
         [planner] = pod["initContainers"]
         [drill] = pod["containers"]
-        assert planner["args"] == ["plan", "--config", "drillbook.toml", "--cadence", "monthly",
-                                   "--bins", "11", "--out", "s3://drills/runs/$(GROUP)/"]
-        assert drill["args"][:5] == ["run", "--config", "drillbook.toml", "--plan",
-                                     "s3://drills/runs/$(GROUP)/plan.json"]
-        assert {"name": "GROUP", "valueFrom": {"fieldRef": {
-            "fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}}} in drill["env"]
+        assert planner["args"] == [
+            "plan",
+            "--config",
+            "drillbook.toml",
+            "--cadence",
+            "monthly",
+            "--bins",
+            "11",
+            "--out",
+            "s3://drills/runs/$(GROUP)/",
+        ]
+        assert drill["args"][:5] == [
+            "run",
+            "--config",
+            "drillbook.toml",
+            "--plan",
+            "s3://drills/runs/$(GROUP)/plan.json",
+        ]
+        assert {
+            "name": "GROUP",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}},
+        } in drill["env"]
 
     def test_read_only_non_root_no_service_account(self) -> None:
         """Read-only root, non-root, no token mounted; /scratch and /tmp are emptyDir volumes."""
@@ -103,23 +134,32 @@ class TestGitHub:
         assert jobs["plan"]["outputs"] == {"indexes": "${{ steps.plan.outputs.indexes }}"}
         assert "--bins 5" in jobs["plan"]["steps"][-2]["run"]
         strategy = jobs["shard"]["strategy"]
-        assert strategy == {"fail-fast": False, "max-parallel": 2,
-                            "matrix": {"index": "${{ fromJSON(needs.plan.outputs.indexes) }}"}}
+        assert strategy == {
+            "fail-fast": False,
+            "max-parallel": 2,
+            "matrix": {"index": "${{ fromJSON(needs.plan.outputs.indexes) }}"},
+        }
         assert jobs["merge"]["needs"] == ["plan", "shard"] and "always()" in jobs["merge"]["if"]
 
     def test_shard_index_and_secrets_reach_the_shell_through_env(self) -> None:
         """matrix.index and each secret are env values of the step, never spliced into its run line."""
         jobs = only(render_files(make("github", secret_names=("ORDERS_DSN",))), "drillbook-fleet.yml")["jobs"]
         [step] = [s for s in jobs["shard"]["steps"] if "--plan" in s.get("run", "")]
-        assert step["env"] == {"DRILLBOOK_SHARD_INDEX": "${{ matrix.index }}",
-                               "ORDERS_DSN": "${{ secrets.ORDERS_DSN }}"}
+        assert step["env"] == {
+            "DRILLBOOK_SHARD_INDEX": "${{ matrix.index }}",
+            "ORDERS_DSN": "${{ secrets.ORDERS_DSN }}",
+        }
         assert "${{" not in step["run"] and '--shard-index "$DRILLBOOK_SHARD_INDEX"' in step["run"]
 
     def test_without_s3_the_runs_travel_as_uniquely_named_artifacts(self) -> None:
         """plan, one per shard index, and the report: each artifact name once."""
         jobs = only(render_files(make("github")), "drillbook-fleet.yml")["jobs"]
-        names = [s["with"]["name"] for job in jobs.values() for s in job["steps"]
-                 if s.get("uses", "").startswith("actions/upload-artifact")]
+        names = [
+            s["with"]["name"]
+            for job in jobs.values()
+            for s in job["steps"]
+            if s.get("uses", "").startswith("actions/upload-artifact")
+        ]
         assert names == ["drillbook-plan", "drillbook-shard-${{ matrix.index }}", "drillbook-report"]
 
     def test_with_s3_no_artifacts(self) -> None:
@@ -145,18 +185,21 @@ class TestGitLab:
 
 
 class TestSettings:
-    @pytest.mark.parametrize(("over", "message"), [
-        ({"bins": 0}, r"--bins 0: k8s takes 1 to 256"),
-        ({"bins": 257}, r"--bins 257"),
-        ({"parallel": 7}, r"--parallel 7: expected 1 to --bins \(6\)"),
-        ({"image": "Not An Image"}, r"--image 'Not An Image'"),
-        ({"schedule": "@monthly"}, r"--schedule '@monthly'"),
-        ({"schedule": "0 0 2 1 * *"}, r"five fields expected"),
-        ({"runs": "s3://drills/$(rm -rf)"}, r"--runs"),
-        ({"runs": "s3://drills/runs\nx: 1"}, r"--runs"),
-        ({"name": "Drills"}, r"--name 'Drills'"),
-        ({"cadence": "${{ github.token }}"}, r"--cadence"),
-    ])
+    @pytest.mark.parametrize(
+        ("over", "message"),
+        [
+            ({"bins": 0}, r"--bins 0: k8s takes 1 to 256"),
+            ({"bins": 257}, r"--bins 257"),
+            ({"parallel": 7}, r"--parallel 7: expected 1 to --bins \(6\)"),
+            ({"image": "Not An Image"}, r"--image 'Not An Image'"),
+            ({"schedule": "@monthly"}, r"--schedule '@monthly'"),
+            ({"schedule": "0 0 2 1 * *"}, r"five fields expected"),
+            ({"runs": "s3://drills/$(rm -rf)"}, r"--runs"),
+            ({"runs": "s3://drills/runs\nx: 1"}, r"--runs"),
+            ({"name": "Drills"}, r"--name 'Drills'"),
+            ({"cadence": "${{ github.token }}"}, r"--cadence"),
+        ],
+    )
     def test_each_bad_value_is_refused_naming_its_option(self, over: dict[str, Any], message: str) -> None:
         with pytest.raises(ConfigError, match=message):
             make(**over)
@@ -167,34 +210,47 @@ class TestSettings:
 
     def test_secret_names_from_the_config_and_fleet_toml(self, tmp_path: Path) -> None:
         """Only the ${VAR} names, sorted and once; the values are never read."""
-        (tmp_path / "drillbook.toml").write_text('[targets.production]\ndsn = "${PROD_DSN}"\nx = "${B}${PROD_DSN}"\n')
+        (tmp_path / "drillbook.toml").write_text(
+            '[targets.production]\ndsn = "${PROD_DSN}"\nx = "${B}${PROD_DSN}"\n'
+        )
         (tmp_path / "fleet.toml").write_text('[[members]]\nbucket = "${A_KEY}"\n')
         assert secret_names_in(tmp_path / "drillbook.toml") == ("A_KEY", "B", "PROD_DSN")
 
 
 ENGINE_BINS = st.sampled_from(sorted(MAX_BINS)).flatmap(
-    lambda engine: st.tuples(st.just(engine), st.integers(1, MAX_BINS[engine])))
+    lambda engine: st.tuples(st.just(engine), st.integers(1, MAX_BINS[engine]))
+)
 
 
 class TestProperties:
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(engine_bins=ENGINE_BINS, data=st.data())
-    def test_every_render_is_lint_clean_and_deterministic(self, engine_bins: tuple[str, int],
-                                                          data: st.DataObject) -> None:
+    def test_every_render_is_lint_clean_and_deterministic(
+        self, engine_bins: tuple[str, int], data: st.DataObject
+    ) -> None:
         """Any valid bins/parallel/cadence renders files that pass every lint rule, give the engine
         exactly ``bins`` shards, and come out byte-identical when rendered again."""
         engine, bins = engine_bins
         parallel = data.draw(st.integers(1, bins))
         cadence = data.draw(st.sampled_from([None, "monthly", "quarterly"]))
-        names = tuple(sorted(set(data.draw(st.lists(st.from_regex(r"[A-Z][A-Z0-9_]{0,8}_(DSN|KEY)",
-                                                                  fullmatch=True), max_size=3)))))
+        names = tuple(
+            sorted(
+                set(
+                    data.draw(
+                        st.lists(st.from_regex(r"[A-Z][A-Z0-9_]{0,8}_(DSN|KEY)", fullmatch=True), max_size=3)
+                    )
+                )
+            )
+        )
         chosen = make(engine, bins=bins, parallel=parallel, cadence=cadence, secret_names=names)
         files = render_files(chosen)
         assert files == render_files(chosen)
         assert lint(engine, files, LintContext(bins=bins, secret_names=names)) == []
-        shards = {"k8s": lambda d: d["spec"]["jobTemplate"]["spec"]["completions"],
-                  "github": lambda d: int(d["jobs"]["plan"]["steps"][2]["run"].split("--bins ")[1].split()[0]),
-                  "gitlab": lambda d: d["drillbook-shard"]["parallel"]}[engine]
+        shards: Callable[[Any], int] = {
+            "k8s": lambda d: d["spec"]["jobTemplate"]["spec"]["completions"],
+            "github": lambda d: int(d["jobs"]["plan"]["steps"][2]["run"].split("--bins ")[1].split()[0]),
+            "gitlab": lambda d: d["drillbook-shard"]["parallel"],
+        }[engine]
         assert shards(load(sorted(files.items())[0][1])[0]) == bins
 
     @settings(max_examples=200, deadline=None)
@@ -220,10 +276,22 @@ class TestProperties:
 
 class TestCommand:
     def test_writes_the_files_and_says_where(self, tmp_path: Path) -> None:
-        result = drillbook("fleet", "render", "k8s", "--out", str(tmp_path / "k8s"), "--bins", "4",
-                           "--runs", "s3://drills/runs")
+        result = drillbook(
+            "fleet",
+            "render",
+            "k8s",
+            "--out",
+            str(tmp_path / "k8s"),
+            "--bins",
+            "4",
+            "--runs",
+            "s3://drills/runs",
+        )
         assert result.returncode == 0, result.stderr
-        assert result.stdout.split() == [str(tmp_path / "k8s" / "cronjob.yaml"), str(tmp_path / "k8s" / "job.yaml")]
+        assert result.stdout.split() == [
+            str(tmp_path / "k8s" / "cronjob.yaml"),
+            str(tmp_path / "k8s" / "job.yaml"),
+        ]
         assert "bins=4 parallel=4" in result.stderr
         assert only({"f": (tmp_path / "k8s" / "job.yaml").read_text()}, "f")["spec"]["completions"] == 4
 
@@ -234,20 +302,40 @@ class TestCommand:
         assert "--bins 300: github takes 1 to 256" in capsys.readouterr().err
         assert not list(tmp_path.iterdir())
 
-    def test_output_that_breaks_a_rule_is_refused_and_not_written(self, tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    def test_output_that_breaks_a_rule_is_refused_and_not_written(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """A config whose ${VAR} is a name the workflow sets itself (DRILLBOOK_CONFIG): the secret
         would be set literally; lint says so with the field, exit 2, nothing written."""
         config = tmp_path / "drillbook.toml"
         config.write_text('[targets.production]\ndsn = "${DRILLBOOK_CONFIG}"\n')
         out = tmp_path / "out"
-        assert main(["fleet", "render", "github", "--out", str(out), "--bins", "3", "--config", str(config)]) == 2
+        assert (
+            main(["fleet", "render", "github", "--out", str(out), "--bins", "3", "--config", str(config)])
+            == 2
+        )
         err = capsys.readouterr().err
         assert "GHA-SECRETS env.DRILLBOOK_CONFIG: set literally" in err
         assert "nothing written" in err
         assert not out.exists()
 
-    def test_missing_config_given_explicitly(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        assert main(["fleet", "render", "gitlab", "--out", str(tmp_path), "--bins", "2",
-                     "--config", str(tmp_path / "nope.toml")]) == 2
+    def test_missing_config_given_explicitly(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert (
+            main(
+                [
+                    "fleet",
+                    "render",
+                    "gitlab",
+                    "--out",
+                    str(tmp_path),
+                    "--bins",
+                    "2",
+                    "--config",
+                    str(tmp_path / "nope.toml"),
+                ]
+            )
+            == 2
+        )
         assert "nope.toml: no such file" in capsys.readouterr().err

@@ -29,10 +29,19 @@ TIMEOUT_S = 180
 
 
 def render(engine: str, tmp: Path, **over: Any) -> list[Path]:
-    values: dict[str, Any] = {"engine": engine, "bins": 6, "parallel": 3, "image": None, "schedule": None,
-                              "runs": "s3://drills/runs" if engine == "k8s" else None,
-                              "config": Path("drillbook.toml"), "secret": None, "name": None, "cadence": None,
-                              "secret_names": ("ORDERS_DSN",)}
+    values: dict[str, Any] = {
+        "engine": engine,
+        "bins": 6,
+        "parallel": 3,
+        "image": None,
+        "schedule": None,
+        "runs": "s3://drills/runs" if engine == "k8s" else None,
+        "config": Path("drillbook.toml"),
+        "secret": None,
+        "name": None,
+        "cadence": None,
+        "secret_names": ("ORDERS_DSN",),
+    }
     values.update(over)
     out = tmp / engine / str(len(list(tmp.glob(f"{engine}/*"))))
     out.mkdir(parents=True)
@@ -53,17 +62,37 @@ def rewrite(path: Path, label: str, mutate: Any) -> Path:
     return broken
 
 
-def kubernetes_validate(*files: Path, versions: tuple[str, ...] = SUPPORTED,
-                        prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def kubernetes_validate(
+    *files: Path, versions: tuple[str, ...] = SUPPORTED, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     flags = [arg for version in versions for arg in ("-k", version)]
-    return subprocess.run([*prefix, sys.executable, "-m", "kubernetes_validate", "--strict", *flags,
-                           *map(str, files)], capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "kubernetes_validate", "--strict", *flags, *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
 
 
-def check_jsonschema(schema: str, *files: Path, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*prefix, sys.executable, "-m", "check_jsonschema", "--builtin-schema",
-                           f"vendor.{schema}", *map(str, files)],
-                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+def check_jsonschema(
+    schema: str, *files: Path, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *prefix,
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            f"vendor.{schema}",
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
 
 
 def _unshare_works() -> bool:
@@ -94,8 +123,12 @@ class TestKubernetesSchemas:
         both pass, which is why drillbook's lint rules exist (test_fleet_render_lint.py)."""
         [cron, _] = render(engine="k8s", tmp=tmp_path)
         misspelt = rewrite(cron, "misspelt", lambda d: d["spec"]["jobTemplate"]["spec"].update(completionz=6))
-        typo = rewrite(cron, "typo", lambda d: d["spec"]["jobTemplate"]["spec"].update(completionMode="Indexd"))
-        no_backoff = rewrite(typo, "nobackoff", lambda d: d["spec"]["jobTemplate"]["spec"].pop("backoffLimitPerIndex"))
+        typo = rewrite(
+            cron, "typo", lambda d: d["spec"]["jobTemplate"]["spec"].update(completionMode="Indexd")
+        )
+        no_backoff = rewrite(
+            typo, "nobackoff", lambda d: d["spec"]["jobTemplate"]["spec"].pop("backoffLimitPerIndex")
+        )
         result = kubernetes_validate(cron, misspelt, typo, no_backoff, versions=("1.27", "1.34"))
         lines = result.stdout.splitlines()
 
@@ -113,13 +146,22 @@ class TestKubernetesSchemas:
 
 
 class TestWorkflowSchemas:
-    @pytest.mark.parametrize(("engine", "schema", "breakage", "where"), [
-        ("github", "github-workflows", lambda d: d["jobs"]["merge"].update({"runs_on": "ubuntu-latest"}),
-         "jobs.merge"),
-        ("gitlab", "gitlab-ci", lambda d: d["drillbook-shard"].update(parallel=201), "drillbook-shard"),
-    ], ids=["github", "gitlab"])
+    @pytest.mark.parametrize(
+        ("engine", "schema", "breakage", "where"),
+        [
+            (
+                "github",
+                "github-workflows",
+                lambda d: d["jobs"]["merge"].update({"runs_on": "ubuntu-latest"}),
+                "jobs.merge",
+            ),
+            ("gitlab", "gitlab-ci", lambda d: d["drillbook-shard"].update(parallel=201), "drillbook-shard"),
+        ],
+        ids=["github", "gitlab"],
+    )
     def test_rendered_files_pass_offline_and_a_violation_is_named(
-            self, tmp_path: Path, engine: str, schema: str, breakage: Any, where: str) -> None:
+        self, tmp_path: Path, engine: str, schema: str, breakage: Any, where: str
+    ) -> None:
         """Both runs modes (artifacts, S3) pass the vendor schema with no network; a broken copy fails,
         and only it is named."""
         [artifacts] = render(engine=engine, tmp=tmp_path, cadence="monthly")

@@ -30,11 +30,17 @@ EXPIRE = "30 days"
 def render(settings: RenderSettings, *, job_image: str | None = None) -> dict[str, str]:
     """``.gitlab-ci.yml`` for these settings (same settings, same bytes)."""
     secrets = ", ".join(settings.secret_names) or "(none named in the config)"
-    comment = header("gitlab", f"Pipeline schedule (CI/CD > Schedules, UTC): {settings.schedule}",
-                     f"Masked CI/CD variables needed: {secrets}.")
+    comment = header(
+        "gitlab",
+        f"Pipeline schedule (CI/CD > Schedules, UTC): {settings.schedule}",
+        f"Masked CI/CD variables needed: {secrets}.",
+    )
     group = "$DRILLBOOK_RUNS/$DRILLBOOK_GROUP"
-    variables: dict[str, str] = {"DRILLBOOK_RUNS": settings.group_dir, "DRILLBOOK_GROUP": GROUP,
-                                 "DRILLBOOK_CONFIG": settings.config}
+    variables: dict[str, str] = {
+        "DRILLBOOK_RUNS": settings.group_dir,
+        "DRILLBOOK_GROUP": GROUP,
+        "DRILLBOOK_CONFIG": settings.config,
+    }
     cadence = ""
     if settings.cadence:
         variables["DRILLBOOK_CADENCE"] = settings.cadence
@@ -42,8 +48,9 @@ def render(settings: RenderSettings, *, job_image: str | None = None) -> dict[st
     artifacts = not settings.runs_in_s3
     plan: dict[str, Any] = {
         "stage": "plan",
-        "script": [f'{DRILLBOOK} plan --config "$DRILLBOOK_CONFIG"{cadence} --bins {settings.bins} '
-                   f'--out "{group}/"'],
+        "script": [
+            f'{DRILLBOOK} plan --config "$DRILLBOOK_CONFIG"{cadence} --bins {settings.bins} --out "{group}/"'
+        ],
     }
     if artifacts:
         plan["artifacts"] = {"name": "drillbook-plan", "paths": [f"{group}/plan.json"], "expire_in": EXPIRE}
@@ -51,29 +58,42 @@ def render(settings: RenderSettings, *, job_image: str | None = None) -> dict[st
         "stage": "shard",
         "needs": ["drillbook-plan"],
         "parallel": settings.bins,
-        "script": [f'{DRILLBOOK} run --config "$DRILLBOOK_CONFIG" --plan "{group}/plan.json" '
-                   f"--shard-index {SHARD_INDEX}"],
+        "script": [
+            f'{DRILLBOOK} run --config "$DRILLBOOK_CONFIG" --plan "{group}/plan.json" '
+            f"--shard-index {SHARD_INDEX}"
+        ],
         # Runner trouble is retried once; a script's exit 2 (plan/config error) is not.
         "retry": {"max": 1, "when": ["runner_system_failure", "stuck_or_timeout_failure", "api_failure"]},
         "timeout": "12h",
     }
     if artifacts:
-        shard["artifacts"] = {"name": "drillbook-shard-$CI_NODE_INDEX", "when": "always",
-                              "paths": [f"{group}/shards/"], "expire_in": EXPIRE}
+        shard["artifacts"] = {
+            "name": "drillbook-shard-$CI_NODE_INDEX",
+            "when": "always",
+            "paths": [f"{group}/shards/"],
+            "expire_in": EXPIRE,
+        }
     merge: dict[str, Any] = {
         "stage": "merge",
-        "needs": [{"job": "drillbook-plan", "artifacts": artifacts},
-                  {"job": "drillbook-shard", "artifacts": artifacts}],
+        "needs": [
+            {"job": "drillbook-plan", "artifacts": artifacts},
+            {"job": "drillbook-shard", "artifacts": artifacts},
+        ],
         "when": "always",  # failed shards still get a merged report: their items as error
         "script": [f'{DRILLBOOK} report merge --config "$DRILLBOOK_CONFIG" "{group}/"'],
     }
     if artifacts:
-        merge["artifacts"] = {"name": "drillbook-report", "when": "always", "expire_in": EXPIRE,
-                              "paths": [f"{group}/{name}" for name in ("results.json", "report.html", "junit.xml")],
-                              "reports": {"junit": f"{group}/junit.xml"}}
+        merge["artifacts"] = {
+            "name": "drillbook-report",
+            "when": "always",
+            "expire_in": EXPIRE,
+            "paths": [f"{group}/{name}" for name in ("results.json", "report.html", "junit.xml")],
+            "reports": {"junit": f"{group}/junit.xml"},
+        }
     pipeline: dict[str, Any] = {
-        "workflow": {"rules": [{"if": '$CI_PIPELINE_SOURCE == "schedule"'},
-                               {"if": '$CI_PIPELINE_SOURCE == "web"'}]},
+        "workflow": {
+            "rules": [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}, {"if": '$CI_PIPELINE_SOURCE == "web"'}]
+        },
         "stages": ["plan", "shard", "merge"],
         "variables": variables,
         "default": {"image": job_image or DEFAULT_JOB_IMAGE, "before_script": ["./bootstrap"]},

@@ -49,10 +49,16 @@ GROUP_LABEL = "metadata.labels['batch.kubernetes.io/controller-uid']"
 def render(settings: RenderSettings) -> dict[str, str]:
     """``cronjob.yaml`` and ``job.yaml`` for these settings (same settings, same bytes)."""
     secrets = ", ".join(settings.secret_names) or "(none named in the config)"
-    comment = header("k8s", f"The Secret {settings.secret!r} must hold: {secrets}",
-                     "(plus the S3 credentials of the runs location, e.g. AWS_ACCESS_KEY_ID).")
-    metadata = {"name": settings.name, "labels": dict(LABELS),
-                "annotations": {BINS_ANNOTATION: str(settings.bins)}}
+    comment = header(
+        "k8s",
+        f"The Secret {settings.secret!r} must hold: {secrets}",
+        "(plus the S3 credentials of the runs location, e.g. AWS_ACCESS_KEY_ID).",
+    )
+    metadata = {
+        "name": settings.name,
+        "labels": dict(LABELS),
+        "annotations": {BINS_ANNOTATION: str(settings.bins)},
+    }
     cron = {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -72,12 +78,17 @@ def render(settings: RenderSettings) -> dict[str, str]:
         "kind": "Job",
         # A fixed name (kubernetes-validate cannot read generateName-only objects): delete the
         # finished Job, or use `kubectl create job --from=cronjob/NAME`, to run again.
-        "metadata": {"name": f"{settings.name}-once", "labels": dict(LABELS),
-                     "annotations": {BINS_ANNOTATION: str(settings.bins)}},
+        "metadata": {
+            "name": f"{settings.name}-once",
+            "labels": dict(LABELS),
+            "annotations": {BINS_ANNOTATION: str(settings.bins)},
+        },
         "spec": job_spec(settings),
     }
-    return {"cronjob.yaml": dump([cron], comment=comment),
-            "job.yaml": dump([job], comment=comment + "# A one-off run: kubectl create -f job.yaml\n")}
+    return {
+        "cronjob.yaml": dump([cron], comment=comment),
+        "job.yaml": dump([job], comment=comment + "# A one-off run: kubectl create -f job.yaml\n"),
+    }
 
 
 def job_spec(settings: RenderSettings) -> dict[str, Any]:
@@ -90,23 +101,47 @@ def job_spec(settings: RenderSettings) -> dict[str, Any]:
         "maxFailedIndexes": settings.bins,
         "activeDeadlineSeconds": ACTIVE_DEADLINE_S,
         "ttlSecondsAfterFinished": TTL_AFTER_FINISHED_S,
-        "podFailurePolicy": {"rules": [
-            *({"action": "FailIndex",
-               "onExitCodes": {"containerName": name, "operator": "In", "values": [SHARD_EXIT_CONFIG]}}
-              for name in (PLANNER, CONTAINER)),
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-        ]},
+        "podFailurePolicy": {
+            "rules": [
+                *(
+                    {
+                        "action": "FailIndex",
+                        "onExitCodes": {
+                            "containerName": name,
+                            "operator": "In",
+                            "values": [SHARD_EXIT_CONFIG],
+                        },
+                    }
+                    for name in (PLANNER, CONTAINER)
+                ),
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            ]
+        },
         "template": {"metadata": {"labels": dict(LABELS)}, "spec": _pod_spec(settings)},
     }
 
 
 def _pod_spec(settings: RenderSettings) -> dict[str, Any]:
     plan_url = f"{settings.group_dir}/$(GROUP)/"
-    planner = _container(settings, PLANNER, [
-        "plan", "--config", settings.config, *_cadence(settings), "--bins", str(settings.bins),
-        "--out", plan_url])
-    drill = _container(settings, CONTAINER, [
-        "run", "--config", settings.config, "--plan", f"{plan_url}plan.json", "--out", f"{SCRATCH}/out"])
+    planner = _container(
+        settings,
+        PLANNER,
+        [
+            "plan",
+            "--config",
+            settings.config,
+            *_cadence(settings),
+            "--bins",
+            str(settings.bins),
+            "--out",
+            plan_url,
+        ],
+    )
+    drill = _container(
+        settings,
+        CONTAINER,
+        ["run", "--config", settings.config, "--plan", f"{plan_url}plan.json", "--out", f"{SCRATCH}/out"],
+    )
     drill["resources"] = {
         "requests": {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "20Gi"},
         "limits": {"memory": "4Gi", "ephemeral-storage": "40Gi"},
@@ -116,12 +151,19 @@ def _pod_spec(settings: RenderSettings) -> dict[str, Any]:
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": GRACE_S,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": UID,
+            "runAsGroup": UID,
+            "fsGroup": UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "initContainers": [planner],
         "containers": [drill],
-        "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "40Gi"}},
-                    {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "volumes": [
+            {"name": "scratch", "emptyDir": {"sizeLimit": "40Gi"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+        ],
     }
 
 
@@ -141,8 +183,11 @@ def _container(settings: RenderSettings, name: str, args: list[str]) -> dict[str
             {"name": "HOME", "value": SCRATCH},
         ],
         "envFrom": [{"secretRef": {"name": settings.secret}}],
-        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
-                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH},
-                         {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+        "securityContext": {
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}, {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
     }

@@ -65,14 +65,20 @@ GITHUB_MATRIX_MAX = 256
 GITLAB_PARALLEL_MAX = 200
 
 
-def rule(rule_id: str, engine: str, summary: str) -> Callable[
-        [Callable[[dict[str, Any], LintContext], Iterator[Issue]]],
-        Callable[[dict[str, Any], LintContext], Iterator[Issue]]]:
+def rule(
+    rule_id: str, engine: str, summary: str
+) -> Callable[
+    [Callable[[dict[str, Any], LintContext], Iterator[Issue]]],
+    Callable[[dict[str, Any], LintContext], Iterator[Issue]],
+]:
     """Register a check under ``rule_id`` for ``engine``."""
-    def register(check: Callable[[dict[str, Any], LintContext], Iterator[Issue]]
-                 ) -> Callable[[dict[str, Any], LintContext], Iterator[Issue]]:
+
+    def register(
+        check: Callable[[dict[str, Any], LintContext], Iterator[Issue]],
+    ) -> Callable[[dict[str, Any], LintContext], Iterator[Issue]]:
         RULES.append(Rule(rule_id, engine, summary, check))
         return check
+
     return register
 
 
@@ -87,13 +93,18 @@ def lint(engine: str, files: Mapping[str, str], context: LintContext) -> list[Fi
             continue
         for document in documents:
             if not isinstance(document, dict):
-                findings.append(Finding("YAML", name, "(document)",
-                                        f"got a {type(document).__name__}, expected a mapping"))
+                findings.append(
+                    Finding(
+                        "YAML", name, "(document)", f"got a {type(document).__name__}, expected a mapping"
+                    )
+                )
                 continue
             for entry in RULES:
                 if entry.engine == engine:
-                    findings.extend(Finding(entry.id, name, field, message)
-                                    for field, message in entry.check(document, context))
+                    findings.extend(
+                        Finding(entry.id, name, field, message)
+                        for field, message in entry.check(document, context)
+                    )
     return findings
 
 
@@ -151,8 +162,13 @@ def _k8s_kind(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
 @rule("K8S-COMPLETION-MODE", "k8s", "completionMode is Indexed (the shard index is the completion index)")
 def _k8s_completion_mode(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     if (job := _job(doc)) and job[1].get("completionMode") != "Indexed":
-        yield f"{job[0]}.completionMode", (f"got {job[1].get('completionMode')!r}, expected 'Indexed' "
-                                           "(NonIndexed pods get no JOB_COMPLETION_INDEX)")
+        yield (
+            f"{job[0]}.completionMode",
+            (
+                f"got {job[1].get('completionMode')!r}, expected 'Indexed' "
+                "(NonIndexed pods get no JOB_COMPLETION_INDEX)"
+            ),
+        )
 
 
 @rule("K8S-COMPLETIONS-BINS", "k8s", "completions equals the plan's bins (and the plan's --bins)")
@@ -170,8 +186,11 @@ def _k8s_completions(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
         args = " ".join(str(a) for a in _list(container.get("args")))
         match = _BINS_ARG.search(args)
         if match and int(match.group(1)) != completions:
-            yield (f"{prefix}.{field}.args", f"plans --bins {match.group(1)} but completions is "
-                   f"{completions}: bins past the last index would never run")
+            yield (
+                f"{prefix}.{field}.args",
+                f"plans --bins {match.group(1)} but completions is "
+                f"{completions}: bins past the last index would never run",
+            )
 
 
 @rule("K8S-PARALLELISM", "k8s", "parallelism is 1 to completions")
@@ -180,8 +199,11 @@ def _k8s_parallelism(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
         return
     prefix, spec = job
     parallelism, completions = spec.get("parallelism"), spec.get("completions")
-    if not isinstance(parallelism, int) or parallelism < 1 or (
-            isinstance(completions, int) and parallelism > completions):
+    if (
+        not isinstance(parallelism, int)
+        or parallelism < 1
+        or (isinstance(completions, int) and parallelism > completions)
+    ):
         yield f"{prefix}.parallelism", f"got {parallelism!r}, expected 1 to completions ({completions!r})"
 
 
@@ -192,8 +214,10 @@ def _k8s_policy_action(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]
     for i, entry in enumerate(_list(_get(job[1], "podFailurePolicy", "rules"))):
         action = _get(entry, "action")
         if action not in _POLICY_ACTIONS:
-            yield (f"{job[0]}.podFailurePolicy.rules[{i}].action",
-                   f"got {action!r}, expected one of {', '.join(_POLICY_ACTIONS)}")
+            yield (
+                f"{job[0]}.podFailurePolicy.rules[{i}].action",
+                f"got {action!r}, expected one of {', '.join(_POLICY_ACTIONS)}",
+            )
 
 
 @rule("K8S-FAILINDEX-BACKOFF", "k8s", "a FailIndex rule needs backoffLimitPerIndex")
@@ -203,9 +227,12 @@ def _k8s_failindex_backoff(doc: dict[str, Any], ctx: LintContext) -> Iterator[Is
     prefix, spec = job
     rules = _list(_get(spec, "podFailurePolicy", "rules"))
     if any(_get(r, "action") == "FailIndex" for r in rules) and not isinstance(
-            spec.get("backoffLimitPerIndex"), int):
-        yield (f"{prefix}.backoffLimitPerIndex",
-               "missing: the API server refuses a FailIndex rule without it (expected e.g. 1)")
+        spec.get("backoffLimitPerIndex"), int
+    ):
+        yield (
+            f"{prefix}.backoffLimitPerIndex",
+            "missing: the API server refuses a FailIndex rule without it (expected e.g. 1)",
+        )
 
 
 @rule("K8S-EXIT2-FAILINDEX", "k8s", "exit 2 (plan/config error) of the drill container fails its index")
@@ -221,40 +248,61 @@ def _k8s_exit2(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
             continue
         name = codes.get("containerName")
         if name is not None and name not in names:
-            yield (f"{prefix}.podFailurePolicy.rules[{i}].onExitCodes.containerName",
-                   f"got {name!r}, expected one of the pod's containers ({', '.join(sorted(names))})")
-        if (_get(entry, "action") == "FailIndex" and codes.get("operator") == "In"
-                and 2 in _list(codes.get("values")) and name in (None, "drill")):
+            yield (
+                f"{prefix}.podFailurePolicy.rules[{i}].onExitCodes.containerName",
+                f"got {name!r}, expected one of the pod's containers ({', '.join(sorted(names))})",
+            )
+        if (
+            _get(entry, "action") == "FailIndex"
+            and codes.get("operator") == "In"
+            and 2 in _list(codes.get("values"))
+            and name in (None, "drill")
+        ):
             covered = True
     if not covered:
-        yield (f"{prefix}.podFailurePolicy.rules",
-               "no FailIndex rule for exit code 2 of container 'drill': a plan error would be retried")
+        yield (
+            f"{prefix}.podFailurePolicy.rules",
+            "no FailIndex rule for exit code 2 of container 'drill': a plan error would be retried",
+        )
 
 
 @rule("K8S-DISRUPTION-IGNORE", "k8s", "a disruption (eviction, preemption) does not spend the retry")
 def _k8s_disruption(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     if not (job := _job(doc)):
         return
-    ignored = any(_get(r, "action") == "Ignore" and any(
-        _get(c, "type") == "DisruptionTarget" and _get(c, "status") == "True"
-        for c in _list(_get(r, "onPodConditions"))) for r in _list(_get(job[1], "podFailurePolicy", "rules")))
+    ignored = any(
+        _get(r, "action") == "Ignore"
+        and any(
+            _get(c, "type") == "DisruptionTarget" and _get(c, "status") == "True"
+            for c in _list(_get(r, "onPodConditions"))
+        )
+        for r in _list(_get(job[1], "podFailurePolicy", "rules"))
+    )
     if not ignored:
-        yield (f"{job[0]}.podFailurePolicy.rules",
-               "no Ignore rule on pod condition DisruptionTarget=True: a node drain would use up a bin's retry")
+        yield (
+            f"{job[0]}.podFailurePolicy.rules",
+            "no Ignore rule on pod condition DisruptionTarget=True: a node drain would use up a bin's retry",
+        )
 
 
-@rule("K8S-MAX-FAILED-INDEXES", "k8s", "maxFailedIndexes equals completions: a failed bin never stops the rest")
+@rule(
+    "K8S-MAX-FAILED-INDEXES", "k8s", "maxFailedIndexes equals completions: a failed bin never stops the rest"
+)
 def _k8s_max_failed(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     if (job := _job(doc)) and job[1].get("maxFailedIndexes") != job[1].get("completions"):
-        yield (f"{job[0]}.maxFailedIndexes",
-               f"got {job[1].get('maxFailedIndexes')!r}, expected completions ({job[1].get('completions')!r})")
+        yield (
+            f"{job[0]}.maxFailedIndexes",
+            f"got {job[1].get('maxFailedIndexes')!r}, expected completions ({job[1].get('completions')!r})",
+        )
 
 
 @rule("K8S-RESTART-NEVER", "k8s", "restartPolicy is Never (podFailurePolicy requires it)")
 def _k8s_restart(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     if (job := _job(doc)) and _get(job[1], "template", "spec", "restartPolicy") != "Never":
-        yield (f"{job[0]}.template.spec.restartPolicy",
-               f"got {_get(job[1], 'template', 'spec', 'restartPolicy')!r}, expected 'Never'")
+        yield (
+            f"{job[0]}.template.spec.restartPolicy",
+            f"got {_get(job[1], 'template', 'spec', 'restartPolicy')!r}, expected 'Never'",
+        )
 
 
 @rule("K8S-READ-ONLY-ROOT", "k8s", "every container runs as non-root on a read-only root filesystem")
@@ -266,8 +314,10 @@ def _k8s_read_only(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     for field, container in _containers(spec):
         security = container.get("securityContext") or {}
         if security.get("readOnlyRootFilesystem") is not True:
-            yield (f"{prefix}.{field}.securityContext.readOnlyRootFilesystem",
-                   f"got {security.get('readOnlyRootFilesystem')!r}, expected true")
+            yield (
+                f"{prefix}.{field}.securityContext.readOnlyRootFilesystem",
+                f"got {security.get('readOnlyRootFilesystem')!r}, expected true",
+            )
         if not (pod_non_root or security.get("runAsNonRoot") is True):
             yield f"{prefix}.{field}.securityContext.runAsNonRoot", "not set: expected true"
 
@@ -277,15 +327,23 @@ def _k8s_scratch(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     if not (job := _job(doc)):
         return
     prefix, spec = job
-    empty = {v.get("name") for v in _list(_get(spec, "template", "spec", "volumes"))
-             if isinstance(v, dict) and "emptyDir" in v}
+    empty = {
+        v.get("name")
+        for v in _list(_get(spec, "template", "spec", "volumes"))
+        if isinstance(v, dict) and "emptyDir" in v
+    }
     for field, container in _containers(spec):
-        mounted = {m.get("mountPath"): m.get("name") for m in _list(container.get("volumeMounts"))
-                   if isinstance(m, dict)}
+        mounted = {
+            m.get("mountPath"): m.get("name")
+            for m in _list(container.get("volumeMounts"))
+            if isinstance(m, dict)
+        }
         for path in ("/scratch", "/tmp"):  # noqa: S108 - paths inside the pod, checked not used
             if mounted.get(path) not in empty:
-                yield (f"{prefix}.{field}.volumeMounts",
-                       f"{path} is not an emptyDir mount: the read-only root leaves nowhere to write")
+                yield (
+                    f"{prefix}.{field}.volumeMounts",
+                    f"{path} is not an emptyDir mount: the read-only root leaves nowhere to write",
+                )
 
 
 @rule("K8S-SECRETS-ENVFROM", "k8s", "secrets come from a Secret through envFrom, never as a value")
@@ -297,7 +355,10 @@ def _k8s_secrets(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
         for i, env in enumerate(_list(container.get("env"))):
             name = str(_get(env, "name"))
             if "value" in env and (name in ctx.secret_names or _SECRETISH.search(name)):
-                yield f"{prefix}.{field}.env[{i}].value", f"{name} is set literally: expected it from the Secret"
+                yield (
+                    f"{prefix}.{field}.env[{i}].value",
+                    f"{name} is set literally: expected it from the Secret",
+                )
         if not any(_get(e, "secretRef", "name") for e in _list(container.get("envFrom"))):
             yield f"{prefix}.{field}.envFrom", "no secretRef: the shard would run without its secrets"
 
@@ -308,8 +369,10 @@ def _k8s_service_account(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issu
         return
     pod = _get(job[1], "template", "spec") or {}
     if pod.get("automountServiceAccountToken") is not False:
-        yield (f"{job[0]}.template.spec.automountServiceAccountToken",
-               f"got {pod.get('automountServiceAccountToken')!r}, expected false (shards never call the API)")
+        yield (
+            f"{job[0]}.template.spec.automountServiceAccountToken",
+            f"got {pod.get('automountServiceAccountToken')!r}, expected false (shards never call the API)",
+        )
     if "serviceAccountName" in pod:
         yield f"{job[0]}.template.spec.serviceAccountName", "set: expected none (no RBAC is needed)"
 

@@ -53,15 +53,23 @@ def _gha_plan_outputs(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
         yield "jobs.shard.needs", f"got {_get(jobs, 'shard', 'needs')!r}, expected it to include 'plan'"
     matrix = _get(jobs, "shard", "strategy", "matrix", "index")
     if isinstance(matrix, str) and "needs.plan.outputs.indexes" not in matrix:
-        yield "jobs.shard.strategy.matrix.index", f"got {matrix!r}, expected fromJSON(needs.plan.outputs.indexes)"
+        yield (
+            "jobs.shard.strategy.matrix.index",
+            f"got {matrix!r}, expected fromJSON(needs.plan.outputs.indexes)",
+        )
 
 
 @rule("GHA-FAIL-FAST", "github", "fail-fast is false: one failing bin does not cancel the others")
 def _gha_fail_fast(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     value = _get(_jobs(doc), "shard", "strategy", "fail-fast")
     if value is not False:
-        yield "jobs.shard.strategy.fail-fast", (f"got {value!r}, expected false (GitHub's default true "
-                                                "cancels every running shard when one fails)")
+        yield (
+            "jobs.shard.strategy.fail-fast",
+            (
+                f"got {value!r}, expected false (GitHub's default true "
+                "cancels every running shard when one fails)"
+            ),
+        )
 
 
 @rule("GHA-MAX-PARALLEL", "github", "max-parallel is 1 to the bin count")
@@ -77,14 +85,20 @@ def _gha_matrix_size(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     jobs = _jobs(doc)
     matrix = _get(jobs, "shard", "strategy", "matrix", "index")
     if isinstance(matrix, list) and len(matrix) > GITHUB_MATRIX_MAX:
-        yield "jobs.shard.strategy.matrix.index", f"got {len(matrix)} entries, expected at most {GITHUB_MATRIX_MAX}"
+        yield (
+            "jobs.shard.strategy.matrix.index",
+            f"got {len(matrix)} entries, expected at most {GITHUB_MATRIX_MAX}",
+        )
     for i, step in _steps(jobs.get("plan")):
         match = _BINS_ARG.search(str(step.get("run", "")))
         if not match:
             continue
         bins = int(match.group(1))
         if bins > GITHUB_MATRIX_MAX:
-            yield f"jobs.plan.steps[{i}].run", f"plans --bins {bins}: a matrix holds at most {GITHUB_MATRIX_MAX}"
+            yield (
+                f"jobs.plan.steps[{i}].run",
+                f"plans --bins {bins}: a matrix holds at most {GITHUB_MATRIX_MAX}",
+            )
         if ctx.bins is not None and bins != ctx.bins:
             yield f"jobs.plan.steps[{i}].run", f"plans --bins {bins}, expected {ctx.bins}"
 
@@ -94,8 +108,13 @@ def _gha_merge_always(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     merge = _jobs(doc).get("merge")
     condition = str(_get(merge, "if") or "")
     if "always()" not in condition:
-        yield "jobs.merge.if", (f"got {_get(merge, 'if')!r}, expected always(): without it one failed "
-                                "shard skips the merge and no report says so")
+        yield (
+            "jobs.merge.if",
+            (
+                f"got {_get(merge, 'if')!r}, expected always(): without it one failed "
+                "shard skips the merge and no report says so"
+            ),
+        )
     if "shard" not in _needs(merge):
         yield "jobs.merge.needs", f"got {_get(merge, 'needs')!r}, expected it to include 'shard'"
 
@@ -132,7 +151,9 @@ def _gha_shard_index(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
 def _gha_secrets(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     def check(env: Any, field: str) -> Iterator[Issue]:
         for name, value in (env or {}).items() if isinstance(env, dict) else ():
-            if (name in ctx.secret_names or _SECRETISH.search(str(name))) and not _SECRET_REF.fullmatch(str(value)):
+            if (name in ctx.secret_names or _SECRETISH.search(str(name))) and not _SECRET_REF.fullmatch(
+                str(value)
+            ):
                 yield f"{field}.{name}", f"set literally: expected ${{{{ secrets.{name} }}}}"
 
     yield from check(doc.get("env"), "env")
@@ -145,9 +166,18 @@ def _gha_secrets(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
 # -- GitLab CI -------------------------------------------------------------------------------------
 
 _SHARD_INDEX = "$((CI_NODE_INDEX-1))"
-_INFRA_RETRY = {"runner_system_failure", "stuck_or_timeout_failure", "api_failure", "scheduler_failure",
-                "runner_unsupported", "stale_schedule", "archived_failure", "unmet_prerequisites",
-                "data_integrity_failure", "unknown_failure"}
+_INFRA_RETRY = {
+    "runner_system_failure",
+    "stuck_or_timeout_failure",
+    "api_failure",
+    "scheduler_failure",
+    "runner_unsupported",
+    "stale_schedule",
+    "archived_failure",
+    "unmet_prerequisites",
+    "data_integrity_failure",
+    "unknown_failure",
+}
 
 
 def _script(job: Any) -> str:
@@ -165,30 +195,41 @@ def _gl_jobs(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
 @rule("GL-PARALLEL-BINS", "gitlab", "parallel equals the plan's bins (1 to 200)")
 def _gl_parallel(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     parallel = _get(doc, "drillbook-shard", "parallel")
-    if not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= GITLAB_PARALLEL_MAX:
+    if (
+        not isinstance(parallel, int)
+        or isinstance(parallel, bool)
+        or not 1 <= parallel <= GITLAB_PARALLEL_MAX
+    ):
         yield "drillbook-shard.parallel", f"got {parallel!r}, expected 1 to {GITLAB_PARALLEL_MAX} bins"
         return
     if ctx.bins is not None and parallel != ctx.bins:
         yield "drillbook-shard.parallel", f"got {parallel}, expected {ctx.bins} (the plan's bins)"
     match = _BINS_ARG.search(_script(doc.get("drillbook-plan")))
     if match and int(match.group(1)) != parallel:
-        yield "drillbook-plan.script", f"plans --bins {match.group(1)} but the shard job runs parallel: {parallel}"
+        yield (
+            "drillbook-plan.script",
+            f"plans --bins {match.group(1)} but the shard job runs parallel: {parallel}",
+        )
 
 
 @rule("GL-SHARD-INDEX", "gitlab", "the shard index is CI_NODE_INDEX-1 (GitLab counts from 1)")
 def _gl_shard_index(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     script = _script(doc.get("drillbook-shard"))
     if _SHARD_INDEX not in script.replace(" ", ""):
-        yield "drillbook-shard.script", (f"expected --shard-index {_SHARD_INDEX}: CI_NODE_INDEX counts from 1, "
-                                         "the plan's bins from 0")
+        yield (
+            "drillbook-shard.script",
+            (f"expected --shard-index {_SHARD_INDEX}: CI_NODE_INDEX counts from 1, the plan's bins from 0"),
+        )
 
 
 @rule("GL-MERGE-ALWAYS", "gitlab", "the merge runs when: always, after the shards")
 def _gl_merge(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     merge = doc.get("drillbook-merge")
     if _get(merge, "when") != "always":
-        yield "drillbook-merge.when", (f"got {_get(merge, 'when')!r}, expected 'always': otherwise one failed "
-                                       "shard skips the merge")
+        yield (
+            "drillbook-merge.when",
+            (f"got {_get(merge, 'when')!r}, expected 'always': otherwise one failed shard skips the merge"),
+        )
     needs = [n if isinstance(n, str) else _get(n, "job") for n in _list(_get(merge, "needs"))]
     if _get(merge, "needs") is not None and "drillbook-shard" not in needs:
         yield "drillbook-merge.needs", f"got {needs!r}, expected it to include 'drillbook-shard'"
@@ -202,7 +243,10 @@ def _gl_artifacts(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
         if not isinstance(name, str):
             continue
         if _get(job, "parallel") is not None and "CI_NODE_INDEX" not in name:
-            yield f"{job_name}.artifacts.name", f"got {name!r}: every parallel job would use it (add $CI_NODE_INDEX)"
+            yield (
+                f"{job_name}.artifacts.name",
+                f"got {name!r}: every parallel job would use it (add $CI_NODE_INDEX)",
+            )
         if name in seen:
             yield f"{job_name}.artifacts.name", f"got {name!r}, already used by {seen[name]}"
         seen.setdefault(name, job_name)
@@ -217,14 +261,21 @@ def _gl_retry(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
     reasons = {when} if isinstance(when, str) else {str(w) for w in _list(when)}
     if isinstance(retry, int) or not reasons or not reasons <= _INFRA_RETRY:
         bad = sorted(reasons - _INFRA_RETRY) or ["always (the default)"]
-        yield "drillbook-shard.retry.when", (f"retries on {', '.join(bad)}: a plan/config error (exit 2) would "
-                                             "be retried; expected runner failures only")
+        yield (
+            "drillbook-shard.retry.when",
+            (
+                f"retries on {', '.join(bad)}: a plan/config error (exit 2) would "
+                "be retried; expected runner failures only"
+            ),
+        )
 
 
 @rule("GL-SECRETS", "gitlab", "secrets are masked CI/CD variables, never set in the file")
 def _gl_secrets(doc: dict[str, Any], ctx: LintContext) -> Iterator[Issue]:
-    for scope, variables in [("variables", doc.get("variables")),
-                             *((f"{n}.variables", _get(j, "variables")) for n, j in sorted(doc.items()))]:
+    for scope, variables in [
+        ("variables", doc.get("variables")),
+        *((f"{n}.variables", _get(j, "variables")) for n, j in sorted(doc.items())),
+    ]:
         for name in (variables or {}) if isinstance(variables, dict) else ():
             if name in ctx.secret_names or _SECRETISH.search(str(name)):
                 yield f"{scope}.{name}", "set in the file: expected a masked CI/CD variable"

@@ -26,7 +26,7 @@ ENGINES = ("k8s", "github", "gitlab")
 MAX_BINS = {"k8s": 256, "github": 256, "gitlab": 200}
 DEFAULT_SCHEDULE = "0 2 1 * *"  # 02:00 UTC on the 1st: the monthly drills of the design study
 DEFAULT_PARALLEL = 8  # the design study's concurrency budget
-DEFAULT_SECRET = "drillbook"
+DEFAULT_SECRET = "drillbook"  # noqa: S105 - the name of a Kubernetes Secret, not a secret
 DEFAULT_RUNS = "runs"  # CI without S3: a directory carried between jobs as artifacts
 DEFAULT_CONFIG = Path("drillbook.toml")
 
@@ -39,7 +39,8 @@ _REL_DIR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*
 _IMAGE = re.compile(
     r"(?:[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]{1,5})?/)?"
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?")
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
+)
 # A Kubernetes object name that leaves room for the Job suffixes the CronJob controller adds.
 _NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?")
 _CADENCE = re.compile(r"[a-z][a-z0-9-]{0,30}")
@@ -77,40 +78,72 @@ def default_image() -> str:
     return f"drillbook:{__version__}"
 
 
-def settings_from(*, engine: str, bins: int, parallel: int | None, image: str | None,
-                  schedule: str | None, runs: str | None, config: Path, secret: str | None,
-                  name: str | None, cadence: str | None, secret_names: tuple[str, ...]) -> RenderSettings:
+def settings_from(
+    *,
+    engine: str,
+    bins: int,
+    parallel: int | None,
+    image: str | None,
+    schedule: str | None,
+    runs: str | None,
+    config: Path,
+    secret: str | None,
+    name: str | None,
+    cadence: str | None,
+    secret_names: tuple[str, ...],
+) -> RenderSettings:
     """Check every value against its shape; ConfigError naming the option that does not fit."""
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}", hint=f"render one of: {', '.join(ENGINES)}")
     limit = MAX_BINS[engine]
     if not 1 <= bins <= limit:
-        raise ConfigError(f"--bins {bins}: {engine} takes 1 to {limit} shards in one run",
-                          hint="pack members into fewer, longer bins (`drillbook plan` does with --bins)")
+        raise ConfigError(
+            f"--bins {bins}: {engine} takes 1 to {limit} shards in one run",
+            hint="pack members into fewer, longer bins (`drillbook plan` does with --bins)",
+        )
     width = min(bins, DEFAULT_PARALLEL) if parallel is None else parallel
     if not 1 <= width <= bins:
-        raise ConfigError(f"--parallel {width}: expected 1 to --bins ({bins})",
-                          hint="parallelism above the bin count would start shards with no work")
+        raise ConfigError(
+            f"--parallel {width}: expected 1 to --bins ({bins})",
+            hint="parallelism above the bin count would start shards with no work",
+        )
     runs_url = DEFAULT_RUNS if runs is None else runs
     if "\n" in runs_url or not (_S3_URL.fullmatch(runs_url) or _REL_DIR.fullmatch(runs_url)):
-        raise ConfigError(f"--runs {runs_url!r}: not an s3://bucket/prefix URL or a relative directory",
-                          hint="give e.g. --runs s3://drills/runs (letters, digits, . _ - and / only)")
+        raise ConfigError(
+            f"--runs {runs_url!r}: not an s3://bucket/prefix URL or a relative directory",
+            hint="give e.g. --runs s3://drills/runs (letters, digits, . _ - and / only)",
+        )
     if engine == "k8s" and not runs_url.startswith("s3://"):
-        raise ConfigError(f"--runs {runs_url!r}: Kubernetes pods share no directory",
-                          hint="give the S3 runs location the shards commit to, e.g. --runs s3://drills/runs")
+        raise ConfigError(
+            f"--runs {runs_url!r}: Kubernetes pods share no directory",
+            hint="give the S3 runs location the shards commit to, e.g. --runs s3://drills/runs",
+        )
     config_text = config.as_posix()
     if not _REL_DIR.fullmatch(config_text) and not re.fullmatch(r"/" + _REL_DIR.pattern, config_text):
-        raise ConfigError(f"--config {config_text!r}: letters, digits, . _ - and / only",
-                          hint="rename the file or pass a plain path such as drillbook.toml")
+        raise ConfigError(
+            f"--config {config_text!r}: letters, digits, . _ - and / only",
+            hint="rename the file or pass a plain path such as drillbook.toml",
+        )
     return RenderSettings(
-        engine=engine, bins=bins, parallel=width,
-        image=_checked(image if image is not None else default_image(), _IMAGE, "--image",
-                       "a registry/name:tag reference such as registry.example.internal/drillbook:1.0"),
+        engine=engine,
+        bins=bins,
+        parallel=width,
+        image=_checked(
+            image if image is not None else default_image(),
+            _IMAGE,
+            "--image",
+            "a registry/name:tag reference such as registry.example.internal/drillbook:1.0",
+        ),
         schedule=_schedule(DEFAULT_SCHEDULE if schedule is None else schedule),
-        runs=runs_url, config=config_text,
+        runs=runs_url,
+        config=config_text,
         secret=_checked(secret or DEFAULT_SECRET, _NAME, "--secret", "a Kubernetes Secret name"),
-        name=_checked(name or _default_name(cadence), _NAME, "--name",
-                      "lower-case letters, digits and '-', at most 52 characters"),
+        name=_checked(
+            name or _default_name(cadence),
+            _NAME,
+            "--name",
+            "lower-case letters, digits and '-', at most 52 characters",
+        ),
         cadence=None if cadence is None else _checked(cadence, _CADENCE, "--cadence", "e.g. monthly"),
         secret_names=secret_names,
     )
@@ -132,12 +165,16 @@ def _schedule(expression: str) -> str:
     try:
         validate_cron(text)
     except ValueError as exc:
-        raise ConfigError(f"--schedule {expression!r}: {exc}",
-                          hint='five cron fields in UTC, e.g. "0 2 1 * *" (02:00 on the 1st)') from None
+        raise ConfigError(
+            f"--schedule {expression!r}: {exc}",
+            hint='five cron fields in UTC, e.g. "0 2 1 * *" (02:00 on the 1st)',
+        ) from None
     fields = text.split()
     if len(fields) != 5 or not all(re.fullmatch(r"[0-9*/,-]+|[A-Za-z]{3}(-[A-Za-z]{3})?", f) for f in fields):
-        raise ConfigError(f"--schedule {expression!r}: five fields expected (no seconds, no @macros)",
-                          hint='GitHub takes only five-field cron, e.g. "0 2 1 * *"')
+        raise ConfigError(
+            f"--schedule {expression!r}: five fields expected (no seconds, no @macros)",
+            hint='GitHub takes only five-field cron, e.g. "0 2 1 * *"',
+        )
     return " ".join(fields)
 
 
@@ -169,12 +206,18 @@ def bin_count(config: Path, *, bins: int | None, engine: str) -> int:
     try:
         from ..inventory import load_fleet
     except ImportError:
-        raise ConfigError("no --bins given and this drillbook cannot read a fleet inventory",
-                          hint="pass --bins N (the shard count `drillbook plan --bins N` packs into)") from None
+        raise ConfigError(
+            "no --bins given and this drillbook cannot read a fleet inventory",
+            hint="pass --bins N (the shard count `drillbook plan --bins N` packs into)",
+        ) from None
     if not config.is_file():
-        raise ConfigError(f"{config}: no such config to count the fleet's members in",
-                          hint="pass --config drillbook.toml (with a [fleet] table) or --bins N")
+        raise ConfigError(
+            f"{config}: no such config to count the fleet's members in",
+            hint="pass --config drillbook.toml (with a [fleet] table) or --bins N",
+        )
     members = len(load_fleet(config).members)
     if members < 1:
-        raise ConfigError(f"{config}: the fleet has no members", hint="add members to [fleet] or pass --bins N")
+        raise ConfigError(
+            f"{config}: the fleet has no members", hint="add members to [fleet] or pass --bins N"
+        )
     return min(members, MAX_BINS[engine])

@@ -18,7 +18,7 @@ from ... import __version__
 _WIDTH = 4096  # never fold a long command line: a folded shell line reads as two to a person
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no type hints
     """Safe dumper that indents lists under their key (the style of Kubernetes and CI docs)."""
 
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
@@ -36,16 +36,26 @@ _Dumper.add_representer(str, _str)
 
 def header(engine: str, *lines: str) -> str:
     """The comment every rendered file starts with: what made it and how to change it."""
-    text = [f"# Rendered by `drillbook fleet render {engine}` (drillbook {__version__}).",
-            "# Do not edit by hand: change the inventory or the options and render again;",
-            "# `drillbook fleet render` lints what it writes (docs/fleet.md).", *lines]
+    text = [
+        f"# Rendered by `drillbook fleet render {engine}` (drillbook {__version__}).",
+        "# Do not edit by hand: change the inventory or the options and render again;",
+        "# `drillbook fleet render` lints what it writes (docs/fleet.md).",
+        *lines,
+    ]
     return "".join(f"{line}\n" if line.startswith("#") else f"# {line}\n" for line in text)
 
 
 def dump(documents: Sequence[dict[str, Any]], *, comment: str) -> str:
     """``comment`` then the documents, separated by ``---``; the same input gives the same bytes."""
-    body = yaml.dump_all(list(documents), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                         width=_WIDTH, allow_unicode=False, explicit_start=len(documents) > 1)
+    body: str = yaml.dump_all(
+        list(documents),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        width=_WIDTH,
+        allow_unicode=False,
+        explicit_start=len(documents) > 1,
+    )
     return comment + body
 
 
