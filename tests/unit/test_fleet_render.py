@@ -319,6 +319,23 @@ class TestCommand:
         assert "nothing written" in err
         assert not out.exists()
 
+    def test_without_bins_one_per_inventory_member(self, tmp_path: Path) -> None:
+        """No --bins: the inventory's member count (three names of a pattern) is the bin count."""
+        config = tmp_path / "drillbook.toml"
+        config.write_text(
+            '[fleet]\n[[fleet.pattern]]\nnames = ["db-001", "db-002", "db-003"]\n'
+            '[fleet.pattern.targets.production]\nkind = "postgres"\ndsn = "${TENANTS_DSN}/{member}"\n'
+        )
+        assert (
+            main(["fleet", "render", "gitlab", "--out", str(tmp_path / "out"), "--config", str(config)]) == 0
+        )
+        pipeline = only({"f": (tmp_path / "out" / ".gitlab-ci.yml").read_text()}, "f")
+        assert pipeline["drillbook-shard"]["parallel"] == 3
+        assert (
+            "# Masked CI/CD variables needed: TENANTS_DSN."
+            in (tmp_path / "out" / ".gitlab-ci.yml").read_text()
+        )
+
     def test_missing_config_given_explicitly(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
