@@ -98,6 +98,11 @@ class TestKubernetes:
             "name": "GROUP",
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}},
         } in drill["env"]
+        # the attempt directory is the pod's: a retried pod never overwrites an earlier attempt
+        assert {
+            "name": "DRILLBOOK_ATTEMPT",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}},
+        } in drill["env"]
 
     def test_read_only_non_root_no_service_account(self) -> None:
         """Read-only root, non-root, no token mounted; /scratch and /tmp are emptyDir volumes."""
@@ -147,6 +152,7 @@ class TestGitHub:
         [step] = [s for s in jobs["shard"]["steps"] if "--plan" in s.get("run", "")]
         assert step["env"] == {
             "DRILLBOOK_SHARD_INDEX": "${{ matrix.index }}",
+            "DRILLBOOK_ATTEMPT": "${{ github.run_attempt }}",
             "ORDERS_DSN": "${{ secrets.ORDERS_DSN }}",
         }
         assert "${{" not in step["run"] and '--shard-index "$DRILLBOOK_SHARD_INDEX"' in step["run"]

@@ -167,7 +167,7 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
         "K8S-SECRETS-ENVFROM",
         "k8s",
         _literal_secret,
-        "spec.jobTemplate.spec.template.spec.containers[0].env[3].value",
+        "spec.jobTemplate.spec.template.spec.containers[0].env[4].value",
     ),
     (
         "K8S-NO-SERVICE-ACCOUNT",

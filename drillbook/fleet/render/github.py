@@ -124,7 +124,12 @@ def _shard(settings: RenderSettings) -> dict[str, Any]:
         {
             "name": "Run shard ${{ matrix.index }}",
             # The index reaches the shell as an environment variable, not spliced into the line.
-            "env": {"DRILLBOOK_SHARD_INDEX": "${{ matrix.index }}", **_secrets_env(settings)},
+            "env": {
+                "DRILLBOOK_SHARD_INDEX": "${{ matrix.index }}",
+                # a re-run of a failed job is a new attempt: its files never overwrite the earlier one's
+                "DRILLBOOK_ATTEMPT": "${{ github.run_attempt }}",
+                **_secrets_env(settings),
+            },
             "run": f'{DRILLBOOK} run --config "$DRILLBOOK_CONFIG" '
             '--plan "$DRILLBOOK_RUNS/$DRILLBOOK_GROUP/plan.json" --shard-index "$DRILLBOOK_SHARD_INDEX"',
         }

@@ -58,6 +58,8 @@ def render(settings: RenderSettings, *, job_image: str | None = None) -> dict[st
         "stage": "shard",
         "needs": ["drillbook-plan"],
         "parallel": settings.bins,
+        # each retry is a job of its own: its files never overwrite an earlier attempt's
+        "variables": {"DRILLBOOK_ATTEMPT": "$CI_JOB_ID"},
         "script": [
             f'{DRILLBOOK} run --config "$DRILLBOOK_CONFIG" --plan "{group}/plan.json" '
             f"--shard-index {SHARD_INDEX}"

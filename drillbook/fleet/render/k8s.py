@@ -142,6 +142,11 @@ def _pod_spec(settings: RenderSettings) -> dict[str, Any]:
         CONTAINER,
         ["run", "--config", settings.config, "--plan", f"{plan_url}plan.json", "--out", f"{SCRATCH}/out"],
     )
+    # The attempt directory is named after the pod: a retried pod never overwrites an earlier
+    # attempt's files (FLEET.md §4.4).
+    drill["env"].insert(
+        1, {"name": "DRILLBOOK_ATTEMPT", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}
+    )
     drill["resources"] = {
         "requests": {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "20Gi"},
         "limits": {"memory": "4Gi", "ephemeral-storage": "40Gi"},
