@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 from pathlib import Path
 
 from checks import redact
@@ -18,8 +19,8 @@ EXIT_USAGE = 2
 
 
 def add_parsers(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], parser_class: type[argparse.ArgumentParser]
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    sub: argparse._SubParsersAction[Any], parser_class: type[argparse.ArgumentParser]
+) -> argparse._SubParsersAction[Any]:
     """``drillbook fleet render …`` (called from cli.build_parser); returns ``fleet``'s subparsers so
     other ``fleet`` commands can join it."""
     p_fleet = sub.add_parser("fleet", help="run the suite over a fleet on Kubernetes or a CI matrix")
