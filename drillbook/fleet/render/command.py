@@ -23,8 +23,12 @@ def add_parsers(
 ) -> argparse._SubParsersAction[Any]:
     """``drillbook fleet render …`` (called from cli.build_parser); returns ``fleet``'s subparsers so
     other ``fleet`` commands can join it."""
-    p_fleet = sub.add_parser("fleet", help="run the suite over a fleet on Kubernetes or a CI matrix")
-    fleet_sub = p_fleet.add_subparsers(dest="fleet_action", required=True, parser_class=parser_class)
+    p_fleet: argparse.ArgumentParser = sub.add_parser(
+        "fleet", help="run the suite over a fleet on Kubernetes or a CI matrix"
+    )
+    fleet_sub: argparse._SubParsersAction[Any] = p_fleet.add_subparsers(
+        dest="fleet_action", required=True, parser_class=parser_class
+    )
     p = fleet_sub.add_parser(
         "render",
         help="write a Kubernetes CronJob, a GitHub Actions workflow or a GitLab pipeline",
