@@ -128,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_signature(verify_sub)
     from .fleet.render.command import add_parsers as add_fleet_parsers
 
-    add_fleet_parsers(sub, _Parser)
+    fleet_sub = add_fleet_parsers(sub, _Parser)
+    from .fleet.members_cli import add_members_parser
+
+    add_members_parser(fleet_sub)
     return parser
 
 
@@ -208,6 +211,10 @@ def _main(argv: list[str] | None = None) -> int:
             from .sandbox_cli import sandbox_down, sandbox_up
 
             return sandbox_up(args) if args.action == "up" else sandbox_down(args)
+        if args.command == "fleet" and args.fleet_action == "members":
+            from .fleet.members_cli import fleet_members
+
+            return fleet_members(args)
         if args.command == "fleet" and args.fleet_action == "render":
             from .fleet.render.command import fleet_render
 

@@ -180,3 +180,18 @@ def test_any_malformed_fleet_is_a_config_error_never_a_crash(raw: object) -> Non
     table = raw if isinstance(raw, dict) else {"members": raw}
     with contextlib.suppress(ConfigError):
         parse_fleet(table, Path("fleet.toml"))
+
+
+def test_fleet_members_lists_names_labels_and_target_kinds_never_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drillbook.cli import main
+
+    monkeypatch.setenv("ORDERS_PW", "never-printed-pw")
+    path = _config(tmp_path, BASE + FLEET)
+    assert main(["fleet", "members", "--config", str(path), "--members", "tier=1"]) == 0
+    out = capsys.readouterr().out
+    assert "orders-eu" in out and "host=pg-eu-3" in out and "nightly (directory)" in out
+    assert "db-001" not in out
+    assert "pg-eu-3.invalid" not in out and "never-printed-pw" not in out
+    assert main(["fleet", "members", "--config", str(path), "--members", "tier=9"]) == 2
