@@ -263,9 +263,6 @@ def s3_ledger(url: str, options: dict[str, str], *, session: Any = None) -> Ledg
     ``session``: a boto3 Session to make the client from (a new one by default). Each new session
     loads the S3 service model again (~0.7 s), which many ledgers in one process can share.
     """
-    import boto3
-    from botocore.config import Config as BotoConfig
-
     from reports.ledger_s3 import AppendPolicy, S3Ledger, S3Location
 
     location = S3Location.parse(url)
@@ -274,9 +271,19 @@ def s3_ledger(url: str, options: dict[str, str], *, session: Any = None) -> Ledg
         from checks.durations import parse_duration
 
         policy = AppendPolicy(budget_s=parse_duration(options["append_timeout"]).total_seconds())
+    client = s3_client(options, session=session)
+    return S3Ledger(location, client, endpoint=options.get("endpoint_url"), policy=policy)
+
+
+def s3_client(options: dict[str, str], *, session: Any = None) -> Any:
+    """A boto3 S3 client from ``[ledger]``-style options (endpoint_url, region, keys); also the
+    fleet's runs location's (drillbook/fleet/runs.py), so both reach S3 the same way."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
     redact.register(options.get("secret_access_key"))
     endpoint = options.get("endpoint_url")
-    client = (session or boto3.session.Session()).client(
+    return (session or boto3.session.Session()).client(
         "s3", endpoint_url=endpoint, region_name=options.get("region", "us-east-1"),
         aws_access_key_id=options.get("access_key_id"),
         aws_secret_access_key=options.get("secret_access_key"),
@@ -284,7 +291,6 @@ def s3_ledger(url: str, options: dict[str, str], *, session: Any = None) -> Ledg
                           retries={"total_max_attempts": 3, "mode": "standard"},
                           s3={"addressing_style": "path"} if endpoint else None),
     )
-    return S3Ledger(location, client, endpoint=endpoint, policy=policy)
 
 
 def snapshot_run(run_dir: Path, run: RunResult, features: Sequence[Path], config_path: Path | None,
