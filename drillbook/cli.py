@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="sign the ledger head with the runs directory's sandbox authority "
                          "(<out>/sandbox-authority): to try signed heads offline, not for audits")
 
+    from .fleet import cli as fleet_cli
+
+    fleet_cli.add_run_arguments(p_run)
+    fleet_cli.add_parsers(sub, _Parser)
+
     sub.add_parser("steps", help="print the step catalogue: every sentence a feature can use")
     p_packs = sub.add_parser("packs", help="list the runbook packs with their scenario counts per cadence")
     p_packs.add_argument("--json", action="store_true", help="print them as JSON")
@@ -168,6 +173,11 @@ def _main(argv: list[str] | None = None) -> int:
     # SIGTERM (a CI timeout, systemd) must unwind like Ctrl-C so servers are stopped.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
+        from .fleet.cli import dispatch as fleet_dispatch
+
+        fleet_code = fleet_dispatch(args)
+        if fleet_code is not None:
+            return fleet_code
         if args.command == "run":
             if args.canary:
                 # Read by steps/supply_chain.py (in-process or in a pytest subprocess alike).

@@ -43,6 +43,9 @@ from reports.results import RunResult
 FORMAT = 1
 DEFAULT_ESTIMATE_S = 60.0  # a scenario nobody has measured and with no backup size: a minute
 DEFAULT_RATE_BPS = 50 * 1024 * 1024  # restore throughput assumed without history: 50 MiB/s
+# No item costs less: a member's child run starts a process and its environment. Without a floor,
+# a fleet of tiny backups would estimate ~0 s everywhere and LPT could not tell its bins apart.
+MIN_ESTIMATE_S = 1.0
 _ROUND = 3  # estimates in ms: stable JSON bytes whatever the float noise of the inputs
 
 
@@ -274,7 +277,7 @@ class History:
 
     def estimate(self, member: str, scenario: str) -> float | None:
         values = self.durations.get((member, scenario))
-        return round(p75(values), _ROUND) if values else None
+        return round(max(MIN_ESTIMATE_S, p75(values)), _ROUND) if values else None
 
 
 def estimate_items(members: Sequence[MemberLike], scenario_ids: Sequence[str], *, history: History,
@@ -288,7 +291,8 @@ def estimate_items(members: Sequence[MemberLike], scenario_ids: Sequence[str], *
             if measured is not None:
                 items.append(WorkItem(member.name, ident, measured, "history"))
             elif sizes.get(member.name):
-                items.append(WorkItem(member.name, ident, round(sizes[member.name] / rate_bps, _ROUND), "size"))
+                estimate = max(MIN_ESTIMATE_S, sizes[member.name] / rate_bps)
+                items.append(WorkItem(member.name, ident, round(estimate, _ROUND), "size"))
             else:
                 pending.append((member.name, ident))
     known = [i.estimate_s for i in items]
@@ -345,7 +349,7 @@ def pack(items: Sequence[WorkItem], *, bins: int, hosts: Mapping[str, str],
             used = host_bins.setdefault(unit.host, [])
             if len(used) >= host_cap:
                 candidates = used
-        chosen = min(candidates, key=lambda b: (loads[b], b))
+        chosen = min(candidates, key=lambda b: (loads[b], len(contents[b]), b))
         loads[chosen] += unit.estimate_s
         contents[chosen].extend(unit.items)
         if unit.host is not None and chosen not in host_bins.setdefault(unit.host, []):
