@@ -127,7 +127,7 @@ def plan_command(args: argparse.Namespace) -> int:
         print(line)
         target = os.environ.get("GITHUB_OUTPUT")
         if target:
-            with open(target, "a", encoding="utf-8") as handle:
+            with Path(target).open("a", encoding="utf-8") as handle:
                 handle.write(line + "\n")
     return 0
 

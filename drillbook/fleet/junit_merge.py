@@ -23,6 +23,9 @@ from defusedxml import ElementTree as SafeET
 from checks.errors import DrillbookError
 from checks.redact import redact
 
+__all__ = ["Element", "JunitMergeError", "Suite", "error_case", "merge", "suite_name", "testcases"]
+
+Element = ET.Element
 _OUTCOMES = ("failure", "error", "skipped")
 
 
@@ -89,7 +92,8 @@ def merge(suites: Sequence[Suite]) -> bytes:
         root.set(key, str(value))
     root.set("time", _format(total_time))
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"
 
 
 def _seconds(text: str | None) -> float:

@@ -101,7 +101,7 @@ class _Shard:
 
     commit: Commit
     run: RunResult | None = None
-    junit: list[junit_merge.ET.Element] = field(default_factory=list)
+    junit: list[junit_merge.Element] = field(default_factory=list)
     problem: str | None = None
 
 
@@ -188,8 +188,8 @@ def build_merged(runs: Runs, plan: Plan, commits: dict[int, Commit]) -> tuple[Ru
             missing = stand_in(plan, item.member, item.scenario, reason)
             missing.tags = sorted({*missing.tags, f"shard:{index}"})
             scenarios.append(missing)
-            suite.cases.append(junit_merge.error_case(missing.feature, f"{missing.display_id} {missing.scenario}",
-                                                      reason))
+            suite.cases.append(junit_merge.error_case(
+                missing.feature, f"{missing.display_id} {missing.scenario}", reason))
     scenarios.sort(key=_sort_key)
     starts = [r.started_at for r in shard_runs if r.started_at]
     ends = [r.finished_at for r in shard_runs if r.finished_at]

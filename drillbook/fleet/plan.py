@@ -91,7 +91,8 @@ class WorkItem:
     basis: str  # history | size | known | default
 
     def to_dict(self) -> dict[str, Any]:
-        return {"member": self.member, "id": self.scenario, "estimate_s": self.estimate_s, "basis": self.basis}
+        return {"member": self.member, "id": self.scenario, "estimate_s": self.estimate_s,
+                "basis": self.basis}
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,8 @@ class Plan:
         try:
             return _plan_from(raw)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise PlanError(f"{where}: not a drillbook plan ({type(exc).__name__}: {exc})", file=where) from exc
+            raise PlanError(f"{where}: not a drillbook plan ({type(exc).__name__}: {exc})",
+                            file=where) from exc
 
 
 def _plan_from(raw: Any) -> Plan:
@@ -194,7 +196,8 @@ def _plan_from(raw: Any) -> Plan:
         if entry["index"] != expected:
             raise ValueError(f"bin {expected} is numbered {entry['index']!r}")
         items = tuple(WorkItem(member=_str(i["member"]), scenario=_str(i["id"]),
-                               estimate_s=float(i["estimate_s"]), basis=_str(i["basis"])) for i in entry["items"])
+                               estimate_s=float(i["estimate_s"]), basis=_str(i["basis"]))
+                      for i in entry["items"])
         bins.append(Bin(index=expected, items=items))
     scenarios = {_str(k): ScenarioInfo(name=_str(v["name"]), feature=_str(v["feature"]),
                                        tags=tuple(_str(t) for t in v["tags"]))

@@ -45,7 +45,8 @@ def default_features() -> list[Path]:
     return [p.resolve() for p in without_packs(_default_features())]
 
 
-def selected_features(features: Sequence[Path], selection: Selection) -> tuple[list[ScenarioRef], dict[str, bytes]]:
+def selected_features(features: Sequence[Path],
+                      selection: Selection) -> tuple[list[ScenarioRef], dict[str, bytes]]:
     """The selected scenarios and the bytes of the feature files that hold them."""
     for path in features:
         if not path.exists():
@@ -87,7 +88,8 @@ def backup_sizes(members: Sequence[Member]) -> dict[str, int]:
             if "${" in str(path) or not path.is_dir():
                 continue
             with contextlib.suppress(OSError):
-                files = [p for p in path.iterdir() if p.is_file() and not p.name.endswith((".sha256", ".md5"))]
+                files = [p for p in path.iterdir()
+                         if p.is_file() and not p.name.endswith((".sha256", ".md5"))]
                 if files:
                     newest = max(files, key=lambda p: (p.stat().st_mtime, p.name))
                     sizes[member.name] = sizes.get(member.name, 0) + newest.stat().st_size
@@ -107,8 +109,8 @@ def earlier_history(runs: Runs, *, limit: int = MAX_HISTORY_RUNS) -> History:
 
 def _sibling_results(runs: Runs, limit: int) -> list[bytes]:
     if isinstance(runs, DirRuns):
-        parent = runs.root.parent
-        paths = sorted((p for p in parent.glob("*/results.json") if p.parent.name != runs.group),
+        folder = runs.root.parent
+        paths = sorted((p for p in folder.glob("*/results.json") if p.parent.name != runs.group),
                        key=lambda p: p.parent.name)[-limit:]
         out = []
         for path in paths:

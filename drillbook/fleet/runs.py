@@ -103,7 +103,8 @@ def open_runs(url: str, s3_options: Mapping[str, str] | None = None) -> Runs:
 
         bucket, _, prefix = base[5:].partition("/")
         if not bucket:
-            raise ConfigError(f"{url!r}: an S3 runs location looks like s3://bucket/prefix/<group>/", key="url")
+            raise ConfigError(f"{url!r}: an S3 runs location looks like s3://bucket/prefix/<group>/",
+                              key="url")
         return S3Runs(group, bucket, prefix, s3_client(dict(s3_options or {})),
                       endpoint=(s3_options or {}).get("endpoint_url"))
     return DirRuns(group, Path(base.removeprefix("file://")))
@@ -130,7 +131,7 @@ class DirRuns:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.parent / f".tmp-{path.name}-{secrets.token_hex(6)}"
-            with open(temporary, "xb") as handle:  # O_CREAT|O_EXCL: our own fresh file
+            with temporary.open("xb") as handle:  # O_CREAT|O_EXCL: our own fresh file
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -162,7 +163,8 @@ class DirRuns:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise RunsError(f"cannot read {self._path(key)}: {exc.strerror}", path=str(self._path(key))) from exc
+            path = self._path(key)
+            raise RunsError(f"cannot read {path}: {exc.strerror}", path=str(path)) from exc
 
     def list(self, prefix: str = "") -> list[str]:
         start = self._path(prefix) if prefix.endswith("/") or not prefix else self._path(prefix).parent
@@ -280,7 +282,8 @@ class Commit:
         data = canonical_json({"index": self.index, "attempt": self.attempt, "files": dict(self.files),
                                "details": dict(self.details)})
         if len(data) >= MAX_COMMIT_BYTES:
-            raise RunsError(f"the commit of shard {self.index} is {len(data)} bytes (limit {MAX_COMMIT_BYTES})",
+            raise RunsError(f"the commit of shard {self.index} is {len(data)} bytes "
+                            f"(limit {MAX_COMMIT_BYTES})",
                             hint="this is a drillbook bug: commits name a few files only")
         return data
 

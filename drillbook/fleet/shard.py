@@ -192,12 +192,13 @@ def run_bin(plan: Plan, work_bin: Bin, *, config: Path, features: Sequence[Path]
     from .execute import run_member, tail
 
     scenarios: list[ScenarioResult] = []
-    cases: list[junit_merge.ET.Element] = []
+    cases: list[junit_merge.Element] = []
     environment = ""
     details: dict[str, str] = {}
     for member in work_bin.members():
         ids = [i.scenario for i in work_bin.items if i.member == member]
-        run_dir = run_member(config=config, member=member, scenario_ids=ids, features=list(features), out=work,
+        run_dir = run_member(config=config, member=member, scenario_ids=ids, features=list(features),
+                             out=work,
                              run_id=f"{plan.group}-{work_bin.index}-{member}", env=env, progress=progress)
         member_run = _read_member(run_dir)
         junit = (run_dir / "junit.xml")
@@ -206,8 +207,8 @@ def run_bin(plan: Plan, work_bin: Bin, *, config: Path, features: Sequence[Path]
             for ident in ids:
                 missing = stand_in(plan, member, ident, reason)
                 scenarios.append(missing)
-                cases.append(junit_merge.error_case(missing.feature, f"{missing.display_id} {missing.scenario}",
-                                                    reason))
+                cases.append(junit_merge.error_case(
+                    missing.feature, f"{missing.display_id} {missing.scenario}", reason))
             continue
         environment = environment or member_run.environment
         details.update({f"{member}.{k}": v for k, v in member_run.environment_details.items()})
@@ -250,7 +251,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class _work_dir:  # noqa: N801 - used as a context manager, reads as one
+class _work_dir:
     """``--out`` when given (kept), else a temporary directory (removed)."""
 
     def __init__(self, given: Path | None) -> None:

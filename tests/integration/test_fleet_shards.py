@@ -22,7 +22,6 @@ import pytest
 
 from drillbook.fleet.runs import CLAIM, Commit, S3Runs, commit_key, open_runs, read_commits
 from drills.processes import S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, S3Server
-from tests.integration.conftest import Fresh
 from tests.support.cli import REPO, drillbook
 from tests.support.fleet import FleetFixture, make_fleet
 
@@ -109,7 +108,8 @@ class TestWorkers:
         merged = {}
         for workers in ("1", "2"):
             out = tmp_path / f"w{workers}"
-            proc = drillbook("run", "--fleet", "--config", str(fleet.config), "--features", str(fleet.features),
+            proc = drillbook("run", "--fleet", "--config", str(fleet.config),
+                             "--features", str(fleet.features),
                              "--out", str(out), "--workers", workers, timeout=600)
             assert proc.returncode == 1, proc.stdout + proc.stderr  # m3 errors, m4 fails
             assert f"bins done {workers}/{workers}" in proc.stdout
@@ -122,7 +122,7 @@ class TestWorkers:
             assert len(entries) == 8 and {e["run_id"] for e in entries} == {group.name}
             junit = (group / "junit.xml").read_text(encoding="utf-8")
             assert junit.count("<testcase") == 8 and f"drillbook shard 00/0{workers}" in junit
-            assert "FLT-01[m3]" in (group / "report.html").read_text(encoding="utf-8")
+            assert "(m3 on 127.0.0.1:" in (group / "report.html").read_text(encoding="utf-8")
         assert _comparable(merged["1"]) == _comparable(merged["2"])
         m3 = next(s for s in merged["2"]["scenarios"] if s["member"] == "m3" and s["id"] == "FLT-01")
         assert "does not answer" in json.dumps(m3["verdicts"])
@@ -153,13 +153,13 @@ class TestS3:
         assert sum("merged 2/2 bins" in text for text in outputs) == 1, outputs
         results = json.loads(runs_client.get("results.json") or b"{}")
         assert _outcomes(results) == {k: v for k, v in EXPECTED.items() if k[0] in ("m1", "m2")}
-        ledger = [k for k in runs_client.client.list_objects_v2(Bucket="fleet-runs", Prefix="ledger/")
-                  .get("Contents", [])]
+        ledger = runs_client.client.list_objects_v2(Bucket="fleet-runs", Prefix="ledger/").get("Contents", [])
         assert len(ledger) == 1, "one batch per run group"
         again = drillbook("report", "merge", url, "--config", str(config))
         assert again.returncode == 0, again.stdout + again.stderr
         assert "nothing appended" in again.stdout
-        assert runs_client.get("results.json") == json.dumps(results, indent=2, ensure_ascii=False).encode() + b"\n"
+        expected = json.dumps(results, indent=2, ensure_ascii=False).encode() + b"\n"
+        assert runs_client.get("results.json") == expected
 
     def test_64_simultaneous_commits_and_claims_give_exactly_one_merge(self, s3: S3Server) -> None:
         """T6: 64 shards commit at once, each lists and claims when it sees all: one claim wins."""
@@ -202,7 +202,7 @@ class TestFaults:
         """No index, index = bin count, another version's plan, edited features: exit 2, nothing runs."""
         fx, group = planned
         plan_url = str(group / "plan.json")
-        clean = {k: "" for k in ("JOB_COMPLETION_INDEX", "CI_NODE_INDEX", "DRILLBOOK_SHARD_INDEX")}
+        clean = dict.fromkeys(("JOB_COMPLETION_INDEX", "CI_NODE_INDEX", "DRILLBOOK_SHARD_INDEX"), "")
         none = _shard(plan_url, fx, env=clean)
         assert none.returncode == 2 and "no shard index" in none.stderr
         beyond = _shard(plan_url, fx, env={**clean, "DRILLBOOK_SHARD_INDEX": "2"})
@@ -257,7 +257,8 @@ class TestFaults:
         fx, group = planned
         assert _shard(plan_url := str(group / "plan.json"), fx, "--shard-index", "1").returncode == 0
         (group / CLAIM).write_text("a merger that died\n", encoding="utf-8")
-        killed = subprocess.Popen([sys.executable, "-m", "drillbook", "report", "merge", str(group)], cwd=REPO,
+        killed = subprocess.Popen([sys.executable, "-m", "drillbook", "report", "merge", str(group)],
+                                  cwd=REPO,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.3)
         killed.send_signal(signal.SIGKILL)

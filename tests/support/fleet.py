@@ -66,13 +66,14 @@ def make_fleet(base: Path, databases: Sequence[PostgresTarget], *, unreachable: 
     (features / "fleet.feature").write_text(FEATURE, encoding="utf-8")
     member_names = list(names or [f"m{n + 1}" for n in range(len(databases))])
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
-    blocks = []
+    blocks: list[str] = []
     for name, target in zip(member_names, databases, strict=True):
         folder = base / "backups" / name
         folder.mkdir(parents=True, exist_ok=True)
         if name not in without_backup:
             dumper(target, folder / f"backup-{stamp}.dump")
-        dsn = (f"postgresql://postgres@127.0.0.1:{closed_port()}/{name}" if name in unreachable else target.dsn)
+        dsn = (f"postgresql://postgres@127.0.0.1:{closed_port()}/{name}" if name in unreachable
+               else target.dsn)
         blocks.append(
             f'[[fleet.members]]\nname = "{name}"\nlabels = {{ host = "h{len(blocks) % 2}" }}\n'
             f'[fleet.members.targets.production]\nkind = "postgres"\ndsn = "{dsn}"\n'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,8 @@ _durations = st.floats(min_value=0.5, max_value=500, allow_nan=False, allow_infi
 def _fleets(draw: st.DrawFn) -> tuple[list[WorkItem], dict[str, str], int]:
     """Random members with 1-4 scenarios of random length, some on shared hosts."""
     count = draw(st.integers(min_value=1, max_value=30))
-    hosts = draw(st.lists(st.sampled_from(["h1", "h2", "h3", "h4"]) | st.none(), min_size=count, max_size=count))
+    hosts = draw(st.lists(st.sampled_from(["h1", "h2", "h3", "h4"]) | st.none(),
+                          min_size=count, max_size=count))
     items = []
     for m in range(count):
         for s in range(draw(st.integers(min_value=1, max_value=4))):
@@ -215,14 +217,12 @@ class TestPlanDocument:
 
     @settings(max_examples=200, deadline=None)
     @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                    max_size=4),
+                        lambda inner: (st.lists(inner, max_size=3)
+                                       | st.dictionaries(st.text(max_size=6), inner, max_size=4)),
                         max_leaves=12))
     def test_any_json_is_a_plan_or_a_plan_error(self, value: object) -> None:
         """Outside input (a plan read back from S3) never crashes the reader with anything else."""
         import json
 
-        try:
+        with contextlib.suppress(PlanError):
             Plan.from_bytes(json.dumps(value).encode(), where="plan.json")
-        except PlanError:
-            pass

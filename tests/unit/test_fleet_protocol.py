@@ -78,7 +78,7 @@ class _StubS3:
             raise _error("NoSuchKey", 404)
 
         class Body:
-            def read(inner) -> bytes:  # noqa: N805 - a stub's method
+            def read(inner) -> bytes:
                 assert self.stored is not None
                 return self.stored
 
@@ -109,7 +109,7 @@ class TestS3CreateOnly:
 
     def test_other_errors_are_runs_errors_naming_the_object(self) -> None:
         stub = _StubS3([_error("AccessDenied", 403)])
-        with pytest.raises(RunsError, match="s3://b/runs/g/k.*AccessDenied"):
+        with pytest.raises(RunsError, match=r"s3://b/runs/g/k.*AccessDenied"):
             S3Runs("g", "b", "runs/g/", stub).put_create_only("k", b"x")
 
 
