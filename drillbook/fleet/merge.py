@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from checks.errors import DrillbookError
+from checks.strict_json import loads_strict
 from reports.results import RunResult, ScenarioResult
 
 from . import junit_merge
@@ -121,9 +122,10 @@ def _load_shard(runs: Runs, commit: Commit, label: str) -> _Shard:
             return shard
         files[name] = data
     try:
-        shard.run = RunResult.from_dict(json.loads(files["results.json"]))
+        # A repeated key is refused, never resolved to whichever came last (as RunResult.read does).
+        shard.run = RunResult.from_dict(loads_strict(files["results.json"].decode("utf-8")))
         shard.junit = junit_merge.testcases(files["junit.xml"], where=runs.url(f"shards/{commit.index}"))
-    except (ValueError, KeyError, TypeError, DrillbookError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, DrillbookError) as exc:
         shard.run = None
         shard.problem = f"{label}'s committed results cannot be read ({type(exc).__name__}: {exc})"
     return shard

@@ -181,7 +181,7 @@ class Plan:
             raise PlanError(f"{where}: not a drillbook plan (not JSON: {exc})", file=where) from exc
         try:
             return _plan_from(raw)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise PlanError(f"{where}: not a drillbook plan ({type(exc).__name__}: {exc})",
                             file=where) from exc
 

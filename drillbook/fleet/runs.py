@@ -296,7 +296,7 @@ class Commit:
             commit = cls(index=int(raw["index"]), attempt=check_key_part(str(raw["attempt"]), what="attempt"),
                          files={str(k): str(v) for k, v in dict(raw["files"]).items()},
                          details={str(k): str(v) for k, v in dict(raw["details"]).items()})
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError, ConfigError) as exc:
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, OverflowError, ConfigError) as exc:
             raise MergeInputError(f"{where}: not a shard commit ({exc})", url=where) from exc
         if any(not _KEY_PART.match(name) for name in commit.files):
             raise MergeInputError(f"{where}: a committed file name is not a plain name", url=where)

@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 from checks.errors import ConfigError
 from drillbook.fleet import junit_merge
 from drillbook.fleet.plan import PlanError
-from drillbook.fleet.runs import MAX_COMMIT_BYTES, Commit, DirRuns, RunsError, S3Runs, split_url
+from drillbook.fleet.runs import (
+    MAX_COMMIT_BYTES,
+    Commit,
+    DirRuns,
+    MergeInputError,
+    RunsError,
+    S3Runs,
+    split_url,
+)
 from drillbook.fleet.shard import shard_index
 
 
@@ -150,6 +158,14 @@ class TestUrlsAndCommits:
     def test_split_url_refuses_what_is_not_a_group(self, url: str) -> None:
         with pytest.raises(ConfigError, match="run group"):
             split_url(url)
+
+    @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+    def test_any_bytes_are_a_commit_or_a_merge_input_error(self, data: bytes) -> None:
+        """A commit object is read back from the runs location: outside input."""
+        try:
+            Commit.from_bytes(data, where="shards/0.commit.json")
+        except MergeInputError as exc:
+            assert "shards/0.commit.json" in str(exc)
 
     def test_a_commit_stays_under_64_kib(self) -> None:
         commit = Commit(index=0, attempt="a1", files={"results.json": "0" * 64}, details={"host": "h"})
