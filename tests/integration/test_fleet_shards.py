@@ -260,9 +260,14 @@ class TestFaults:
         killed = subprocess.Popen([sys.executable, "-m", "drillbook", "report", "merge", str(group)],
                                   cwd=REPO,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
+        # Killed as soon as its first write (results.json) exists: junit, HTML, ledger not yet written
+        # (or, on a fast machine, some of them): whatever it left, the next merge completes it.
+        deadline = time.monotonic() + 120
+        while not (group / "results.json").exists() and killed.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
         killed.send_signal(signal.SIGKILL)
         killed.wait(timeout=30)
+        assert (group / "results.json").exists()
         merged = drillbook("report", "merge", str(group))
         assert merged.returncode == 1, merged.stdout + merged.stderr
         results = json.loads((group / "results.json").read_text(encoding="utf-8"))
