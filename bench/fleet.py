@@ -206,7 +206,8 @@ def _latency_fleet(base: Path, url: str, members: int, scenarios: int) -> tuple[
     (features / "latency.feature").write_text(text, encoding="utf-8")
     config = base / "drillbook.toml"
     config.write_text(f'[targets.api]\nkind = "http"\nurl = "{url}"\n[fleet]\nhost_cap = 64\n' + "".join(
-        f'[[fleet.members]]\nname = "lat-{m:02d}"\n[fleet.members.targets.api]\nkind = "http"\nurl = "{url}"\n'
+        f'[[fleet.members]]\nname = "lat-{m:02d}"\n'
+        f'[fleet.members.targets.api]\nkind = "http"\nurl = "{url}"\n'
         for m in range(members)), encoding="utf-8")
     return config, features
 
