@@ -91,8 +91,14 @@ def dispatch(args: argparse.Namespace) -> int | None:
     from .planner import Selection
     from .workers import FleetRunOptions, run_fleet
 
+    out = args.out
+    if out is None:
+        # As a plain run: [run] out of the config (relative to it), else ./out.
+        from drills.config import load_config
+
+        out = load_config(args.config.resolve()).out
     return run_fleet(FleetRunOptions(
-        config=args.config, out=args.out or Path("out"), workers=args.workers or 1,
+        config=args.config, out=out, workers=args.workers or 1,
         selection=Selection(cadence=args.cadence, tags=args.tags, members=args.members),
         features=args.features, env="live" if args.env == "auto" else args.env))
 
