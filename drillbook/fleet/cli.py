@@ -24,6 +24,9 @@ def add_run_arguments(p_run: argparse.ArgumentParser) -> None:
                        help="with --fleet: only these members (names, or labels: 'tier=1,host=pg-eu-3')")
     fleet.add_argument("--workers", type=int, metavar="N",
                        help="with --fleet: plan N bins and run them as N local shard processes (default 1)")
+    fleet.add_argument("--sandbox-members", type=int, metavar="N",
+                       help="with --fleet and no --config: seed a fleet sandbox of N members (broken ones "
+                            "with --canary) for the length of the run")
     fleet.add_argument("--plan", metavar="URL",
                        help="run one bin of a stored plan (<runs>/<group>/plan.json, a path or s3://)")
     fleet.add_argument("--shard-index", metavar="I",
@@ -83,11 +86,29 @@ def dispatch(args: argparse.Namespace) -> int | None:
     if args.shard_index is not None:
         raise ConfigError("--shard-index needs --plan URL", key="--shard-index")
     if not args.fleet:
-        if args.workers is not None or args.members:
-            raise ConfigError("--workers and --members need --fleet", key="--fleet")
+        if args.workers is not None or args.members or args.sandbox_members is not None:
+            raise ConfigError("--workers, --members and --sandbox-members need --fleet", key="--fleet")
         return None
+    if args.sandbox_members is not None:
+        if args.config is not None:
+            raise ConfigError("--sandbox-members seeds its own fleet: drop --config (or drop "
+                              "--sandbox-members to drill the configured fleet)", key="--sandbox-members")
+        if args.sandbox_members < 1:
+            raise ConfigError(f"--sandbox-members must be at least 1, got {args.sandbox_members}",
+                              key="--sandbox-members")
+        from .sandbox import sandbox_fleet
+
+        with sandbox_fleet(args.sandbox_members, canary=args.canary,
+                           progress=lambda line: print(f"  {line}", flush=True)) as config:
+            args.config = config
+            return _run_fleet(args)
     if args.config is None:
-        raise ConfigError("--fleet needs --config: the [fleet] members are defined there", key="--config")
+        raise ConfigError("--fleet needs --config: the [fleet] members are defined there", key="--config",
+                          hint="or try it on a seeded sandbox fleet: --fleet --sandbox-members 8")
+    return _run_fleet(args)
+
+
+def _run_fleet(args: argparse.Namespace) -> int:
     from .planner import Selection
     from .workers import FleetRunOptions, run_fleet
 

@@ -38,11 +38,18 @@ class Selection:
 
 
 def default_features() -> list[Path]:
-    """The features a plain ``drillbook run`` uses (``./features`` or the suite's, packs left out)."""
+    """The fleet's features without ``--features``: ``features/fleet`` of the suite (``./features``
+    or the repository's) when it exists, else what a plain ``drillbook run`` uses (packs left out).
+
+    Planner and shards both call this, so the features digest they compare is over the same files.
+    """
     from ..packs import without_packs
     from ..runner import _default_features
 
-    return [p.resolve() for p in without_packs(_default_features())]
+    suite = _default_features()
+    if (suite / "fleet").is_dir():
+        return [(suite / "fleet").resolve()]
+    return [p.resolve() for p in without_packs(suite)]
 
 
 def selected_features(features: Sequence[Path],
@@ -110,7 +117,9 @@ def earlier_history(runs: Runs, *, limit: int = MAX_HISTORY_RUNS) -> History:
 def _sibling_results(runs: Runs, limit: int) -> list[bytes]:
     if isinstance(runs, DirRuns):
         folder = runs.root.parent
-        paths = sorted((p for p in folder.glob("*/results.json") if p.parent.name != runs.group),
+        # Not `latest` (a symbolic link to one of them): each run counts once.
+        paths = sorted((p for p in folder.glob("*/results.json")
+                        if p.parent.name != runs.group and not p.parent.is_symlink()),
                        key=lambda p: p.parent.name)[-limit:]
         out = []
         for path in paths:

@@ -209,3 +209,21 @@ class TestJunitMerge:
     def test_a_damaged_or_hostile_file_is_refused(self, data: bytes) -> None:
         with pytest.raises(junit_merge.JunitMergeError, match="s9"):
             junit_merge.testcases(data, where="s9")
+
+
+class TestHistory:
+    def test_earlier_merged_runs_count_once_and_latest_is_not_a_run(self, tmp_path: Path) -> None:
+        """The planner reads sibling groups' merged results.json; `latest` points at one of them."""
+        from drillbook.fleet.planner import earlier_history
+        from drillbook.runner import _point_latest
+        from reports.results import RunResult, ScenarioResult
+
+        for n, seconds in ((1, 10.0), (2, 30.0)):
+            scenario = ScenarioResult(nodeid=f"n[a]{n}", feature="f", feature_path="f", scenario="s",
+                                      tags=["id:S-1", "member:a"], duration_s=seconds, member="a")
+            run = RunResult(run_id=f"r{n}", started_at="", scenarios=[scenario])
+            run.write(tmp_path / f"r{n}" / "results.json")
+        _point_latest(tmp_path, tmp_path / "r2")
+        history = earlier_history(DirRuns("r3", tmp_path / "r3"))
+        assert history.run_ids == ("r1", "r2")
+        assert history.durations[("a", "S-1")] == (10.0, 30.0)
