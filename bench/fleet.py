@@ -145,7 +145,7 @@ def bench_merge(members: int) -> None:
         from drillbook.fleet.merge import build_merged
         from drillbook.fleet.runs import read_commits
         from reports.html import render_html_report
-        from reports.ledger import entries_for_run
+        from reports.ledger_runs import entries_for_run
 
         phases = {}
         t0 = time.perf_counter()
@@ -159,7 +159,7 @@ def bench_merge(members: int) -> None:
         phases["report.html (reports/html.py)"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         entries_for_run(run)
-        phases["ledger entries (reports/ledger.py)"] = time.perf_counter() - t0
+        phases["ledger entries (reports/ledger_runs.py)"] = time.perf_counter() - t0
         print("   phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()))
 
 

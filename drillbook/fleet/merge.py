@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -244,18 +244,8 @@ def merge_group(runs: Runs, *, ledger: Ledger | None, wait_s: float = 0.0,
 
 
 def append_run_once(ledger: Ledger, run: RunResult) -> int:
-    """The merge's one ledger call: one batch per run id, appended only once (returns the count).
+    """The merge's one ledger call: one batch per run id (reports/ledger_runs.py checks the ledger
+    for the run id and appends in one step), so a second merge appends nothing. Returns the count."""
+    from reports.ledger_runs import append_run_once as append_once
 
-    ``reports.ledger.append_run_once`` (h-ledger) is the real one; until it lands this checks the
-    ledger for entries of the run id and appends the run's entries only when there are none.
-    """
-    import reports.ledger as ledger_module
-
-    real = getattr(ledger_module, "append_run_once", None)
-    if real is not None:
-        result = real(ledger, run)
-        return len(result) if isinstance(result, Sequence) else int(result or 0)
-    read = ledger.read()
-    if any(entry.run_id == run.run_id for entry in read.entries):
-        return 0
-    return len(ledger.append(ledger_module.entries_for_run(run)))
+    return len(append_once(ledger, run))
