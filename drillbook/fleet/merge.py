@@ -237,10 +237,22 @@ def merge_group(runs: Runs, *, ledger: Ledger | None, wait_s: float = 0.0,
                 progress(f"an earlier merge's {runs.url('results.json')} stands (results are create-only)")
     if not earlier or runs.get("junit.xml") is None:
         runs.put("junit.xml", junit)
-    runs.put("report.html", render_html_report(run).encode("utf-8"))
+    runs.put("report.html", render_html_report(run, history=_report_history(runs, plan)).encode("utf-8"))
     appended = append_run_once(ledger, run) if ledger is not None else 0
     return MergeOutcome(run=run, committed=len(commits), bins=len(plan.bins), appended=appended,
                         urls={name: runs.url(name) for name in MERGED}, earlier=earlier)
+
+
+def _report_history(runs: Runs, plan: Plan) -> list[RunResult]:
+    """Earlier merged runs for the report's charts: those the plan's estimates read (recorded in
+    plan.json), so a second merge renders the same bytes even after later groups were merged."""
+    from reports.html.trends import RUNS_SHOWN
+
+    from .planner import runs_named
+
+    recorded = plan.history.get("runs", [])
+    ids = [str(r) for r in recorded][-(RUNS_SHOWN - 1):] if isinstance(recorded, list) else []
+    return runs_named(runs, ids)
 
 
 def append_run_once(ledger: Ledger, run: RunResult) -> int:

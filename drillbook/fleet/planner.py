@@ -114,6 +114,27 @@ def earlier_history(runs: Runs, *, limit: int = MAX_HISTORY_RUNS) -> History:
     return History.of(found)
 
 
+def runs_named(runs: Runs, run_ids: Sequence[str]) -> list[RunResult]:
+    """The merged results of the named sibling groups (those that are still there and readable)."""
+    found = []
+    for run_id in run_ids:
+        data = _sibling(runs).get(f"{run_id}/results.json") if "/" not in run_id else None
+        if data is None:
+            continue
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            found.append(RunResult.from_dict(json.loads(data)))
+    return found
+
+
+def _sibling(runs: Runs) -> Runs:
+    """The runs location one level up: the groups beside this one."""
+    if isinstance(runs, DirRuns):
+        return DirRuns("parent", runs.root.parent)
+    assert isinstance(runs, S3Runs)
+    parent = runs.prefix.rstrip("/").rpartition("/")[0]
+    return S3Runs("parent", runs.bucket, parent + "/" if parent else "", runs.client, endpoint=runs.endpoint)
+
+
 def _sibling_results(runs: Runs, limit: int) -> list[bytes]:
     if isinstance(runs, DirRuns):
         folder = runs.root.parent
