@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from typing import Any
 from pathlib import Path
 
 from checks.durations import parse_duration
@@ -34,7 +35,7 @@ def add_run_arguments(p_run: argparse.ArgumentParser) -> None:
                             "DRILLBOOK_SHARD_INDEX)")
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+def add_parsers(sub: argparse._SubParsersAction[Any],
                 parser_class: type[argparse.ArgumentParser]) -> None:
     """``drillbook plan`` and ``drillbook report merge`` (called from cli.build_parser)."""
     p_plan = sub.add_parser("plan", help="pack the fleet's work items into bins and store plan.json")
