@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from checks.durations import parse_duration
 from checks.errors import ConfigError
