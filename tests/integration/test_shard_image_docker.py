@@ -190,12 +190,20 @@ def bridge_fleet(bridge_cluster: tuple[LocalScratch, str],
             assert text.count(target.dsn) == 1 and "127.0.0.1" in target.dsn, target.dsn
             text = text.replace(target.dsn, target.dsn.replace("127.0.0.1", gateway))
         fleet.config.write_text(text, encoding="utf-8")
+        (base / "server-log-path").write_text(str(cluster.server.log_path), encoding="utf-8")
         for path in [base, *base.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         yield fleet
     finally:
         for target in databases:
             cluster.drop(target)
+
+
+def bridge_fleet_log(fx: FleetFixture) -> str:
+    """The members' server log (beside the config, where the bridge_fleet fixture records its path)."""
+    pointer = fx.config.parent / "server-log-path"
+    path = Path(pointer.read_text(encoding="utf-8")) if pointer.exists() else None
+    return path.read_text(encoding="utf-8", errors="replace") if path and path.exists() else ""
 
 
 def _outcomes(results: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -257,6 +265,9 @@ class TestShardContainers:
         print(f"host --workers 1: {time.monotonic() - started:.1f} s")
         assert reference.returncode == 0, reference.stdout + reference.stderr
         expected = _outcomes(_merged(tmp_path / "w1"))
-        assert _outcomes(merged) == expected
+        # On a mismatch, what the members' server saw (a connection that never reached it or one it refused).
+        server_log = bridge_fleet_log(fx)
+        assert _outcomes(merged) == expected, (json.dumps(merged["scenarios"])[-4000:], server_log[-4000:],
+                                               "\n---\n".join(text[-2000:] for text in logs))
         assert {outcome for _, _, outcome in expected} == {"passed"}
         assert {member for member, _, _ in expected} == set(fx.members)

@@ -277,7 +277,11 @@ def _make_bridge(state: Path) -> str:
     if net is None:
         raise Unavailable("no free 172.31.N.0/24 network for the engine's bridge")
     name = _BRIDGE_PREFIX + digest[:8]
-    for command in (["ip", "link", "add", name, "type", "bridge"],
+    # A fixed (locally administered) MAC: a bridge left to itself takes its lowest port's MAC, so
+    # when a container exits the gateway's MAC changes under the others, whose ARP entries then
+    # send to a dead address until they go stale (connections to the host time out meanwhile).
+    mac = "02:" + ":".join(digest[i:i + 2] for i in range(8, 18, 2))
+    for command in (["ip", "link", "add", name, "address", mac, "type", "bridge"],
                     ["ip", "addr", "add", f"{net}.1/24", "dev", name],
                     ["ip", "link", "set", name, "up"]):
         result = subprocess.run(command, capture_output=True, text=True, check=False)
