@@ -25,9 +25,10 @@ def fleet_members(args: argparse.Namespace) -> int:
     """Print the selected members, one line each (or JSON); exit 0."""
     fleet = load_fleet(args.config.resolve())
     members = select_members(fleet, args.members)
-    rows = [{"name": m.name, "labels": dict(sorted(m.labels.items())),
-             "targets": {name: str(body.get("kind", "?")) for name, body in sorted(m.targets.items())}}
-            for m in members]
+    rows: list[dict[str, Any]] = [{"name": m.name, "labels": dict(sorted(m.labels.items())),
+                                    "targets": {name: str(body.get("kind", "?"))
+                                                for name, body in sorted(m.targets.items())}}
+                                   for m in members]
     if args.json:
         print(json.dumps({"source": str(fleet.source), "host_cap": fleet.host_cap, "digest": fleet.digest,
                           "members": rows}, indent=2))
