@@ -151,7 +151,7 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     # A killed run's servers and temp dirs are reaped before this run starts its own.
     reap_stale(progress=lambda line: print(f"drillbook: {line}", file=sys.stderr, flush=True))
     run_id = options.run_id or new_run_id()
-    if not _RUN_ID.match(run_id):
+    if not _RUN_ID.fullmatch(run_id):
         raise ConfigError(f"--run-id {run_id!r}: a run id is one folder name (letters, digits, `_`, "
                           "`.`, `-`; not starting with `.`)", key="--run-id")
     run_dir = (settings.out / run_id).resolve()

@@ -300,7 +300,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
     targets = _table(data.get("targets", {}), where, "targets")
     for name, body in targets.items():
         key = f"targets.{name}"
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise ConfigError(
                 f"{where}: target name `{name}` must start with a letter and use only "
                 "letters, digits, `_`, `.` and `-`", file=where, key=key,

@@ -46,6 +46,7 @@ from typing import Any
 from checks.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+MEMBER_NAME = _NAME  # what a member name may be, wherever one is read back (plans, commits)
 _LABEL_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
 _FLEET_KEYS = {"host_cap", "members", "pattern"}
 _MEMBER_KEYS = {"name", "labels", "targets"}
@@ -268,7 +269,7 @@ def _substitute(value: Any, name: str) -> Any:
 
 
 def _member_name(value: Any, source: Path, key: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ConfigError(
             f"{source}: `{key}` must be a member name (letters, digits, `_`, `.`, `-`; at most 63), "
             f"got {value!r}", file=str(source), key=key)
@@ -279,7 +280,7 @@ def _labels(value: Any, source: Path, key: str, name: str) -> dict[str, str]:
     table = _table(value, source, key)
     labels: dict[str, str] = {}
     for label, text in table.items():
-        if not _LABEL_KEY.match(label) or not isinstance(text, str | int) or isinstance(text, bool):
+        if not _LABEL_KEY.fullmatch(label) or not isinstance(text, str | int) or isinstance(text, bool):
             raise ConfigError(f"{source}: member {name!r}: label `{label}` must be a name with a string "
                               f"value, got {text!r}", file=str(source), key=f"{key}.{label}")
         labels[label] = str(text)

@@ -69,7 +69,12 @@ def read_plan(runs: Runs) -> Plan:
     if data is None:
         raise PlanError(f"no plan at {runs.url(PLAN)}", url=runs.url(PLAN),
                         hint="make it with `drillbook plan --out <runs>/<group>/` first")
-    return Plan.from_bytes(data, where=runs.url(PLAN))
+    plan = Plan.from_bytes(data, where=runs.url(PLAN))
+    if plan.group != runs.group:
+        # The merged run id (and the ledger's run_id) is the group: it must be this location's.
+        raise PlanError(f"{runs.url(PLAN)} is the plan of group {plan.group!r}, not of {runs.group!r}",
+                        url=runs.url(PLAN), hint="plan into this group's location (drillbook plan --out)")
+    return plan
 
 
 def stand_in(plan: Plan, member: str, ident: str, reason: str) -> ScenarioResult:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,11 +196,11 @@ def _plan_from(raw: Any) -> Plan:
     for expected, entry in enumerate(raw["bins"]):
         if entry["index"] != expected:
             raise ValueError(f"bin {expected} is numbered {entry['index']!r}")
-        items = tuple(WorkItem(member=_str(i["member"]), scenario=_str(i["id"]),
+        items = tuple(WorkItem(member=_member(i["member"]), scenario=_scenario_id(i["id"]),
                                estimate_s=float(i["estimate_s"]), basis=_str(i["basis"]))
                       for i in entry["items"])
         bins.append(Bin(index=expected, items=items))
-    scenarios = {_str(k): ScenarioInfo(name=_str(v["name"]), feature=_str(v["feature"]),
+    scenarios = {_scenario_id(k): ScenarioInfo(name=_str(v["name"]), feature=_str(v["feature"]),
                                        tags=tuple(_str(t) for t in v["tags"]))
                  for k, v in raw["scenarios"].items()}
     seen: set[tuple[str, str]] = set()
@@ -214,7 +215,7 @@ def _plan_from(raw: Any) -> Plan:
     if not bins:
         raise ValueError("the plan has no bins")
     return Plan(
-        group=_str(raw["group"]), drillbook_version=_str(raw["drillbook_version"]),
+        group=_group(raw["group"]), drillbook_version=_str(raw["drillbook_version"]),
         inventory_digest=_str(raw["inventory_digest"]), features_digest=_str(raw["features_digest"]),
         features=tuple(_str(f) for f in raw["features"]),
         config=None if raw["config"] is None else _str(raw["config"]),
@@ -223,6 +224,32 @@ def _plan_from(raw: Any) -> Plan:
         hosts={_str(k): _str(v) for k, v in raw["hosts"].items()},
         scenarios=scenarios, history=dict(raw["history"]), bins=tuple(bins),
     )
+
+
+# A plan is read back from a runs location anyone with write access to it could have written:
+# names that become paths, keys or a child's --tags expression are held to plain characters.
+_SCENARIO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _member(value: Any) -> str:
+    from drills.fleet import MEMBER_NAME
+
+    if not MEMBER_NAME.fullmatch(_str(value)):
+        raise ValueError(f"member name {value!r} is not a fleet member name")
+    return str(value)
+
+
+def _scenario_id(value: Any) -> str:
+    if not _SCENARIO_ID.fullmatch(_str(value)):
+        raise ValueError(f"scenario id {value!r} is not an @id: value")
+    return str(value)
+
+
+def _group(value: Any) -> str:
+    if not _GROUP_NAME.fullmatch(_str(value)) or value == "ledger":
+        raise ValueError(f"group {value!r} is not a run group name")
+    return str(value)
 
 
 def _str(value: Any) -> str:

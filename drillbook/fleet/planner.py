@@ -19,7 +19,7 @@ from reports.results import RunResult
 from .. import __version__
 from .inventory import Fleet, Member, load_fleet, select_members
 from .plan import History, Plan, PlanError, PlanInputs, make_plan, read_features
-from .runs import PLAN, DirRuns, Runs, S3Runs
+from .runs import _GROUP, PLAN, DirRuns, Runs, S3Runs
 from .scenarios import ScenarioRef, list_scenarios
 
 MAX_HISTORY_RUNS = 20  # the latest merged runs the estimates read: enough for a p75, bounded reads
@@ -118,7 +118,8 @@ def runs_named(runs: Runs, run_ids: Sequence[str]) -> list[RunResult]:
     """The merged results of the named sibling groups (those that are still there and readable)."""
     found = []
     for run_id in run_ids:
-        data = _sibling(runs).get(f"{run_id}/results.json") if "/" not in run_id else None
+        # Ids come from plan.json (outside input): a group name only, never "..", never a path.
+        data = _sibling(runs).get(f"{run_id}/results.json") if _GROUP.fullmatch(run_id) else None
         if data is None:
             continue
         with contextlib.suppress(ValueError, KeyError, TypeError):

@@ -58,7 +58,7 @@ def attempt_key(index: int, attempt: str, name: str) -> str:
 
 def check_key_part(value: str, *, what: str) -> str:
     """An attempt id or group name goes into keys and paths: plain characters only."""
-    if not _KEY_PART.match(value) or value in (".", ".."):
+    if not _KEY_PART.fullmatch(value) or value in (".", ".."):
         raise ConfigError(f"{what} {value!r} may use only letters, digits, '.', '_' and '-'", key=what)
     return value
 
@@ -89,7 +89,7 @@ def split_url(url: str) -> tuple[str, str]:
     """``<runs>/<group>/`` or ``<runs>/<group>/plan.json`` -> (group url with a final '/', group)."""
     text = url.removesuffix(PLAN).rstrip("/")
     group = text.rsplit("/", 1)[-1]
-    if not _GROUP.match(group) or group == "ledger":
+    if not _GROUP.fullmatch(group) or group == "ledger":
         raise ConfigError(f"{url!r} does not name a run group (<runs>/<group>/ or <runs>/<group>/plan.json)",
                           key="url", hint="a group is the last folder of the URL: letters, digits, . _ -")
     return text + "/", group
@@ -298,7 +298,7 @@ class Commit:
                          details={str(k): str(v) for k, v in dict(raw["details"]).items()})
         except (UnicodeDecodeError, ValueError, KeyError, TypeError, OverflowError, ConfigError) as exc:
             raise MergeInputError(f"{where}: not a shard commit ({exc})", url=where) from exc
-        if any(not _KEY_PART.match(name) for name in commit.files):
+        if any(not _KEY_PART.fullmatch(name) for name in commit.files):
             raise MergeInputError(f"{where}: a committed file name is not a plain name", url=where)
         return commit
 

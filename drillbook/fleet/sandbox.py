@@ -194,12 +194,6 @@ class FleetSandbox(_Cleanup):
             found[f"timing.{phase}_s"] = f"{seconds:.3f}"
         return found
 
-    def summary(self) -> list[dict[str, object]]:
-        """Per member: labels, rows, backup files (for tests and ``--json`` readers)."""
-        return [{"name": m.plan.name, "host": m.plan.host, "tier": m.plan.tier, "rows": m.rows,
-                 "backups": [p.name for p in m.backups],
-                 "fault": m.plan.fault.label if m.plan.fault else None} for m in self.members]
-
     # -- the end -----------------------------------------------------------------------------------
 
     def _stop_all(self) -> None:

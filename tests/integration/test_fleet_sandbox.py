@@ -169,9 +169,9 @@ class TestConfig:
 
     def test_the_leads_inventory_reads_it(self, fleet: FleetSandbox) -> None:
         """drillbook.fleet.inventory.load_fleet (issue 14's inventory) sees the members and their hosts."""
-        inventory = pytest.importorskip("drillbook.fleet.inventory",
-                                        reason="the fleet inventory (lead) has not landed in this tree")
-        loaded = inventory.load_fleet(fleet.config_path)
+        from drillbook.fleet.inventory import load_fleet
+
+        loaded = load_fleet(fleet.config_path)
         assert [m.name for m in loaded.members] == [m.plan.name for m in fleet.members]
         assert [m.host for m in loaded.members] == [m.plan.host for m in fleet.members]
         assert loaded.host_cap == 2

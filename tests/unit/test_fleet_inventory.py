@@ -195,3 +195,12 @@ def test_fleet_members_lists_names_labels_and_target_kinds_never_values(
     assert "db-001" not in out
     assert "pg-eu-3.invalid" not in out and "never-printed-pw" not in out
     assert main(["fleet", "members", "--config", str(path), "--members", "tier=9"]) == 2
+
+
+def test_a_name_with_a_trailing_newline_is_not_a_member_name(tmp_path: Path) -> None:
+    """``$`` matches before a final newline: a discovered folder ``evil\\n`` must not become a member."""
+    (tmp_path / "backups" / "evil\n").mkdir(parents=True)
+    text = BASE + '[[fleet.pattern]]\ndiscover = "backups"\n[fleet.pattern.targets.nightly]\n' \
+                  'kind = "directory"\npath = "backups/{member}"\n'
+    with pytest.raises(ConfigError, match="member name"):
+        load_fleet(_config(tmp_path, text))

@@ -215,6 +215,27 @@ class TestPlanDocument:
         with pytest.raises(PlanError, match="in two bins"):
             Plan.from_bytes(canonical_json(data), where="plan.json")
 
+    @pytest.mark.parametrize(("where", "value", "words"), [
+        ("member", "x/../../../home/u/.ssh", "not a fleet member name"),
+        ("member", "evil\n", "not a fleet member name"),
+        ("id", "S-1 or monthly", "not an @id: value"),
+        ("group", "../elsewhere", "not a run group name"),
+    ])
+    def test_names_that_become_paths_keys_or_tags_are_refused(self, where: str, value: str,
+                                                              words: str) -> None:
+        """A plan read back from a runs location is outside input: its names become the child's run
+        directory, S3 keys and its --tags expression, so they are held to plain characters."""
+        data = make_plan(_inputs([Member("a")], ["S-1"], bins=1)).to_dict()
+        if where == "group":
+            data["group"] = value
+        elif where == "member":
+            data["bins"][0]["items"][0]["member"] = value
+        else:
+            data["bins"][0]["items"][0]["id"] = value
+            data["scenarios"][value] = data["scenarios"].pop("S-1")
+        with pytest.raises(PlanError, match=words):
+            Plan.from_bytes(canonical_json(data), where="plan.json")
+
     @settings(max_examples=200, deadline=None)
     @given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
                         lambda inner: (st.lists(inner, max_size=3)

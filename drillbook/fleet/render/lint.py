@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from .settings import MAX_BINS
 from .yamltext import load
 
 Issue = tuple[str, str]  # (field, message)
@@ -61,8 +62,8 @@ RULES: list[Rule] = []
 # A name that holds a credential when it is set literally in a manifest or workflow.
 _SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|DSN|CREDENTIAL|PRIVATE_KEY|ACCESS_KEY)", re.I)
 _BINS_ARG = re.compile(r"--bins[ =](\d+)")
-GITHUB_MATRIX_MAX = 256
-GITLAB_PARALLEL_MAX = 200
+GITHUB_MATRIX_MAX = MAX_BINS["github"]
+GITLAB_PARALLEL_MAX = MAX_BINS["gitlab"]
 
 
 def rule(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from checks.errors import ConfigError
 from checks.schedules import validate_cron
+from drills.fleet import FLEET_FILE
 
 from ... import __version__
 
@@ -185,7 +186,7 @@ def secret_names_in(config: Path) -> tuple[str, ...]:
     here: no value is ever resolved by a render.
     """
     names: set[str] = set()
-    for path in (config, config.with_name("fleet.toml")):
+    for path in (config, config.with_name(FLEET_FILE)):
         if path.is_file():
             try:
                 names.update(_ENV_REF.findall(path.read_text(encoding="utf-8")))
@@ -203,13 +204,8 @@ def bin_count(config: Path, *, bins: int | None, engine: str) -> int:
     """
     if bins is not None:
         return bins
-    try:
-        from ..inventory import load_fleet
-    except ImportError:
-        raise ConfigError(
-            "no --bins given and this drillbook cannot read a fleet inventory",
-            hint="pass --bins N (the shard count `drillbook plan --bins N` packs into)",
-        ) from None
+    from ..inventory import load_fleet
+
     if not config.is_file():
         raise ConfigError(
             f"{config}: no such config to count the fleet's members in",
