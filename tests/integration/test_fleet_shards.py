@@ -210,9 +210,16 @@ class TestFaults:
         plan = json.loads((group / "plan.json").read_text(encoding="utf-8"))
         other = group.parent / "g-other"
         other.mkdir()
-        (other / "plan.json").write_text(json.dumps({**plan, "drillbook_version": "0.0.1"}), encoding="utf-8")
+        # Another version's plan for its own group (a plan of another group is refused before that).
+        foreign = {**plan, "drillbook_version": "0.0.1", "group": "g-other"}
+        (other / "plan.json").write_text(json.dumps(foreign), encoding="utf-8")
         old = _shard(str(other / "plan.json"), fx, "--shard-index", "1")
         assert old.returncode == 2 and "made by drillbook 0.0.1" in old.stderr
+        moved = group.parent / "g-moved"
+        moved.mkdir()
+        (moved / "plan.json").write_text(json.dumps(plan), encoding="utf-8")  # g1's plan, elsewhere
+        misplaced = _shard(str(moved / "plan.json"), fx, "--shard-index", "1")
+        assert misplaced.returncode == 2 and "is the plan of group 'g1'" in misplaced.stderr
         feature = fx.features / "fleet" / "fleet.feature"
         original = feature.read_text(encoding="utf-8")
         feature.write_text(original.replace("at most 26h", "at most 25h"), encoding="utf-8")
