@@ -125,6 +125,11 @@ class ScenarioResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScenarioResult:
+        member = data.get("member")
+        if member is not None and not isinstance(member, str):
+            # Read back from files other runs wrote: a member becomes part of ids and keys.
+            raise ValueError(f"scenario {data.get('nodeid')!r}: `member` must be a string or null, "
+                             f"got {type(member).__name__}")
         return cls(
             nodeid=data["nodeid"],
             feature=data["feature"],
@@ -137,7 +142,7 @@ class ScenarioResult:
             failure=data.get("failure"),
             started_at=data.get("started_at", ""),
             duration_s=float(data.get("duration_s", 0.0)),
-            member=data.get("member"),
+            member=member,
         )
 
 

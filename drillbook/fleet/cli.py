@@ -161,7 +161,7 @@ def plan_command(args: argparse.Namespace) -> int:
 
 
 def merge_command(args: argparse.Namespace) -> int:
-    from .merge import merge_group, read_plan
+    from .merge import merge_group
     from .planner import config_s3_options, ledger_for
     from .runs import open_runs
     from .shard import _say
@@ -172,10 +172,8 @@ def merge_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--wait: {exc}", key="--wait") from exc
     runs = open_runs(args.url, config_s3_options(args.config))
-    config = args.config
-    if config is None:
-        stored = read_plan(runs).config
-        config = Path(stored) if stored and Path(stored).exists() else None
-    outcome = merge_group(runs, ledger=ledger_for(runs, config), wait_s=wait_s, progress=_say)
+    # Without --config the ledger is the one beside the groups: the plan's record of its config
+    # is outside input and never opened.
+    outcome = merge_group(runs, ledger=ledger_for(runs, args.config), wait_s=wait_s, progress=_say)
     return print_outcome(outcome)
 

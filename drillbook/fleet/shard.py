@@ -117,9 +117,13 @@ def run_shard(options: ShardOptions, *, environ: Mapping[str, str] | None = None
     runs = open_runs(options.plan_url, config_s3_options(options.config))
     plan = read_plan(runs)
     index, source = shard_index(options.shard_index, env)
-    config = options.config or (Path(plan.config) if plan.config else None)
+    # Never the plan's own record of its config: a plan read back from a runs location is
+    # outside input, and a config decides which servers the run's credentials go to.
+    config = options.config
     if config is None:
-        raise PlanError("the plan names no drillbook.toml: give --config", key="--config")
+        raise PlanError("a shard needs --config: the plan's record of its drillbook.toml is not trusted "
+                        "(whoever can write the runs location could point it at another file)",
+                        key="--config")
     features = [p.resolve() for p in options.features] if options.features else default_features()
     selection = Selection(**{k: plan.selection.get(k) for k in ("cadence", "tags", "members")})
     _, feature_bytes = selected_features(features, selection)
@@ -175,9 +179,8 @@ def _merge_if_last(runs: Runs, plan: Plan, options: ShardOptions, say: Progress,
     claim = f'{{"attempt":"{attempt}","host":"{socket.gethostname()}"}}\n'.encode()
     if not runs.put_create_only(CLAIM, claim):
         return
-    config = options.config or (Path(plan.config) if plan.config else None)
     try:
-        outcome = merge_group(runs, ledger=ledger_for(runs, config), progress=say)
+        outcome = merge_group(runs, ledger=ledger_for(runs, options.config), progress=say)
     except Exception as exc:  # noqa: BLE001 - the shard is committed; its exit code must say so
         # A merge that fails here leaves the claim: `drillbook report merge` (idempotent) redoes it.
         say(f"the merge failed ({type(exc).__name__}: {exc}); run `drillbook report merge {runs.url()}`")

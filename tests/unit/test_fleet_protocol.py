@@ -227,3 +227,16 @@ class TestHistory:
         history = earlier_history(DirRuns("r3", tmp_path / "r3"))
         assert history.run_ids == ("r1", "r2")
         assert history.durations[("a", "S-1")] == (10.0, 30.0)
+
+
+class TestMemberReadBack:
+    @given(st.one_of(st.integers(), st.lists(st.text(max_size=3), max_size=2),
+                     st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2)))
+    def test_a_member_that_is_not_a_string_is_refused(self, member: Any) -> None:
+        """A shard's results.json is outside input: its member becomes part of ids and keys."""
+        from reports.results import ScenarioResult
+
+        data = {"nodeid": "n", "feature": "f", "feature_path": "f", "scenario": "s", "member": member}
+        with pytest.raises(ValueError, match="`member` must be a string or null"):
+            ScenarioResult.from_dict(data)
+        assert ScenarioResult.from_dict({**data, "member": "db-042", "tags": ["id:S-1"]}).display_id == "S-1[db-042]"
