@@ -55,7 +55,7 @@ class DrillbookError(Exception):
 
 
 class ConfigError(DrillbookError):
-    default_hint = "fix the named key; the README's drillbook.toml section documents every key"
+    default_hint = "fix the named key; docs/configuration.md documents every key"
 
 
 class MissingPackage(ConfigError):

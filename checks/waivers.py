@@ -42,7 +42,7 @@ _TOML_LINE = re.compile(r"at line (\d+)")
 class WaiverError(ConfigError):
     """A waiver file that is malformed, incomplete, self-approved or names an unknown scenario."""
 
-    default_hint = "fix the named line of the waiver file; the README's Waivers section shows the format"
+    default_hint = "fix the named line of the waiver file; docs/evidence.md (Waivers) shows the format"
 
 
 @dataclass(frozen=True)
