@@ -96,7 +96,7 @@ def heads_dir(ledger: LocalLedger) -> Path:
 
 class TestWhatAnUnsignedLedgerDetects:
     def test_a_consistent_rewrite_is_not_detected_without_signed_heads(self, tmp_path: Path) -> None:
-        """The README's claim, as a test: chain and head alone cannot tell a re-chained forgery."""
+        """docs/evidence.md's claim, as a test: chain and head alone cannot tell a re-chained forgery."""
         ledger = LocalLedger(tmp_path / "ledger.jsonl")
         for run_id, outcome in RUNS:
             run(ledger, run_id, outcome, None)
