@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from checks.errors import EnvironmentError_
 from drills import pgtools
 from drills.processes import S3_SECRET_ACCESS_KEY
 from tests.support.cli import drillbook, private_tmpdir
@@ -57,8 +58,12 @@ def _sandbox_details(stdout: str) -> dict[str, str]:
 def docs_env(sandbox_cache_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
              ) -> Iterator[dict[str, dict[str, str]]]:
     """One detached sandbox for every page; yields the variables pages may use and the child env."""
-    if not (Path(pgtools.bindir()) / "initdb").exists() or shutil.which("redis-server") is None:
-        pytest.skip(reason="PostgreSQL server binaries or redis-server are not installed")
+    try:
+        initdb = Path(pgtools.bindir()) / "initdb"
+    except EnvironmentError_ as exc:
+        pytest.skip(reason=f"PostgreSQL server binaries are not installed: {exc}")
+    if not initdb.exists() or shutil.which("redis-server") is None:
+        pytest.skip(reason="PostgreSQL's initdb or redis-server is not installed")
     state = tmp_path_factory.mktemp("docs-sandbox") / "sandbox.json"
     tmpdir = private_tmpdir("drillbook-docs-tmp-")
     base = {**sandbox_cache_env, "TMPDIR": str(tmpdir)}
