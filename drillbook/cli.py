@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .doctor_cli import add_parser as add_doctor
 
     add_doctor(sub, _Parser)
+    from .init_cli import add_parser as add_init
+
+    add_init(sub)
 
     p_sandbox = sub.add_parser("sandbox", help="start or stop the embedded environment to explore it")
     sandbox_sub = p_sandbox.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -217,6 +220,10 @@ def _main(argv: list[str] | None = None) -> int:
             from .doctor_cli import doctor_ledger
 
             return doctor_ledger(args)
+        if args.command == "init":
+            from .init_cli import init
+
+            return init(args)
         if args.command == "sandbox":
             from .sandbox_cli import sandbox_down, sandbox_up
 
