@@ -47,7 +47,7 @@ from .runner import EXIT_PASSED
 _CONNECT_TIMEOUT_S = 5
 _STATEMENT_TIMEOUT = "5s"  # a count(*) slower than this falls back to the planner's estimate
 _TABLES = 3  # rows of the row-count table
-_SAMPLES = 5  # newest backup names the key pattern is suggested from
+_SAMPLES = 20  # newest file names the key pattern is suggested from
 _DEFAULT_ENDPOINT_VAR = "AWS_ENDPOINT_URL"
 
 Ask = Callable[[str, str | None], str]
@@ -73,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
                    help="how often backups are taken: sets the freshness limit (default daily: 26h)")
     p.add_argument("--rto", help='the restore\'s time limit (default "30 minutes")')
     p.add_argument("--id", dest="drill_id", help="the drill's @id tag (default RST-01)")
-    p.add_argument("--dir", type=Path, default=Path("."), help="where to write (default: here)")
+    p.add_argument("--dir", type=Path, default=Path(), help="where to write (default: here)")
     p.add_argument("--yes", action="store_true",
                    help="never ask: take defaults and suggestions; a missing value is exit 2")
 
@@ -228,7 +228,9 @@ def _key_pattern(given: str | None, names: list[str], ask: Ask, notes: _Notes) -
         return given
     suggestion = suggest_key_pattern(names[:_SAMPLES])
     if suggestion is not None:
-        notes.add(f"key pattern {suggestion!r} suggested from the newest backup, {names[0]}")
+        read = matching(suggestion, names)
+        notes.add(f"key pattern {suggestion!r} suggested from the file names: it reads {len(read)} of the "
+                  f"{len(names)} files (newest: {read[0]})")
     answer = ask("How backups are named, with %Y %m %d (%H %M %S) for the date", suggestion)
     if not answer:
         _missing("--key-pattern", "how the backups are named (none could be suggested from the files)")

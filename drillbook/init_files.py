@@ -111,6 +111,13 @@ def validate(answers: InitAnswers) -> InitAnswers:
             raise ConfigError(f"{flag}: {var!r} is not an environment variable name", key=flag,
                               hint="letters, digits and `_`, not starting with a digit "
                                    "(e.g. PRODUCTION_PG_DSN)")
+    if answers.is_s3:
+        taken = {answers.dsn_var: "--dsn-var", "AWS_ACCESS_KEY_ID": "the access key",
+                 "AWS_SECRET_ACCESS_KEY": "the secret key"}
+        for flag, var in (("--dsn-var", answers.dsn_var), ("--endpoint-var", answers.endpoint_var)):
+            if var is not None and taken.get(var, flag) != flag:
+                raise ConfigError(f"{flag}: {var} already holds {taken[var]}", key=flag,
+                                  hint="each value needs a variable of its own")
     if answers.cadence not in DRILL_CADENCES:
         raise ConfigError(f"--cadence must be one of {', '.join(DRILL_CADENCES)}, got {answers.cadence!r}",
                           key="--cadence")
@@ -208,7 +215,7 @@ def render_config(answers: InitAnswers, *, written: datetime) -> str:
         lines += [
             'kind = "s3"',
             f"url = {toml_string(a.backups if a.backups.endswith('/') else a.backups + '/')}",
-            f"key_pattern = {toml_string(a.key_pattern)}".ljust(39) + " # the backup time is read from the name",
+            _pattern_line(a.key_pattern),
         ]
         if a.endpoint_var:
             lines.append(f"endpoint_url = {toml_string('${' + a.endpoint_var + '}')}")
@@ -221,7 +228,7 @@ def render_config(answers: InitAnswers, *, written: datetime) -> str:
         lines += [
             'kind = "directory"',
             f"path = {toml_string(a.backups)}",
-            f"key_pattern = {toml_string(a.key_pattern)}".ljust(39) + " # the backup time is read from the name",
+            _pattern_line(a.key_pattern),
         ]
     lines += [
         "",
@@ -235,6 +242,10 @@ def render_config(answers: InitAnswers, *, written: datetime) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _pattern_line(pattern: str) -> str:
+    return f"key_pattern = {toml_string(pattern)}".ljust(39) + " # the backup time is read from the name"
 
 
 def render_feature(answers: InitAnswers) -> str:
@@ -286,7 +297,7 @@ def row_floor(count: int) -> int:
     half = count // 2
     if half < 100:
         return half
-    scale = 10 ** (len(str(half)) - 2)
+    scale: int = 10 ** (len(str(half)) - 2)
     return half // scale * scale
 
 
@@ -310,10 +321,9 @@ def pattern_of(name: str) -> str | None:
         sep = match.group("sep")
         directives = f"%Y{sep}%m{sep}%d"
         if match.group("time") is not None:
-            csep = match.group("csep")
-            parts = match.group("time").split(csep) if csep else [match.group("time")[i:i + 2]
-                                                                   for i in range(0, len(match.group("time")), 2)]
-            directives += match.group("tsep") + csep.join(("%H", "%M", "%S")[:len(parts)])
+            csep, time = match.group("csep"), match.group("time")
+            fields = len(time.split(csep)) if csep else len(time) // 2  # HHMM or HHMMSS
+            directives += match.group("tsep") + csep.join(("%H", "%M", "%S")[:fields])
         candidate = _escape(name[:match.start()]) + directives + _escape(name[match.end():])
         try:
             if compile_key_pattern(candidate).parse(name) is not None:
@@ -324,15 +334,16 @@ def pattern_of(name: str) -> str | None:
 
 
 def suggest_key_pattern(names: Sequence[str]) -> str | None:
-    """One pattern that reads a date from every one of ``names`` (newest first), or None."""
-    basenames = [n.rsplit("/", 1)[-1] for n in names]
-    if not basenames:
+    """The pattern most of ``names`` (newest first) are named by; ties go to the newest's. Names
+    without a date (a README, ``latest.dump``) do not vote. None when no name carries a date."""
+    votes: dict[str, int] = {}
+    for name in names:
+        candidate = pattern_of(name.rsplit("/", 1)[-1])
+        if candidate is not None:
+            votes[candidate] = votes.get(candidate, 0) + 1
+    if not votes:
         return None
-    candidate = pattern_of(basenames[0])
-    if candidate is None:
-        return None
-    compiled = compile_key_pattern(candidate)
-    return candidate if all(compiled.parse(n) is not None for n in basenames) else None
+    return max(votes, key=votes.__getitem__)  # max keeps the first (newest) of equal counts
 
 
 def matching(pattern: str, names: Iterable[str]) -> list[str]:
