@@ -40,7 +40,10 @@ from .init_files import (
     suggest_key_pattern,
     validate,
     validate_backups,
+    validate_cadence,
     validate_key_pattern,
+    validate_target,
+    validate_var,
 )
 from .runner import EXIT_PASSED
 
@@ -49,8 +52,6 @@ _STATEMENT_TIMEOUT = "5s"  # a count(*) slower than this falls back to the plann
 _TABLES = 3  # rows of the row-count table
 _SAMPLES = 20  # newest file names the key pattern is suggested from
 _DEFAULT_ENDPOINT_VAR = "AWS_ENDPOINT_URL"
-
-Ask = Callable[[str, str | None], str]
 
 
 def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
@@ -92,35 +93,39 @@ def init(args: argparse.Namespace, *, environ: Mapping[str, str] | None = None,
          now: datetime | None = None) -> int:
     """``drillbook init``: gather, validate, check the paths, probe read-only, write, tell."""
     env = os.environ if environ is None else environ
-    interactive = not args.yes and sys.stdin.isatty()
-    ask = _terminal_ask if interactive else _no_ask
+    ask = _Asker(interactive=not args.yes and sys.stdin.isatty())
     notes = _Notes()
 
-    target = args.target or ask("A name for the database (the features use it)", "production")
-    dsn_answer = args.dsn_var or ask(f"Environment variable holding {target}'s DSN (or paste the DSN)",
-                                     default_dsn_var(target))
+    target = ask("--target", args.target, "A name for the database (the features use it)", "production",
+                 validate_target)
+    dsn_answer = ask("--dsn-var", args.dsn_var, f"Environment variable holding {target}'s DSN (or paste the "
+                     "DSN)", default_dsn_var(target), _check_dsn_answer)
     pasted: str | None = None
     if looks_like_dsn(dsn_answer):
         pasted = dsn_answer
-        redact.register_dsn(pasted)  # from here on every output masks its password
         dsn_var = default_dsn_var(target)
         notes.add(f"the DSN you gave is not written anywhere: export it before running drillbook:\n"
                   f"    export {dsn_var}='{redact.redact(pasted)}'   (with the real password)")
+        if args.dsn_var is not None:
+            notes.add("a DSN on the command line shows in the process list and stays in the shell's "
+                      "history: prefer --dsn-var with the variable's name")
     else:
         dsn_var = dsn_answer
-    backups = _location(args.backups or ask("Where are the backups (a directory or s3://bucket/prefix/)",
-                                            None) or _missing("--backups", "where the backups are"))
+    backups = _location(ask("--backups", args.backups, "Where are the backups (a directory or "
+                            "s3://bucket/prefix/)", None, lambda v: validate_backups(_absolute(v))))
     endpoint_var = args.endpoint_var
     if backups.startswith("s3://") and endpoint_var is None:
-        default = _DEFAULT_ENDPOINT_VAR if _DEFAULT_ENDPOINT_VAR in env else ""
-        endpoint_var = ask("Variable holding the S3 endpoint URL (empty: AWS itself)", default) or None
-    cadence = args.cadence or ask(f"How often the drill runs ({', '.join(DRILL_CADENCES)})", "monthly")
-    interval = _interval(args.backup_interval or ask("How often backups are taken (hourly, daily, weekly)",
-                                                     "daily"))
+        default = _DEFAULT_ENDPOINT_VAR if _DEFAULT_ENDPOINT_VAR in env else None
+        endpoint_var = ask("--endpoint-var", None, "Variable holding the S3 endpoint URL (empty: AWS "
+                           "itself)", default, lambda v: validate_var("--endpoint-var", v), optional=True)
+    cadence = ask("--cadence", args.cadence, f"How often the drill runs ({', '.join(DRILL_CADENCES)})",
+                  "monthly", validate_cadence)
+    interval = _interval(ask("--backup-interval", args.backup_interval, "How often backups are taken "
+                             "(hourly, daily, weekly)", "daily", _interval))
     answers = InitAnswers(
         target=target, dsn_var=dsn_var, backups=backups, key_pattern="%Y%m%d",  # the real one below
         cadence=cadence, interval=interval, rto=args.rto or "30 minutes",
-        drill_id=args.drill_id or "RST-01", endpoint_var=endpoint_var,
+        drill_id=args.drill_id or "RST-01", endpoint_var=endpoint_var or None,
     )
     validate(answers)  # everything but the pattern, before anything is read
     config_path, feature_path = _paths(args.dir, answers)
@@ -128,6 +133,7 @@ def init(args: argparse.Namespace, *, environ: Mapping[str, str] | None = None,
     answers = replace(answers, key_pattern=_key_pattern(args.key_pattern, names, ask, notes))
     dsn = pasted or env.get(dsn_var)
     if dsn:
+        redact.register_dsn(dsn)  # an error message quoting it must not show its password
         answers = replace(answers, tables=_biggest_tables(dsn, target, notes))
     else:
         notes.add(f"${dsn_var} is not set, so {target} was not read: the feature has a commented example "
@@ -139,6 +145,13 @@ def init(args: argparse.Namespace, *, environ: Mapping[str, str] | None = None,
     return EXIT_PASSED
 
 
+def _check_dsn_answer(answer: str) -> None:
+    if looks_like_dsn(answer):
+        redact.register_dsn(answer)  # at once: from here on every output masks its password
+    else:
+        validate_var("--dsn-var", answer)
+
+
 def _interval(answer: str) -> BackupInterval:
     try:
         return BackupInterval(answer)
@@ -147,14 +160,38 @@ def _interval(answer: str) -> BackupInterval:
                           key="--backup-interval") from None
 
 
-def _no_ask(question: str, default: str | None) -> str:
-    """Without a terminal (or with --yes) the default is the answer; no default means the flag is missing."""
-    if default is None:
-        return ""
-    return default
+class _Asker:
+    """A flag's value, checked; else, on a terminal, a question (asked again after a bad answer);
+    elsewhere the default, and no default is a usage error naming the flag."""
+
+    _TRIES = 3
+
+    def __init__(self, *, interactive: bool) -> None:
+        self.interactive = interactive
+
+    def __call__(self, flag: str, given: str | None, question: str, default: str | None,
+                 check: Callable[[str], object], *, optional: bool = False) -> str:
+        if given is not None:
+            check(given)
+            return given
+        for attempt in range(self._TRIES if self.interactive else 1):
+            answer = _prompt(question, default) if self.interactive else (default or "")
+            if not answer and optional:
+                return ""
+            try:
+                if not answer:
+                    _missing(flag, question.split(" (")[0].lower())
+                check(answer)
+            except ConfigError as exc:
+                if not self.interactive or attempt == self._TRIES - 1:
+                    raise
+                print(f"  {exc.message}", file=sys.stderr)
+                continue
+            return answer
+        raise AssertionError("unreachable: the last try raises or returns")
 
 
-def _terminal_ask(question: str, default: str | None) -> str:
+def _prompt(question: str, default: str | None) -> str:
     suffix = f" [{default}]" if default else ""
     try:
         answer = input(f"{question}{suffix}: ").strip()
@@ -163,17 +200,18 @@ def _terminal_ask(question: str, default: str | None) -> str:
     return answer or (default or "")
 
 
-def _missing(flag: str, what: str) -> str:
-    raise ConfigError(f"{flag} is required: {what} (no terminal to ask on, or --yes)", key=flag,
-                      hint=f"pass {flag}, or run `drillbook init` on a terminal to be asked")
+def _missing(flag: str, what: str) -> None:
+    raise ConfigError(f"{flag} is required: {what}", key=flag,
+                      hint=f"pass {flag} (without a terminal, or with --yes, init asks nothing)")
+
+
+def _absolute(raw: str) -> str:
+    """A directory as an absolute path (the config is read from wherever it is); s3:// as given."""
+    return raw if raw.startswith("s3://") else str(Path(raw).expanduser().absolute())
 
 
 def _location(raw: str) -> str:
-    """A directory as an absolute path (the config is read from wherever it is); s3:// as given."""
-    if raw.startswith("s3://"):
-        validate_backups(raw)
-        return raw
-    path = str(Path(raw).expanduser().absolute())
+    path = _absolute(raw)
     validate_backups(path)
     return path
 
@@ -218,24 +256,19 @@ def _backup_names(answers: InitAnswers, env: Mapping[str, str], notes: _Notes) -
     return [o.key for o in backups]
 
 
-def _key_pattern(given: str | None, names: list[str], ask: Ask, notes: _Notes) -> str:
+def _key_pattern(given: str | None, names: list[str], ask: _Asker, notes: _Notes) -> str:
     """``--key-pattern`` checked like ``verify backup`` checks it; else one suggested from the names."""
-    if given is not None:
-        validate_key_pattern(given)
-        if names and not matching(given, names):
-            notes.add(f"none of the {len(names)} backups found matches {given!r} (newest: {names[0]}): "
-                      "check the pattern before running the drill")
-        return given
-    suggestion = suggest_key_pattern(names[:_SAMPLES])
+    suggestion = None if given is not None else suggest_key_pattern(names[:_SAMPLES])
     if suggestion is not None:
         read = matching(suggestion, names)
         notes.add(f"key pattern {suggestion!r} suggested from the file names: it reads {len(read)} of the "
                   f"{len(names)} files (newest: {read[0]})")
-    answer = ask("How backups are named, with %Y %m %d (%H %M %S) for the date", suggestion)
-    if not answer:
-        _missing("--key-pattern", "how the backups are named (none could be suggested from the files)")
-    validate_key_pattern(answer)
-    return answer
+    pattern = ask("--key-pattern", given, "How backups are named, with %Y %m %d (%H %M %S) for the date",
+                  suggestion, validate_key_pattern)
+    if given is not None and names and not matching(given, names):
+        notes.add(f"none of the {len(names)} files found matches {given!r} (newest: {names[0]}): check "
+                  "the pattern before running the drill")
+    return pattern
 
 
 # Biggest user tables first; a partitioned table counts its partitions. Read from the catalog only.

@@ -100,17 +100,31 @@ def looks_like_dsn(value: str) -> bool:
     return "://" in value or "=" in value or "@" in value or " " in value.strip()
 
 
-def validate(answers: InitAnswers) -> InitAnswers:
-    """Check every answer; :class:`ConfigError` names the flag (exit 2, nothing written)."""
-    if not TARGET_NAME.fullmatch(answers.target):
-        raise ConfigError(f"--target: {answers.target!r} is not a target name", key="--target",
+def validate_target(target: str) -> None:
+    if not TARGET_NAME.fullmatch(target):
+        raise ConfigError(f"--target: {target!r} is not a target name", key="--target",
                           hint="start with a letter; use letters, digits, `_`, `.` and `-`; at most 55 "
                                "characters")
+
+
+def validate_var(flag: str, var: str) -> None:
+    if not ENV_NAME.fullmatch(var):
+        raise ConfigError(f"{flag}: {var!r} is not an environment variable name", key=flag,
+                          hint="letters, digits and `_`, not starting with a digit (e.g. PRODUCTION_PG_DSN)")
+
+
+def validate_cadence(cadence: str) -> None:
+    if cadence not in DRILL_CADENCES:
+        raise ConfigError(f"--cadence must be one of {', '.join(DRILL_CADENCES)}, got {cadence!r}",
+                          key="--cadence")
+
+
+def validate(answers: InitAnswers) -> InitAnswers:
+    """Check every answer; :class:`ConfigError` names the flag (exit 2, nothing written)."""
+    validate_target(answers.target)
     for flag, var in (("--dsn-var", answers.dsn_var), ("--endpoint-var", answers.endpoint_var)):
-        if var is not None and not ENV_NAME.fullmatch(var):
-            raise ConfigError(f"{flag}: {var!r} is not an environment variable name", key=flag,
-                              hint="letters, digits and `_`, not starting with a digit "
-                                   "(e.g. PRODUCTION_PG_DSN)")
+        if var is not None:
+            validate_var(flag, var)
     if answers.is_s3:
         taken = {answers.dsn_var: "--dsn-var", "AWS_ACCESS_KEY_ID": "the access key",
                  "AWS_SECRET_ACCESS_KEY": "the secret key"}
@@ -118,9 +132,7 @@ def validate(answers: InitAnswers) -> InitAnswers:
             if var is not None and taken.get(var, flag) != flag:
                 raise ConfigError(f"{flag}: {var} already holds {taken[var]}", key=flag,
                                   hint="each value needs a variable of its own")
-    if answers.cadence not in DRILL_CADENCES:
-        raise ConfigError(f"--cadence must be one of {', '.join(DRILL_CADENCES)}, got {answers.cadence!r}",
-                          key="--cadence")
+    validate_cadence(answers.cadence)
     validate_key_pattern(answers.key_pattern)
     validate_backups(answers.backups)
     if answers.endpoint_var is not None and not answers.is_s3:
