@@ -64,8 +64,9 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
                    help="the environment variable holding its DSN (default <TARGET>_PG_DSN); a pasted "
                         "DSN is never written: the file gets ${VAR} and you export it")
     p.add_argument("--backups", metavar="DIR|s3://BUCKET/PREFIX/", help="where its backups are")
-    p.add_argument("--key-pattern", help="how backups are named, e.g. backup-%%Y%%m%%d.sql.gz (default: "
-                                         "suggested from the newest backups found)")
+    p.add_argument("--key-pattern", metavar="PATTERN",
+                   help="how backups are named, e.g. backup-%%Y%%m%%d.sql.gz (default: suggested from the "
+                        "newest backups found)")
     p.add_argument("--endpoint-var", metavar="VAR",
                    help=f"s3 only: the variable holding the S3 endpoint URL (default {_DEFAULT_ENDPOINT_VAR} "
                         "when it is set; none: AWS itself)")
@@ -73,7 +74,7 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--backup-interval", choices=[i.value for i in BackupInterval],
                    help="how often backups are taken: sets the freshness limit (default daily: 26h)")
     p.add_argument("--rto", help='the restore\'s time limit (default "30 minutes")')
-    p.add_argument("--id", dest="drill_id", help="the drill's @id tag (default RST-01)")
+    p.add_argument("--id", dest="drill_id", metavar="ID", help="the drill's @id tag (default RST-01)")
     p.add_argument("--dir", type=Path, default=Path(), help="where to write (default: here)")
     p.add_argument("--yes", action="store_true",
                    help="never ask: take defaults and suggestions; a missing value is exit 2")
@@ -276,13 +277,17 @@ _BIGGEST_SQL = """
 SELECT n.nspname, c.relname,
        CASE WHEN c.relkind = 'p'
             THEN (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0) FROM pg_partition_tree(c.oid) t)
-            ELSE pg_total_relation_size(c.oid) END AS bytes
+            ELSE pg_total_relation_size(c.oid) END AS bytes,
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT coalesce(sum(greatest(p.reltuples, 0)), 0) FROM pg_partition_tree(c.oid) t
+                  JOIN pg_class p ON p.oid = t.relid)
+            ELSE greatest(c.reltuples, 0) END AS estimate
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'
 ORDER BY bytes DESC, 1, 2
-LIMIT 20
+LIMIT 6
 """
 
 
@@ -299,16 +304,19 @@ def _biggest_tables(dsn: str, target: str, notes: _Notes) -> tuple[TableFloor, .
         with psycopg.connect(dsn, connect_timeout=_CONNECT_TIMEOUT_S, options=options,
                              autocommit=True) as conn:
             conn.read_only = True  # belt and braces: the session default above, and libpq's own
-            for schema, name, _ in conn.execute(_BIGGEST_SQL).fetchall():
+            for schema, name, _, estimate in conn.execute(_BIGGEST_SQL).fetchall():
                 qualified = name if schema == "public" else f"{schema}.{name}"
                 if not PLAIN_TABLE.fullmatch(qualified):
                     continue  # a name that needs quoting stays out of the generated table
                 try:
                     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
                         sql.Identifier(schema, name))).fetchone()
+                    count = int(row[0]) if row else 0
+                except psycopg.errors.QueryCanceled:
+                    count = int(estimate)  # too big to count in time: the planner's estimate will do
                 except psycopg.Error:
-                    continue  # no SELECT right, or slower than the timeout: leave it out
-                floor = row_floor(int(row[0])) if row else 0
+                    continue  # no SELECT right: leave it out
+                floor = row_floor(count)
                 if floor > 0:
                     floors.append(TableFloor(qualified, floor))
                 if len(floors) == _TABLES:
