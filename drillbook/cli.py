@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("steps", help="print the step catalogue: every sentence a feature can use")
     p_packs = sub.add_parser("packs", help="list the runbook packs with their scenario counts per cadence")
     p_packs.add_argument("--json", action="store_true", help="print them as JSON")
+    from .init_cli import add_parser as add_init
+
+    add_init(sub)
 
     from . import evidence_cli, status_cli
 
@@ -192,6 +195,10 @@ def _main(argv: list[str] | None = None) -> int:
             )
         if args.command == "steps":
             return print_steps()
+        if args.command == "init":
+            from .init_cli import init
+
+            return init(args)
         if args.command == "packs":
             from .packs import list_packs
             from .runner import _default_features
