@@ -220,10 +220,10 @@ def _main(argv: list[str] | None = None) -> int:
             from .upgrade_gate import gate_pre_upgrade
 
             return gate_pre_upgrade(args, args_list)
-        if args.command == "doctor" and args.doctor == "ledger":
-            from .doctor_cli import doctor_ledger
+        if args.command == "doctor":
+            from .doctor_cli import doctor
 
-            return doctor_ledger(args)
+            return doctor(args)
         if args.command == "sandbox":
             from .sandbox_cli import sandbox_down, sandbox_up
 

@@ -1,4 +1,8 @@
-"""``drillbook doctor ledger``: may the configured S3 ledger be trusted with concurrent appends?
+"""``drillbook doctor``: the setup checks (drillbook/doctor/), and ``doctor ledger``.
+
+``drillbook doctor [--config F] [--json]`` runs read-only checks of the setup, one line each
+(drillbook/doctor/cli.py). ``drillbook doctor ledger``: may the configured S3 ledger be trusted
+with concurrent appends?
 
 Races create-only writers on scratch keys beside the ledger (checks/conditional_writes.py) and
 refuses the endpoint (exit 1) when more than one writer wins a race: there, two runs appending at
@@ -11,19 +15,28 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from checks.errors import ConfigError
 from checks.verdict import Outcome
 
 from .runner import EXIT_FAILED, EXIT_PASSED
 
+if TYPE_CHECKING:
+    from reports.ledger_s3 import S3Location
+
 _SCRATCH = "doctor/"  # beside the ledger's prefix, never inside it (a read would name it foreign)
 
 
 def add_parser(sub: argparse._SubParsersAction[Any], parser_class: Any) -> None:
-    p_doctor = sub.add_parser("doctor", help="self-tests of what drillbook relies on")
-    doctor_sub = p_doctor.add_subparsers(dest="doctor", required=True, parser_class=parser_class)
+    p_doctor = sub.add_parser(
+        "doctor", help="read-only checks of the setup, each a line with a verdict and a fix; exit 1 "
+        "if one fails", description="Without a subcommand: check the setup (--config: every target, "
+        "privileges, scratch, tools, ledger, clock; without: what the embedded sandbox needs).")
+    p_doctor.add_argument("--config", type=Path, help="drillbook.toml whose targets to check (default: "
+                          "check this machine for the embedded sandbox)")
+    p_doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor_sub = p_doctor.add_subparsers(dest="doctor", required=False, parser_class=parser_class)
     p_ledger = doctor_sub.add_parser(
         "ledger", help="race create-only writers on the S3 ledger's endpoint; exit 1 if two can win")
     p_ledger.add_argument("--config", type=Path, required=True,
@@ -31,6 +44,20 @@ def add_parser(sub: argparse._SubParsersAction[Any], parser_class: Any) -> None:
     p_ledger.add_argument("--writers", type=int, default=8, help="concurrent writers per race (default 8)")
     p_ledger.add_argument("--trials", type=int, default=5, help="races (default 5)")
     p_ledger.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
+
+def doctor(args: argparse.Namespace) -> int:
+    """``drillbook doctor ledger``, or without a subcommand the setup checks."""
+    if args.doctor == "ledger":
+        return doctor_ledger(args)
+    from .doctor.cli import doctor_setup
+
+    return doctor_setup(args)
+
+
+def scratch_prefix(location: S3Location) -> str:
+    """The doctor's scratch prefix beside the ledger's (``ledger/`` → ``ledger.doctor/``), never inside."""
+    return (location.prefix.rstrip("/") + "." if location.prefix else "") + _SCRATCH
 
 
 def doctor_ledger(args: argparse.Namespace) -> int:
@@ -62,7 +89,7 @@ def doctor_ledger(args: argparse.Namespace) -> int:
     from reports.ledger_s3 import S3Location
 
     location = S3Location.parse(url)
-    scratch = (location.prefix.rstrip("/") + "." if location.prefix else "") + _SCRATCH
+    scratch = scratch_prefix(location)
     verdict = race_create_only(make_client, bucket=location.bucket, scratch_prefix=scratch,
                                writers=args.writers, trials=args.trials)
     if args.json:

@@ -83,7 +83,7 @@ def probe_identity(target: PostgresTarget, *, environ: Mapping[str, str] | None 
     try:
         with psycopg.connect(target.dsn, connect_timeout=_CONNECT_TIMEOUT_S, autocommit=True) as conn:
             conn.read_only = True
-            return _identity_from_session(conn, resolved)
+            return identity_from_session(conn, resolved)
     except psycopg.Error as exc:
         raise TargetUnreachable(
             f"`{target.name}` ({target.describe()}) does not answer: {redact.redact(str(exc).strip())}",
@@ -91,7 +91,8 @@ def probe_identity(target: PostgresTarget, *, environ: Mapping[str, str] | None 
         ) from exc
 
 
-def _identity_from_session(conn: psycopg.Connection[Any], resolved: ServerIdentity) -> ServerIdentity:
+def identity_from_session(conn: psycopg.Connection[Any], resolved: ServerIdentity) -> ServerIdentity:
+    """``resolved`` plus what the server says from inside ``conn``'s session (SELECTs only)."""
     row = conn.execute(
         "SELECT pg_catalog.pg_postmaster_start_time(), pg_catalog.host(pg_catalog.inet_server_addr()), "
         "pg_catalog.inet_server_port()"
@@ -197,14 +198,14 @@ class ScratchGuard:
         """Before the first write, on the scratch's own connection: every subject must be told apart."""
         if self._cleared:
             return
-        scratch_identity = _identity_from_session(conn, resolve_identity(self.scratch))
-        refuse_shared_server(scratch_identity, [(s, _identity_or_resolved(s)) for s in self.subjects],
+        scratch_identity = identity_from_session(conn, resolve_identity(self.scratch))
+        refuse_shared_server(scratch_identity, [(s, identity_or_resolved(s)) for s in self.subjects],
                              where=where)
         refuse_powerful_role(conn, self.scratch)
         self._cleared = True
 
 
-def _identity_or_resolved(subject: PostgresTarget) -> ServerIdentity:
+def identity_or_resolved(subject: PostgresTarget) -> ServerIdentity:
     """A subject's full identity, or only its resolved endpoints when it does not answer."""
     try:
         return probe_identity(subject)
@@ -221,12 +222,12 @@ def preflight(scratches: Sequence[PostgresTarget], subjects: Sequence[PostgresTa
     a scratch shares a server with a subject refuses now, reachable or not.
     """
     notes: list[str] = []
-    subject_ids = [(s, _identity_or_resolved(s)) for s in subjects if s.role is Role.SUBJECT]
+    subject_ids = [(s, identity_or_resolved(s)) for s in subjects if s.role is Role.SUBJECT]
     for scratch in scratches:
         try:
             with psycopg.connect(scratch.dsn, connect_timeout=_CONNECT_TIMEOUT_S, autocommit=True) as conn:
                 conn.read_only = True
-                identity = _identity_from_session(conn, resolve_identity(scratch))
+                identity = identity_from_session(conn, resolve_identity(scratch))
                 _refuse_evident_sharing(identity, subject_ids, where)
                 refuse_powerful_role(conn, scratch)
                 found = emptiness_findings(read_catalog(conn))

@@ -1,0 +1,178 @@
+"""PostgreSQL targets: read-only sessions, a subject's privileges, a configured scratch, the clock.
+
+Every session is opened with ``default_transaction_read_only`` on (in the connection's own
+``options``, so it holds from the first statement) and a statement timeout: nothing the doctor
+runs can write, and nothing can hang. A configured scratch is judged by the very code that guards
+it before a drill's first write (:mod:`drills.scratch_guard`, :mod:`checks.pg_identity`,
+:mod:`drills.scratch_catalog`), one refusal per line; that code only reads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from checks import redact
+from checks.errors import (
+    AuthenticationFailed,
+    DrillbookError,
+    SafetyError,
+    ScratchNotEmpty,
+    TargetUnreachable,
+)
+from checks.pg_privileges import read_only_verdict, write_abilities
+from checks.verdict import Outcome, Verdict
+from drills.targets import PostgresTarget
+
+from .base import CONNECT_TIMEOUT_S, result
+from .environment import ServerVersion
+
+_STATEMENT_TIMEOUT_MS = 10_000
+CLOCK_WARN = timedelta(seconds=60)
+CLOCK_FAIL = timedelta(minutes=10)
+_IN_STEP = timedelta(seconds=1)  # below the round trip's uncertainty on a slow link: not worth a number
+_CLOCK_FIX = ("run an NTP client (chrony, systemd-timesyncd) on this machine and on the database server: "
+              "backup ages (RPO) are measured against this clock")
+
+
+def read_only_conninfo(dsn: str) -> str:
+    """``dsn`` with ``default_transaction_read_only=on`` and a statement timeout added to its options."""
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    options = str(params.get("options") or "")
+    extra = f"-c default_transaction_read_only=on -c statement_timeout={_STATEMENT_TIMEOUT_MS}"
+    return psycopg.conninfo.make_conninfo(dsn, options=f"{options} {extra}".strip())
+
+
+def connect_read_only(target: PostgresTarget) -> psycopg.Connection[Any]:
+    """An autocommit session in which every statement is read-only; TargetUnreachable when none opens."""
+    try:
+        return psycopg.connect(read_only_conninfo(target.dsn), connect_timeout=CONNECT_TIMEOUT_S,
+                               autocommit=True)
+    except psycopg.OperationalError as exc:
+        text = redact.redact(str(exc).strip())
+        refused = "authentication failed" in text or "no password supplied" in text
+        kind = AuthenticationFailed if refused else TargetUnreachable
+        raise kind(f"`{target.name}` ({target.describe()}) does not answer: {text}",
+                   target=target.name) from None
+
+
+def unreachable(name: str, exc: DrillbookError) -> Verdict:
+    """A target that could not be reached: FAIL, its hint as the fix."""
+    return result(name, Outcome.FAILED, exc.message, fix=exc.hint, error=type(exc).__name__)
+
+
+def privileges(name: str, target: PostgresTarget) -> Verdict:
+    """WARN when a subject's role could write (superuser, CREATE*/REPLICATION, write grants, ownership)."""
+    with connect_read_only(target) as conn:
+        facts = write_abilities(conn)
+    return read_only_verdict(name, facts, target=target.name)
+
+
+# -- a configured scratch: the guard's own checks, one a line -------------------------------------
+
+
+def scratch_empty(name: str, scratch: PostgresTarget) -> Verdict:
+    """The scratch database holds nothing (drills/scratch_catalog.py's definition of empty)."""
+    from drills.scratch_catalog import describe_findings, emptiness_findings, read_catalog
+
+    with connect_read_only(scratch) as conn:
+        found = emptiness_findings(read_catalog(conn))
+    if found:
+        hint = ScratchNotEmpty.default_hint
+        return result(name, Outcome.FAILED, f"scratch target `{scratch.name}` ({scratch.describe()}) is not "
+                      f"empty: {describe_findings(found)}", fix=hint,
+                      found={k: len(v) for k, v in found.items()})
+    return result(name, Outcome.PASSED, f"scratch target `{scratch.name}` ({scratch.describe()}) is empty")
+
+
+def scratch_own_server(name: str, scratch: PostgresTarget, subjects: Sequence[PostgresTarget]) -> Verdict:
+    """The scratch is proven to be on another server than every subject (drills/scratch_guard.py)."""
+    from drills.scratch_guard import (
+        identity_from_session,
+        identity_or_resolved,
+        refuse_shared_server,
+        resolve_identity,
+    )
+
+    with connect_read_only(scratch) as conn:
+        identity = identity_from_session(conn, resolve_identity(scratch))
+    try:
+        refuse_shared_server(identity, [(s, identity_or_resolved(s)) for s in subjects])
+    except SafetyError as exc:
+        return result(name, Outcome.FAILED, exc.message, fix=exc.hint)
+    named = ", ".join(f"`{s.name}`" for s in subjects) or "no subject is configured"
+    return result(name, Outcome.PASSED, f"scratch target `{scratch.name}` is on a server of its own "
+                  f"(told apart from {named})" if subjects else f"scratch target `{scratch.name}`: {named}")
+
+
+def scratch_role(name: str, scratch: PostgresTarget) -> Verdict:
+    """The scratch's role cannot reach beyond its database (drills/scratch_guard.refuse_powerful_role)."""
+    from drills.scratch_guard import refuse_powerful_role
+
+    with connect_read_only(scratch) as conn:
+        user_row = conn.execute("SELECT session_user").fetchone()
+        try:
+            refuse_powerful_role(conn, scratch)
+        except SafetyError as exc:
+            return result(name, Outcome.FAILED, exc.message, fix=exc.hint)
+    role = str(user_row[0]) if user_row else "?"
+    return result(name, Outcome.PASSED, f"scratch target `{scratch.name}` is reached as role `{role}`, "
+                  "which cannot reach beyond its database")
+
+
+# -- versions and the clock --------------------------------------------------------------------
+
+
+def server_versions(targets: Sequence[PostgresTarget]) -> tuple[list[ServerVersion], list[str]]:
+    """The versions of the servers that answer, and the names of those that do not."""
+    found: list[ServerVersion] = []
+    unreached: list[str] = []
+    for target in targets:
+        try:
+            with connect_read_only(target) as conn:
+                number = conn.info.server_version
+                row = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()
+        except (DrillbookError, psycopg.Error):
+            unreached.append(f"`{target.name}`")
+            continue
+        text = str(row[0]).split()[0] if row and row[0] else str(number)
+        found.append(ServerVersion(f"`{target.name}`", major_of(number), text))
+    return found, unreached
+
+
+def major_of(server_version_num: int) -> int:
+    """The major version of ``server_version_num`` (``150018`` → 15; ``90624`` → 9)."""
+    return server_version_num // 10000
+
+
+def clock(name: str, target: PostgresTarget) -> Verdict:
+    """This machine's UTC clock against the server's ``clock_timestamp()``."""
+    with connect_read_only(target) as conn:
+        before = datetime.now(UTC)
+        started = time.perf_counter()
+        row = conn.execute("SELECT pg_catalog.clock_timestamp()").fetchone()
+        round_trip = timedelta(seconds=time.perf_counter() - started)
+    assert row is not None
+    return clock_verdict(name, local=before + round_trip / 2, server=row[0], target=target.name)
+
+
+def clock_verdict(name: str, *, local: datetime, server: datetime, target: str) -> Verdict:
+    """WARN beyond 60 s of skew, FAIL beyond 10 min: RPO ages depend on this clock."""
+    skew = server - local
+    size = abs(skew)
+    ahead = "ahead of" if skew > timedelta(0) else "behind"
+    shown = f"{size.total_seconds():.1f} s" if size < timedelta(minutes=2) else \
+        f"{size.total_seconds() / 60:.1f} min"
+    message = (f"`{target}`'s clock is {shown} {ahead} this machine's (UTC)" if size >= _IN_STEP else
+               f"`{target}`'s clock agrees with this machine's (UTC) within {_IN_STEP.total_seconds():g} s")
+    if size > CLOCK_FAIL:
+        return result(name, Outcome.FAILED, f"{message}: more than 10 min", fix=_CLOCK_FIX,
+                      skew_s=skew.total_seconds(), target=f"`{target}`")
+    if size > CLOCK_WARN:
+        return result(name, Outcome.WARNING, f"{message}: more than 60 s", fix=_CLOCK_FIX,
+                      skew_s=skew.total_seconds(), target=f"`{target}`")
+    return result(name, Outcome.PASSED, message, skew_s=skew.total_seconds(), target=f"`{target}`")
