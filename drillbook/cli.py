@@ -212,6 +212,10 @@ def _main(argv: list[str] | None = None) -> int:
             from .status_cli import status
 
             return status(args)
+        if args.command == "doctor" and args.doctor is None:
+            from .doctor.cli import doctor_setup
+
+            return doctor_setup(args)
         if args.command == "gate" and args.gate == "cadence":
             from .status_cli import gate_cadence
 
@@ -220,10 +224,10 @@ def _main(argv: list[str] | None = None) -> int:
             from .upgrade_gate import gate_pre_upgrade
 
             return gate_pre_upgrade(args, args_list)
-        if args.command == "doctor":
-            from .doctor_cli import doctor
+        if args.command == "doctor" and args.doctor == "ledger":
+            from .doctor_cli import doctor_ledger
 
-            return doctor(args)
+            return doctor_ledger(args)
         if args.command == "sandbox":
             from .sandbox_cli import sandbox_down, sandbox_up
 

@@ -46,15 +46,6 @@ def add_parser(sub: argparse._SubParsersAction[Any], parser_class: Any) -> None:
     p_ledger.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
 
-def doctor(args: argparse.Namespace) -> int:
-    """``drillbook doctor ledger``, or without a subcommand the setup checks."""
-    if args.doctor == "ledger":
-        return doctor_ledger(args)
-    from .doctor.cli import doctor_setup
-
-    return doctor_setup(args)
-
-
 def scratch_prefix(location: S3Location) -> str:
     """The doctor's scratch prefix beside the ledger's (``ledger/`` → ``ledger.doctor/``), never inside."""
     return (location.prefix.rstrip("/") + "." if location.prefix else "") + _SCRATCH
