@@ -73,8 +73,9 @@ def open_store(spec: StoreSpec) -> BackupStore:
 class S3Store:
     """Backups under a prefix of an S3 bucket (AWS, MinIO, moto, ...)."""
 
-    def __init__(self, spec: StoreSpec) -> None:
+    def __init__(self, spec: StoreSpec, *, read_timeout_s: float = READ_TIMEOUT_S) -> None:
         self.spec = spec
+        self.read_timeout_s = read_timeout_s  # a listing only (drillbook doctor) needs no minute
         self.bucket = spec.bucket
         self.prefix = spec.prefix
         self._secret = spec.secret_access_key
@@ -89,7 +90,7 @@ class S3Store:
 
         config = Config(
             connect_timeout=CONNECT_TIMEOUT_S,
-            read_timeout=READ_TIMEOUT_S,
+            read_timeout=self.read_timeout_s,
             retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
             # Path-style works with every S3 implementation on a custom endpoint.
             s3={"addressing_style": "path"} if self.spec.endpoint_url else None,

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from checks import redact
 from checks.errors import DrillbookError
@@ -23,6 +23,8 @@ from checks.verdict import Outcome, Verdict
 # A check's own timeouts (connect 5 s, S3 ≈ 7 s, TLS 10 s) end it well before this backstop.
 CHECK_DEADLINE_S = 20.0
 CONNECT_TIMEOUT_S = 5
+T = TypeVar("T")
+R = TypeVar("R")
 _UNEXPECTED_FIX = ("an unexpected error: run the check's command by hand (or `drillbook doctor "
                    "--json`) and report it if it persists")
 
@@ -100,6 +102,25 @@ def run_checks(checks: Sequence[Check], *, deadline_s: float = CHECK_DEADLINE_S)
             yield result(check.name, Outcome.ERROR, f"no answer within {deadline_s:g} s",
                          fix="the check hung: look for a host that accepts connections but never "
                              "answers (a firewall dropping packets, a stuck proxy)", error="timeout")
+
+
+def concurrently(work: Callable[[T], R], items: Sequence[T]) -> list[R | BaseException]:
+    """``work`` on every item at once (each bounded by its own timeouts); results or errors, in order.
+
+    So that a check reading several servers costs one connect timeout, not one per silent server.
+    """
+    if not items:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(item: T) -> R | BaseException:
+        try:
+            return work(item)
+        except Exception as exc:  # noqa: BLE001 - handed back to the caller, which names it
+            return exc
+
+    with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="doctor") as pool:
+        return list(pool.map(attempt, items))
 
 
 def one_line(text: str) -> str:

@@ -21,7 +21,7 @@ from drills.targets import PostgresTarget, Role
 
 from ..runner import EXIT_FAILED, EXIT_PASSED
 from . import environment, postgres, targets
-from .base import Check, as_json, failed, render, result, run_checks, summary
+from .base import Check, as_json, concurrently, failed, render, result, run_checks, summary
 
 
 def doctor_setup(args: argparse.Namespace) -> int:
@@ -151,10 +151,11 @@ def _clock(name: str, pg_targets: Sequence[PostgresTarget]) -> Verdict:
     """The worst skew of the servers that answer; those that do not are named."""
     verdicts: list[Verdict] = []
     silent: list[str] = []
-    for target in pg_targets:
-        try:
-            verdicts.append(postgres.clock(name, target))
-        except Exception:  # noqa: BLE001 - its reachability line reports why; the clock needs an answer
+    answers = concurrently(partial(postgres.clock, name), pg_targets)
+    for target, answer in zip(pg_targets, answers, strict=True):
+        if isinstance(answer, Verdict):
+            verdicts.append(answer)
+        else:  # its reachability line says why; the clock needs an answer
             silent.append(f"`{target.name}`")
     if not verdicts:
         return result(name, Outcome.WARNING, f"no PostgreSQL target answered ({', '.join(silent)}): the "

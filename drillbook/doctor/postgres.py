@@ -28,7 +28,7 @@ from checks.pg_privileges import read_only_verdict, write_abilities
 from checks.verdict import Outcome, Verdict
 from drills.targets import PostgresTarget
 
-from .base import CONNECT_TIMEOUT_S, result
+from .base import CONNECT_TIMEOUT_S, concurrently, result
 from .environment import ServerVersion
 
 _STATEMENT_TIMEOUT_MS = 10_000
@@ -128,20 +128,23 @@ def scratch_role(name: str, scratch: PostgresTarget) -> Verdict:
 
 
 def server_versions(targets: Sequence[PostgresTarget]) -> tuple[list[ServerVersion], list[str]]:
-    """The versions of the servers that answer, and the names of those that do not."""
+    """The versions of the servers that answer, and the names of those that do not (asked at once)."""
     found: list[ServerVersion] = []
     unreached: list[str] = []
-    for target in targets:
-        try:
-            with connect_read_only(target) as conn:
-                number = conn.info.server_version
-                row = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()
-        except (DrillbookError, psycopg.Error):
+    for target, answer in zip(targets, concurrently(_server_version, targets), strict=True):
+        if isinstance(answer, ServerVersion):
+            found.append(answer)
+        else:
             unreached.append(f"`{target.name}`")
-            continue
-        text = str(row[0]).split()[0] if row and row[0] else str(number)
-        found.append(ServerVersion(f"`{target.name}`", major_of(number), text))
     return found, unreached
+
+
+def _server_version(target: PostgresTarget) -> ServerVersion:
+    with connect_read_only(target) as conn:
+        number = conn.info.server_version
+        row = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()
+    text = str(row[0]).split()[0] if row and row[0] else str(number)
+    return ServerVersion(f"`{target.name}`", major_of(number), text)
 
 
 def major_of(server_version_num: int) -> int:

@@ -44,24 +44,28 @@ def redis(name: str, target: RedisTarget) -> Verdict:
     from checks.redis_health import describe, ping
 
     label = describe(target.url, target.name)
+    fix = "check the target's `url` (and its password from ${ENV}) and that redis-server runs there"
     client = redis_py.Redis.from_url(target.url, socket_timeout=CONNECT_TIMEOUT_S,
                                      socket_connect_timeout=CONNECT_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
     try:
         verdict = ping(client, label=label)
+    except redis_py.RedisError as exc:  # an answer that is no Redis protocol (a proxy, another service)
+        return result(name, Outcome.FAILED, f"Redis {label}: {type(exc).__name__}: "
+                      f"{redact.redact(str(exc))}", fix=fix)
     finally:
         client.close()
     if verdict.outcome is Outcome.PASSED:
         return result(name, Outcome.PASSED, f"Redis {label} answers PING")
-    hint = str(verdict.evidence.get("hint") or "check the target's `url` (and its password from ${ENV}) "
-                                                  "and that redis-server runs")
-    return result(name, Outcome.FAILED, verdict.message, fix=hint)
+    hint = str(verdict.evidence.get("hint") or fix)
+    return result(name, Outcome.FAILED, verdict.message.removesuffix(f" (hint: {hint})"), fix=hint)
 
 
 def store(name: str, spec: StoreSpec) -> Verdict:
     """The store lists; how many keys match its ``key_pattern``, and the newest of them."""
-    from drills.stores import open_store
+    from drills.stores import BackupStore, DirectoryStore, S3Store
 
-    opened = open_store(spec)
+    opened: BackupStore = (S3Store(spec, read_timeout_s=_HTTP_TIMEOUT_S) if spec.is_s3
+                           else DirectoryStore(spec))
     try:
         objects = opened.list()
     except DrillbookError as exc:
