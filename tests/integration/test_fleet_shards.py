@@ -230,7 +230,8 @@ class TestFaults:
         assert edited.returncode == 2 and "features differ" in edited.stderr
         # The plan records the config it was made from, but a shard never opens a path read back.
         assert json.loads((group / "plan.json").read_text(encoding="utf-8"))["config"]
-        unconfigured = drillbook("run", "--plan", plan_url, "--shard-index", "1", "--features", str(fx.features))
+        unconfigured = drillbook("run", "--plan", plan_url, "--shard-index", "1",
+                                 "--features", str(fx.features))
         assert unconfigured.returncode == 2 and "a shard needs --config" in unconfigured.stderr
         assert not list(group.glob("shards/*.commit.json")), "nothing may commit"
 

@@ -165,9 +165,34 @@ def _commands(body: list[str], *, first_line: int) -> Iterator[Command]:
 
 
 def _continues(line: str) -> bool:
-    """A line ending in an odd number of backslashes continues on the next one."""
+    """A line ending in an odd number of backslashes continues on the next one, unless a comment
+    holds them (in a shell, a comment runs to the end of the line, backslashes and all)."""
+    if _has_comment(line):
+        return False
     trailing = len(line) - len(line.rstrip("\\"))
     return trailing % 2 == 1
+
+
+def _has_comment(line: str) -> bool:
+    """Whether an unquoted ``#`` starts a word of the line."""
+    quote: str | None = None
+    i, previous = 0, " "
+    while i < len(line):
+        char = line[i]
+        if quote == "'":
+            quote = None if char == "'" else quote
+        elif char == "\\":
+            i += 1  # the escaped character is part of a word (in "..." too)
+            char = "x"
+        elif quote == '"':
+            quote = None if char == '"' else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and previous in " \t":
+            return True
+        previous = char
+        i += 1
+    return False
 
 
 def split_words(line: str, env: Mapping[str, str]) -> list[str]:

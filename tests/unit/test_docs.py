@@ -179,6 +179,11 @@ class TestSplitting:
         (command,) = block.commands
         assert command.argv({}) == argv
 
+    def test_a_backslash_in_a_comment_does_not_continue_the_line(self) -> None:
+        """As in a shell: the comment runs to the end of the line, its backslash with it."""
+        (block,) = runnable_blocks(_fenced("drillbook steps  # see \\\ndrillbook packs '#' \\\n  --json"))
+        assert [c.argv({}) for c in block.commands] == [["steps"], ["packs", "#", "--json"]]
+
     @given(names, st.text(alphabet=st.characters(codec="utf-8"), max_size=20))
     def test_variables_expand_to_one_word(self, name: str, value: str) -> None:
         """`$NAME`, `${NAME}` and `"$NAME"` become the value, kept as one word (spaces and all)."""

@@ -239,4 +239,5 @@ class TestMemberReadBack:
         data = {"nodeid": "n", "feature": "f", "feature_path": "f", "scenario": "s", "member": member}
         with pytest.raises(ValueError, match="`member` must be a string or null"):
             ScenarioResult.from_dict(data)
-        assert ScenarioResult.from_dict({**data, "member": "db-042", "tags": ["id:S-1"]}).display_id == "S-1[db-042]"
+        read = ScenarioResult.from_dict({**data, "member": "db-042", "tags": ["id:S-1"]})
+        assert read.display_id == "S-1[db-042]"
