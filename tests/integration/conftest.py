@@ -13,6 +13,7 @@ import pytest
 from checks.errors import EnvironmentError_
 from drills import pgtools
 from drills.local import LocalEnvironment, LocalScratch
+from drills.processes import S3Server
 from drills.targets import PostgresTarget
 from tests.support.engine import pointed_at_test_engine
 from tests.support.hostile import (
@@ -147,3 +148,14 @@ def subject_cluster(sandbox_xdg_cache: Path) -> Iterator[LocalScratch]:
 def subject(subject_cluster: LocalScratch) -> Iterator[Fresh]:
     """Fresh subject databases on their own server, all dropped after the test."""
     yield from _databases(subject_cluster)
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 HTTP server on loopback, one per module (tests name their own buckets)."""
+    server = S3Server()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

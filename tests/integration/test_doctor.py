@@ -277,15 +277,6 @@ class TestLedger:
         assert state() == before
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[S3Server]:
-    server = S3Server()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
 
 class TestTheCommand:
     def test_unreachable_port_fails_and_the_others_still_report(self, doctor: Doctor) -> None:
@@ -299,16 +290,16 @@ class TestTheCommand:
         assert code == 1
 
     def test_exit_codes_and_no_secret_in_any_output(
-            self, subject_db: PostgresTarget, scratch_db: PostgresTarget, moto: S3Server, tmp_path: Path,
+            self, subject_db: PostgresTarget, scratch_db: PostgresTarget, s3_server: S3Server, tmp_path: Path,
             backups: Path) -> None:
         """Subprocess: 0 on a sound setup (S3 store and S3 ledger with a secret), 1 with a dead target,
         2 for an unknown key; neither the DSN's password nor the S3 secret is ever printed."""
         client = boto3.session.Session().client(
-            "s3", endpoint_url=moto.endpoint_url, region_name="us-east-1",
+            "s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1",
             aws_access_key_id=S3_ACCESS_KEY_ID, aws_secret_access_key=S3_SECRET)
         client.create_bucket(Bucket="doctor-backups")
         client.put_object(Bucket="doctor-backups", Key=f"db/app_{datetime.now(UTC):%Y%m%d}.sql", Body=b"x")
-        s3 = (f'endpoint_url = "{moto.endpoint_url}"\naccess_key_id = "{S3_ACCESS_KEY_ID}"\n'
+        s3 = (f'endpoint_url = "{s3_server.endpoint_url}"\naccess_key_id = "{S3_ACCESS_KEY_ID}"\n'
               'secret_access_key = "${S3_SECRET}"\n')
         extra = (f'[targets.nightly]\nkind = "s3"\nurl = "s3://doctor-backups/db/"\n'
                  f'key_pattern = "app_%Y%m%d.sql"\n{s3}\n[ledger]\nurl = "s3://doctor-backups/ledger/"\n{s3}')

@@ -80,15 +80,6 @@ def careless() -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[S3Server]:
-    s3 = S3Server()
-    s3.start()
-    try:
-        yield s3
-    finally:
-        s3.stop()
-
 
 def options(endpoint: str) -> dict[str, str]:
     return {"endpoint_url": endpoint, "access_key_id": S3_ACCESS_KEY_ID,
@@ -101,21 +92,21 @@ def client_for(endpoint: str, url: str) -> Any:
     return made.client
 
 
-def bucket_on(moto: S3Server) -> str:
+def bucket_on(s3_server: S3Server) -> str:
     bucket = f"doctor-{secrets.token_hex(4)}"
-    client_for(moto.endpoint_url, f"s3://{bucket}/").create_bucket(Bucket=bucket)
+    client_for(s3_server.endpoint_url, f"s3://{bucket}/").create_bucket(Bucket=bucket)
     return bucket
 
 
 class TestRaceCreateOnly:
-    def test_moto_has_one_winner_per_race_and_the_scratch_keys_go(self, moto: S3Server) -> None:
-        bucket = bucket_on(moto)
-        verdict = race_create_only(lambda: client_for(moto.endpoint_url, f"s3://{bucket}/"), bucket=bucket,
-                                   scratch_prefix="ledger.doctor/", writers=8, trials=3)
+    def test_moto_has_one_winner_per_race_and_the_scratch_keys_go(self, s3_server: S3Server) -> None:
+        bucket = bucket_on(s3_server)
+        verdict = race_create_only(lambda: client_for(s3_server.endpoint_url, f"s3://{bucket}/"),
+                                   bucket=bucket, scratch_prefix="ledger.doctor/", writers=8, trials=3)
         assert verdict.outcome is Outcome.PASSED, verdict.message
         assert verdict.evidence["winners_per_trial"] == [1, 1, 1]
         assert verdict.evidence["not_deleted"] == []
-        listed = client_for(moto.endpoint_url, f"s3://{bucket}/").list_objects_v2(Bucket=bucket)
+        listed = client_for(s3_server.endpoint_url, f"s3://{bucket}/").list_objects_v2(Bucket=bucket)
         assert listed.get("KeyCount", 0) == 0
 
     def test_an_endpoint_ignoring_if_none_match_is_refused(self, careless: str) -> None:
@@ -127,8 +118,8 @@ class TestRaceCreateOnly:
                                           "If-None-Match atomically: in 2 of 2 races of 6 writers more "
                                           "than one PUT")
 
-    def test_a_missing_bucket_is_an_error_not_a_pass(self, moto: S3Server) -> None:
-        verdict = race_create_only(lambda: client_for(moto.endpoint_url, "s3://no-such-doctor/"),
+    def test_a_missing_bucket_is_an_error_not_a_pass(self, s3_server: S3Server) -> None:
+        verdict = race_create_only(lambda: client_for(s3_server.endpoint_url, "s3://no-such-doctor/"),
                                    bucket="no-such-doctor", scratch_prefix="x/", writers=2, trials=1)
         assert verdict.outcome is Outcome.ERROR
         assert "could not test conditional writes" in verdict.message
@@ -150,14 +141,14 @@ def config_for(tmp_path: Path, endpoint: str, url: str) -> Path:
 
 
 class TestDoctorCommand:
-    def test_passes_on_moto_and_leaves_the_ledger_readable(self, moto: S3Server, tmp_path: Path) -> None:
-        bucket = bucket_on(moto)
+    def test_passes_on_moto_and_leaves_the_ledger_readable(self, s3_server: S3Server, tmp_path: Path) -> None:
+        bucket = bucket_on(s3_server)
         url = f"s3://{bucket}/drillbook/ledger/"
-        ledger = s3_ledger(url, options(moto.endpoint_url), session=_SESSION)
+        ledger = s3_ledger(url, options(s3_server.endpoint_url), session=_SESSION)
         ledger.append([NewEntry(id="BKP-01", scenario="s", cadence="monthly", pack=None,
                                 outcome=Outcome.PASSED, run_id="r1", time="2026-12-03T02:00:00+00:00",
                                 duration_s=1.0, evidence_sha256="00")])
-        done = doctor(config_for(tmp_path, moto.endpoint_url, url))
+        done = doctor(config_for(tmp_path, s3_server.endpoint_url, url))
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.startswith(f"drillbook doctor ledger: PASS — s3://{bucket}/drillbook/"
                                       "ledger.doctor/: each of 2 races of 6 create-only writers had "

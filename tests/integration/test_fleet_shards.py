@@ -46,15 +46,6 @@ def fleet(subject_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
             subject_cluster.drop(target)
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    server = S3Server()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
 
 def _s3_options(server: S3Server) -> dict[str, str]:
     return {"endpoint_url": server.endpoint_url, "access_key_id": S3_ACCESS_KEY_ID,
@@ -129,15 +120,15 @@ class TestWorkers:
 
 
 class TestS3:
-    def test_shards_over_s3_commit_and_the_last_merges_once(self, fleet: FleetFixture, s3: S3Server,
+    def test_shards_over_s3_commit_and_the_last_merges_once(self, fleet: FleetFixture, s3_server: S3Server,
                                                             tmp_path: Path) -> None:
         """T4 over moto: plan, two shards with JOB_COMPLETION_INDEX, one merge, one S3 ledger batch."""
-        runs_client = open_runs("s3://fleet-runs/runs/g-s3/", _s3_options(s3))
+        runs_client = open_runs("s3://fleet-runs/runs/g-s3/", _s3_options(s3_server))
         assert isinstance(runs_client, S3Runs)
         runs_client.client.create_bucket(Bucket="fleet-runs")
         config = fleet.config.parent / "s3.toml"
         config.write_text(fleet.config.read_text(encoding="utf-8") + "\n".join([
-            "[ledger]", 'url = "s3://fleet-runs/ledger/"', f'endpoint_url = "{s3.endpoint_url}"',
+            "[ledger]", 'url = "s3://fleet-runs/ledger/"', f'endpoint_url = "{s3_server.endpoint_url}"',
             f'access_key_id = "{S3_ACCESS_KEY_ID}"', f'secret_access_key = "{S3_SECRET_ACCESS_KEY}"', ""]),
             encoding="utf-8")
         fx = FleetFixture(config, fleet.features, fleet.members)
@@ -161,9 +152,9 @@ class TestS3:
         expected = json.dumps(results, indent=2, ensure_ascii=False).encode() + b"\n"
         assert runs_client.get("results.json") == expected
 
-    def test_64_simultaneous_commits_and_claims_give_exactly_one_merge(self, s3: S3Server) -> None:
+    def test_64_simultaneous_commits_and_claims_give_exactly_one_merge(self, s3_server: S3Server) -> None:
         """T6: 64 shards commit at once, each lists and claims when it sees all: one claim wins."""
-        runs = open_runs("s3://race-runs/runs/g64/", _s3_options(s3))
+        runs = open_runs("s3://race-runs/runs/g64/", _s3_options(s3_server))
         assert isinstance(runs, S3Runs)
         runs.client.create_bucket(Bucket="race-runs")
         barrier = threading.Barrier(64)
@@ -171,7 +162,7 @@ class TestS3:
         saw_all: list[int] = []
 
         def shard(index: int) -> None:
-            mine = open_runs("s3://race-runs/runs/g64/", _s3_options(s3))
+            mine = open_runs("s3://race-runs/runs/g64/", _s3_options(s3_server))
             barrier.wait()
             assert mine.put_create_only(commit_key(index), Commit(index, f"a{index}", {}, {}).to_bytes())
             if len(read_commits(mine, 64)) == 64:

@@ -8,7 +8,6 @@ import secrets
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,25 +30,16 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[S3Server]:
-    s3 = S3Server()
-    s3.start()
-    try:
-        yield s3
-    finally:
-        s3.stop()
 
-
-def options(server: S3Server) -> dict[str, str]:
-    return {"endpoint_url": server.endpoint_url, "access_key_id": S3_ACCESS_KEY_ID,
+def options(s3_server: S3Server) -> dict[str, str]:
+    return {"endpoint_url": s3_server.endpoint_url, "access_key_id": S3_ACCESS_KEY_ID,
             "secret_access_key": S3_SECRET_ACCESS_KEY}
 
 
 @pytest.fixture
-def ledger(server: S3Server) -> S3Ledger:
+def ledger(s3_server: S3Server) -> S3Ledger:
     bucket = f"ledger-{secrets.token_hex(4)}"
-    made = s3_ledger(f"s3://{bucket}/drillbook/ledger", options(server))
+    made = s3_ledger(f"s3://{bucket}/drillbook/ledger", options(s3_server))
     assert isinstance(made, S3Ledger)
     made.client.create_bucket(Bucket=bucket)
     return made
@@ -75,13 +65,13 @@ class TestS3Ledger:
         assert [e.seq for e in read.entries] == [1, 2, 3]
         assert read.entries[2].prev == read.entries[1].hash
 
-    def test_racing_appends_lose_nothing(self, ledger: S3Ledger, server: S3Server) -> None:
+    def test_racing_appends_lose_nothing(self, ledger: S3Ledger, s3_server: S3Server) -> None:
         """Two writers with their own clients, 15 runs each, at once: 30 runs, one chain."""
         url = f"s3://{ledger.location.bucket}/{ledger.location.prefix}"
         errors: list[Exception] = []
 
         def writer(name: str) -> None:
-            mine = s3_ledger(url, options(server))
+            mine = s3_ledger(url, options(s3_server))
             try:
                 for i in range(15):
                     mine.append([entry(f"{name}-{i}", f"{name}{i}")])
@@ -120,8 +110,8 @@ class TestS3Ledger:
         ledger.client.put_object(Bucket=ledger.location.bucket, Key="drillbook/ledger/notes.txt", Body=b"x")
         assert "notes.txt is not a ledger object" in str(ledger.read().problems[0])
 
-    def test_missing_bucket_is_named(self, server: S3Server) -> None:
-        missing = s3_ledger("s3://no-such-ledger-bucket/x/", options(server))
+    def test_missing_bucket_is_named(self, s3_server: S3Server) -> None:
+        missing = s3_ledger("s3://no-such-ledger-bucket/x/", options(s3_server))
         with pytest.raises(LedgerError) as caught:
             missing.read()
         assert "s3://no-such-ledger-bucket/x/" in str(caught.value)
@@ -143,9 +133,9 @@ def options_for(endpoint: str) -> dict[str, str]:
 
 
 class TestRunWithAnS3Ledger:
-    def test_run_appends_and_status_reads_the_s3_ledger(self, server: S3Server, tmp_path: Path) -> None:
+    def test_run_appends_and_status_reads_the_s3_ledger(self, s3_server: S3Server, tmp_path: Path) -> None:
         """`drillbook run` and `drillbook status` with `[ledger] url = "s3://..."`, as a team sets it."""
-        made, env, common = _gate_on_s3_ledger(server, tmp_path)
+        made, env, common = _gate_on_s3_ledger(s3_server, tmp_path)
         bucket = made.location.bucket
         for _ in range(2):
             run = subprocess.run([sys.executable, "-m", "drillbook.cli", "run", *common,
@@ -243,10 +233,10 @@ class TestSignedHeadsOnS3:
         assert [str(p).split(": ", 1)[1][:40] for p in verify_heads(read, trust).problems] == [
             "entries seq 3..6 (run r2, r3) are vouche"]
 
-    def test_a_signing_run_and_a_trusted_status_on_s3(self, server: S3Server, tmp_path: Path) -> None:
+    def test_a_signing_run_and_a_trusted_status_on_s3(self, s3_server: S3Server, tmp_path: Path) -> None:
         """`drillbook run --sign-sandbox` with `[ledger] url = "s3://..."`, then `status --trusted-root`
         before and after the run's failed entry is rewritten as passed and re-chained in place."""
-        made, env, common = _gate_on_s3_ledger(server, tmp_path)
+        made, env, common = _gate_on_s3_ledger(s3_server, tmp_path)
         bucket = made.location.bucket
         out = tmp_path / "out"
         run = subprocess.run([sys.executable, "-m", "drillbook.cli", "run", *common, "--out", str(out),
@@ -273,13 +263,13 @@ class TestSignedHeadsOnS3:
         assert "now passed) was rewritten" in data["ledger_problems"][0]
 
 
-def _gate_on_s3_ledger(server: S3Server, tmp_path: Path) -> tuple[S3Ledger, dict[str, str], list[str]]:
+def _gate_on_s3_ledger(s3_server: S3Server, tmp_path: Path) -> tuple[S3Ledger, dict[str, str], list[str]]:
     """A fresh bucket's ledger, a one-scenario cadence-gate feature, and a config pointing at both.
 
     Returns the ledger, the environment holding its secret, and the ``--config/--features`` args.
     """
     bucket = f"ledger-{secrets.token_hex(4)}"
-    made = s3_ledger(f"s3://{bucket}/runs/", options(server))
+    made = s3_ledger(f"s3://{bucket}/runs/", options(s3_server))
     assert isinstance(made, S3Ledger)
     made.client.create_bucket(Bucket=bucket)
     features = tmp_path / "features"
@@ -288,7 +278,7 @@ def _gate_on_s3_ledger(server: S3Server, tmp_path: Path) -> tuple[S3Ledger, dict
         "Feature: g\n  @id:TST-09 @weekly\n  Scenario: s\n"
         "    Then the drill `TST-09` passed within its cadence\n")
     config = tmp_path / "drillbook.toml"
-    config.write_text(f'[ledger]\nurl = "s3://{bucket}/runs/"\nendpoint_url = "{server.endpoint_url}"\n'
+    config.write_text(f'[ledger]\nurl = "s3://{bucket}/runs/"\nendpoint_url = "{s3_server.endpoint_url}"\n'
                       'access_key_id = "testing"\nsecret_access_key = "${LEDGER_SECRET}"\n')
     env = {**os.environ, "LEDGER_SECRET": S3_SECRET_ACCESS_KEY}
     return made, env, ["--config", str(config), "--features", str(features)]

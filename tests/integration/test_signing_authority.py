@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,27 +94,18 @@ def test_canary_release_fails_on_the_broken_artifact_only(tmp_path: Path) -> Non
     assert failing[0]["error"] == "VerificationError"
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    server = S3Server()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
-
-def test_release_under_an_s3_prefix(release: Release, s3: S3Server, tmp_path: Path) -> None:
+def test_release_under_an_s3_prefix(release: Release, s3_server: S3Server, tmp_path: Path) -> None:
     import boto3
 
-    client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1",
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
     client.create_bucket(Bucket="releases")
     for path in sorted(release.directory.rglob("*")):
         if path.is_file():
             key = f"app/v0.1.0/{path.relative_to(release.directory).as_posix()}"
             client.put_object(Bucket="releases", Key=key, Body=path.read_bytes())
-    spec = StoreSpec(name="release", url="s3://releases/app/v0.1.0/", endpoint_url=s3.endpoint_url,
+    spec = StoreSpec(name="release", url="s3://releases/app/v0.1.0/", endpoint_url=s3_server.endpoint_url,
                      access_key_id="testing", secret_access_key="testing")
     downloaded = open_release(spec, tmp_path)
     assert downloaded.trusted_root is None  # a downloaded release never brings its own root
@@ -127,7 +117,7 @@ def test_release_under_an_s3_prefix(release: Release, s3: S3Server, tmp_path: Pa
     assert verdict.outcome is Outcome.PASSED, verdict.message
     # A key that climbs out of the prefix is refused, not written outside the download folder.
     client.put_object(Bucket="releases", Key="evil/../../escape.txt", Body=b"x")
-    bad = StoreSpec(name="evil", url="s3://releases/evil/", endpoint_url=s3.endpoint_url,
+    bad = StoreSpec(name="evil", url="s3://releases/evil/", endpoint_url=s3_server.endpoint_url,
                     access_key_id="testing", secret_access_key="testing")
     from drills.releases import ReleaseError
 
