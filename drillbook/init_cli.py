@@ -7,20 +7,25 @@ throughout: the backups are listed to suggest a key pattern, the subject's catal
 its DSN is in the environment) to pick the tables of the row-count table. Refuses to overwrite
 anything: every path is checked before the first byte is written.
 
+Refuses, before asking anything, to write into drillbook's own checkout (its ``features/`` holds
+drillbook's own drills, which ``drillbook run`` would then run against the new config) unless
+``--dir`` names it. On a terminal, a DSN is asked for without echo (``getpass``); the question for
+the variable's name is the only one whose answer shows.
+
 Exit 0 written; 2 a usage error (a missing value without a terminal, a bad key pattern, a file
-that exists), nothing written.
+that exists, the checkout), nothing written.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from checks import redact
 from checks.errors import ConfigError, DrillbookError
@@ -32,26 +37,33 @@ from .init_files import (
     InitAnswers,
     TableFloor,
     default_dsn_var,
+    feature_path,
     looks_like_dsn,
     matching,
     render_config,
     render_feature,
     row_floor,
+    store_name,
     suggest_key_pattern,
-    validate,
     validate_backups,
     validate_cadence,
+    validate_drill_id,
     validate_key_pattern,
+    validate_rto,
     validate_target,
     validate_var,
+    validate_variables,
 )
 from .runner import EXIT_PASSED
 
 _CONNECT_TIMEOUT_S = 5
-_STATEMENT_TIMEOUT = "5s"  # a count(*) slower than this falls back to the planner's estimate
+_STATEMENT_TIMEOUT = "5s"  # a count(*) of a never-analysed table slower than this leaves it out
 _TABLES = 3  # rows of the row-count table
 _SAMPLES = 20  # newest file names the key pattern is suggested from
 _DEFAULT_ENDPOINT_VAR = "AWS_ENDPOINT_URL"
+# drillbook's own checkout, when it runs from one (an editable install): init refuses to write there.
+_CHECKOUT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
@@ -75,82 +87,135 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
                    help="how often backups are taken: sets the freshness limit (default daily: 26h)")
     p.add_argument("--rto", help='the restore\'s time limit (default "30 minutes")')
     p.add_argument("--id", dest="drill_id", metavar="ID", help="the drill's @id tag (default RST-01)")
-    p.add_argument("--dir", type=Path, default=Path(), help="where to write (default: here)")
+    p.add_argument("--dir", type=Path,
+                   help="where to write (default: here, unless here is drillbook's own checkout)")
     p.add_argument("--yes", action="store_true",
                    help="never ask: take defaults and suggestions; a missing value is exit 2")
 
 
-@dataclass
-class _Notes:
-    """What init found out on the way, printed after the files."""
-
-    lines: list[str] = field(default_factory=list)
-
-    def add(self, text: str) -> None:
-        self.lines.append(text)
-
-
 def init(args: argparse.Namespace, *, environ: Mapping[str, str] | None = None,
          now: datetime | None = None) -> int:
-    """``drillbook init``: gather, validate, check the paths, probe read-only, write, tell."""
+    """``drillbook init``: gather and check, check the paths, probe read-only, write, tell."""
     env = os.environ if environ is None else environ
+    directory = args.dir if args.dir is not None else _here()
     ask = _Asker(interactive=not args.yes and sys.stdin.isatty())
-    notes = _Notes()
+    notes: list[str] = []  # what init found out on the way, printed after the files
 
     target = ask("--target", args.target, "A name for the database (the features use it)", "production",
-                 validate_target)
-    dsn_answer = ask("--dsn-var", args.dsn_var, f"Environment variable holding {target}'s DSN (or paste the "
-                     "DSN)", default_dsn_var(target), _check_dsn_answer)
-    pasted: str | None = None
-    if looks_like_dsn(dsn_answer):
-        pasted = dsn_answer
-        dsn_var = default_dsn_var(target)
-        notes.add(f"the DSN you gave is not written anywhere: export it before running drillbook:\n"
-                  f"    export {dsn_var}='{redact.redact(pasted)}'   (with the real password)")
-        if args.dsn_var is not None:
-            notes.add("a DSN on the command line shows in the process list and stays in the shell's "
-                      "history: prefer --dsn-var with the variable's name")
-    else:
-        dsn_var = dsn_answer
-    backups = _location(ask("--backups", args.backups, "Where are the backups (a directory or "
-                            "s3://bucket/prefix/)", None, lambda v: validate_backups(_absolute(v))))
+                 _checked(validate_target))
+    dsn_var, dsn = _dsn(args.dsn_var, target, env, ask, notes)
+    backups = ask("--backups", args.backups, "Where are the backups (a directory or s3://bucket/prefix/)",
+                  None, _location)
     endpoint_var = args.endpoint_var
     if backups.startswith("s3://") and endpoint_var is None:
         default = _DEFAULT_ENDPOINT_VAR if _DEFAULT_ENDPOINT_VAR in env else None
         endpoint_var = ask("--endpoint-var", None, "Variable holding the S3 endpoint URL (empty: AWS "
-                           "itself)", default, lambda v: validate_var("--endpoint-var", v), optional=True)
+                           "itself)", default, _optional_var, optional=True)
     cadence = ask("--cadence", args.cadence, f"How often the drill runs ({', '.join(DRILL_CADENCES)})",
-                  "monthly", validate_cadence)
-    interval = _interval(ask("--backup-interval", args.backup_interval, "How often backups are taken "
-                             "(hourly, daily, weekly)", "daily", _interval))
-    answers = InitAnswers(
-        target=target, dsn_var=dsn_var, backups=backups, key_pattern="%Y%m%d",  # the real one below
-        cadence=cadence, interval=interval, rto=args.rto or "30 minutes",
-        drill_id=args.drill_id or "RST-01", endpoint_var=endpoint_var or None,
-    )
-    validate(answers)  # everything but the pattern, before anything is read
-    config_path, feature_path = _paths(args.dir, answers)
-    names = _backup_names(answers, env, notes)
-    answers = replace(answers, key_pattern=_key_pattern(args.key_pattern, names, ask, notes))
-    dsn = pasted or env.get(dsn_var)
+                  "monthly", _checked(validate_cadence))
+    interval = ask("--backup-interval", args.backup_interval, "How often backups are taken (hourly, "
+                   "daily, weekly)", "daily", _interval)
+    rto, drill_id = args.rto or "30 minutes", args.drill_id or "RST-01"
+    validate_rto(rto)  # flags only: checked here, before anything is read
+    validate_drill_id(drill_id)
+    validate_variables(dsn_var, endpoint_var, backups=backups)
+    config_path, drill = _paths(directory, target)
+    names = _backup_names(backups, store_name(target), endpoint_var, env, notes)
+    key_pattern = _key_pattern(args.key_pattern, names, ask, notes)
     if dsn:
-        redact.register_dsn(dsn)  # an error message quoting it must not show its password
-        answers = replace(answers, tables=_biggest_tables(dsn, target, notes))
+        tables = _biggest_tables(dsn, target, notes)
     else:
-        notes.add(f"${dsn_var} is not set, so {target} was not read: the feature has a commented example "
-                  "row-count table; fill it in")
-    validate(answers)
+        tables = ()
+        notes.append(f"${dsn_var} is not set, so {target} was not read: the feature has a commented example "
+                     "row-count table; fill it in")
+    answers = InitAnswers(  # every field was checked as it was given
+        target=target, dsn_var=dsn_var, backups=backups, key_pattern=key_pattern, cadence=cadence,
+        interval=interval, rto=rto, drill_id=drill_id, endpoint_var=endpoint_var, tables=tables)
     _write(config_path, render_config(answers, written=now or datetime.now(UTC)),
-           feature_path, render_feature(answers))
-    _tell(args.dir, config_path, feature_path, answers, notes)
+           drill, render_feature(answers))
+    _tell(directory, config_path, drill, answers, notes)
     return EXIT_PASSED
 
 
-def _check_dsn_answer(answer: str) -> None:
+def _here() -> Path:
+    """The current directory, unless it is (inside) drillbook's own checkout: its features/ holds
+    drillbook's own drills, and `drillbook run --config drillbook.toml` there would run them all
+    against a config that names only this database. ``--dir .`` writes there all the same."""
+    here = Path.cwd().resolve()
+    if (_CHECKOUT / "features").is_dir() and (_CHECKOUT / "drillbook").is_dir() and (
+            here == _CHECKOUT or here.is_relative_to(_CHECKOUT)):
+        raise ConfigError(
+            f"{here} is inside drillbook's own checkout ({_CHECKOUT}): its features/ holds drillbook's "
+            "own drills, which `drillbook run` would run against your config; nothing was written",
+            key="--dir", hint="run init in a directory of your own (mkdir ~/drills && cd ~/drills), or "
+                              "name the directory with --dir DIR (--dir . writes here all the same)")
+    return Path()
+
+
+def _dsn(given: str | None, target: str, env: Mapping[str, str], ask: _Asker,
+         notes: list[str]) -> tuple[str, str | None]:
+    """The variable the config names, and a DSN to read the subject with now (None: not read).
+
+    A DSN given in place of the name (``--dsn-var`` or typed at the name question) is used for this
+    command only. On a terminal, when the variable is not set, the DSN is asked for without echo:
+    what is typed at that question never shows on the screen.
+    """
+    answer = ask("--dsn-var", given, f"Environment variable holding {target}'s DSN", default_dsn_var(target),
+                 _variable_or_dsn)
+    if not looks_like_dsn(answer):
+        dsn = env.get(answer)
+        if dsn is None and ask.interactive:
+            dsn = ask("--dsn-var", None, f"{target}'s DSN, to read its tables now (not shown, not written; "
+                      "Enter: skip)", None, _optional_dsn, optional=True, secret=True)
+            if dsn:
+                _note_export(answer, dsn, notes)
+        if dsn:
+            redact.register_dsn(dsn)  # an error message quoting it must not show its password
+        return answer, dsn or None
+    dsn_var = default_dsn_var(target)
+    _note_export(dsn_var, answer, notes)
+    if given is not None:
+        notes.append("a DSN on the command line shows in the process list and stays in the shell's "
+                     "history: prefer --dsn-var with the variable's name")
+    return dsn_var, answer
+
+
+def _note_export(var: str, dsn: str, notes: list[str]) -> None:
+    notes.append(f"the DSN you gave is not written anywhere: export it before running drillbook:\n"
+                 f"    export {var}='{redact.redact(dsn)}'   (with the real password)")
+
+
+def _checked(check: Callable[[str], None]) -> Callable[[str], str]:
+    """A check that raises as a conversion that returns the answer unchanged."""
+    def convert(answer: str) -> str:
+        check(answer)
+        return answer
+    return convert
+
+
+def _variable_or_dsn(answer: str) -> str:
     if looks_like_dsn(answer):
         redact.register_dsn(answer)  # at once: from here on every output masks its password
     else:
         validate_var("--dsn-var", answer)
+    return answer
+
+
+def _optional_dsn(answer: str) -> str | None:
+    if not answer:
+        return None
+    if not looks_like_dsn(answer):
+        raise ConfigError("that is not a connection string (postgresql://USER@HOST/DB or host=… dbname=…)",
+                          key="--dsn-var")
+    redact.register_dsn(answer)
+    return answer
+
+
+def _optional_var(answer: str) -> str | None:
+    if not answer:
+        return None
+    validate_var("--endpoint-var", answer)
+    return answer
 
 
 def _interval(answer: str) -> BackupInterval:
@@ -161,9 +226,16 @@ def _interval(answer: str) -> BackupInterval:
                           key="--backup-interval") from None
 
 
+def _location(raw: str) -> str:
+    """A directory as an absolute path (the config is read from wherever it is); s3:// as given."""
+    path = raw if raw.startswith("s3://") else str(Path(raw).expanduser().absolute())
+    validate_backups(path)
+    return path
+
+
 class _Asker:
-    """A flag's value, checked; else, on a terminal, a question (asked again after a bad answer);
-    elsewhere the default, and no default is a usage error naming the flag."""
+    """A flag's value, converted (which checks it); else, on a terminal, a question (asked again after
+    a bad answer); elsewhere the default, and no default is a usage error naming the flag."""
 
     _TRIES = 3
 
@@ -171,31 +243,28 @@ class _Asker:
         self.interactive = interactive
 
     def __call__(self, flag: str, given: str | None, question: str, default: str | None,
-                 check: Callable[[str], object], *, optional: bool = False) -> str:
+                 convert: Callable[[str], T], *, optional: bool = False, secret: bool = False) -> T:
+        """``optional``: an empty answer goes to ``convert`` instead of being a missing value.
+        ``secret``: read without echo, and the default is never shown."""
         if given is not None:
-            check(given)
-            return given
+            return convert(given)
         for attempt in range(self._TRIES if self.interactive else 1):
-            answer = _prompt(question, default) if self.interactive else (default or "")
-            if not answer and optional:
-                return ""
+            answer = _prompt(question, default, secret=secret) if self.interactive else (default or "")
             try:
-                if not answer:
+                if not answer and not optional:
                     _missing(flag, question.split(" (")[0].lower())
-                check(answer)
+                return convert(answer)
             except ConfigError as exc:
                 if not self.interactive or attempt == self._TRIES - 1:
                     raise
                 print(f"  {exc.message}", file=sys.stderr)
-                continue
-            return answer
         raise AssertionError("unreachable: the last try raises or returns")
 
 
-def _prompt(question: str, default: str | None) -> str:
-    suffix = f" [{default}]" if default else ""
+def _prompt(question: str, default: str | None, *, secret: bool = False) -> str:
+    suffix = f" [{default}]" if default and not secret else ""
     try:
-        answer = input(f"{question}{suffix}: ").strip()
+        answer = (getpass.getpass if secret else input)(f"{question}{suffix}: ").strip()
     except EOFError:
         answer = ""
     return answer or (default or "")
@@ -206,134 +275,127 @@ def _missing(flag: str, what: str) -> None:
                       hint=f"pass {flag} (without a terminal, or with --yes, init asks nothing)")
 
 
-def _absolute(raw: str) -> str:
-    """A directory as an absolute path (the config is read from wherever it is); s3:// as given."""
-    return raw if raw.startswith("s3://") else str(Path(raw).expanduser().absolute())
-
-
-def _location(raw: str) -> str:
-    path = _absolute(raw)
-    validate_backups(path)
-    return path
-
-
-def _paths(directory: Path, answers: InitAnswers) -> tuple[Path, Path]:
+def _paths(directory: Path, target: str) -> tuple[Path, Path]:
     """Both files to write; any that exists already is a usage error, and nothing is written."""
     config_path = directory / CONFIG_NAME
-    feature_path = directory / Path(answers.feature_path)
-    existing = [str(p) for p in (config_path, feature_path) if p.exists() or p.is_symlink()]
+    drill = directory / Path(feature_path(target))
+    existing = [str(p) for p in (config_path, drill) if p.exists() or p.is_symlink()]
     if existing:
         raise ConfigError(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}: "
                           "drillbook init never overwrites, nothing was written", key="--dir",
                           hint="move it away, or write elsewhere with --dir DIR (or another --target)")
-    return config_path, feature_path
+    return config_path, drill
 
 
-def _backup_names(answers: InitAnswers, env: Mapping[str, str], notes: _Notes) -> list[str]:
+def _backup_names(backups: str, store: str, endpoint_var: str | None, env: Mapping[str, str],
+                  notes: list[str]) -> list[str]:
     """The backups' names, newest first (by mtime / LastModified); read-only, failures only noted."""
     from checks.backups import is_sidecar
     from drills.stores import open_store
     from drills.targets import StoreSpec
 
-    if answers.is_s3:
-        endpoint = env.get(answers.endpoint_var) if answers.endpoint_var else None
-        spec = StoreSpec(name=answers.store, url=answers.backups, endpoint_url=endpoint,
+    if backups.startswith("s3://"):
+        endpoint = env.get(endpoint_var) if endpoint_var else None
+        spec = StoreSpec(name=store, url=backups, endpoint_url=endpoint,
                          access_key_id=env.get("AWS_ACCESS_KEY_ID"),
                          secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"))
     else:
-        if not Path(answers.backups).is_dir():
-            notes.add(f"{answers.backups} is not a directory here: check the path where drillbook runs")
-            return []
-        spec = StoreSpec(name=answers.store, url=answers.backups)
+        spec = StoreSpec(name=store, url=backups)
     try:
-        objects = open_store(spec).list()
+        objects = open_store(spec).list()  # a missing or unreadable directory raises, named
     except (DrillbookError, OSError) as exc:
-        notes.add(f"could not list the backups in {answers.backups}: {redact.redact(str(exc))}")
+        notes.append(f"could not list the backups in {backups}: {redact.redact(str(exc))}")
         return []
-    backups = [o for o in objects if not is_sidecar(o.key) and not o.key.endswith("/")]
-    backups.sort(key=lambda o: (o.last_modified, o.key), reverse=True)
-    if not backups:
-        notes.add(f"no backup found in {answers.backups} yet")
-    return [o.key for o in backups]
+    found = [o for o in objects if not is_sidecar(o.key) and not o.key.endswith("/")]
+    found.sort(key=lambda o: (o.last_modified, o.key), reverse=True)
+    if not found:
+        notes.append(f"no backup found in {backups} yet")
+    return [o.key for o in found]
 
 
-def _key_pattern(given: str | None, names: list[str], ask: _Asker, notes: _Notes) -> str:
+def _key_pattern(given: str | None, names: list[str], ask: _Asker, notes: list[str]) -> str:
     """``--key-pattern`` checked like ``verify backup`` checks it; else one suggested from the names."""
     suggestion = None if given is not None else suggest_key_pattern(names[:_SAMPLES])
     if suggestion is not None:
         read = matching(suggestion, names)
-        notes.add(f"key pattern {suggestion!r} suggested from the file names: it reads {len(read)} of the "
-                  f"{len(names)} files (newest: {read[0]})")
+        notes.append(f"key pattern {suggestion!r} suggested from the file names: it reads {len(read)} of the "
+                     f"{len(names)} files (newest: {read[0]})")
     pattern = ask("--key-pattern", given, "How backups are named, with %Y %m %d (%H %M %S) for the date",
-                  suggestion, validate_key_pattern)
+                  suggestion, _checked(validate_key_pattern))
     if given is not None and names and not matching(given, names):
-        notes.add(f"none of the {len(names)} files found matches {given!r} (newest: {names[0]}): check "
-                  "the pattern before running the drill")
+        notes.append(f"none of the {len(names)} files found matches {given!r} (newest: {names[0]}): check "
+                     "the pattern before running the drill")
     return pattern
 
 
-# Biggest user tables first; a partitioned table counts its partitions. Read from the catalog only.
+# Biggest user tables first, with the planner's row estimate; a partitioned table counts its leaf
+# partitions. `unknown`: no usable estimate — never analysed (reltuples -1), or statistics saying
+# "no pages" of a heap that has some (before PostgreSQL 14, never analysed read as 0 rows).
 _BIGGEST_SQL = """
-SELECT n.nspname, c.relname,
-       CASE WHEN c.relkind = 'p'
-            THEN (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0) FROM pg_partition_tree(c.oid) t)
-            ELSE pg_total_relation_size(c.oid) END AS bytes,
-       CASE WHEN c.relkind = 'p'
-            THEN (SELECT coalesce(sum(greatest(p.reltuples, 0)), 0) FROM pg_partition_tree(c.oid) t
-                  JOIN pg_class p ON p.oid = t.relid)
-            ELSE greatest(c.reltuples, 0) END AS estimate
+SELECT n.nspname, c.relname, leaves.bytes, leaves.estimate, leaves.unknown
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(pg_total_relation_size(l.oid)), 0) AS bytes,
+           coalesce(sum(greatest(l.reltuples, 0)), 0) AS estimate,
+           coalesce(bool_or(l.reltuples < 0 OR (l.relpages = 0 AND pg_relation_size(l.oid) > 0)), false)
+               AS unknown
+    FROM pg_class l
+    WHERE l.oid = c.oid AND c.relkind = 'r'  -- pg_partition_tree() has no row for a plain table
+       OR l.oid IN (SELECT relid FROM pg_partition_tree(c.oid) WHERE isleaf)
+) leaves
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'
-ORDER BY bytes DESC, 1, 2
+  AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+ORDER BY leaves.bytes DESC, 1, 2
 LIMIT 6
 """
 
 
-def _biggest_tables(dsn: str, target: str, notes: _Notes) -> tuple[TableFloor, ...]:
-    """The subject's biggest tables with half of today's rows, read in a read-only session."""
+def _biggest_tables(dsn: str, target: str, notes: list[str]) -> tuple[TableFloor, ...]:
+    """The subject's biggest tables with half of today's rows (the planner's estimate; a count only
+    for a table never analysed), read in a read-only session."""
     import psycopg
     from psycopg import sql
 
+    from checks.errors import TargetUnreachable
+    from checks.pg_health import connect_read_only
+
     from .init_files import PLAIN_TABLE
 
-    options = f"-c default_transaction_read_only=on -c statement_timeout={_STATEMENT_TIMEOUT}"
     floors: list[TableFloor] = []
     try:
-        with psycopg.connect(dsn, connect_timeout=_CONNECT_TIMEOUT_S, options=options,
-                             autocommit=True) as conn:
-            conn.read_only = True  # belt and braces: the session default above, and libpq's own
-            for schema, name, _, estimate in conn.execute(_BIGGEST_SQL).fetchall():
+        with connect_read_only(dsn, label=target, timeout_s=_CONNECT_TIMEOUT_S) as conn:
+            conn.execute(f"SET statement_timeout = '{_STATEMENT_TIMEOUT}'")
+            for schema, name, _, estimate, unknown in conn.execute(_BIGGEST_SQL).fetchall():
                 qualified = name if schema == "public" else f"{schema}.{name}"
                 if not PLAIN_TABLE.fullmatch(qualified):
                     continue  # a name that needs quoting stays out of the generated table
-                try:
-                    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-                        sql.Identifier(schema, name))).fetchone()
-                    count = int(row[0]) if row else 0
-                except psycopg.errors.QueryCanceled:
-                    count = int(estimate)  # too big to count in time: the planner's estimate will do
-                except psycopg.Error:
-                    continue  # no SELECT right: leave it out
-                floor = row_floor(count)
+                rows = int(estimate)
+                if unknown:
+                    try:
+                        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+                            sql.Identifier(schema, name))).fetchone()
+                        rows = int(row[0]) if row else 0
+                    except psycopg.Error:
+                        continue  # too big to count in time, or no SELECT right: leave it out
+                floor = row_floor(rows)
                 if floor > 0:
                     floors.append(TableFloor(qualified, floor))
                 if len(floors) == _TABLES:
                     break
-    except psycopg.Error as exc:
-        notes.add(f"could not read {target} ({redact.redact(str(exc).strip().splitlines()[0])}): the "
-                  "feature has a commented example row-count table; fill it in")
+    except (TargetUnreachable, psycopg.Error) as exc:
+        notes.append(f"could not read {target} ({redact.redact(str(exc).strip().splitlines()[0])}): the "
+                     "feature has a commented example row-count table; fill it in")
         return ()
     if floors:
-        notes.add(f"row-count table: {target}'s {len(floors)} biggest tables with half of today's rows "
-                  "(tighten it as you learn what a good backup holds)")
+        notes.append(f"row-count table: {target}'s {len(floors)} biggest tables with half of today's rows "
+                     "(tighten it as you learn what a good backup holds)")
     else:
-        notes.add(f"{target} has no table with rows to list: the feature has a commented example")
+        notes.append(f"{target} has no table with rows to list: the feature has a commented example")
     return tuple(floors)
 
 
-def _write(config_path: Path, config_text: str, feature_path: Path, feature_text: str) -> None:
+def _write(config_path: Path, config_text: str, drill: Path, feature_text: str) -> None:
     """Both files or neither: created exclusively (a race with another writer loses, not overwrites)."""
     config_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -342,13 +404,13 @@ def _write(config_path: Path, config_text: str, feature_path: Path, feature_text
     except FileExistsError:
         _paths_exist(config_path)
     try:
-        feature_path.parent.mkdir(parents=True, exist_ok=True)
-        with feature_path.open("x", encoding="utf-8") as out:
+        drill.parent.mkdir(parents=True, exist_ok=True)
+        with drill.open("x", encoding="utf-8") as out:
             out.write(feature_text)
     except BaseException as exc:
         config_path.unlink(missing_ok=True)
         if isinstance(exc, FileExistsError):
-            _paths_exist(feature_path)
+            _paths_exist(drill)
         raise
 
 
@@ -357,11 +419,11 @@ def _paths_exist(path: Path) -> None:
                       hint="run drillbook init again")
 
 
-def _tell(directory: Path, config_path: Path, feature_path: Path, answers: InitAnswers,
-          notes: _Notes) -> None:
+def _tell(directory: Path, config_path: Path, drill: Path, answers: InitAnswers,
+          notes: list[str]) -> None:
     print(f"wrote {config_path}")
-    print(f"wrote {feature_path}")
-    for line in notes.lines:
+    print(f"wrote {drill}")
+    for line in notes:
         print(f"  - {line}")
     needed = [answers.dsn_var]
     if answers.is_s3:
@@ -371,12 +433,12 @@ def _tell(directory: Path, config_path: Path, feature_path: Path, answers: InitA
     config = CONFIG_NAME if here else str(config_path)
     print(f"  drillbook doctor --config {config}      # is the setup right? (read-only)")
     run = f"drillbook run --config {config}"
-    if not here or _other_features(feature_path):
-        run += f" --features {feature_path}"
+    if not here or _other_features(drill):
+        run += f" --features {drill}"
     print(f"  {run}        # the drill")
 
 
-def _other_features(feature_path: Path) -> bool:
+def _other_features(drill: Path) -> bool:
     """Whether ``features/`` holds more than what init wrote (then `run` must name the file)."""
-    root = feature_path.parent.parent
-    return any(p != feature_path for p in root.rglob("*.feature"))
+    root = drill.parent.parent
+    return any(p != drill for p in root.rglob("*.feature"))

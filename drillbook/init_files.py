@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from checks.backups import compile_key_pattern
 from checks.durations import parse_duration
 from checks.errors import ConfigError
+from drills.toml_text import toml_key, toml_string
 
 # drills/config.py's target names; a store target is named `<target>-backups`, hence 55 at most.
 TARGET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,54}")
@@ -82,12 +83,21 @@ class InitAnswers:
 
     @property
     def store(self) -> str:
-        return f"{self.target}{STORE_SUFFIX}"
+        return store_name(self.target)
 
     @property
     def feature_path(self) -> PurePosixPath:
-        """Relative to the directory drillbook.toml is written to."""
-        return PurePosixPath("features", "restore", f"{self.target}-restore-from-yesterday.feature")
+        return feature_path(self.target)
+
+
+def feature_path(target: str) -> PurePosixPath:
+    """The drill's file, relative to the directory drillbook.toml is written to."""
+    return PurePosixPath("features", "restore", f"{target}-restore-from-yesterday.feature")
+
+
+def store_name(target: str) -> str:
+    """The backups' target: ``production`` → ``production-backups``."""
+    return f"{target}{STORE_SUFFIX}"
 
 
 def default_dsn_var(target: str) -> str:
@@ -122,35 +132,49 @@ def validate_cadence(cadence: str) -> None:
 def validate(answers: InitAnswers) -> InitAnswers:
     """Check every answer; :class:`ConfigError` names the flag (exit 2, nothing written)."""
     validate_target(answers.target)
-    for flag, var in (("--dsn-var", answers.dsn_var), ("--endpoint-var", answers.endpoint_var)):
-        if var is not None:
-            validate_var(flag, var)
-    if answers.is_s3:
-        taken = {answers.dsn_var: "--dsn-var", "AWS_ACCESS_KEY_ID": "the access key",
-                 "AWS_SECRET_ACCESS_KEY": "the secret key"}
-        for flag, var in (("--dsn-var", answers.dsn_var), ("--endpoint-var", answers.endpoint_var)):
-            if var is not None and taken.get(var, flag) != flag:
-                raise ConfigError(f"{flag}: {var} already holds {taken[var]}", key=flag,
-                                  hint="each value needs a variable of its own")
+    validate_variables(answers.dsn_var, answers.endpoint_var, backups=answers.backups)
     validate_cadence(answers.cadence)
     validate_key_pattern(answers.key_pattern)
     validate_backups(answers.backups)
-    if answers.endpoint_var is not None and not answers.is_s3:
-        raise ConfigError("--endpoint-var applies only to s3:// backups", key="--endpoint-var")
-    try:
-        rto = parse_duration(answers.rto)
-    except ValueError as exc:
-        raise ConfigError(f"--rto: {exc}", key="--rto") from None
-    if rto.total_seconds() <= 0:
-        raise ConfigError(f"--rto must be longer than 0s, got {answers.rto!r}", key="--rto")
-    if not DRILL_ID.fullmatch(answers.drill_id):
-        raise ConfigError(f"--id: {answers.drill_id!r} is not a drill id", key="--id",
-                          hint="letters, digits, `_`, `.` and `-`, e.g. RST-01")
+    validate_rto(answers.rto)
+    validate_drill_id(answers.drill_id)
     for floor in answers.tables:
         if not PLAIN_TABLE.fullmatch(floor.table) or floor.rows < 0:
             raise ConfigError(f"table {floor.table!r} ({floor.rows} rows) cannot be written into the feature",
                               key="tables")
     return answers
+
+
+def validate_variables(dsn_var: str, endpoint_var: str | None, *, backups: str) -> None:
+    """Variable names; an endpoint for s3:// only; for s3://, no variable holding two values."""
+    for flag, var in (("--dsn-var", dsn_var), ("--endpoint-var", endpoint_var)):
+        if var is not None:
+            validate_var(flag, var)
+    if not backups.startswith("s3://"):
+        if endpoint_var is not None:
+            raise ConfigError("--endpoint-var applies only to s3:// backups", key="--endpoint-var")
+        return
+    taken = {dsn_var: "--dsn-var", "AWS_ACCESS_KEY_ID": "the access key",
+             "AWS_SECRET_ACCESS_KEY": "the secret key"}
+    for flag, var in (("--dsn-var", dsn_var), ("--endpoint-var", endpoint_var)):
+        if var is not None and taken.get(var, flag) != flag:
+            raise ConfigError(f"{flag}: {var} already holds {taken[var]}", key=flag,
+                              hint="each value needs a variable of its own")
+
+
+def validate_rto(rto: str) -> None:
+    try:
+        limit = parse_duration(rto)
+    except ValueError as exc:
+        raise ConfigError(f"--rto: {exc}", key="--rto") from None
+    if limit.total_seconds() <= 0:
+        raise ConfigError(f"--rto must be longer than 0s, got {rto!r}", key="--rto")
+
+
+def validate_drill_id(drill_id: str) -> None:
+    if not DRILL_ID.fullmatch(drill_id):
+        raise ConfigError(f"--id: {drill_id!r} is not a drill id", key="--id",
+                          hint="letters, digits, `_`, `.` and `-`, e.g. RST-01")
 
 
 def validate_key_pattern(pattern: str) -> None:
@@ -178,25 +202,6 @@ def validate_backups(backups: str) -> None:
     if "${" in backups or any(ord(c) < 32 or ord(c) == 127 for c in backups):
         raise ConfigError("--backups: the location holds `${` or a control character", key="--backups",
                           hint="give the literal directory path or s3:// URL")
-
-
-def toml_string(value: str) -> str:
-    """A TOML basic string: quotes, backslashes and every control character escaped."""
-    out = ['"']
-    for char in value:
-        if char in '"\\':
-            out.append("\\" + char)
-        elif ord(char) < 32 or ord(char) == 127:
-            out.append(f"\\u{ord(char):04X}")
-        else:
-            out.append(char)
-    out.append('"')
-    return "".join(out)
-
-
-def toml_key(name: str) -> str:
-    """A bare key when TOML allows one; ``prod.db`` must be quoted or it would nest tables."""
-    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else toml_string(name)
 
 
 def render_config(answers: InitAnswers, *, written: datetime) -> str:

@@ -22,7 +22,6 @@ per-host cap have something to select and to spread.
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +35,7 @@ from drills.local import _Cleanup, _make_workdir
 from drills.processes import PostgresServer, stop_each, template_datadir
 from drills.sandbox import history, members
 from drills.sandbox.members import Fault, MemberPlan, SeededMember
+from drills.toml_text import toml_string
 
 Progress = Callable[[str], None]
 
@@ -158,8 +158,8 @@ class FleetSandbox(_Cleanup):
         for member in self.members:
             plan = member.plan
             targets = self.member_targets(member)
-            lines += ["", "[[fleet.members]]", f"name = {_toml(plan.name)}",
-                      f"labels = {{ tier = {_toml(plan.tier)}, host = {_toml(plan.host)} }}"]
+            lines += ["", "[[fleet.members]]", f"name = {toml_string(plan.name)}",
+                      f"labels = {{ tier = {toml_string(plan.tier)}, host = {toml_string(plan.host)} }}"]
             single = [f"# {plan.name} of the fleet sandbox alone (a plain `drillbook run --config`)."]
             for target, table in targets.items():
                 lines += ["", f"[fleet.members.targets.{target}]", *_pairs(table)]
@@ -219,10 +219,5 @@ def sandbox_fleet(n: int, *, canary: bool, workdir: Path | None = None,
         sandbox.close()
 
 
-def _toml(value: str) -> str:
-    """A TOML basic string: JSON's string escapes are valid TOML escapes."""
-    return json.dumps(value)
-
-
 def _pairs(table: dict[str, str]) -> list[str]:
-    return [f"{key} = {_toml(value)}" for key, value in table.items()]
+    return [f"{key} = {toml_string(value)}" for key, value in table.items()]

@@ -7,13 +7,16 @@ nightly job leaves. The files init writes must pass `drillbook run --config dril
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
+import termios
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from drills import pgtools
 from drills.local import LocalScratch
 from drills.processes import S3Server
 from drills.targets import PostgresTarget
+from tests.integration.conftest import Fresh
 from tests.support.cli import DRILLBOOK, REPO, drillbook
 
 pytestmark = pytest.mark.integration
@@ -78,6 +82,7 @@ def module_subject(subject_cluster: LocalScratch,
         _dump(target, backups / taken.strftime(PATTERN))
     with psycopg.connect(target.dsn, autocommit=True) as conn:  # the subject kept growing since
         conn.execute("INSERT INTO orders SELECT i, 1, 1, now() FROM generate_series(2001, 2100) i")
+        conn.execute("ANALYZE")  # init reads the planner's estimates: exact for tables this small
     (backups / "README.txt").write_text("not a backup\n", encoding="utf-8")
     password = str(psycopg.conninfo.conninfo_to_dict(target.dsn)["password"])
     try:
@@ -174,6 +179,67 @@ class TestInitThenRun:
         assert _state(module_subject.target.dsn) == before
 
 
+class TestRowEstimates:
+    def test_the_planner_estimate_is_used_and_only_a_never_analysed_table_is_counted(
+            self, module_subject: Subject, subject: Fresh, init_here: Callable[..., Ran]) -> None:
+        """An analysed table's floor follows its statistics (no count of production's biggest tables);
+        a table never analysed has none, so it is counted."""
+        target = subject("init-estimates")
+        with psycopg.connect(target.dsn, autocommit=True) as conn:
+            for table in ("analysed", "never_analysed"):  # autovacuum must not analyse them meanwhile
+                conn.execute(sql.SQL("CREATE TABLE {} (id int) WITH (autovacuum_enabled = false)").format(
+                    sql.Identifier(table)))
+            conn.execute("INSERT INTO analysed SELECT generate_series(1, 1000)")
+            conn.execute("ANALYZE analysed")
+            conn.execute("INSERT INTO analysed SELECT generate_series(1001, 3000)")  # stats say 1000
+            conn.execute("INSERT INTO never_analysed SELECT generate_series(1, 400)")
+            conn.execute("CREATE TABLE parted (id int) PARTITION BY RANGE (id)")
+            for part, bounds in (("parted_1", "(1) TO (301)"), ("parted_2", "(301) TO (10000)")):
+                conn.execute(f"CREATE TABLE {part} PARTITION OF parted FOR VALUES FROM {bounds} "
+                             "WITH (autovacuum_enabled = false)")
+            conn.execute("INSERT INTO parted SELECT generate_series(1, 600)")
+            conn.execute("ANALYZE parted")  # its leaves' estimates add up to the table's
+        made = init_here("--target", "app", "--backups", str(module_subject.backups), "--yes",
+                         env={"APP_PG_DSN": target.dsn})
+        assert made.returncode == 0, made.stderr
+        feature = Path(FEATURE).read_text(encoding="utf-8")
+        rows = dict(re.findall(r"^      \| (\w+) +\| (\d+) +\|$", feature, flags=re.MULTILINE))
+        # A count would say 1500 for `analysed`; a partitioned table is the sum of its partitions.
+        assert rows == {"analysed": "500", "never_analysed": "200", "parted": "300"}, made.stdout
+
+
+class TestTheCheckout:
+    @pytest.mark.parametrize("where", [".", "docs"])
+    def test_init_inside_drillbooks_checkout_is_refused_before_anything_is_asked(
+            self, where: str, tmp_path: Path, init_here: Callable[..., Ran],
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """Its features/ holds drillbook's own drills: exit 2 with the way out, nothing written."""
+        here = REPO / where
+        monkeypatch.chdir(here)
+        written_here = [here / "drillbook.toml", here / FEATURE]
+        assert not any(p.exists() for p in written_here)
+        try:
+            made = init_here("--target", "app", "--backups", str(tmp_path), "--yes")
+            assert made.returncode == 2
+            assert "drillbook's own checkout" in made.stderr
+            assert "mkdir ~/drills && cd ~/drills" in made.stderr and "--dir" in made.stderr
+            assert not any(p.exists() for p in written_here)
+        finally:
+            for path in written_here:  # had it written after all, the checkout stays clean
+                path.unlink(missing_ok=True)
+
+    def test_an_explicit_dir_in_the_checkout_is_the_users_choice(
+            self, tmp_path: Path, init_here: Callable[..., Ran], monkeypatch: pytest.MonkeyPatch) -> None:
+        """--dir . is not refused for being the checkout (a fork keeps its drills there): here the
+        run stops at a bad --rto instead, before anything is written."""
+        monkeypatch.chdir(REPO)
+        made = init_here("--target", "app", "--backups", str(tmp_path), "--yes", "--dir", ".",
+                         "--rto", "soon")
+        assert made.returncode == 2
+        assert "--rto" in made.stderr and "checkout" not in made.stderr
+        assert not (REPO / "drillbook.toml").exists()
+
+
 def _state(dsn: str) -> list[tuple[str, int]]:
     with psycopg.connect(dsn) as conn:
         tables = [r[0] for r in conn.execute(
@@ -184,23 +250,17 @@ def _state(dsn: str) -> list[tuple[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def s3_backups(module_subject: Subject) -> Iterator[dict[str, str]]:
+def s3_backups(module_subject: Subject, s3_server: S3Server) -> dict[str, str]:
     """The same dumps under an S3 prefix of moto's real S3 HTTP server; the variables a user exports."""
     import boto3
 
-    server = S3Server()
-    server.start()
-    env = {"AWS_ENDPOINT_URL": server.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing"}
-    try:
-        client = boto3.client("s3", endpoint_url=server.endpoint_url, region_name="us-east-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
-        client.create_bucket(Bucket="init-backups")
-        for path in sorted(module_subject.backups.iterdir()):
-            client.put_object(Bucket="init-backups", Key=f"app/{path.name}", Body=path.read_bytes())
-        yield env
-    finally:
-        server.stop()
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_bucket(Bucket="init-backups")
+    for path in sorted(module_subject.backups.iterdir()):
+        client.put_object(Bucket="init-backups", Key=f"app/{path.name}", Body=path.read_bytes())
+    return {"AWS_ENDPOINT_URL": s3_server.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 class TestS3Backups:
@@ -319,25 +379,36 @@ class TestUnreachableSubject:
 class TestOnATerminal:
     def test_it_asks_for_what_no_flag_gave(self, module_subject: Subject, tmp_path: Path) -> None:
         """On a terminal, each missing value is asked with its default (Enter takes it), and a bad
-        answer is asked again, saying what is wrong."""
-        answers = {"A name for the database": ["app"], "DSN": [""],
+        answer is asked again, saying what is wrong. The variable unset, the DSN itself is asked
+        without echo: it reads the subject, and its password never shows on the terminal."""
+        answers = {"A name for the database": ["app"], "Environment variable holding": [""],
+                   "to read its tables now": [module_subject.target.dsn],
                    "Where are the backups": [str(module_subject.backups)],
                    "How often the drill runs": ["hourly", "quarterly"],
                    "How often backups are taken": [""], "How backups are named": [""]}
         output = _converse([*DRILLBOOK, "init"], answers, cwd=tmp_path)
         assert "[APP_PG_DSN]" in output and f"[{PATTERN}]" in output
         assert "--cadence must be one of" in output
-        feature = (tmp_path / FEATURE).read_text(encoding="utf-8")
+        assert module_subject.password not in output  # not echoed as typed, masked in the export line
+        assert "export APP_PG_DSN='" in output
+        files = written(tmp_path)
+        feature = files[str(FEATURE)]
         assert "@id:RST-01 @quarterly" in feature and "at most 26h old" in feature
-        assert f'key_pattern = "{PATTERN}"' in (tmp_path / "drillbook.toml").read_text(encoding="utf-8")
+        assert "| orders   | 1000 |" in feature  # the DSN typed at the hidden question was used
+        assert f'key_pattern = "{PATTERN}"' in files["drillbook.toml"]
+        assert all(module_subject.password not in text for text in files.values())
 
 
 def _converse(command: list[str], answers: dict[str, list[str]], *, cwd: Path, timeout: float = 60) -> str:
     """Run ``command`` on a pseudo-terminal, answering each prompt that contains a key of ``answers``
     with that key's next answer."""
     primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_PG_DSN")}  # init asks, unset
+    # A session of its own with the pty as its controlling terminal: getpass opens /dev/tty, which
+    # must be this pty (not the terminal pytest may run in).
     proc = subprocess.Popen(command, stdin=secondary, stdout=secondary, stderr=secondary, cwd=cwd,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, close_fds=True)
+                            env={**env, "PYTHONPATH": str(REPO)}, close_fds=True, start_new_session=True,
+                            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
     os.close(secondary)
     seen, answered_at = "", 0
     pending = {key: list(values) for key, values in answers.items()}

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, example, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from checks.backups import compile_key_pattern
@@ -25,7 +25,6 @@ from drillbook.init_files import (
     render_feature,
     row_floor,
     suggest_key_pattern,
-    toml_string,
     validate,
     validate_key_pattern,
 )
@@ -95,12 +94,6 @@ class TestRenderedConfig:
         """The placeholder is real: without the variable, load_config refuses, naming it."""
         with pytest.raises(ConfigError, match=r"PROD_PG_DSN\}, which is not set"):
             load(render_config(answers(), written=WRITTEN), {})
-
-    @given(st.text(max_size=40))
-    @example('a"b\\c\x7f\n\ud7ff')
-    def test_toml_strings_round_trip(self, value: str) -> None:
-        """Quotes, backslashes and control characters survive a TOML round trip."""
-        assert tomllib.loads(f"k = {toml_string(value)}")["k"] == value
 
 
 class TestRenderedFeature:
