@@ -142,8 +142,8 @@ def _here() -> Path:
     drillbook's own drills, and `drillbook run --config drillbook.toml` there would run them all
     against a config that names only this database. ``--dir .`` writes there all the same."""
     here = Path.cwd().resolve()
-    if (_CHECKOUT / "features").is_dir() and (_CHECKOUT / "drillbook").is_dir() and (
-            here == _CHECKOUT or here.is_relative_to(_CHECKOUT)):
+    in_checkout = here.is_relative_to(_CHECKOUT) and (_CHECKOUT / "features").is_dir()
+    if in_checkout and (_CHECKOUT / "drillbook").is_dir():  # not site-packages: a source checkout
         raise ConfigError(
             f"{here} is inside drillbook's own checkout ({_CHECKOUT}): its features/ holds drillbook's "
             "own drills, which `drillbook run` would run against your config; nothing was written",

@@ -26,6 +26,7 @@ from drills import pgtools
 from drills.processes import S3_SECRET_ACCESS_KEY
 from tests.support.cli import drillbook, private_tmpdir
 from tests.support.docs_pages import (
+    PROVIDED_VARIABLES,
     REPO,
     Command,
     DocsCommandError,
@@ -72,7 +73,7 @@ def docs_env(sandbox_cache_env: dict[str, str], tmp_path_factory: pytest.TempPat
     try:
         assert up.returncode == 0, f"the docs' sandbox did not start:\n{up.stdout}\n{up.stderr}"
         details = _sandbox_details(up.stdout)
-        provided = {
+        values = {
             "PROD_PG_DSN": details["postgres.production"],
             "SANDBOX_BACKUPS": details["directory"],
             "AWS_ENDPOINT_URL": details["s3.endpoint_url"],
@@ -82,6 +83,7 @@ def docs_env(sandbox_cache_env: dict[str, str], tmp_path_factory: pytest.TempPat
             "PATH": os.environ["PATH"],
             "HOME": os.environ.get("HOME", str(Path.home())),
         }
+        provided = {name: values[name] for name in PROVIDED_VARIABLES}  # the pages' contract, exactly
         # What a reader's shell would hold, plus how this checkout is found and the session's
         # sandbox cache: nothing else of the test process leaks into the commands.
         child = {**provided, **base, "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"}

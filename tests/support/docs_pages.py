@@ -21,6 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 
 RUNNABLE = "runnable"
+# The variables a runnable command may use: what tests/integration/test_docs_commands.py provides
+# (docs/development.md, "Docs that run"). Anything else a page names fails the docs test.
+PROVIDED_VARIABLES = ("PROD_PG_DSN", "SANDBOX_BACKUPS", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                      "AWS_SECRET_ACCESS_KEY", "SANDBOX_BUCKET", "PATH", "HOME")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 # Characters a shell gives a meaning the harness does not reproduce (no shell runs the command).
@@ -305,18 +309,14 @@ _REFERENCE_DEF = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)")
 
 
 def _outside_fences(text: str) -> Iterator[tuple[int, str]]:
-    """(line number, line) of every line that is not inside a fenced code block."""
-    inside: str | None = None
+    """(line number, line) of every line that is not part of a fenced code block (as :func:`_fences`
+    reads them: the opening fence, the body, and the closing fence when there is one)."""
+    fenced: set[int] = set()
+    for start, _, body in _fences(text):
+        fenced.update(range(start, start + len(body) + 2))
     for number, line in enumerate(_lines(text), 1):
-        match = _FENCE.match(line)
-        if inside is None:
-            if match and not (match["fence"][0] == "`" and "`" in match["info"]):
-                inside = match["fence"]
-                continue
+        if number not in fenced:
             yield number, line
-        elif (match and match["fence"][0] == inside[0] and len(match["fence"]) >= len(inside)
-              and not match["info"].strip()):
-            inside = None
 
 
 def github_slug(heading: str) -> str:

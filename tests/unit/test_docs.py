@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tests.support.docs_pages import (
     DOCS,
+    PROVIDED_VARIABLES,
     REPO,
     DocsCommandError,
     anchors,
@@ -38,9 +39,7 @@ README_MAX_BYTES = 12_000
 MAX_RUNNABLE_RUNS = 4
 MAX_RUNNABLE_COMMANDS = 25
 # What the docs test provides (tests/integration/test_docs_commands.py); values do not matter here.
-PROVIDED = {name: f"<{name}>" for name in ("PROD_PG_DSN", "SANDBOX_BACKUPS", "AWS_ENDPOINT_URL",
-                                           "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                           "SANDBOX_BUCKET", "PATH", "HOME")}
+PROVIDED = {name: f"<{name}>" for name in PROVIDED_VARIABLES}
 
 
 def _fenced(body: str, info: str = "sh runnable") -> str:
@@ -255,6 +254,12 @@ class TestAnchors:
         """Links in code spans or fences are text; reference definitions count."""
         text = "See [a](a.md#x) and `[b](b.md)`.\n```\n[c](c.md)\n```\n[d]: d.md\n"
         assert links(text) == [(1, "a.md#x"), (5, "d.md")]
+
+    def test_fences_end_where_the_runnable_block_parser_ends_them(self) -> None:
+        """One reading of fences for links and blocks: a shorter fence inside a longer one is text,
+        and an unclosed fence runs to the end of the page."""
+        text = "````\n```\n[a](a.md)\n```\n````\n[b](b.md)\n```sh\n[c](c.md)\n"
+        assert links(text) == [(6, "b.md")]
 
     def test_a_missing_file_or_anchor_is_named(self, tmp_path: Path) -> None:
         """broken_link says which: the file is missing, or no heading has the anchor."""
