@@ -370,3 +370,26 @@ def broken_link(page: Path, target: str) -> str | None:
             and anchor not in anchors(resolved.read_text(encoding="utf-8"))):
         return f"{target}: no heading of {resolved.name} has the anchor #{anchor}"
     return None
+
+
+# --- commands a page shows ---------------------------------------------------------------------
+
+# Blocks a reader types from: a shell language, or none. `text` blocks hold output; so do the
+# lines of a `console` block without a `$ ` prompt.
+_SHELL_INFOS = {"", "sh", "bash", "shell", "zsh", "console"}
+# `drillbook SUBCOMMAND …`, optionally after a `$ ` prompt; `drillbook: …` (output) is no command.
+_SHOWN_COMMAND = re.compile(r"^\s*(?P<prompt>\$\s+)?drillbook\s+[a-z][a-z-]*(?:\s|$)")
+
+
+def shown_commands(text: str) -> list[int]:
+    """Lines of the page that show a ``drillbook …`` command line in a shell (or untyped) block."""
+    found = []
+    for start, info, body in _fences(text):
+        language = (info.split() or [""])[0]
+        if language not in _SHELL_INFOS:
+            continue
+        for offset, line in enumerate(body):
+            match = _SHOWN_COMMAND.match(line)
+            if match and (language != "console" or match["prompt"]):
+                found.append(start + 1 + offset)
+    return found
