@@ -80,6 +80,7 @@ def docs_env(sandbox_cache_env: dict[str, str], tmp_path_factory: pytest.TempPat
             "AWS_ACCESS_KEY_ID": details["s3.access_key_id"],
             "AWS_SECRET_ACCESS_KEY": S3_SECRET_ACCESS_KEY,  # moto's fake pair; `up` prints only the id
             "SANDBOX_BUCKET": details["s3.bucket"],
+            "CHECKOUT": str(REPO),  # where the reader cloned drillbook: its features/, its sandbox files
             "PATH": os.environ["PATH"],
             "HOME": os.environ.get("HOME", str(Path.home())),
         }

@@ -24,7 +24,7 @@ RUNNABLE = "runnable"
 # The variables a runnable command may use: what tests/integration/test_docs_commands.py provides
 # (docs/development.md, "Docs that run"). Anything else a page names fails the docs test.
 PROVIDED_VARIABLES = ("PROD_PG_DSN", "SANDBOX_BACKUPS", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
-                      "AWS_SECRET_ACCESS_KEY", "SANDBOX_BUCKET", "PATH", "HOME")
+                      "AWS_SECRET_ACCESS_KEY", "SANDBOX_BUCKET", "CHECKOUT", "PATH", "HOME")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 # Characters a shell gives a meaning the harness does not reproduce (no shell runs the command).
@@ -370,3 +370,26 @@ def broken_link(page: Path, target: str) -> str | None:
             and anchor not in anchors(resolved.read_text(encoding="utf-8"))):
         return f"{target}: no heading of {resolved.name} has the anchor #{anchor}"
     return None
+
+
+# --- commands a page shows ---------------------------------------------------------------------
+
+# Blocks a reader types from: a shell language, or none. `text` blocks hold output; so do the
+# lines of a `console` block without a `$ ` prompt.
+_SHELL_INFOS = {"", "sh", "bash", "shell", "zsh", "console"}
+# `drillbook SUBCOMMAND …`, optionally after a `$ ` prompt; `drillbook: …` (output) is no command.
+_SHOWN_COMMAND = re.compile(r"^\s*(?P<prompt>\$\s+)?drillbook\s+[a-z][a-z-]*(?:\s|$)")
+
+
+def shown_commands(text: str) -> list[int]:
+    """Lines of the page that show a ``drillbook …`` command line in a shell (or untyped) block."""
+    found = []
+    for start, info, body in _fences(text):
+        language = (info.split() or [""])[0]
+        if language not in _SHELL_INFOS:
+            continue
+        for offset, line in enumerate(body):
+            match = _SHOWN_COMMAND.match(line)
+            if match and (language != "console" or match["prompt"]):
+                found.append(start + 1 + offset)
+    return found
