@@ -16,14 +16,8 @@ from typing import Any
 
 import psycopg
 
-from checks import redact
-from checks.errors import (
-    AuthenticationFailed,
-    DrillbookError,
-    SafetyError,
-    ScratchNotEmpty,
-    TargetUnreachable,
-)
+from checks import pg_health
+from checks.errors import DrillbookError, SafetyError, ScratchNotEmpty
 from checks.pg_privileges import read_only_verdict, write_abilities
 from checks.verdict import Outcome, Verdict
 from drills.targets import PostgresTarget
@@ -31,7 +25,7 @@ from drills.targets import PostgresTarget
 from .base import CONNECT_TIMEOUT_S, concurrently, result
 from .environment import ServerVersion
 
-_STATEMENT_TIMEOUT_MS = 10_000
+STATEMENT_TIMEOUT_MS = 10_000
 CLOCK_WARN = timedelta(seconds=60)
 CLOCK_FAIL = timedelta(minutes=10)
 _IN_STEP = timedelta(seconds=1)  # below the round trip's uncertainty on a slow link: not worth a number
@@ -39,25 +33,14 @@ _CLOCK_FIX = ("run an NTP client (chrony, systemd-timesyncd) on this machine and
               "backup ages (RPO) are measured against this clock")
 
 
-def read_only_conninfo(dsn: str) -> str:
-    """``dsn`` with ``default_transaction_read_only=on`` and a statement timeout added to its options."""
-    params = psycopg.conninfo.conninfo_to_dict(dsn)
-    options = str(params.get("options") or "")
-    extra = f"-c default_transaction_read_only=on -c statement_timeout={_STATEMENT_TIMEOUT_MS}"
-    return psycopg.conninfo.make_conninfo(dsn, options=f"{options} {extra}".strip())
-
-
 def connect_read_only(target: PostgresTarget) -> psycopg.Connection[Any]:
-    """An autocommit session in which every statement is read-only; TargetUnreachable when none opens."""
-    try:
-        return psycopg.connect(read_only_conninfo(target.dsn), connect_timeout=CONNECT_TIMEOUT_S,
-                               autocommit=True)
-    except psycopg.OperationalError as exc:
-        text = redact.redact(str(exc).strip())
-        refused = "authentication failed" in text or "no password supplied" in text
-        kind = AuthenticationFailed if refused else TargetUnreachable
-        raise kind(f"`{target.name}` ({target.describe()}) does not answer: {text}",
-                   target=target.name) from None
+    """An autocommit session where every statement is read-only (checks.pg_health.connect_read_only).
+
+    :class:`AuthenticationFailed` or :class:`TargetUnreachable` naming the target when none opens.
+    """
+    return pg_health.connect_read_only(
+        target.dsn, label=f"`{target.name}` ({target.describe()})", timeout_s=CONNECT_TIMEOUT_S,
+        statement_timeout_ms=STATEMENT_TIMEOUT_MS, application_name="drillbook-doctor")
 
 
 def unreachable(name: str, exc: DrillbookError) -> Verdict:
