@@ -3,10 +3,10 @@
 Two PostgreSQL clusters of the module's own (tests/integration/conftest.py): the **subject
 cluster** holds the subject database (a table ``orders`` with one row, owned by ``postgres``) and
 the roles it is reached as — ``reader`` (``pg_read_all_data``), ``writer`` (INSERT on
-``orders``), the superuser ``postgres``; the **scratch cluster** holds the scratch databases,
-each owned by a contained role of its own. Most tests call the command in-process; the exit
-codes and the secrets are checked on a real subprocess (whose redactor knows only what the
-config told it).
+``orders``), ``filer`` (``pg_write_server_files``), the superuser ``postgres``; the **scratch
+cluster** holds the scratch databases, each owned by a contained role of its own. Most tests
+call the command in-process; the exit codes and the secrets are checked on a real subprocess
+(whose redactor knows only what the config told it).
 """
 
 from __future__ import annotations
@@ -46,10 +46,11 @@ def subject_db(subject_cluster: LocalScratch) -> Iterator[PostgresTarget]:
     with psycopg.connect(admin_dsn(target), autocommit=True) as conn:
         conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY, note text)")
         conn.execute("INSERT INTO public.orders VALUES (1, 'precious')")
-        for role in ("reader", "writer"):
+        for role in ("reader", "writer", "filer"):
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        conn.execute("GRANT pg_read_all_data TO reader")
-        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO reader, writer").format(
+        conn.execute("GRANT pg_read_all_data TO reader, filer")
+        conn.execute("GRANT pg_write_server_files TO filer")
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO reader, writer, filer").format(
             sql.Identifier(conn.info.dbname)))
         conn.execute("GRANT SELECT, INSERT ON public.orders TO writer")
     try:
@@ -57,7 +58,7 @@ def subject_db(subject_cluster: LocalScratch) -> Iterator[PostgresTarget]:
     finally:
         subject_cluster.drop(target)  # the database and its grants first: then the roles can go
         with psycopg.connect(admin_dsn(target, dbname="postgres"), autocommit=True) as conn:
-            conn.execute("DROP ROLE reader, writer")
+            conn.execute("DROP ROLE reader, writer, filer")
 
 
 def as_role(target: PostgresTarget, user: str) -> str:
@@ -153,6 +154,15 @@ class TestSubjectRole:
         assert check["outcome"] == "warn", check
         assert "it has INSERT on 1 relation (public.orders)" in check["message"]
         assert "UPDATE" not in check["message"]
+
+    def test_a_role_that_writes_the_servers_files_warns_naming_it(self, subject_db: PostgresTarget,
+                                                                   doctor: Doctor) -> None:
+        """`filer` reads every table but is in pg_write_server_files: WARN naming that role, not the other."""
+        _, checks = doctor(as_role(subject_db, "filer"))
+        check = checks["targets.production read-only role"]
+        assert check["outcome"] == "warn", check
+        assert "role `filer`, which can write: it is a member of `pg_write_server_files`" in check["message"]
+        assert "pg_read_all_data`" not in check["message"]
 
     def test_doctor_writes_nothing_to_the_subject(self, subject_db: PostgresTarget, doctor: Doctor) -> None:
         """As a superuser: catalog, rows and the database's tuple-write counters unchanged."""
