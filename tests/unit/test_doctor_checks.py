@@ -187,3 +187,36 @@ class TestWritableProbes:
     def test_the_probe_leaves_nothing(self, tmp_path: Path) -> None:
         assert probe_writable(tmp_path) is None
         assert list(tmp_path.iterdir()) == []
+
+
+class TestDoctorArguments:
+    """`doctor` and `doctor ledger` share --config and --json: given before `ledger`, they hold."""
+
+    def parse(self, *argv: str) -> tuple[object, object]:
+        from drillbook.cli import build_parser
+
+        args = build_parser().parse_args(["doctor", *argv])
+        return args.config, args.json
+
+    def test_before_or_after_ledger(self) -> None:
+        assert self.parse("--json", "ledger", "--config", "a.toml") == (Path("a.toml"), True)
+        assert self.parse("--config", "a.toml", "--json", "ledger") == (Path("a.toml"), True)
+        assert self.parse("ledger", "--config", "a.toml", "--json") == (Path("a.toml"), True)
+        assert self.parse("ledger", "--config", "a.toml") == (Path("a.toml"), False)
+
+    def test_after_ledger_wins(self) -> None:
+        assert self.parse("--config", "a.toml", "ledger", "--config", "b.toml") == (Path("b.toml"), False)
+
+    def test_without_ledger(self) -> None:
+        assert self.parse() == (None, False)
+        assert self.parse("--json") == (None, True)
+
+
+def test_the_s3_client_takes_short_timeouts() -> None:
+    """doctor's S3 calls: the timeouts and attempts it asks for, not a run's 30 s and 3 attempts."""
+    from drillbook.audit import s3_client
+
+    config = s3_client({}, connect_timeout_s=3, read_timeout_s=4, max_attempts=1).meta.config
+    assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (3, 4, 1)
+    default = s3_client({}).meta.config
+    assert (default.read_timeout, default.retries["total_max_attempts"]) == (30, 3)
