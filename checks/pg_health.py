@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from . import redact
-from .errors import TargetUnreachable
+from .errors import AuthenticationFailed, TargetUnreachable
 from .postgres import qualified
 from .thresholds import format_size
 from .verdict import Verdict, format_duration
@@ -28,22 +28,46 @@ _QUERY_PREVIEW_CHARS = 200
 _DAY = timedelta(days=1)
 # A first measurement names at most this many other targets in its message (all are in the evidence).
 _OTHER_TARGETS_SHOWN = 3
+# libpq's words for a server that answered but refused who we are (not: does not answer).
+_REFUSED_SIGNS = ("authentication failed", "no password supplied")
 
 
-def connect_read_only(dsn: str, *, label: str, timeout_s: int = CONNECT_TIMEOUT_S) -> psycopg.Connection[Any]:
-    """A read-only autocommit session; :class:`TargetUnreachable` naming ``label`` when none answers."""
+def read_only_options(dsn: str, *, statement_timeout_ms: int | None = None) -> str:
+    """The DSN's own ``options`` with read-only, UTC and (when given) a statement timeout appended.
+
+    Appended, not replaced: a ``search_path`` in the DSN's options must survive. Raises
+    :class:`psycopg.ProgrammingError` for a DSN libpq cannot parse.
+    """
+    own = str(psycopg.conninfo.conninfo_to_dict(dsn).get("options") or "")
+    extra = "-c default_transaction_read_only=on -c TimeZone=UTC"
+    if statement_timeout_ms is not None:
+        extra += f" -c statement_timeout={int(statement_timeout_ms)}"
+    return f"{own} {extra}".strip()
+
+
+def connect_read_only(dsn: str, *, label: str, timeout_s: int = CONNECT_TIMEOUT_S,
+                      statement_timeout_ms: int | None = None,
+                      application_name: str = "drillbook-health") -> psycopg.Connection[Any]:
+    """A read-only autocommit session (every statement, from the first: the setting is a startup option).
+
+    :class:`AuthenticationFailed` when the server refuses the credentials, else
+    :class:`TargetUnreachable` (its parent), naming ``label``, when no session opens.
+    """
     try:
-        # Appended to the DSN's own options (a search_path there must survive).
-        own = psycopg.conninfo.conninfo_to_dict(dsn).get("options") or ""
-        options = f"{own} -c default_transaction_read_only=on -c TimeZone=UTC".strip()
-        return psycopg.connect(
-            dsn, connect_timeout=timeout_s, autocommit=True, application_name="drillbook-health",
-            options=options,
-        )
+        options = read_only_options(dsn, statement_timeout_ms=statement_timeout_ms)
+        return psycopg.connect(dsn, connect_timeout=timeout_s, autocommit=True,
+                               application_name=application_name, options=options)
     except psycopg.OperationalError as exc:
-        raise TargetUnreachable(
-            f"database {label} does not answer: {redact.redact(str(exc).strip())}", target=label,
-        ) from None
+        text = redact.redact(str(exc).strip())
+        if refused_credentials(text):
+            raise AuthenticationFailed(f"database {label} refuses the credentials: {text}",
+                                       target=label) from None
+        raise TargetUnreachable(f"database {label} does not answer: {text}", target=label) from None
+
+
+def refused_credentials(message: str) -> bool:
+    """Whether libpq's error says the server answered but refused the credentials."""
+    return any(sign in message for sign in _REFUSED_SIGNS)
 
 
 def answers_select_1(dsn: str, *, label: str, limit: timedelta) -> Verdict:

@@ -7,7 +7,9 @@ session's role could write with, read from the catalog in one read-only session:
 
 - superuser, or membership in a role with SUPERUSER, CREATEROLE, CREATEDB or REPLICATION
   (untrusted SQL could ``SET ROLE`` to any role it is a member of);
-- membership in ``pg_write_all_data``;
+- membership in a predefined role that writes: ``pg_write_all_data`` (every table),
+  ``pg_write_server_files`` or ``pg_execute_server_program`` (the server's files and programs, as
+  its OS user); ``pg_read_all_data`` is what a subject's role should have, so it is fine;
 - INSERT, UPDATE, DELETE or TRUNCATE on any table, view or foreign table of the connected
   database (column grants count), and ownership of any of them (an owner may drop it).
 
@@ -28,6 +30,11 @@ from .verdict import Verdict
 # Relations named in a finding; the count is always exact.
 _NAMES_SHOWN = 3
 
+# Predefined roles whose members can write: every table, or the server's files and programs.
+WRITING_ROLES = ("pg_write_all_data", "pg_write_server_files", "pg_execute_server_program")
+
+_SESSION_USER = ("SELECT session_user, (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = "
+                 "session_user)")
 _MEMBERSHIPS = (
     "SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication "
     "FROM pg_catalog.pg_roles r WHERE pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER') "
@@ -61,6 +68,40 @@ READ_ONLY_RECIPE = (
 
 
 @dataclass(frozen=True)
+class RolePowers:
+    """The session's role, whether it is a superuser, and else every power it holds beyond reading."""
+
+    role: str
+    superuser: bool
+    powers: tuple[str, ...]
+
+
+def role_powers(conn: psycopg.Connection[Any], *, predefined: Sequence[str]) -> RolePowers:
+    """The session user's SUPERUSER, CREATEROLE, CREATEDB, REPLICATION and membership in ``predefined``.
+
+    The session user is what counts, and every role it is a member of: untrusted SQL can
+    ``RESET ROLE`` or ``SET ROLE`` to any of them. A superuser's ``powers`` are empty (that one
+    fact says it all; each caller words it). SELECTs only.
+    """
+    row = conn.execute(_SESSION_USER).fetchone()
+    assert row is not None  # a SELECT without FROM returns one row
+    user, superuser = str(row[0]), bool(row[1])
+    if superuser:
+        return RolePowers(user, True, ())
+    powers: list[str] = []
+    members: set[str] = set()
+    for name, rolsuper, createrole, createdb, replication in conn.execute(_MEMBERSHIPS).fetchall():
+        members.add(str(name))
+        via = "" if name == user else f" (through membership in `{name}`)"
+        for flag, what in ((rolsuper, "SUPERUSER"), (createrole, "CREATEROLE"),
+                           (createdb, "CREATEDB"), (replication, "REPLICATION")):
+            if flag:
+                powers.append(f"it has {what}{via}")
+    powers += [f"it is a member of `{name}`" for name in predefined if name in members]
+    return RolePowers(user, False, tuple(powers))
+
+
+@dataclass(frozen=True)
 class RoleFacts:
     """What the catalog says about the session's role: its name and everything it could write with."""
 
@@ -72,24 +113,15 @@ class RoleFacts:
 
 def write_abilities(conn: psycopg.Connection[Any]) -> RoleFacts:
     """Read the session role's write abilities (SELECTs only)."""
-    row = conn.execute("SELECT session_user, pg_catalog.current_database(), (SELECT rolsuper FROM "
-                       "pg_catalog.pg_roles WHERE rolname = session_user)").fetchone()
+    row = conn.execute("SELECT pg_catalog.current_database()").fetchone()
     assert row is not None  # a SELECT without FROM returns one row
-    user, database, superuser = str(row[0]), str(row[1]), bool(row[2])
-    if superuser:
-        return RoleFacts(user, database, True, ("it is a superuser: it can write anything, anywhere "
-                                                "on the server",))
-    problems: list[str] = []
-    for name, rolsuper, createrole, createdb, replication in conn.execute(_MEMBERSHIPS).fetchall():
-        via = "" if name == user else f" (through membership in `{name}`)"
-        for flag, what in ((rolsuper, "SUPERUSER"), (createrole, "CREATEROLE"),
-                           (createdb, "CREATEDB"), (replication, "REPLICATION")):
-            if flag:
-                problems.append(f"it has {what}{via}")
-        if name == "pg_write_all_data":
-            problems.append("it is a member of `pg_write_all_data`")
-    problems += relation_findings(conn.execute(_WRITABLE).fetchall())
-    return RoleFacts(user, database, False, tuple(problems))
+    database = str(row[0])
+    powers = role_powers(conn, predefined=WRITING_ROLES)
+    if powers.superuser:
+        return RoleFacts(powers.role, database, True, ("it is a superuser: it can write anything, "
+                                                       "anywhere on the server",))
+    problems = [*powers.powers, *relation_findings(conn.execute(_WRITABLE).fetchall())]
+    return RoleFacts(powers.role, database, False, tuple(problems))
 
 
 def relation_findings(rows: Sequence[Sequence[Any]]) -> list[str]:

@@ -275,9 +275,14 @@ def s3_ledger(url: str, options: dict[str, str], *, session: Any = None) -> Ledg
     return S3Ledger(location, client, endpoint=options.get("endpoint_url"), policy=policy)
 
 
-def s3_client(options: dict[str, str], *, session: Any = None) -> Any:
+def s3_client(options: dict[str, str], *, session: Any = None, connect_timeout_s: float = 5,
+              read_timeout_s: float = 30, max_attempts: int = 3) -> Any:
     """A boto3 S3 client from ``[ledger]``-style options (endpoint_url, region, keys); also the
-    fleet's runs location's (drillbook/fleet/runs.py), so both reach S3 the same way."""
+    fleet's runs location's (drillbook/fleet/runs.py), so both reach S3 the same way.
+
+    The timeouts and attempts default to a run's (a batch append may be slow); ``drillbook
+    doctor`` passes short ones so that one check stays within its deadline.
+    """
     import boto3
     from botocore.config import Config as BotoConfig
 
@@ -287,8 +292,8 @@ def s3_client(options: dict[str, str], *, session: Any = None) -> Any:
         "s3", endpoint_url=endpoint, region_name=options.get("region", "us-east-1"),
         aws_access_key_id=options.get("access_key_id"),
         aws_secret_access_key=options.get("secret_access_key"),
-        config=BotoConfig(connect_timeout=5, read_timeout=30,
-                          retries={"total_max_attempts": 3, "mode": "standard"},
+        config=BotoConfig(connect_timeout=connect_timeout_s, read_timeout=read_timeout_s,
+                          retries={"total_max_attempts": max_attempts, "mode": "standard"},
                           s3={"addressing_style": "path"} if endpoint else None),
     )
 

@@ -39,11 +39,15 @@ def add_parser(sub: argparse._SubParsersAction[Any], parser_class: Any) -> None:
     doctor_sub = p_doctor.add_subparsers(dest="doctor", required=False, parser_class=parser_class)
     p_ledger = doctor_sub.add_parser(
         "ledger", help="race create-only writers on the S3 ledger's endpoint; exit 1 if two can win")
-    p_ledger.add_argument("--config", type=Path, required=True,
-                          help="drillbook.toml whose `[ledger] url` is an s3:// ledger")
+    # One dest with `doctor`'s own --config and --json: SUPPRESS leaves the value given before
+    # `ledger` (`doctor --json ledger`) in place instead of resetting it to the default.
+    p_ledger.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                          help="drillbook.toml whose `[ledger] url` is an s3:// ledger (required; may "
+                          "also come before `ledger`)")
     p_ledger.add_argument("--writers", type=int, default=8, help="concurrent writers per race (default 8)")
     p_ledger.add_argument("--trials", type=int, default=5, help="races (default 5)")
-    p_ledger.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    p_ledger.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                          help="print the verdict as JSON")
 
 
 def scratch_prefix(location: S3Location) -> str:
@@ -57,6 +61,9 @@ def doctor_ledger(args: argparse.Namespace) -> int:
 
     from .audit import s3_ledger
 
+    if args.config is None:
+        raise ConfigError("doctor ledger needs --config: the drillbook.toml whose `[ledger] url` is an "
+                          "s3:// ledger", hint="`drillbook doctor ledger --config drillbook.toml`")
     where = str(args.config)
     if args.writers < 2 or args.trials < 1:
         raise ConfigError(f"--writers must be at least 2 and --trials at least 1 (got {args.writers}, "

@@ -38,6 +38,7 @@ from checks.pg_identity import (
     tcp_endpoint,
     unix_endpoint,
 )
+from checks.pg_privileges import role_powers
 
 from .scratch_catalog import describe_findings, emptiness_findings, read_catalog
 from .targets import PostgresTarget, Role
@@ -151,27 +152,12 @@ def refuse_powerful_role(conn: psycopg.Connection[Any], target: PostgresTarget) 
     The session user is what counts: untrusted SQL can ``RESET ROLE`` or ``SET
     ROLE`` to anything it is a member of, so every role it belongs to counts too.
     """
-    rows = conn.execute(
-        "SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication "
-        "FROM pg_catalog.pg_roles r WHERE pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER') "
-        "ORDER BY r.rolname"
-    ).fetchall()
-    user_row = conn.execute("SELECT session_user, (SELECT rolsuper FROM pg_catalog.pg_roles "
-                            "WHERE rolname = session_user)").fetchone()
-    assert user_row is not None
-    user, superuser = str(user_row[0]), bool(user_row[1])
-    problems: list[str] = []
-    if superuser:
+    powers = role_powers(conn, predefined=DANGEROUS_ROLES)
+    user = powers.role
+    problems = list(powers.powers)
+    if powers.superuser:
         problems.append("it is a superuser (COPY … TO PROGRAM runs commands as the server's OS user)")
     else:
-        for name, rolsuper, createrole, createdb, replication in rows:
-            via = "" if name == user else f" (through membership in `{name}`)"
-            for flag, what in ((rolsuper, "SUPERUSER"), (createrole, "CREATEROLE"),
-                               (createdb, "CREATEDB"), (replication, "REPLICATION")):
-                if flag:
-                    problems.append(f"it has {what}{via}")
-        members = {str(r[0]) for r in rows}
-        problems += [f"it is a member of `{name}`" for name in DANGEROUS_ROLES if name in members]
         owned = [str(r[0]) for r in conn.execute(
             "SELECT datname FROM pg_catalog.pg_database WHERE datname <> pg_catalog.current_database() "
             "AND pg_catalog.pg_has_role(session_user, datdba, 'MEMBER') ORDER BY 1").fetchall()]

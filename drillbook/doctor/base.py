@@ -20,7 +20,11 @@ from checks import redact
 from checks.errors import DrillbookError
 from checks.verdict import Outcome, Verdict
 
-# A check's own timeouts (connect 5 s, S3 ≈ 7 s, TLS 10 s) end it well before this backstop.
+# Each call of a check has its own timeout (PostgreSQL and Redis: 5 s to connect, PostgreSQL 10 s a
+# statement; an S3 store listing: two attempts of 3 s to connect and 5 s to read; the S3 ledger's
+# list, put and delete: one attempt of 3 + 3 s each, the put only while it and the delete fit;
+# HTTP 5 s; TLS 10 s): a silent host ends its check within this backstop, which catches the rest
+# (a server that answers each statement slowly, one after another).
 CHECK_DEADLINE_S = 20.0
 CONNECT_TIMEOUT_S = 5
 T = TypeVar("T")

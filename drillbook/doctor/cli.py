@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from checks import redact
@@ -19,7 +18,7 @@ from checks.verdict import Outcome, Verdict, worst
 from drills.config import Config
 from drills.targets import PostgresTarget, Role
 
-from ..runner import EXIT_FAILED, EXIT_PASSED
+from ..runner import DEFAULT_OUT, EXIT_FAILED, EXIT_PASSED
 from . import environment, postgres, targets
 from .base import Check, as_json, concurrently, failed, render, result, run_checks, summary
 
@@ -33,7 +32,10 @@ def doctor_setup(args: argparse.Namespace) -> int:
         checks = config_checks(config, shown=str(args.config))
         heading = f"drillbook doctor: the setup of {args.config}"
     else:
-        checks = environment.machine_checks(ledger=Path("out/ledger.jsonl").resolve())
+        from ..audit import ledger_at
+
+        # Where `drillbook run` without a config appends: <DEFAULT_OUT>/ledger.jsonl, from here.
+        checks = environment.machine_checks(ledger=ledger_at(None, DEFAULT_OUT).path)
         heading = "drillbook doctor: this machine, for the embedded sandbox (no --config)"
     verdicts: list[Verdict] = []
     if not args.json:
@@ -58,8 +60,9 @@ def config_checks(config: Config, *, shown: str) -> list[Check]:
     """Every target reachable; subjects read-only; scratch safe; tools; ledger; clock."""
     for spec in config.stores.values():
         redact.register(spec.secret_access_key)  # before any thread could print an error with it
+    sessions = postgres.Sessions()  # each server's version read once, by whichever check asks first
     checks = [Check("config", lambda: _config_line(config, shown))]
-    checks += _reachability(config)
+    checks += _reachability(config, sessions)
     subjects = [t for t in config.postgres.values() if t.role is Role.SUBJECT]
     scratches = [t for t in config.postgres.values() if t.role is Role.SCRATCH]
     for subject in subjects:
@@ -70,12 +73,12 @@ def config_checks(config: Config, *, shown: str) -> list[Check]:
     if not scratches and (subjects or config.stores):
         # Restores need scratch: without a configured one, drillbook starts a local cluster.
         local = "scratch created locally"
-        checks += [Check(local, partial(_local_scratch, local, subjects)),
+        checks += [Check(local, partial(_local_scratch, local, subjects, sessions)),
                    Check("postgres OS user", partial(environment.server_user, "postgres OS user")),
                    Check("temp dir", partial(environment.temp_dir, "temp dir"))]
     checks += [
-        Check("pg_restore version", lambda: _tool("pg_restore version", "pg_restore", subjects)),
-        Check("psql version", lambda: _tool("psql version", "psql", subjects, restrict=True)),
+        Check("pg_restore version", lambda: _tool("pg_restore version", "pg_restore", subjects, sessions)),
+        Check("psql version", lambda: _tool("psql version", "psql", subjects, sessions, restrict=True)),
         Check("ledger writable", lambda: _ledger("ledger writable", config)),
     ]
     if config.postgres:
@@ -93,9 +96,10 @@ def _config_line(config: Config, shown: str) -> Verdict:
     return result("config", Outcome.PASSED, f"{shown} is valid: targets {counted}")
 
 
-def _reachability(config: Config) -> list[Check]:
+def _reachability(config: Config, sessions: postgres.Sessions) -> list[Check]:
     kinds: list[tuple[Callable[[str, Any], Verdict], Mapping[str, Any]]] = [
-        (targets.postgres, config.postgres), (targets.redis, config.redis), (targets.store, config.stores),
+        (partial(targets.postgres, sessions=sessions), config.postgres), (targets.redis, config.redis),
+        (targets.store, config.stores),
         (targets.http, config.http), (targets.tls, config.tls), (targets.prometheus, config.prometheus)]
     found = []
     for check, table in kinds:
@@ -113,29 +117,33 @@ def _scratch_checks(scratch: PostgresTarget, subjects: Sequence[PostgresTarget])
             Check(role, partial(postgres.scratch_role, role, scratch))]
 
 
-def _tool(name: str, tool: str, subjects: Sequence[PostgresTarget], *, restrict: bool = False) -> Verdict:
-    servers, unreached = postgres.server_versions(subjects)
+def _tool(name: str, tool: str, subjects: Sequence[PostgresTarget], sessions: postgres.Sessions, *,
+          restrict: bool = False) -> Verdict:
+    servers, unreached = sessions.versions(subjects)
     if not subjects:
         local = environment.local_server_version()
         servers = [local] if local is not None else []
     return environment.client_tool(name, tool, servers=servers, unreached=unreached, restrict=restrict)
 
 
-def _local_scratch(name: str, subjects: Sequence[PostgresTarget]) -> Verdict:
+def _local_scratch(name: str, subjects: Sequence[PostgresTarget], sessions: postgres.Sessions) -> Verdict:
     """No scratch configured: the local server binaries start one, at least as new as every subject."""
     binaries = environment.server_binaries(name)
     local = environment.local_server_version()
     if binaries.outcome is not Outcome.PASSED or local is None:
         return binaries
-    servers, _ = postgres.server_versions(subjects)
+    servers, unreached = sessions.versions(subjects)
     newer = [s for s in servers if s.major > local.major]
     if newer:
         named = ", ".join(f"{s.label} ({s.text})" for s in newer)
         return result(name, Outcome.FAILED, f"{binaries.message} would restore dumps of {named}, a newer "
                       "major version", fix="install the PostgreSQL server of the subject's major version "
                       "(DRILLBOOK_PG_BINDIR), or configure a postgres target with `scratch = true`")
-    return result(name, Outcome.PASSED, f"no `scratch = true` target: drillbook starts one from "
-                  f"{binaries.message}")
+    message = f"no `scratch = true` target: drillbook starts one from {binaries.message}"
+    if unreached:
+        return result(name, Outcome.WARNING, f"{message}; not compared with {', '.join(unreached)} (no "
+                      "answer)", fix="make those targets reachable, then run doctor again")
+    return result(name, Outcome.PASSED, message)
 
 
 def _ledger(name: str, config: Config) -> Verdict:

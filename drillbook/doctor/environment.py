@@ -15,6 +15,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +26,17 @@ from checks.errors import DrillbookError, EnvironmentError_
 from checks.verdict import Outcome, Verdict
 from drills import pgtools
 
-from .base import Check, result
+from .base import CHECK_DEADLINE_S, Check, result
 
 _VERSION_TIMEOUT_S = 10
 _MARKER_PREFIX = ".drillbook-doctor-"
+_LOCAL_VERSION_LOCK = threading.Lock()
+# The S3 ledger check's calls: one attempt each, 3 s to connect and 3 s to read (a listing of one
+# key, a put and a delete of a few bytes), so that all three fit in the check's deadline.
+_S3_CONNECT_S = 3.0
+_S3_READ_S = 3.0
+_S3_CALL_S = _S3_CONNECT_S + _S3_READ_S
+_MARGIN_S = 1.0  # the check starts a little after the deadline's clock does
 _BOOTSTRAP_FIX = ("run ./bootstrap as root (it installs Debian's `postgresql`), or install PostgreSQL 15 "
                   "or newer and set DRILLBOOK_PG_BINDIR to its bin directory")
 
@@ -106,8 +115,14 @@ def local_ledger(name: str, path: Path) -> Verdict:
     return result(name, Outcome.PASSED, f"ledger {path} exists and is writable", path=str(path))
 
 
-def s3_ledger(name: str, url: str, options: dict[str, str]) -> Verdict:
-    """Put and delete a marker under the ``doctor ledger`` scratch prefix beside the ledger's prefix."""
+def s3_ledger(name: str, url: str, options: dict[str, str], *,
+              deadline_s: float = CHECK_DEADLINE_S) -> Verdict:
+    """Put and delete a marker under the ``doctor ledger`` scratch prefix beside the ledger's prefix.
+
+    Each S3 call is one attempt of at most ``_S3_CALL_S``; the marker is put only while the put and
+    its delete both fit before ``deadline_s`` (from the check's start): a report that ended at the
+    deadline with the marker put but not yet deleted would leave it behind.
+    """
     import secrets
 
     from botocore.exceptions import BotoCoreError, ClientError
@@ -117,8 +132,9 @@ def s3_ledger(name: str, url: str, options: dict[str, str]) -> Verdict:
     from ..audit import s3_client
     from ..doctor_cli import scratch_prefix
 
+    started = time.monotonic()
     location = S3Location.parse(url)
-    client = s3_client(options)
+    client = s3_client(options, connect_timeout_s=_S3_CONNECT_S, read_timeout_s=_S3_READ_S, max_attempts=1)
     key = f"{scratch_prefix(location)}marker-{secrets.token_hex(6)}"
     where = f"s3://{location.bucket}/{key}"
     fix = ("check `[ledger]` endpoint_url, bucket and credentials: drillbook needs to list, read and "
@@ -126,6 +142,15 @@ def s3_ledger(name: str, url: str, options: dict[str, str]) -> Verdict:
            f"{scratch_prefix(location)})")
     try:
         client.list_objects_v2(Bucket=location.bucket, Prefix=location.prefix, MaxKeys=1)
+    except (ClientError, BotoCoreError) as exc:
+        return result(name, Outcome.FAILED, f"S3 ledger {location}: {_s3_reason(exc)}", fix=fix)
+    spent = time.monotonic() - started
+    if spent + 2 * _S3_CALL_S > deadline_s - _MARGIN_S:
+        return result(name, Outcome.FAILED, f"S3 ledger {location} lists, but only after {spent:.1f} s: "
+                      "no marker was tried (its put and delete might not end before the report does)",
+                      fix="the endpoint answers slowly: check its load and the network to it, then run "
+                          "doctor again")
+    try:
         client.put_object(Bucket=location.bucket, Key=key, Body=b"drillbook doctor\n")
     except (ClientError, BotoCoreError) as exc:
         return result(name, Outcome.FAILED, f"S3 ledger {location}: {_s3_reason(exc)}", fix=fix)
@@ -163,7 +188,7 @@ def server_binaries(name: str) -> Verdict:
     missing = [tool for tool in ("initdb", "pg_ctl", "postgres") if not (bindir / tool).exists()]
     if missing:
         return result(name, Outcome.FAILED, f"{bindir} lacks {', '.join(missing)}", fix=_BOOTSTRAP_FIX)
-    major, minor = pgtools.psql_version(str(bindir / "postgres"))
+    major, minor = _postgres_version(bindir)
     if major < pgtools.MIN_MAJOR:
         return result(name, Outcome.FAILED, f"PostgreSQL {major}.{minor} in {bindir}: drillbook needs "
                       f"{pgtools.MIN_MAJOR} or newer", fix=_BOOTSTRAP_FIX)
@@ -173,10 +198,19 @@ def server_binaries(name: str) -> Verdict:
 def local_server_version() -> ServerVersion | None:
     """The version of the local server binaries (the sandbox's and a local scratch's), if any."""
     try:
-        major, minor = pgtools.psql_version(str(pgtools.bindir() / "postgres"))
+        major, minor = _postgres_version(pgtools.bindir())
     except DrillbookError:
         return None
     return ServerVersion("the local server binaries", major, f"{major}.{minor}")
+
+
+def _postgres_version(bindir: Path) -> tuple[int, int]:
+    """``postgres --version`` of ``bindir``, run once however many checks ask at the same moment.
+
+    pgtools caches the answer, but a cache is no lock: checks starting together would each run it.
+    """
+    with _LOCAL_VERSION_LOCK:
+        return pgtools.psql_version(str(bindir / "postgres"))
 
 
 def client_tool(name: str, tool: str, *, servers: Sequence[ServerVersion], unreached: Sequence[str] = (),
@@ -184,7 +218,7 @@ def client_tool(name: str, tool: str, *, servers: Sequence[ServerVersion], unrea
     """``tool`` (pg_restore, psql) is found, at least as new as every server, psql with ``\\restrict``."""
     try:
         path = pgtools.tool(tool)
-        major, minor = pgtools.psql_version(path)
+        major, minor = pgtools.psql_version(path)  # cached: require_restrict below reads it, not runs it
     except EnvironmentError_ as exc:
         return result(name, Outcome.FAILED, exc.message, fix=exc.hint or _BOOTSTRAP_FIX)
     found = f"{tool} {major}.{minor} ({path})"
@@ -208,6 +242,12 @@ def client_tool(name: str, tool: str, *, servers: Sequence[ServerVersion], unrea
                       fix="configure a postgres target, or install the server binaries")
     extra = ", with \\restrict for plain SQL dumps" if restrict else ""
     return result(name, Outcome.PASSED, f"{found}{extra}{reads}")
+
+
+def local_client_tool(name: str, tool: str, *, restrict: bool = False) -> Verdict:
+    """:func:`client_tool` against the local server binaries (read inside the check, under its deadline)."""
+    local = local_server_version()
+    return client_tool(name, tool, servers=[local] if local is not None else [], restrict=restrict)
 
 
 def redis_server(name: str) -> Verdict:
@@ -277,16 +317,14 @@ def cache_dir(name: str) -> Verdict:
 
 def machine_checks(*, ledger: Path) -> list[Check]:
     """Without a config: what ``drillbook run`` on the embedded sandbox needs."""
-    local = local_server_version()
-    servers = [local] if local is not None else []
     return [
         Check("postgresql server binaries", lambda: server_binaries("postgresql server binaries")),
         Check("redis-server", lambda: redis_server("redis-server")),
         Check("postgres OS user", lambda: server_user("postgres OS user")),
         Check("temp dir", lambda: temp_dir("temp dir")),
         Check("cache dir writable", lambda: cache_dir("cache dir writable")),
-        Check("pg_restore version", lambda: client_tool("pg_restore version", "pg_restore", servers=servers)),
-        Check("psql version", lambda: client_tool("psql version", "psql", servers=servers, restrict=True)),
+        Check("pg_restore version", lambda: local_client_tool("pg_restore version", "pg_restore")),
+        Check("psql version", lambda: local_client_tool("psql version", "psql", restrict=True)),
         Check("prometheus", lambda: prometheus("prometheus")),
         Check("ledger writable", lambda: local_ledger("ledger writable", ledger)),
     ]

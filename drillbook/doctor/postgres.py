@@ -9,21 +9,18 @@ it before a drill's first write (:mod:`drills.scratch_guard`, :mod:`checks.pg_id
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from checks import redact
-from checks.errors import (
-    AuthenticationFailed,
-    DrillbookError,
-    SafetyError,
-    ScratchNotEmpty,
-    TargetUnreachable,
-)
+from checks import pg_health
+from checks.errors import DrillbookError, SafetyError, ScratchNotEmpty, TargetUnreachable
 from checks.pg_privileges import read_only_verdict, write_abilities
 from checks.verdict import Outcome, Verdict
 from drills.targets import PostgresTarget
@@ -31,7 +28,10 @@ from drills.targets import PostgresTarget
 from .base import CONNECT_TIMEOUT_S, concurrently, result
 from .environment import ServerVersion
 
-_STATEMENT_TIMEOUT_MS = 10_000
+if TYPE_CHECKING:
+    from checks.pg_identity import ServerIdentity
+
+STATEMENT_TIMEOUT_MS = 10_000
 CLOCK_WARN = timedelta(seconds=60)
 CLOCK_FAIL = timedelta(minutes=10)
 _IN_STEP = timedelta(seconds=1)  # below the round trip's uncertainty on a slow link: not worth a number
@@ -39,25 +39,14 @@ _CLOCK_FIX = ("run an NTP client (chrony, systemd-timesyncd) on this machine and
               "backup ages (RPO) are measured against this clock")
 
 
-def read_only_conninfo(dsn: str) -> str:
-    """``dsn`` with ``default_transaction_read_only=on`` and a statement timeout added to its options."""
-    params = psycopg.conninfo.conninfo_to_dict(dsn)
-    options = str(params.get("options") or "")
-    extra = f"-c default_transaction_read_only=on -c statement_timeout={_STATEMENT_TIMEOUT_MS}"
-    return psycopg.conninfo.make_conninfo(dsn, options=f"{options} {extra}".strip())
-
-
 def connect_read_only(target: PostgresTarget) -> psycopg.Connection[Any]:
-    """An autocommit session in which every statement is read-only; TargetUnreachable when none opens."""
-    try:
-        return psycopg.connect(read_only_conninfo(target.dsn), connect_timeout=CONNECT_TIMEOUT_S,
-                               autocommit=True)
-    except psycopg.OperationalError as exc:
-        text = redact.redact(str(exc).strip())
-        refused = "authentication failed" in text or "no password supplied" in text
-        kind = AuthenticationFailed if refused else TargetUnreachable
-        raise kind(f"`{target.name}` ({target.describe()}) does not answer: {text}",
-                   target=target.name) from None
+    """An autocommit session where every statement is read-only (checks.pg_health.connect_read_only).
+
+    :class:`AuthenticationFailed` or :class:`TargetUnreachable` naming the target when none opens.
+    """
+    return pg_health.connect_read_only(
+        target.dsn, label=f"`{target.name}` ({target.describe()})", timeout_s=CONNECT_TIMEOUT_S,
+        statement_timeout_ms=STATEMENT_TIMEOUT_MS, application_name="drillbook-doctor")
 
 
 def unreachable(name: str, exc: DrillbookError) -> Verdict:
@@ -90,23 +79,46 @@ def scratch_empty(name: str, scratch: PostgresTarget) -> Verdict:
 
 
 def scratch_own_server(name: str, scratch: PostgresTarget, subjects: Sequence[PostgresTarget]) -> Verdict:
-    """The scratch is proven to be on another server than every subject (drills/scratch_guard.py)."""
-    from drills.scratch_guard import (
-        identity_from_session,
-        identity_or_resolved,
-        refuse_shared_server,
-        resolve_identity,
-    )
+    """The scratch is proven to be on another server than every subject (drills/scratch_guard.py).
 
-    with connect_read_only(scratch) as conn:
-        identity = identity_from_session(conn, resolve_identity(scratch))
+    The scratch and every subject are asked at once, each in a doctor session (read-only, statement
+    timeout): silent subjects cost one connect timeout in all.
+    """
+    from drills.scratch_guard import identity_from_session, refuse_shared_server, resolve_identity
+
+    def scratch_identity() -> ServerIdentity:
+        with connect_read_only(scratch) as conn:
+            return identity_from_session(conn, resolve_identity(scratch))
+
+    probes: list[Callable[[], ServerIdentity]] = [scratch_identity]
+    probes += [partial(subject_identity, s) for s in subjects]
+    identities: list[ServerIdentity] = []
+    for answer in concurrently(lambda probe: probe(), probes):
+        if isinstance(answer, BaseException):
+            raise answer  # the scratch does not answer (its reachability line says more), or a bug
+        identities.append(answer)
     try:
-        refuse_shared_server(identity, [(s, identity_or_resolved(s)) for s in subjects])
+        refuse_shared_server(identities[0], list(zip(subjects, identities[1:], strict=True)))
     except SafetyError as exc:
         return result(name, Outcome.FAILED, exc.message, fix=exc.hint)
     named = ", ".join(f"`{s.name}`" for s in subjects) or "no subject is configured"
     return result(name, Outcome.PASSED, f"scratch target `{scratch.name}` is on a server of its own "
                   f"(told apart from {named})" if subjects else f"scratch target `{scratch.name}`: {named}")
+
+
+def subject_identity(subject: PostgresTarget) -> ServerIdentity:
+    """A subject's identity from a doctor session, or only its resolved endpoints when it does not answer.
+
+    drills/scratch_guard.identity_or_resolved, but through :func:`connect_read_only`.
+    """
+    from drills.scratch_guard import identity_from_session, resolve_identity
+
+    resolved = resolve_identity(subject)
+    try:
+        with connect_read_only(subject) as conn:
+            return identity_from_session(conn, resolved)
+    except (TargetUnreachable, psycopg.Error):
+        return resolved
 
 
 def scratch_role(name: str, scratch: PostgresTarget) -> Verdict:
@@ -127,24 +139,61 @@ def scratch_role(name: str, scratch: PostgresTarget) -> Verdict:
 # -- versions and the clock --------------------------------------------------------------------
 
 
-def server_versions(targets: Sequence[PostgresTarget]) -> tuple[list[ServerVersion], list[str]]:
-    """The versions of the servers that answer, and the names of those that do not (asked at once)."""
-    found: list[ServerVersion] = []
-    unreached: list[str] = []
-    for target, answer in zip(targets, concurrently(_server_version, targets), strict=True):
-        if isinstance(answer, ServerVersion):
-            found.append(answer)
-        else:
-            unreached.append(f"`{target.name}`")
-    return found, unreached
+@dataclass(frozen=True)
+class SessionFacts:
+    """What a PostgreSQL target says about itself in a doctor session."""
+
+    role: str
+    database: str
+    version: ServerVersion
 
 
-def _server_version(target: PostgresTarget) -> ServerVersion:
+class Sessions:
+    """Each PostgreSQL target's :class:`SessionFacts`, read once per doctor run and shared.
+
+    The reachability line and the client-version checks all need a subject's version and run at
+    once: the first to ask opens the session, the others wait for its answer (a failure is kept too,
+    so a silent server costs one connect timeout, not one per check).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._target_locks: dict[str, threading.Lock] = {}
+        self._answers: dict[str, SessionFacts | Exception] = {}
+
+    def answer(self, target: PostgresTarget) -> SessionFacts | Exception:
+        """The target's facts, or why they could not be read."""
+        with self._lock:
+            target_lock = self._target_locks.setdefault(target.name, threading.Lock())
+        with target_lock:
+            if target.name not in self._answers:
+                try:
+                    self._answers[target.name] = read_facts(target)
+                except Exception as exc:  # noqa: BLE001 - kept for every check that asks; each names it
+                    self._answers[target.name] = exc
+            return self._answers[target.name]
+
+    def versions(self, targets: Sequence[PostgresTarget]) -> tuple[list[ServerVersion], list[str]]:
+        """The versions of the servers that answer, and the names of those that do not (asked at once)."""
+        found: list[ServerVersion] = []
+        unreached: list[str] = []
+        for target, answer in zip(targets, concurrently(self.answer, targets), strict=True):
+            if isinstance(answer, SessionFacts):
+                found.append(answer.version)
+            else:
+                unreached.append(f"`{target.name}`")
+        return found, unreached
+
+
+def read_facts(target: PostgresTarget) -> SessionFacts:
+    """Role, database and server version, in one read-only session."""
     with connect_read_only(target) as conn:
         number = conn.info.server_version
-        row = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()
-    text = str(row[0]).split()[0] if row and row[0] else str(number)
-    return ServerVersion(f"`{target.name}`", major_of(number), text)
+        row = conn.execute("SELECT session_user, pg_catalog.current_database(), "
+                           "pg_catalog.current_setting('server_version')").fetchone()
+    assert row is not None  # a SELECT without FROM returns one row
+    text = str(row[2]).split()[0] if row[2] else str(number)
+    return SessionFacts(str(row[0]), str(row[1]), ServerVersion(f"`{target.name}`", major_of(number), text))
 
 
 def major_of(server_version_num: int) -> int:

@@ -15,24 +15,22 @@ from checks.errors import DrillbookError
 from checks.verdict import Outcome, Verdict
 from drills.targets import HttpTarget, PostgresTarget, PrometheusTarget, RedisTarget, StoreSpec, TlsTarget
 
-from .base import CONNECT_TIMEOUT_S, result
-from .postgres import connect_read_only, unreachable
+from .base import CONNECT_TIMEOUT_S, from_error, result
+from .postgres import Sessions, unreachable
 
 _HTTP_TIMEOUT_S = 5.0
 
 
-def postgres(name: str, target: PostgresTarget) -> Verdict:
-    """A read-only session opens: the server's version, the role and the database."""
-    try:
-        with connect_read_only(target) as conn:
-            row = conn.execute("SELECT session_user, pg_catalog.current_database(), "
-                               "pg_catalog.current_setting('server_version')").fetchone()
-    except DrillbookError as exc:
-        return unreachable(name, exc)
-    assert row is not None  # a SELECT without FROM returns one row
-    version = str(row[2]).split()[0]
-    return result(name, Outcome.PASSED, f"PostgreSQL {version}, database {row[1]} as role `{row[0]}` "
-                  f"({target.describe()})", server_version=version, role=str(row[0]))
+def postgres(name: str, target: PostgresTarget, *, sessions: Sessions) -> Verdict:
+    """A read-only session opens: the server's version, the role and the database (read once, shared)."""
+    facts = sessions.answer(target)
+    if isinstance(facts, DrillbookError):
+        return unreachable(name, facts)
+    if isinstance(facts, Exception):
+        return from_error(name, facts)
+    version = facts.version.text
+    return result(name, Outcome.PASSED, f"PostgreSQL {version}, database {facts.database} as role "
+                  f"`{facts.role}` ({target.describe()})", server_version=version, role=facts.role)
 
 
 def redis(name: str, target: RedisTarget) -> Verdict:

@@ -3,17 +3,15 @@
 Two PostgreSQL clusters of the module's own (tests/integration/conftest.py): the **subject
 cluster** holds the subject database (a table ``orders`` with one row, owned by ``postgres``) and
 the roles it is reached as — ``reader`` (``pg_read_all_data``), ``writer`` (INSERT on
-``orders``), the superuser ``postgres``; the **scratch cluster** holds the scratch databases,
-each owned by a contained role of its own. Most tests call the command in-process; the exit
-codes and the secrets are checked on a real subprocess (whose redactor knows only what the
-config told it).
+``orders``), ``filer`` (``pg_write_server_files``), the superuser ``postgres``; the **scratch
+cluster** holds the scratch databases, each owned by a contained role of its own. Most tests
+call the command in-process; the exit codes and the secrets are checked on a real subprocess
+(whose redactor knows only what the config told it).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from checks.verdict import Outcome
 from drills.local import LocalScratch
 from drills.processes import S3_ACCESS_KEY_ID, S3Server
 from drills.scratch_catalog import read_catalog
@@ -46,10 +45,11 @@ def subject_db(subject_cluster: LocalScratch) -> Iterator[PostgresTarget]:
     with psycopg.connect(admin_dsn(target), autocommit=True) as conn:
         conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY, note text)")
         conn.execute("INSERT INTO public.orders VALUES (1, 'precious')")
-        for role in ("reader", "writer"):
+        for role in ("reader", "writer", "filer"):
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        conn.execute("GRANT pg_read_all_data TO reader")
-        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO reader, writer").format(
+        conn.execute("GRANT pg_read_all_data TO reader, filer")
+        conn.execute("GRANT pg_write_server_files TO filer")
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO reader, writer, filer").format(
             sql.Identifier(conn.info.dbname)))
         conn.execute("GRANT SELECT, INSERT ON public.orders TO writer")
     try:
@@ -57,7 +57,7 @@ def subject_db(subject_cluster: LocalScratch) -> Iterator[PostgresTarget]:
     finally:
         subject_cluster.drop(target)  # the database and its grants first: then the roles can go
         with psycopg.connect(admin_dsn(target, dbname="postgres"), autocommit=True) as conn:
-            conn.execute("DROP ROLE reader, writer")
+            conn.execute("DROP ROLE reader, writer, filer")
 
 
 def as_role(target: PostgresTarget, user: str) -> str:
@@ -154,6 +154,15 @@ class TestSubjectRole:
         assert "it has INSERT on 1 relation (public.orders)" in check["message"]
         assert "UPDATE" not in check["message"]
 
+    def test_a_role_that_writes_the_servers_files_warns_naming_it(self, subject_db: PostgresTarget,
+                                                                   doctor: Doctor) -> None:
+        """`filer` reads every table but is in pg_write_server_files: WARN naming that role, not the other."""
+        _, checks = doctor(as_role(subject_db, "filer"))
+        check = checks["targets.production read-only role"]
+        assert check["outcome"] == "warn", check
+        assert "role `filer`, which can write: it is a member of `pg_write_server_files`" in check["message"]
+        assert "pg_read_all_data`" not in check["message"]
+
     def test_doctor_writes_nothing_to_the_subject(self, subject_db: PostgresTarget, doctor: Doctor) -> None:
         """As a superuser: catalog, rows and the database's tuple-write counters unchanged."""
         before = subject_state(subject_db)
@@ -170,22 +179,36 @@ class TestSubjectRole:
 
 
 def subject_state(target: PostgresTarget) -> tuple[Any, ...]:
-    """The subject's catalog fingerprint, rows and tuple-write counters, once its other sessions ended.
-
-    A backend flushes its statistics when it exits: wait (with a deadline) until no other
-    session is connected, then read the counters afresh.
-    """
+    """The subject's catalog fingerprint, rows and tuple-write counters, once its other sessions ended."""
     with psycopg.connect(admin_dsn(target), autocommit=True) as conn:
-        deadline = time.monotonic() + 10
-        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND pid <> pg_backend_pid()").fetchone() != (0,):
-            assert time.monotonic() < deadline, "doctor's sessions did not end"
-            time.sleep(0.05)
-        conn.execute("SELECT pg_stat_clear_snapshot()")
+        wait_alone(conn)
         counters = conn.execute("SELECT tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
                                 "WHERE datname = current_database()").fetchone()
         rows = conn.execute("SELECT id, note FROM public.orders ORDER BY id").fetchall()
         return read_catalog(conn).fingerprint(), rows, counters
+
+
+def subject_sessions(target: PostgresTarget) -> int:
+    """How many sessions the subject database has had, once its other sessions ended (PostgreSQL 14+)."""
+    with psycopg.connect(admin_dsn(target), autocommit=True) as conn:
+        wait_alone(conn)
+        row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+                           ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def wait_alone(conn: psycopg.Connection[Any]) -> None:
+    """Until no other session is connected to ``conn``'s database (with a deadline); then fresh stats.
+
+    A backend flushes its statistics when it exits.
+    """
+    deadline = time.monotonic() + 10
+    while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid()").fetchone() != (0,):
+        assert time.monotonic() < deadline, "doctor's sessions did not end"
+        time.sleep(0.05)
+    conn.execute("SELECT pg_stat_clear_snapshot()")
 
 
 class TestScratch:
@@ -199,6 +222,15 @@ class TestScratch:
                 "targets.scratch role contained", "pg_restore version", "psql version", "clock",
                 "targets.backups reachable", "ledger writable"} <= set(checks)
         assert "1 keys match key_pattern 'app_%Y%m%d.sql'" in checks["targets.backups reachable"]["message"]
+
+    def test_each_server_is_asked_once_per_purpose(
+            self, subject_db: PostgresTarget, scratch_db: PostgresTarget, doctor: Doctor) -> None:
+        """Four sessions on the subject: its version (shared by reachability and both client tools),
+        its role's privileges, its clock, its identity for the scratch check."""
+        before = subject_sessions(subject_db)
+        idle = subject_sessions(subject_db) - before  # the counting session itself, counted as it ends
+        doctor(as_role(subject_db, "reader"), scratch=scratch_db.dsn)
+        assert subject_sessions(subject_db) - before - 2 * idle == 4
 
     def test_a_non_empty_scratch_fails_naming_what_it_holds(
             self, subject_db: PostgresTarget, scratch_db: PostgresTarget, doctor: Doctor) -> None:
@@ -230,23 +262,14 @@ class TestScratch:
 
 
 @pytest.fixture
-def unwritable(tmp_path: Path) -> Iterator[Path]:
-    """A directory nobody can create files in: a read-only tmpfs as root, else mode 0555."""
-    place = tmp_path / "readonly"
-    place.mkdir()
-    if os.geteuid() != 0:
-        place.chmod(0o555)
-        yield place
-        place.chmod(0o755)
-        return
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(place)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield place
-    finally:
-        subprocess.run(["umount", "-l", str(place)], capture_output=True, check=False)
+def unwritable() -> Path:
+    """A directory nobody can create files in, root included: procfs takes no new file.
+
+    (A 0555 directory does not stop root, and a read-only tmpfs needs a mount CI containers refuse.)
+    """
+    place = Path("/proc")
+    assert not (place / "runs").exists()
+    return place
 
 
 class TestLedger:
@@ -278,6 +301,22 @@ class TestLedger:
 
 
 
+def test_no_marker_when_put_and_delete_might_outlast_the_deadline(s3_server: S3Server) -> None:
+    """A deadline the put and the delete cannot both fit in: FAIL saying so, and nothing put."""
+    from drillbook.doctor.environment import s3_ledger
+
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1",
+        aws_access_key_id=S3_ACCESS_KEY_ID, aws_secret_access_key=S3_SECRET)
+    client.create_bucket(Bucket="doctor-deadline")
+    options = {"endpoint_url": s3_server.endpoint_url, "access_key_id": S3_ACCESS_KEY_ID,
+               "secret_access_key": S3_SECRET}
+    verdict = s3_ledger("ledger writable", "s3://doctor-deadline/ledger/", options, deadline_s=10)
+    assert verdict.outcome is Outcome.FAILED, verdict
+    assert "lists, but only after" in verdict.message and "no marker was tried" in verdict.message
+    assert client.list_objects_v2(Bucket="doctor-deadline").get("Contents", []) == []
+
+
 class TestTheCommand:
     def test_unreachable_port_fails_and_the_others_still_report(self, doctor: Doctor) -> None:
         """A refused port: FAIL naming it; the store and the ledger are still checked."""
@@ -287,6 +326,9 @@ class TestTheCommand:
         assert "does not answer" in check["message"] and "Connection refused" in check["message"]
         assert checks["targets.backups reachable"]["outcome"] == "pass"
         assert checks["ledger writable"]["outcome"] == "pass"
+        local = checks["scratch created locally"]  # could not be compared with the subject: said so
+        assert local["outcome"] == "warn", local
+        assert local["message"].endswith("not compared with `production` (no answer)")
         assert code == 1
 
     def test_exit_codes_and_no_secret_in_any_output(
@@ -337,21 +379,22 @@ def test_without_config_the_machine_is_checked(capsys: pytest.CaptureFixture[str
     from drillbook.cli import main
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # not the real ~/.cache
     code = main(["doctor"])
     out = capsys.readouterr().out
     for name in ("postgresql server binaries", "redis-server", "postgres OS user", "cache dir writable",
                  "pg_restore version", "psql version", "ledger writable"):
         assert f"PASS  {name}: " in out, out
     assert code == 0, out
-    assert not (tmp_path / "out").exists(), "doctor created the ledger's directory"
+    assert f"cache dir {tmp_path / 'cache' / 'drillbook'} does not exist yet" in out
+    assert f"ledger {tmp_path.resolve() / 'out' / 'ledger.jsonl'} will be created" in out
+    assert sorted(tmp_path.iterdir()) == [], "doctor created the ledger's or the cache's directory"
 
 
 def test_doctor_ledger_still_needs_its_config(capsys: pytest.CaptureFixture[str]) -> None:
-    """`doctor ledger` is kept as it was: without --config it is a usage error (exit 2)."""
+    """`doctor ledger` without --config (before or after `ledger`) is a usage error (exit 2)."""
     from drillbook.cli import main
 
-    with pytest.raises(SystemExit) as exited:
-        main(["doctor", "ledger"])
-    assert exited.value.code == 2
-    assert "--config" in capsys.readouterr().err
+    assert main(["doctor", "ledger"]) == 2
+    assert "doctor ledger needs --config" in capsys.readouterr().err
 

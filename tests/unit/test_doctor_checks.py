@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 
 from checks.backups import BackupObject
 from checks.errors import TargetUnreachable
+from checks.pg_health import read_only_options, refused_credentials
 from checks.pg_privileges import relation_findings
 from checks.verdict import Outcome, Verdict
 from drillbook.doctor.base import Check, as_json, failed, render, result, run_checks
 from drillbook.doctor.environment import existing_base, local_ledger, probe_writable
-from drillbook.doctor.postgres import clock_verdict, read_only_conninfo
+from drillbook.doctor.postgres import clock_verdict
 from drillbook.doctor.targets import buildinfo_version, store_verdict
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -151,13 +152,21 @@ def test_relation_findings_name_each_privilege_and_ownership() -> None:
 
 @given(options=st.text(alphabet=st.characters(blacklist_categories=["Cs", "Cc"]), max_size=40))
 def test_a_read_only_session_keeps_the_dsns_own_options(options: str) -> None:
-    """The DSN's options (outside input) survive; read-only and a statement timeout are added."""
+    """The DSN's options (outside input) survive; read-only, UTC and a statement timeout are added after."""
     dsn = psycopg.conninfo.make_conninfo("host=db.internal dbname=app", options=options) if options.strip() \
         else "host=db.internal dbname=app"
-    params = psycopg.conninfo.conninfo_to_dict(read_only_conninfo(dsn))
-    assert params["host"] == "db.internal" and params["dbname"] == "app"
-    assert str(params["options"]).startswith(options.strip())
-    assert str(params["options"]).endswith("-c default_transaction_read_only=on -c statement_timeout=10000")
+    added = read_only_options(dsn, statement_timeout_ms=10_000)
+    assert added.startswith(options.strip())
+    assert added.endswith("-c default_transaction_read_only=on -c TimeZone=UTC -c statement_timeout=10000")
+    assert read_only_options(dsn).endswith("-c default_transaction_read_only=on -c TimeZone=UTC")
+
+
+def test_refused_credentials_are_told_from_silence() -> None:
+    """libpq's words for a refused password, against those of a server that does not answer."""
+    assert refused_credentials('connection failed: FATAL:  password authentication failed for user "ro"')
+    assert refused_credentials("fe_sendauth: no password supplied")
+    assert not refused_credentials("connection failed: Connection refused\n\tIs the server running")
+    assert not refused_credentials("connection timeout expired")
 
 
 class TestWritableProbes:
@@ -178,3 +187,36 @@ class TestWritableProbes:
     def test_the_probe_leaves_nothing(self, tmp_path: Path) -> None:
         assert probe_writable(tmp_path) is None
         assert list(tmp_path.iterdir()) == []
+
+
+class TestDoctorArguments:
+    """`doctor` and `doctor ledger` share --config and --json: given before `ledger`, they hold."""
+
+    def parse(self, *argv: str) -> tuple[object, object]:
+        from drillbook.cli import build_parser
+
+        args = build_parser().parse_args(["doctor", *argv])
+        return args.config, args.json
+
+    def test_before_or_after_ledger(self) -> None:
+        assert self.parse("--json", "ledger", "--config", "a.toml") == (Path("a.toml"), True)
+        assert self.parse("--config", "a.toml", "--json", "ledger") == (Path("a.toml"), True)
+        assert self.parse("ledger", "--config", "a.toml", "--json") == (Path("a.toml"), True)
+        assert self.parse("ledger", "--config", "a.toml") == (Path("a.toml"), False)
+
+    def test_after_ledger_wins(self) -> None:
+        assert self.parse("--config", "a.toml", "ledger", "--config", "b.toml") == (Path("b.toml"), False)
+
+    def test_without_ledger(self) -> None:
+        assert self.parse() == (None, False)
+        assert self.parse("--json") == (None, True)
+
+
+def test_the_s3_client_takes_short_timeouts() -> None:
+    """doctor's S3 calls: the timeouts and attempts it asks for, not a run's 30 s and 3 attempts."""
+    from drillbook.audit import s3_client
+
+    config = s3_client({}, connect_timeout_s=3, read_timeout_s=4, max_attempts=1).meta.config
+    assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (3, 4, 1)
+    default = s3_client({}).meta.config
+    assert (default.read_timeout, default.retries["total_max_attempts"]) == (30, 3)
