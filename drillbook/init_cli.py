@@ -57,7 +57,7 @@ from .init_files import (
 from .runner import EXIT_PASSED
 
 _CONNECT_TIMEOUT_S = 5
-_STATEMENT_TIMEOUT = "5s"  # a count(*) of a never-analysed table slower than this leaves it out
+_STATEMENT_TIMEOUT_MS = 5000  # a count(*) of a never-analysed table slower than this leaves it out
 _TABLES = 3  # rows of the row-count table
 _SAMPLES = 20  # newest file names the key pattern is suggested from
 _DEFAULT_ENDPOINT_VAR = "AWS_ENDPOINT_URL"
@@ -364,8 +364,9 @@ def _biggest_tables(dsn: str, target: str, notes: list[str]) -> tuple[TableFloor
 
     floors: list[TableFloor] = []
     try:
-        with connect_read_only(dsn, label=target, timeout_s=_CONNECT_TIMEOUT_S) as conn:
-            conn.execute(f"SET statement_timeout = '{_STATEMENT_TIMEOUT}'")
+        with connect_read_only(dsn, label=target, timeout_s=_CONNECT_TIMEOUT_S,
+                               statement_timeout_ms=_STATEMENT_TIMEOUT_MS,
+                               application_name="drillbook-init") as conn:
             for schema, name, _, estimate, unknown in conn.execute(_BIGGEST_SQL).fetchall():
                 qualified = name if schema == "public" else f"{schema}.{name}"
                 if not PLAIN_TABLE.fullmatch(qualified):
