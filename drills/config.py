@@ -60,6 +60,9 @@ a key=value DSN's password, and every http header value (but ``Accept``,
     endpoint_url = "https://s3.internal"
     access_key_id = "${AWS_ACCESS_KEY_ID}"
     secret_access_key = "${AWS_SECRET_ACCESS_KEY}"
+    probe_role_arn = "${BACKUP_ROLE_ARN}"   # optional, with probe_prefix: the immutability probe
+    probe_prefix = "drillbook-probes/"      # assumes this role and writes its own marker here
+                                            # (never under the store's prefix); docs/immutable-backups.md
 
     [targets.cache]
     kind = "redis"
@@ -102,6 +105,7 @@ from checks import redact
 from checks.durations import parse_duration
 from checks.errors import ConfigError
 from checks.http_health import FollowRedirects
+from checks.immutability import check_probe_prefix, check_role_arn
 
 from .targets import HttpTarget, PostgresTarget, PrometheusTarget, RedisTarget, Role, StoreSpec, TlsTarget
 
@@ -120,7 +124,7 @@ _TARGET_KEYS: dict[str, set[str]] = {
     "redis": {"kind", "url", "scratch"},
     "s3": {
         "kind", "url", "key_pattern", "endpoint_url", "region",
-        "access_key_id", "secret_access_key", "checksum_suffix",
+        "access_key_id", "secret_access_key", "checksum_suffix", "probe_role_arn", "probe_prefix",
     },
     "directory": {"kind", "path", "key_pattern", "checksum_suffix"},
     "http": {"kind", "url", "ca_file", "headers", "follow_redirects"},
@@ -339,6 +343,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
                 access_key_id=values.get("access_key_id"),
                 secret_access_key=values.get("secret_access_key"),
                 checksum_suffix=values.get("checksum_suffix", ".sha256"),
+                **_probe_keys(values, url, where, key),
             )
         elif kind == "http":
             url = _http_url(_required(values, "url", where, key), where, f"{key}.url")
@@ -651,6 +656,24 @@ def _reject_scratch_equal_to_subject(postgres: Mapping[str, PostgresTarget], whe
                 file=where, key=f"targets.{name}",
                 hint="point `scratch` at an empty database or let drillbook create one",
             )
+
+
+def _probe_keys(values: Mapping[str, str], url: str, where: str, key: str) -> dict[str, str]:
+    """``probe_role_arn`` and ``probe_prefix``: both or neither, each checked (checks/immutability.py)."""
+    given = {k: values[k] for k in ("probe_role_arn", "probe_prefix") if values.get(k)}
+    if not given:
+        return {}
+    missing = {"probe_role_arn", "probe_prefix"} - set(given)
+    if missing:
+        name = missing.pop()
+        raise ConfigError(f"{where}: `{key}.{name}` is required with `{key}.{sorted(given)[0]}` "
+                          "(the probe assumes the role and writes its marker under the prefix)",
+                          file=where, key=f"{key}.{name}")
+    for name, check in (("probe_role_arn", check_role_arn), ("probe_prefix", check_probe_prefix)):
+        problem = check(given[name], store_prefix=url[5:].partition("/")[2])
+        if problem:
+            raise ConfigError(f"{where}: `{key}.{name}` {problem}", file=where, key=f"{key}.{name}")
+    return given
 
 
 def _reject_unknown(table: Mapping[str, Any], allowed: set[str], where: str, prefix: str) -> None:

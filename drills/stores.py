@@ -84,25 +84,12 @@ class S3Store:
         self._client = self._make_client()
 
     def _make_client(self) -> Any:
-        # Imported here: boto3 costs ~0.3 s to import and a run without S3 stores never needs it.
-        import boto3
-        from botocore.config import Config
+        return make_client(self.spec, read_timeout_s=self.read_timeout_s)
 
-        config = Config(
-            connect_timeout=CONNECT_TIMEOUT_S,
-            read_timeout=self.read_timeout_s,
-            retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
-            # Path-style works with every S3 implementation on a custom endpoint.
-            s3={"addressing_style": "path"} if self.spec.endpoint_url else None,
-        )
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.spec.endpoint_url,
-            region_name=self.spec.region,
-            aws_access_key_id=self.spec.access_key_id,
-            aws_secret_access_key=self.spec.secret_access_key,
-            config=config,
-        )
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client (read-only users: checks/immutability.py)."""
+        return self._client
 
     def describe(self) -> str:
         """``s3://bucket/prefix at http://endpoint`` (user info stripped from the endpoint)."""
@@ -307,6 +294,26 @@ class DirectoryStore:
             raise StoreUnreachable(f"key {key!r} points outside the store {self.root}",
                                    url=str(self.root), key=key)
         return path
+
+
+def make_client(spec: StoreSpec, *, read_timeout_s: float = READ_TIMEOUT_S, service: str = "s3",
+                credentials: dict[str, str] | None = None) -> Any:
+    """A boto3 client for the store's endpoint: its keys, or ``credentials`` (an assumed role's)."""
+    # Imported here: boto3 costs ~0.3 s to import and a run without S3 stores never needs it.
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=read_timeout_s,
+        retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        # Path-style works with every S3 implementation on a custom endpoint.
+        s3={"addressing_style": "path"} if spec.endpoint_url and service == "s3" else None,
+    )
+    keys = credentials or {"aws_access_key_id": spec.access_key_id,
+                           "aws_secret_access_key": spec.secret_access_key}
+    return boto3.session.Session().client(
+        service, endpoint_url=spec.endpoint_url, region_name=spec.region, config=config, **keys)
 
 
 def _error_code(exc: Exception) -> str:

@@ -81,6 +81,10 @@ class StoreSpec:
     access_key_id: str | None = None
     secret_access_key: str | None = None
     checksum_suffix: str = ".sha256"
+    # The immutability probe (checks/immutability_probe.py): a role the backup job uses, and
+    # where drillbook may write its own marker objects. Both or neither (drills/config.py).
+    probe_role_arn: str | None = None
+    probe_prefix: str | None = None
 
     @property
     def is_s3(self) -> bool:
