@@ -66,13 +66,18 @@ class LockConfiguration:
 
 def parse_lock_configuration(response: Mapping[str, Any]) -> LockConfiguration:
     """``get_object_lock_configuration``'s answer → enabled, default mode and days (years × 365)."""
-    config = response.get("ObjectLockConfiguration") or {}
+    config = _mapping(response.get("ObjectLockConfiguration"))
     enabled = config.get("ObjectLockEnabled") == "Enabled"
-    default = (config.get("Rule") or {}).get("DefaultRetention") or {}
+    default = _mapping(_mapping(config.get("Rule")).get("DefaultRetention"))
     if not default:
         return LockConfiguration(enabled=enabled)
     days = int(default.get("Days") or 0) + DAYS_PER_YEAR * int(default.get("Years") or 0)
     return LockConfiguration(enabled=enabled, mode=default.get("Mode"), days=days or None)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    # An S3-compatible server's answer is outside input: a missing or odd member reads as absent.
+    return value if isinstance(value, Mapping) else {}
 
 
 def parse_retain_until(value: Any) -> datetime:
@@ -113,7 +118,7 @@ def bucket_verdicts(client: Any, bucket: str, where: str, *, days: int) -> list[
         else:
             verdicts.append(_cannot("immutability.object_lock", "the Object Lock configuration", where, exc,
                                     "s3:GetBucketObjectLockConfiguration"))
-    except BotoCoreError as exc:
+    except (BotoCoreError, ValueError, TypeError) as exc:  # unreachable, or an answer that is not S3's
         verdicts.append(_cannot("immutability.object_lock", "the Object Lock configuration", where, exc, ""))
     if lock is not None:
         verdicts.extend(lock_verdicts(lock, bucket, where, days=days))
@@ -217,8 +222,9 @@ def object_verdict(head: Mapping[str, Any], key: str, where: str, *, days: int, 
                                "s3:BypassGovernanceRetention can still delete it",
                                measured=mode, expected="COMPLIANCE", evidence=evidence)
     return Verdict.passed("immutability.object_retention",
-                          f"{key} COMPLIANCE until {until:%Y-%m-%d %H:%M} UTC ({granted:.1f} d from its write "
-                          f">= {days} d)", measured=until, expected=needed, evidence=evidence)
+                          f"{key} COMPLIANCE until {until:%Y-%m-%d %H:%M} UTC "
+                          f"({granted:.1f} d from its write >= {days} d)",
+                          measured=until, expected=needed, evidence=evidence)
 
 
 def object_verdicts(client: Any, bucket: str, keys: list[str], where: str, *, days: int,
@@ -234,5 +240,9 @@ def object_verdicts(client: Any, bucket: str, keys: list[str], where: str, *, da
             verdicts.append(_cannot("immutability.object_retention", f"the retention of {key}", where, exc,
                                     "s3:GetObject and s3:GetObjectRetention"))
             continue
-        verdicts.append(object_verdict(head, key, where, days=days, now=now))
+        try:
+            verdicts.append(object_verdict(head, key, where, days=days, now=now))
+        except (ValueError, TypeError) as exc:  # a retain-until date that is not a date
+            verdicts.append(Verdict.error("immutability.object_retention",
+                                          f"cannot read the retention of {key} in {where}: {exc}"))
     return verdicts

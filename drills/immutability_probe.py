@@ -85,8 +85,8 @@ def _delete_unversioned(s3: Any, bucket: str, key: str, evidence: dict[str, Any]
         answer = s3.delete_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if error_code(exc) in _DENIED:
-            return Verdict.passed(check, f"role {evidence['role']} may not delete: DeleteObject of the marker "
-                                  f"{key} → AccessDenied", evidence=evidence)
+            return Verdict.passed(check, f"role {evidence['role']} may not delete: DeleteObject of the "
+                                  f"marker {key} → AccessDenied", evidence=evidence)
         return _error(f"DeleteObject of the marker {key}: {error_code(exc)}", evidence["where"], check)
     except BotoCoreError as exc:
         return _error(f"DeleteObject of the marker {key}: {type(exc).__name__}", evidence["where"], check)
@@ -106,7 +106,8 @@ def _delete_version(s3: Any, bucket: str, key: str, version: str, evidence: dict
         if error_code(exc) in _DENIED:
             return Verdict.passed(check, f"version {version} of the marker {key} cannot be deleted "
                                   "(AccessDenied: the lock or the role's policy)", evidence=evidence)
-        return _error(f"DeleteObject of version {version} of {key}: {error_code(exc)}", evidence["where"], check)
+        return _error(f"DeleteObject of version {version} of {key}: {error_code(exc)}",
+                      evidence["where"], check)
     except BotoCoreError as exc:
         return _error(f"DeleteObject of version {version} of {key}: {type(exc).__name__}",
                       evidence["where"], check)

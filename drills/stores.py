@@ -310,8 +310,10 @@ def make_client(spec: StoreSpec, *, read_timeout_s: float = READ_TIMEOUT_S, serv
         # Path-style works with every S3 implementation on a custom endpoint.
         s3={"addressing_style": "path"} if spec.endpoint_url and service == "s3" else None,
     )
-    keys = credentials or {"aws_access_key_id": spec.access_key_id,
-                           "aws_secret_access_key": spec.secret_access_key}
+    keys: dict[str, str | None] = {"aws_access_key_id": spec.access_key_id,
+                                   "aws_secret_access_key": spec.secret_access_key}
+    if credentials:
+        keys = {**credentials}
     return boto3.session.Session().client(
         service, endpoint_url=spec.endpoint_url, region_name=spec.region, config=config, **keys)
 

@@ -24,7 +24,7 @@ from drills.targets import StoreSpec
 
 @then(parsers.parse('the backups in "{store}" cannot be deleted or changed for {days:d} days'))
 def backups_immutable(store: str, days: int, drillbook_env: Any, request: pytest.FixtureRequest) -> None:
-    """S3 Object Lock, default retention, versioning, the newest objects' retention; the probe if configured."""
+    """S3 Object Lock, default retention, versioning, the newest objects' retention; the probe if set."""
     try:
         spec = drillbook_env.store(store)
     except DrillbookError as exc:
@@ -40,8 +40,9 @@ def immutability_verdicts(spec: StoreSpec, *, days: int, run_id: str,
     """Every fact about one store, then the probe's verdicts when its config names a role."""
     if not spec.is_s3:
         return [Verdict.not_applicable("immutability.object_lock",
-                                       f"store {spec.name!r} is a directory ({spec.url}): a filesystem has "
-                                       "no object lock; keep an S3 copy with Object Lock to prove immutability")]
+                                       f"store {spec.name!r} is a directory ({spec.url}): a filesystem "
+                                       "has no object lock; keep an S3 copy with Object Lock to prove "
+                                       "immutability")]
     s3 = S3Store(spec)
     where = s3.describe()
     verdicts = immutability.bucket_verdicts(s3.client, spec.bucket, where, days=days)

@@ -41,7 +41,8 @@ def _client(endpoint: str, service: str = "s3", key: str = KEY_ID, secret: str =
 
 def _spec(endpoint: str, bucket: str, **extra: Any) -> StoreSpec:
     keys = {"access_key_id": KEY_ID, "secret_access_key": SECRET, **extra}
-    return StoreSpec(name="vault", url=f"s3://{bucket}/db/", key_pattern=PATTERN, endpoint_url=endpoint, **keys)
+    return StoreSpec(name="vault", url=f"s3://{bucket}/db/", key_pattern=PATTERN, endpoint_url=endpoint,
+                     **keys)
 
 
 def _bucket(s3: Any, name: str, *, lock_days: int | None = 30, mode: str = "COMPLIANCE",
@@ -147,7 +148,8 @@ ALLOW_DELETE = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject",
                                    "s3:DeleteObjectVersion"], "Resource": "*"}]}
 TRUST = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/reader"}, "Action": "sts:AssumeRole"}]}
+    {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/reader"},
+     "Action": "sts:AssumeRole"}]}
 
 
 def _wait(endpoint: str, process: subprocess.Popen[bytes]) -> None:
@@ -183,7 +185,7 @@ def enforcing() -> Iterator[dict[str, Any]]:
         _bucket(s3, "imm-probe")
         s3.put_object(Bucket="imm-probe", Key="probes/not-ours", Body=b"someone else's")
         # From here on every request is authenticated and authorised.
-        request = urllib.request.Request(endpoint + "/moto-api/reset-auth", data=b"0", method="POST",
+        request = urllib.request.Request(endpoint + "/moto-api/reset-auth", data=b"0", method="POST",  # noqa: S310
                                          headers={"Content-Type": "text/plain"})  # form data is eaten
         with urllib.request.urlopen(request, timeout=5):  # noqa: S310
             pass
@@ -194,8 +196,8 @@ def enforcing() -> Iterator[dict[str, Any]]:
 
 
 def _probe_spec(env: dict[str, Any], role: str) -> StoreSpec:
-    return StoreSpec(name="vault", url="s3://imm-probe/db/", key_pattern=PATTERN, endpoint_url=env["endpoint"],
-                     access_key_id=env["key"], secret_access_key=env["secret"],
+    return StoreSpec(name="vault", url="s3://imm-probe/db/", key_pattern=PATTERN,
+                     endpoint_url=env["endpoint"], access_key_id=env["key"], secret_access_key=env["secret"],
                      probe_role_arn=f"arn:aws:iam::{ACCOUNT}:role/{role}", probe_prefix="probes/")
 
 
@@ -246,5 +248,6 @@ def test_retention_is_measured_from_the_write(s3_server: S3Server, s3: Any) -> N
     spec = _spec(s3_server.endpoint_url, bucket)
     found = _by_id(immutability_verdicts(spec, days=31, run_id="t"))
     assert [v.outcome for v in found["immutability.object_retention"]] == [Outcome.FAILED] * 2
-    later = _by_id(immutability_verdicts(spec, days=30, run_id="t", now=datetime.now(UTC) + timedelta(days=31)))
+    later = _by_id(immutability_verdicts(spec, days=30, run_id="t",
+                                         now=datetime.now(UTC) + timedelta(days=31)))
     assert "retention ended" in later["immutability.object_retention"][0].message
