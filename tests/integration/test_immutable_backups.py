@@ -184,6 +184,7 @@ def enforcing() -> Iterator[dict[str, Any]]:
         s3 = _client(endpoint)
         _bucket(s3, "imm-probe")
         s3.put_object(Bucket="imm-probe", Key="probes/not-ours", Body=b"someone else's")
+        _bucket(s3, "imm-open", lock_days=None)
         # From here on every request is authenticated and authorised.
         request = urllib.request.Request(endpoint + "/moto-api/reset-auth", data=b"0", method="POST",  # noqa: S310
                                          headers={"Content-Type": "text/plain"})  # form data is eaten
@@ -251,3 +252,43 @@ def test_retention_is_measured_from_the_write(s3_server: S3Server, s3: Any) -> N
     later = _by_id(immutability_verdicts(spec, days=30, run_id="t",
                                          now=datetime.now(UTC) + timedelta(days=31)))
     assert "retention ended" in later["immutability.object_retention"][0].message
+
+
+def test_drillbook_run_reports_every_fact_and_no_secret(enforcing: dict[str, Any], tmp_path: Path) -> None:
+    """A real ``drillbook run``: the step from a feature, the probe from the config, secrets from ${VAR}."""
+    common = (f'endpoint_url = "{enforcing["endpoint"]}"\nkey_pattern = "{PATTERN}"\n'
+              'access_key_id = "${KEY_ID}"\nsecret_access_key = "${SECRET_KEY}"\n')
+    config = tmp_path / "drillbook.toml"
+    config.write_text(
+        '[targets.vault]\nkind = "s3"\nurl = "s3://imm-probe/db/"\n' + common
+        + f'probe_role_arn = "${{ROLE}}"\nprobe_prefix = "probes/"\n'
+        '[targets.open]\nkind = "s3"\nurl = "s3://imm-open/db/"\n' + common, encoding="utf-8")
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "immutable.feature").write_text(
+        "Feature: immutable backups\n\n"
+        "  @id:IMM-01 @weekly\n  Scenario: the vault is locked\n"
+        '    Then the backups in "vault" cannot be deleted or changed for 30 days\n\n'
+        "  @id:IMM-02 @weekly\n  Scenario: the open bucket is not\n"
+        '    Then the backups in "open" cannot be deleted or changed for 30 days\n', encoding="utf-8")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "drillbook.cli", "run", "--config", str(config), "--features", str(features),
+         "--out", str(out)], capture_output=True, text=True, timeout=300, check=False,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "KEY_ID": enforcing["key"], "SECRET_KEY": enforcing["secret"],
+             "ROLE": f"arn:aws:iam::{ACCOUNT}:role/writer-locked"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [run] = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
+    results = json.loads((run / "results.json").read_text())
+    scenarios = {s["id"]: s for s in results["scenarios"]}
+    assert {k: s["outcome"] for k, s in scenarios.items()} == {"IMM-01": "passed", "IMM-02": "failed"}
+    ids = [v["id"] for v in scenarios["IMM-01"]["verdicts"]]
+    assert ids.count("immutability.object_retention") == 2 and "immutability.probe_delete_version" in ids
+    marker = next(v for v in scenarios["IMM-01"]["verdicts"] if v["id"] == "immutability.probe_delete")
+    assert marker["evidence"]["marker"].startswith(f"probes/drillbook-probe/{run.name}-")
+    # Every check of the failing scenario is reported, not only the first failure.
+    failed = {v["id"]: v["outcome"] for v in scenarios["IMM-02"]["verdicts"]}
+    assert failed["immutability.object_lock"] == "failed" and failed["immutability.versioning"] == "passed"
+    for text in [proc.stdout, proc.stderr, *(p.read_text(errors="replace") for p in run.rglob("*") if p.is_file())]:
+        assert enforcing["secret"] not in text
