@@ -669,8 +669,14 @@ def _probe_keys(values: Mapping[str, str], url: str, where: str, key: str) -> di
         raise ConfigError(f"{where}: `{key}.{name}` is required with `{key}.{sorted(given)[0]}` "
                           "(the probe assumes the role and writes its marker under the prefix)",
                           file=where, key=f"{key}.{name}")
+    store_prefix = url[5:].partition("/")[2]
+    if not store_prefix and not values.get("key_pattern"):
+        # Every key of the bucket is a backup candidate: the newest could be the probe's marker.
+        raise ConfigError(f"{where}: `{key}.probe_prefix` needs a store that is not the whole bucket: "
+                          f"give `{key}.url` a prefix or set `{key}.key_pattern`",
+                          file=where, key=f"{key}.probe_prefix")
     for name, check in (("probe_role_arn", check_role_arn), ("probe_prefix", check_probe_prefix)):
-        problem = check(given[name], store_prefix=url[5:].partition("/")[2])
+        problem = check(given[name], store_prefix=store_prefix)
         if problem:
             raise ConfigError(f"{where}: `{key}.{name}` {problem}", file=where, key=f"{key}.{name}")
     return given

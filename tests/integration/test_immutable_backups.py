@@ -261,7 +261,7 @@ def test_drillbook_run_reports_every_fact_and_no_secret(enforcing: dict[str, Any
     config = tmp_path / "drillbook.toml"
     config.write_text(
         '[targets.vault]\nkind = "s3"\nurl = "s3://imm-probe/db/"\n' + common
-        + f'probe_role_arn = "${{ROLE}}"\nprobe_prefix = "probes/"\n'
+        + 'probe_role_arn = "${ROLE}"\nprobe_prefix = "probes/"\n'
         '[targets.open]\nkind = "s3"\nurl = "s3://imm-open/db/"\n' + common, encoding="utf-8")
     features = tmp_path / "features"
     features.mkdir()
@@ -290,5 +290,6 @@ def test_drillbook_run_reports_every_fact_and_no_secret(enforcing: dict[str, Any
     # Every check of the failing scenario is reported, not only the first failure.
     failed = {v["id"]: v["outcome"] for v in scenarios["IMM-02"]["verdicts"]}
     assert failed["immutability.object_lock"] == "failed" and failed["immutability.versioning"] == "passed"
-    for text in [proc.stdout, proc.stderr, *(p.read_text(errors="replace") for p in run.rglob("*") if p.is_file())]:
+    files = [p.read_text(errors="replace") for p in run.rglob("*") if p.is_file()]
+    for text in [proc.stdout, proc.stderr, *files]:
         assert enforcing["secret"] not in text

@@ -145,6 +145,17 @@ class TestConfig:
             load_config(_config(tmp_path, extra), environ={})
         assert caught.value.context.get("key") == key
 
+    def test_whole_bucket_store_needs_a_key_pattern(self, tmp_path: Path) -> None:
+        """Else the probe's marker could be taken for the newest backup."""
+        path = tmp_path / "drillbook.toml"
+        probe = 'probe_role_arn = "arn:aws:iam::123456789012:role/b"\nprobe_prefix = "probes/"\n'
+        path.write_text('[targets.vault]\nkind = "s3"\nurl = "s3://bk/"\n' + probe, encoding="utf-8")
+        with pytest.raises(ConfigError, match="not the whole bucket"):
+            load_config(path, environ={})
+        path.write_text('[targets.vault]\nkind = "s3"\nurl = "s3://bk/"\nkey_pattern = "db-%Y%m%d.dump"\n'
+                        + probe, encoding="utf-8")
+        assert load_config(path, environ={}).stores["vault"].probe_prefix == "probes/"
+
     def test_directory_store_has_no_probe_keys(self, tmp_path: Path) -> None:
         path = tmp_path / "drillbook.toml"
         path.write_text('[targets.d]\nkind = "directory"\npath = "."\nprobe_prefix = "p/"\n',
