@@ -5,7 +5,10 @@ the previous entry (``prev``) and its own (``hash``, over the canonical JSON
 of every other field), so an edited or deleted entry breaks the chain where
 it happened. A sidecar ``ledger.jsonl.head`` records the sequence number and
 hash of the last entry: deleting entries from the end, which a chain alone
-cannot reveal, shows as a ledger shorter than its head.
+cannot reveal, shows as a ledger shorter than its head. The head is created
+(seq 0) before the first entry and written after every batch, so a writer
+killed in between leaves a head that lags (recovered by checking the chain),
+never a missing or empty one (damage).
 
 Two entry versions, each parsed strictly (an unknown field is damage):
 
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from checks.errors import DrillbookError
+from checks.files import write_atomic
 from checks.strict_json import loads_strict
 from checks.verdict import Outcome
 
@@ -300,8 +304,8 @@ def _check_head(result: LedgerRead, head: Mapping[str, Any] | None) -> None:
     if not isinstance(seq, int) or not isinstance(digest, str):
         result.problems.append(LedgerProblem(0, "the head record is damaged (needs integer seq and hash)"))
         return
-    if seq == 0 and last is None:
-        return
+    if seq == 0 and (last is None or digest == GENESIS):
+        return  # no entry yet, or a writer died before recording its first batch: the head lags
     if last is None or last.seq < seq:
         ends = last.seq if last else 0
         result.problems.append(LedgerProblem(
@@ -411,6 +415,10 @@ class LocalLedger:
                 prev = entry.hash
             data = "".join(e.line() for e in entries).encode("utf-8")
             try:
+                if entries[0].seq == 1 and not self.head_path.exists():
+                    # The head exists before the first entry: a writer killed between the entries
+                    # and the head then leaves a head that lags (seq 0), never a missing one (damage).
+                    self._write_head(0, GENESIS)
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     written = os.write(fd, data)
@@ -468,7 +476,12 @@ class LocalLedger:
         A head that lags after a crash is recovered by checking the chain (see ``_tail``).
         """
         record = (_canonical({"seq": seq, "hash": digest}).ljust(_HEAD_SIZE - 1) + "\n").encode("utf-8")
-        fd = os.open(self.head_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.head_path, os.O_WRONLY)
+        except FileNotFoundError:
+            # Created whole (temp file, rename): a kill between create and write leaves no empty head.
+            write_atomic(self.head_path, record, phase="creating the ledger head", what="[ledger] url")
+            return
         try:
             os.pwrite(fd, record, 0)
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -185,6 +186,49 @@ class TestConcurrency:
         assert {f"A-{i}" for i in range(150)} | {f"B-{i}" for i in range(150)} == set(ids)
         # Interleaved, not one writer after the other: the lock really was contended.
         assert ids[:150] != [f"A-{i}" for i in range(150)] or ids[150:] != [f"B-{i}" for i in range(150)]
+
+
+KILLED_APPEND = """
+import os, signal, sys
+from pathlib import Path
+from reports.ledger import LocalLedger, NewEntry
+from checks.verdict import Outcome
+ledger, kill_at, opened = LocalLedger(Path(sys.argv[1])), int(sys.argv[2]), []
+def die_at_the_nth_open(event, args):
+    if event == "open":
+        opened.append(args[0])
+        if len(opened) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # kill -9, as a reclaimed pod or the OOM killer does
+batch = [NewEntry(id=f"FLT-0{i}", scenario="s", cadence="daily", pack=None, outcome=Outcome.PASSED,
+                  run_id="g1", time="2026-11-22T00:00:00+00:00", duration_s=0.0, evidence_sha256="00",
+                  member="m1") for i in (1, 2)]
+sys.addaudithook(die_at_the_nth_open)
+ledger.append(batch, unless_run="g1")
+"""
+
+
+class TestKilledWriter:
+    def test_a_writer_killed_at_any_file_open_leaves_a_ledger_the_next_append_completes(
+            self, tmp_path: Path) -> None:
+        """kill -9 before each file the first append opens (lock, tail, head, ledger): the same
+        batch again (as `report merge` redoes a killed merge) lands once, and the ledger verifies."""
+        points = 0
+        for kill_at in range(1, 30):
+            path = tmp_path / f"k{kill_at}" / "ledger.jsonl"
+            path.parent.mkdir()
+            child = subprocess.run([sys.executable, "-c", KILLED_APPEND, str(path), str(kill_at)],
+                                   cwd=REPO, timeout=60)
+            if child.returncode == 0:
+                break  # fewer opens than kill_at: this run was not killed, every point is covered
+            assert child.returncode == -9
+            points += 1
+            ledger = LocalLedger(path)
+            redo = [replace(entry(ident, run_id="g1"), member="m1") for ident in ("FLT-01", "FLT-02")]
+            ledger.append(redo, unless_run="g1")  # raised LedgerCorrupt after a kill between entries and head
+            read = ledger.read()
+            assert read.ok, (kill_at, read.problems)
+            assert sorted(e.id for e in read.entries if e.id) == ["FLT-01", "FLT-02"], kill_at
+        assert points >= 5, "the append opens the lock, the tail, the head (twice) and the ledger"
 
 
 class TestHistories:
