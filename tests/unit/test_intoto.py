@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sigstore.dsse import Statement as SigstoreStatement
 from sigstore.errors import Error as SigstoreError
@@ -117,21 +117,25 @@ class TestAnyInput:
             parse_statement(b"[" * depth + b"]" * depth)
 
     @given(document=sigstore_shaped | near_statements)
+    @example(document={"_type": "https://in-toto.io/Statement/v1", "predicateType": "0",
+                       "subject": [{"name": "", "digest": {}}]})  # found in CI: sigstore takes it
     def test_whatever_sigstore_accepts_is_accepted_with_the_same_subjects(self, document: Any) -> None:
         """sigstore's own in-toto model is the reference: no statement it reads is refused here.
 
-        Two deliberate exceptions, each reported at its path: a digest that is not hex of its
-        algorithm's length (sigstore takes any string; it could never match a file), and an empty
-        predicateType (sigstore takes any string; the spec requires a URI).
+        Three deliberate exceptions, each reported at its path: a subject without any digest and a
+        digest that is not hex of its algorithm's length (sigstore takes them; neither could ever
+        match a file), and an empty predicateType (sigstore takes any string; the spec requires a URI).
         """
         payload = encode(document)
         try:
             SigstoreStatement(payload)
         except SigstoreError:
             return
-        bad_digest = [f"$.subject[{i}].digest.{alg}" for i, s in enumerate(document["subject"])
-                      for alg, v in s["digest"].items()
-                      if len(v) != _LENGTHS[alg] or not all(c in "0123456789abcdefABCDEF" for c in v)]
+        # In subject order, as the parser meets them: a subject without any digest, or a bad one.
+        bad_digest = [path for i, s in enumerate(document["subject"])
+                      for path in ([f"$.subject[{i}].digest"] if not s["digest"] else [
+                          f"$.subject[{i}].digest.{alg}" for alg, v in s["digest"].items()
+                          if len(v) != _LENGTHS[alg] or not all(c in "0123456789abcdefABCDEF" for c in v)])]
         if bad_digest:
             with pytest.raises(InTotoStatementError) as caught:
                 parse_statement(payload)
