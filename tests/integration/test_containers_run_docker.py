@@ -147,7 +147,10 @@ class TestInterrupted:
                                   interrupt: Callable[[Spawned], None]) -> None:
         """Ctrl-C or SIGTERM, mid-run or while the containers are seeded: exit 1, and the engine
         holds none of the run's containers."""
-        run = Spawned("run", "--env", "containers", "--out", str(tmp_path / "out"), env=sandbox_cache_env)
+        # Unbuffered: piped stdout is block-buffered, and the scenario line the interrupt waits for
+        # could arrive only when the run had ended (the interrupt then came too late: exit 0).
+        run = Spawned("run", "--env", "containers", "--out", str(tmp_path / "out"),
+                      env={**sandbox_cache_env, "PYTHONUNBUFFERED": "1"})
         try:
             run.wait_for_line(moment, timeout=RUN_TIMEOUT_S)
             if moment is not _starting:
