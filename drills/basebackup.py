@@ -222,12 +222,13 @@ class PhysicalRestore:
     """
 
     def __init__(self, spec: StoreSpec, *, target: datetime | None = None, limit: Limit | None = None,
-                 bindir: Path | None = None) -> None:
+                 bindir: Path | None = None, database: str | None = None) -> None:
         if spec.wal is None:
             raise RestoreFailed(f"store `{spec.name}` has no WAL archive", store=spec.name)
         self.spec = spec
         self.wal_dir = Path(spec.wal)
         self.target = target
+        self.database = database  # which database later steps query: None = the only user one
         self.limit = limit or Limit.configured(None, key="restore_timeout",
                                                default_s=deadlines.DEFAULT_RESTORE_TIMEOUT_S)
         self.bindir = bindir or pgtools.bindir()
@@ -296,14 +297,22 @@ class PhysicalRestore:
         result.timings["recovery"] = time.perf_counter() - t
 
         assert self.server is not None
-        result.target = PostgresTarget(name=f"{self.spec.name}-recovered", dsn=self.server.dsn(),
-                                       role=Role.SCRATCH, created_by_drillbook=True)
         t = time.perf_counter()
-        with self._phase("first query") as notes, psycopg.connect(result.target.dsn, connect_timeout=10,
+        with self._phase("first query") as notes, psycopg.connect(self.server.dsn(), connect_timeout=10,
                                                                  autocommit=True) as conn:
             row = conn.execute("SELECT count(*) FROM pg_catalog.pg_class").fetchone()
             notes["relations"] = row[0] if row else 0
+            names = [r[0] for r in conn.execute(
+                "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate "
+                "AND datname <> 'postgres' ORDER BY datname").fetchall()]
         result.timings["first_query"] = time.perf_counter() - t
+        database = self.database or (names[0] if len(names) == 1 else "postgres")
+        if database != "postgres" and database not in names:
+            raise RestoreFailed(f"the recovered cluster has no database {database!r} (it has: "
+                                f"{', '.join(names) or 'only postgres'})", database=database)
+        result.recovery["database"] = database
+        result.target = PostgresTarget(name=f"{self.spec.name}-recovered", dsn=self.server.dsn(database),
+                                       role=Role.SCRATCH, created_by_drillbook=True)
         result.timings["total"] = time.perf_counter() - t0
         return result
 
