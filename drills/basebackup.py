@@ -267,6 +267,9 @@ class PhysicalRestore:
             _chown_tree(datadir)
             datadir.chmod(0o700)
         result.timings["restore"] = time.perf_counter() - t
+        if deadline.expired():
+            raise RestoreTimedOut(f"extracting {backup.key} took past the limit ({self.limit.describe()})",
+                                  store=self.spec.name)
 
         with self._phase("quarantine") as notes:
             notes.update(self._quarantine(datadir))
@@ -451,8 +454,9 @@ class PhysicalRestore:
         self.server = PostgresServer("recovered", datadir, bindir=self.bindir, sockdir=sockdir,
                                      log_path=self._workdir / "server.log",
                                      settings=self._settings(first, last))
-        hand_to_server_user(self._workdir / "sock")
         self.server.start(wait=False)
+        if self.server.pid is not None:  # a killed run's postmaster is stopped by the next run's reaper
+            self._record.add_server(self.server.label, self.server.pid, anchor=self._workdir)
         budget = remaining_s
         ends = time.monotonic() + budget
         while time.monotonic() < ends:

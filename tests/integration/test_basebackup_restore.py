@@ -162,6 +162,7 @@ def test_recover_to_a_time_between_batches(source: Source) -> None:
         assert batch == 2
         assert isinstance(newest, datetime) and newest <= source.between
         assert result.recovery["state"] == "paused at target"
+        assert datetime.fromisoformat(result.recovery["replayed_to"]) <= source.between
 
 
 def test_a_missing_segment_mid_range_fails_naming_it(source: Source, tmp_path: Path) -> None:
