@@ -281,3 +281,36 @@ def test_drillbook_run_restores_and_recovers_a_basebackup_store(source: Source, 
     restored = next(v for v in scenarios["BB-02"]["verdicts"] if v["id"] == "restore.completed")
     assert restored["evidence"]["recovery"]["state"] == "paused at target"
     assert restored["evidence"]["journal"][-1]["phase"] == "cleanup: remove scratch"
+
+
+def test_a_plain_backup_recovers_and_a_link_in_one_is_refused(source: Source) -> None:
+    plain = Path(tempfile.mkdtemp(prefix="drillbook-test-plain-"))
+    try:
+        [tar_backup] = list(source.store.iterdir())
+        backup = plain / tar_backup.name
+        backup.mkdir()
+        with tarfile.open(tar_backup / "base.tar.gz") as tar:
+            tar.extractall(backup, filter="data")
+        with PhysicalRestore(_spec(source, store=plain)) as drill:
+            result = drill.run()
+            assert result.target is not None
+            assert _query(result.target.dsn, "SELECT count(*) FROM ticks") == (250,)
+        (backup / "global" / "escape").symlink_to("/etc/passwd")
+        with PhysicalRestore(_spec(source, store=plain)) as drill, \
+                pytest.raises(BackupRefused, match="global/escape"):
+            drill.run()
+    finally:
+        shutil.rmtree(plain, ignore_errors=True)
+
+
+def test_doctor_lists_a_basebackup_store(source: Source) -> None:
+    from drillbook.doctor.targets import store
+
+    verdict = store("bb", _spec(source))
+    assert verdict.outcome.value == "passed", verdict.message
+    assert "1 keys match" in verdict.message and "WAL segments" in verdict.message
+    empty = Path(tempfile.mkdtemp(prefix="drillbook-test-nowal-"))
+    try:
+        assert store("bb", _spec(source, wal=empty)).outcome.value == "failed"
+    finally:
+        empty.rmdir()
