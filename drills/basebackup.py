@@ -33,6 +33,7 @@ import psycopg
 
 from checks.backups import BackupObject, compile_key_pattern
 from checks.errors import BackupRefused, DrillbookError, NoBackupFound, RestoreFailed, RestoreTimedOut
+from checks.pitr import SEGMENT, first_missing
 from checks.redact import redact
 
 from . import deadlines, pgtools
@@ -42,7 +43,6 @@ from .reaper import make_tempdir
 from .restore import RestoreResult, _PhaseContext
 from .targets import Journal, PostgresTarget, Role, StoreSpec
 
-SEGMENT = re.compile(r"[0-9A-F]{24}")
 HISTORY = re.compile(r"[0-9A-F]{8}\.history")
 _BACKUP_HISTORY = re.compile(r"[0-9A-F]{24}\.[0-9A-F]{8}\.backup")
 _POLL_S = 0.1
@@ -112,6 +112,7 @@ def extract_tar(archive: Path, dest: Path) -> int:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
             for member in members:  # refuse before writing anything (the filter alone stops mid-way)
+                _refuse_escapes(member, archive)
                 tarfile.data_filter(member, str(dest))
             tar.extractall(dest, filter="data")
     except tarfile.FilterError as exc:
@@ -121,6 +122,16 @@ def extract_tar(archive: Path, dest: Path) -> int:
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise RestoreFailed(f"{archive.name} is not a readable tar: {exc}", key=archive.name) from exc
     return len(members)
+
+
+def _refuse_escapes(member: tarfile.TarInfo, archive: Path) -> None:
+    """Absolute names and ``..`` are refused outright (the data filter would strip a leading ``/``)."""
+    link = member.linkname if member.islnk() or member.issym() else ""
+    for what, name in (("name", member.name), ("link target", link)):
+        if name.startswith("/") or ".." in name.split("/"):
+            raise BackupRefused(f"{archive.name}: refusing member {member.name!r}: its {what} {name!r} "
+                                "is absolute or climbs with `..`", key=archive.name,
+                                hint="a base backup never holds such names: inspect who wrote this archive")
 
 
 def copy_plain(source: Path, dest: Path) -> int:
@@ -198,21 +209,6 @@ case "$f" in
 esac
 exit 1
 """
-
-
-def first_missing(names: list[str], first: str, last: str, segment_bytes: int) -> str | None:
-    """The first segment absent from ``names`` between ``first`` and ``last`` (one timeline)."""
-    per_log = 0x100000000 // segment_bytes
-    present = set(names)
-
-    def number(name: str) -> int:
-        return int(name[8:16], 16) * per_log + int(name[16:], 16)
-
-    for n in range(number(first), number(last) + 1):
-        name = f"{first[:8]}{n // per_log:08X}{n % per_log:08X}"
-        if name not in present:
-            return name
-    return None
 
 
 class PhysicalRestore:
@@ -487,13 +483,14 @@ class PhysicalRestore:
     def _failure(self, gone: str) -> DrillbookError:
         """Name why recovery stopped from the server's log (A4's messages)."""
         log = (self._workdir / "server.log").read_text(encoding="utf-8", errors="replace")
+        tail = redact("\n".join(log.splitlines()[-8:]))  # the log goes with scratch: keep its end
         if found := _COULD_NOT_RESTORE.search(log):
             segment = found.group(1) or found.group(2)
             return RestoreFailed(f"WAL segment {segment} is missing from the archive "
-                                 f"{self.wal_dir}: recovery cannot pass it", segment=segment,
+                                 f"{self.wal_dir}: recovery cannot pass it", segment=segment, log_tail=tail,
                                  hint="the archive has a gap: base backups taken after it still recover")
         if _NOT_REACHED in log:
             return RestoreFailed(f"target {self.target.isoformat() if self.target else '?'} is beyond the "
                                  f"WAL archive {self.wal_dir}: recovery ended before reaching it",
-                                 target=self.target.isoformat() if self.target else None)
-        return RestoreFailed(f"the recovered server stopped: {redact(gone)}")
+                                 target=self.target.isoformat() if self.target else None, log_tail=tail)
+        return RestoreFailed(f"the recovered server stopped: {redact(gone)}", log_tail=tail)

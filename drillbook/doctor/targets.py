@@ -79,7 +79,8 @@ def _basebackup_store(name: str, spec: StoreSpec) -> Verdict:
     import dataclasses
     from pathlib import Path
 
-    from drills.basebackup import SEGMENT, list_base_backups
+    from checks.pitr import SEGMENT
+    from drills.basebackup import list_base_backups
 
     try:
         backups = list_base_backups(spec)

@@ -25,8 +25,9 @@ import psycopg
 import pytest
 
 from checks.errors import BackupRefused, EnvironmentError_, NoBackupFound, RestoreFailed
+from checks.pitr import first_missing
 from drills import pgtools
-from drills.basebackup import PhysicalRestore, first_missing
+from drills.basebackup import PhysicalRestore
 from drills.processes import PostgresServer, hand_to_server_user, initdb, server_user_kwargs
 from drills.targets import StoreSpec
 
@@ -177,6 +178,8 @@ def test_a_missing_segment_mid_range_fails_naming_it(source: Source, tmp_path: P
         with drill, pytest.raises(RestoreFailed, match=removed) as caught:
             drill.run()
         assert caught.value.context["segment"] == removed
+        # Aborted by drillbook's restore_command (exit 126), not a promote at the gap.
+        assert f"drillbook: WAL segment {removed} is missing" in caught.value.context["log_tail"]
         assert drill.result is not None and drill.result.recovery["first_missing_segment"] == removed
         _gone(drill, None, workdir)
     finally:

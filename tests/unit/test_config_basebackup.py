@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from checks.errors import ConfigError
-from drills.basebackup import SEGMENT, first_missing, restore_script
+from checks.errors import BackupRefused, ConfigError
+from checks.pitr import SEGMENT, first_missing
+from drills.basebackup import extract_tar, restore_script
 from drills.config import load_config
 from steps.physical import parse_target
 
@@ -84,3 +87,32 @@ def test_recovery_targets_parse_or_say_why(text: str) -> None:
 
 def test_a_target_without_offset_is_utc() -> None:
     assert parse_target("2026-12-03 17:29:51") == datetime(2026, 12, 3, 17, 29, 51, tzinfo=UTC)
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info
+
+
+@pytest.mark.parametrize("hostile", [
+    _member("/abs-escape"),
+    _member("../escape"),
+    _member("global/../../escape"),
+    _member("link", tarfile.SYMTYPE, "/etc"),
+    _member("link", tarfile.SYMTYPE, "../../etc"),
+    _member("hard", tarfile.LNKTYPE, "/etc/passwd"),
+    _member("dev", tarfile.CHRTYPE),
+])
+def test_a_hostile_tar_member_is_refused_before_anything_is_written(tmp_path: Path,
+                                                                   hostile: tarfile.TarInfo) -> None:
+    archive = tmp_path / "base.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.addfile(_member("PG_VERSION"), io.BytesIO(b""))
+        tar.addfile(hostile, io.BytesIO(b""))
+    dest = tmp_path / "scratch" / "data"
+    dest.mkdir(parents=True)
+    with pytest.raises(BackupRefused, match="refusing member"):
+        extract_tar(archive, dest)
+    assert list(dest.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.tar", "scratch"]
