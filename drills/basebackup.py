@@ -168,12 +168,34 @@ def _label(datadir: Path) -> dict[str, str]:
     return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines()) if v}
 
 
+def _ended(entry: Path, wal_dir: Path) -> datetime | None:
+    """When a backup ended, from its ``backup_label`` (the first tar member) and the archive."""
+    text = ""
+    try:
+        tar_path = _tar_of(entry)
+        if tar_path is None:
+            text = (entry / "backup_label").read_text(encoding="utf-8", errors="replace")
+        else:
+            with tarfile.open(tar_path, "r:*") as tar:
+                for _, member in zip(range(5), tar, strict=False):  # pg_basebackup writes it first
+                    if member.name == "backup_label" and member.isfile() and member.size < 65536:
+                        stream = tar.extractfile(member)
+                        text = stream.read().decode("utf-8", "replace") if stream else ""
+                        break
+    except (OSError, tarfile.TarError, EOFError):
+        return None  # judged again, loudly, when this backup is extracted
+    start = re.search(r"START WAL LOCATION: .*\(file ([0-9A-F]{24})\)", text)
+    return _stop_time(wal_dir, start.group(1)) if start else None
+
+
 def _stop_time(wal_dir: Path, start_segment: str) -> datetime | None:
     """The backup's end (STOP TIME) from the archive's ``.backup`` history file, when present."""
     for entry in sorted(wal_dir.glob(f"{start_segment}.*.backup")):
         if not _BACKUP_HISTORY.fullmatch(entry.name):
             continue
-        for line in entry.read_text(encoding="utf-8", errors="replace").splitlines():
+        with entry.open("rb") as file:  # a history file is a few lines: never read a huge one whole
+            text = file.read(65536).decode("utf-8", "replace")
+        for line in text.splitlines():
             if line.startswith("STOP TIME:"):
                 return _pg_time(line.partition(":")[2].strip())
     return None
@@ -334,11 +356,14 @@ class PhysicalRestore:
     # -- phases ---------------------------------------------------------------
 
     def _choose(self) -> tuple[BackupObject, datetime]:
+        """The newest backup; for a target, the newest that *ended* by it (its ``.backup`` file's STOP
+        TIME, read before extracting; the key's time when the archive has no such file)."""
         backups = list_base_backups(self.spec)
         if self.target is not None:
-            backups = [(b, t) for b, t in backups if t <= self.target]
+            backups = [(b, t) for b, t in backups if t <= self.target
+                       and (_ended(self.spec.path / b.key, self.wal_dir) or t) <= self.target]
         if not backups:
-            when = f" taken at or before {self.target.isoformat()}" if self.target else ""
+            when = f" that ended at or before {self.target.isoformat()}" if self.target else ""
             raise NoBackupFound(f"no base backup{when} in {self.spec.path} (store `{self.spec.name}`)",
                                 store=self.spec.name)
         return backups[-1]

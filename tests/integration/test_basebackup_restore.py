@@ -8,6 +8,7 @@ WAL archive fed by its archive_command; a second store holds a hostile backup of
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -27,11 +28,12 @@ import pytest
 from checks.errors import BackupRefused, EnvironmentError_, NoBackupFound, RestoreFailed
 from checks.pitr import first_missing
 from drills import pgtools
-from drills.basebackup import PhysicalRestore
+from drills.basebackup import PhysicalRestore, _ended
 from drills.processes import PostgresServer, hand_to_server_user, initdb, server_user_kwargs
 from drills.targets import StoreSpec
 
 PATTERN = "base_%Y%m%d_%H%M%S"
+SECRET = "s3cret-in-auto-conf"  # a fake password the evidence must never show
 
 
 @dataclass
@@ -82,7 +84,8 @@ def source() -> Iterator[Source]:
             for setting, value in (("archive_command", f"touch {markers}/archived"),
                                    ("shared_preload_libraries", "nonexistent"),
                                    ("recovery_end_command", f"touch {markers}/recovery_end"),
-                                   ("external_pid_file", f"{markers}/pid")):
+                                   ("external_pid_file", f"{markers}/pid"),
+                                   ("primary_conninfo", f"host=192.0.2.1 password={SECRET}")):
                 conn.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
             _basebackup(server, root / "hostile" / time.strftime(PATTERN, time.gmtime()), "-R")
             conn.execute("ALTER SYSTEM RESET ALL")
@@ -192,6 +195,14 @@ def test_a_target_outside_the_archive_fails_naming_it(source: Source) -> None:
             pytest.raises(RestoreFailed, match="beyond the WAL archive") as caught:
         drill.run()
     assert late.isoformat() in caught.value.message
+    # After the backup started (its key) but before it ended: PostgreSQL would land later, refused.
+    [backup] = list(source.store.iterdir())
+    ended = _ended(backup, source.wal)
+    assert ended is not None
+    mid = ended - timedelta(microseconds=1)
+    with PhysicalRestore(_spec(source), target=mid) as drill, \
+            pytest.raises(NoBackupFound, match="ended at or before " + re.escape(mid.isoformat())):
+        drill.run()
     early = source.between - timedelta(days=1)
     with PhysicalRestore(_spec(source), target=early) as drill, \
             pytest.raises(NoBackupFound, match=re.escape(early.isoformat())):
@@ -216,6 +227,8 @@ def test_a_hostile_auto_conf_is_inert(source: Source) -> None:
         assert quarantined["auto_conf_sha256"] == hashlib.sha256(moved.read_bytes()).hexdigest()
         assert {"archive_command", "primary_conninfo"} <= set(quarantined["auto_conf_settings"])
         assert "standby.signal" in quarantined["removed"]
+        assert SECRET.encode() in moved.read_bytes()
+        assert SECRET not in json.dumps(result.evidence(), default=str)
         assert result.recovery["state"] == "promoted"
     assert list(source.markers.iterdir()) == []
 
@@ -251,7 +264,6 @@ def test_first_missing_counts_across_log_files() -> None:
 
 def test_drillbook_run_restores_and_recovers_a_basebackup_store(source: Source, tmp_path: Path) -> None:
     """A real ``drillbook run``: the store from the config, the shared restore sentence, PITR, checks."""
-    import json
     import sys
 
     config = tmp_path / "drillbook.toml"
