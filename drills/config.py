@@ -127,6 +127,7 @@ _TARGET_KEYS: dict[str, set[str]] = {
         "access_key_id", "secret_access_key", "checksum_suffix", "probe_role_arn", "probe_prefix",
     },
     "directory": {"kind", "path", "key_pattern", "checksum_suffix"},
+    "basebackup": {"kind", "path", "key_pattern", "wal"},
     "http": {"kind", "url", "ca_file", "headers", "follow_redirects"},
     "tls": {"kind", "host", "port", "server_name", "pem_file", "ca_file"},
     "prometheus": {"kind", "url", "ca_file"},
@@ -210,7 +211,8 @@ class Config:
             data["targets"][name] = {"kind": "redis", "url": redact.redact(rd.url)}
         for name, st in self.stores.items():
             data["targets"][name] = {
-                "kind": "s3" if st.is_s3 else "directory",
+                "kind": st.kind if st.kind != "dump" else "s3" if st.is_s3 else "directory",
+                **({"wal": st.wal} if st.wal else {}),
                 "url": redact.redact(st.url),
                 "key_pattern": st.key_pattern,
                 "endpoint_url": redact.redact(st.endpoint_url or ""),
@@ -360,6 +362,13 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
             )
         elif kind == "tls":
             tls_targets[name] = _tls_target(name, spec, values, path, where, key)
+        elif kind == "basebackup":
+            base = path.parent if path else Path.cwd()
+            stores[name] = StoreSpec(
+                name=name, url=str((base / _required(values, "path", where, key)).resolve()),
+                key_pattern=values.get("key_pattern"), kind="basebackup",
+                wal=str((base / _required(values, "wal", where, key)).resolve()),
+            )
         else:
             directory = _required(values, "path", where, key)
             base = path.parent if path else Path.cwd()

@@ -444,6 +444,10 @@ class PostgresServer:
             return False
         return bool(lines) and lines[0].strip() == str(self.pid) and lines[-1].strip() == "ready"
 
+    def exit_reason(self) -> str | None:
+        """Why the postmaster is gone (status and log tail), or None while it runs."""
+        return self._process.exit_reason() if self._process else "it was never started"
+
     def stop(self) -> None:
         """Fast shutdown (SIGINT to the postmaster); idempotent."""
         process, self._process = self._process, None

@@ -68,6 +68,11 @@ def restore_newest(drillbook_env: Any, drill_state: ScenarioState, request: pyte
     """Discover, download (hashing), detect the format, restore into fresh scratch, first query."""
     store = _store(drill_state)
     limit = restore_limit(request)
+    if store.kind == "basebackup":
+        from .physical import recover
+
+        recover(drill_state, limit)
+        return
 
     def restore() -> Verdict:
         drill = RestoreDrill(store, drillbook_env.scratch_postgres(), database=drill_state.database,

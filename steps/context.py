@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from checks.durations import parse_duration
+from drills.basebackup import PhysicalRestore
 from drills.restore import RestoreDrill, RestoreResult
 from drills.targets import PostgresTarget, StoreSpec
 
@@ -28,7 +29,7 @@ class ScenarioState:
 
     store: StoreSpec | None = None
     subject: PostgresTarget | None = None
-    drill: RestoreDrill | None = None
+    drill: RestoreDrill | PhysicalRestore | None = None
     restored: RestoreResult | None = None
     backup_time: datetime | None = None
     backup_times: list[datetime] = field(default_factory=list)

@@ -62,6 +62,8 @@ def store(name: str, spec: StoreSpec) -> Verdict:
     """The store lists; how many keys match its ``key_pattern``, and the newest of them."""
     from drills.stores import BackupStore, DirectoryStore, S3Store
 
+    if spec.kind == "basebackup":
+        return _basebackup_store(name, spec)
     opened: BackupStore = (S3Store(spec, read_timeout_s=_HTTP_TIMEOUT_S) if spec.is_s3
                            else DirectoryStore(spec))
     try:
@@ -70,6 +72,32 @@ def store(name: str, spec: StoreSpec) -> Verdict:
         return result(name, Outcome.FAILED, redact.redact(exc.message), fix=exc.hint)
     return store_verdict(name, opened.describe(), objects, key_pattern=spec.key_pattern,
                          now=datetime.now(UTC))
+
+
+def _basebackup_store(name: str, spec: StoreSpec) -> Verdict:
+    """A base backup directory lists its backups, and its WAL archive holds segments."""
+    import dataclasses
+    from pathlib import Path
+
+    from checks.pitr import SEGMENT
+    from drills.basebackup import list_base_backups
+
+    try:
+        backups = list_base_backups(spec)
+        segments = sum(1 for p in Path(spec.wal or "").iterdir() if SEGMENT.fullmatch(p.name))
+    except DrillbookError as exc:
+        return result(name, Outcome.FAILED, redact.redact(exc.message), fix=exc.hint)
+    except OSError as exc:
+        return result(name, Outcome.FAILED, f"cannot list the WAL archive {spec.wal}: {exc.strerror or exc}",
+                      fix=f"check `targets.{name}.wal`")
+    if not segments:
+        return result(name, Outcome.FAILED, f"the WAL archive {spec.wal} holds no WAL segment",
+                      fix="check that the subject's archive_command writes there")
+    verdict = store_verdict(name, f"base backups in {spec.url}", [b for b, _ in backups],
+                            key_pattern=spec.key_pattern, now=datetime.now(UTC))
+    if verdict.outcome is not Outcome.PASSED:
+        return verdict
+    return dataclasses.replace(verdict, message=f"{verdict.message}; {segments} WAL segments in {spec.wal}")
 
 
 def store_verdict(name: str, where: str, objects: list[BackupObject], *, key_pattern: str | None,

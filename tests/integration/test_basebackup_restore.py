@@ -1,0 +1,331 @@
+"""pg_basebackup + WAL archive restored and recovered into scratch (drills/basebackup.py), real servers.
+
+One source cluster per module: a base backup (tar.gz, `-X none`), committed batches around it, a
+WAL archive fed by its archive_command; a second store holds a hostile backup of the same cluster
+(`-R`: standby.signal + primary_conninfo, and ALTER SYSTEM lines that would run commands).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from checks.errors import BackupRefused, EnvironmentError_, NoBackupFound, RestoreFailed
+from checks.pitr import first_missing
+from drills import pgtools
+from drills.basebackup import PhysicalRestore, _ended
+from drills.processes import PostgresServer, hand_to_server_user, initdb, server_user_kwargs
+from drills.targets import StoreSpec
+
+PATTERN = "base_%Y%m%d_%H%M%S"
+SECRET = "s3cret-in-auto-conf"  # a fake password the evidence must never show
+
+
+@dataclass
+class Source:
+    root: Path
+    wal: Path
+    store: Path
+    hostile: Path
+    between: datetime  # after batch 2 committed, before batch 3
+    markers: Path
+
+
+def _basebackup(server: PostgresServer, dest: Path, *extra: str) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    hand_to_server_user(dest.parent, mode=0o755)
+    subprocess.run([str(server.bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(server.port),
+                    "-U", "postgres", "-D", str(dest), "-Ft", "-z", "-X", "none", "-c", "fast", *extra],
+                   check=True, capture_output=True, **server_user_kwargs())
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[Source]:
+    """A small cluster with a base backup, three committed batches and its WAL archive (stopped)."""
+    try:
+        bindir = pgtools.bindir()
+    except EnvironmentError_ as exc:
+        pytest.skip(reason=f"PostgreSQL server binaries are not installed: {exc}")
+    root = Path(tempfile.mkdtemp(prefix="drillbook-test-bb-"))
+    root.chmod(0o711)
+    wal = root / "wal"
+    wal.mkdir()
+    hand_to_server_user(wal, mode=0o755)
+    markers = root / "markers"
+    markers.mkdir(mode=0o777)
+    markers.chmod(0o777)
+    initdb(root / "src", bindir=bindir, log_path=root / "initdb.log")
+    server = PostgresServer("bb-source", root / "src", bindir=bindir, settings={
+        "wal_level": "replica", "archive_mode": "on", "archive_timeout": "0",
+        "archive_command": f"test ! -f {wal}/%f && cp %p {wal}/%f"})
+    server.start()
+    try:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE ticks (id serial PRIMARY KEY, batch int, "
+                         "t timestamptz DEFAULT clock_timestamp())")
+            conn.execute("INSERT INTO ticks (batch) SELECT 1 FROM generate_series(1, 50)")
+            _basebackup(server, root / "store" / time.strftime(PATTERN, time.gmtime()))
+            # A hostile copy: its auto.conf would run commands and load a missing library.
+            for setting, value in (("archive_command", f"touch {markers}/archived"),
+                                   ("shared_preload_libraries", "nonexistent"),
+                                   ("recovery_end_command", f"touch {markers}/recovery_end"),
+                                   ("external_pid_file", f"{markers}/pid"),
+                                   ("primary_conninfo", f"host=192.0.2.1 password={SECRET}")):
+                conn.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
+            _basebackup(server, root / "hostile" / time.strftime(PATTERN, time.gmtime()), "-R")
+            conn.execute("ALTER SYSTEM RESET ALL")
+            time.sleep(1.1)  # whole seconds in the key pattern: later batches are after the backup
+            conn.execute("INSERT INTO ticks (batch) SELECT 2 FROM generate_series(1, 50)")
+            conn.execute("SELECT pg_switch_wal()")
+            time.sleep(0.3)
+            row = conn.execute("SELECT clock_timestamp()").fetchone()
+            assert row is not None
+            between = row[0]
+            time.sleep(0.3)
+            for _ in range(3):  # several segments after the target: a gap can sit mid-range
+                conn.execute("INSERT INTO ticks (batch) SELECT 3 FROM generate_series(1, 50)")
+                conn.execute("SELECT pg_switch_wal()")
+            conn.execute("CHECKPOINT")
+            conn.execute("SELECT pg_switch_wal()")
+            current = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+            assert current is not None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                done = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
+                if done and done[0] and done[0] >= _previous(current[0]):
+                    break
+                time.sleep(0.1)
+    finally:
+        server.stop()
+    yield Source(root=root, wal=wal, store=root / "store", hostile=root / "hostile", between=between,
+                 markers=markers)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _previous(segment: str) -> str:
+    return f"{segment[:16]}{int(segment[16:], 16) - 1:08X}"
+
+
+def _spec(src: Source, *, store: Path | None = None, wal: Path | None = None) -> StoreSpec:
+    return StoreSpec(name="bb", url=str(store or src.store), key_pattern=PATTERN, kind="basebackup",
+                     wal=str(wal or src.wal))
+
+
+def _query(dsn: str, sql: str) -> tuple[object, ...]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(sql).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def _gone(drill: PhysicalRestore, pid: int | None, workdir: Path) -> None:
+    """Nothing left: the postmaster is dead and scratch removed."""
+    assert not workdir.exists()
+    if pid is not None:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert drill.server is None
+
+
+def test_recover_to_end_of_archive(source: Source) -> None:
+    drill = PhysicalRestore(_spec(source))
+    workdir = drill._workdir
+    with drill:
+        result = drill.run()
+        assert result.target is not None
+        assert _query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (250, 3)
+        assert result.recovery["state"] == "promoted"
+        assert result.recovery["first_missing_segment"] is None
+        assert result.rto_s > 0 and {"restore", "recovery", "first_query"} <= set(result.timings)
+        assert [e["phase"] for e in result.journal.entries][:3] == ["discover", "restore", "quarantine"]
+        pid = drill.server.pid if drill.server else None
+    _gone(drill, pid, workdir)
+    assert result.journal.entries[-1]["phase"] == "cleanup: remove scratch"
+
+
+def test_recover_to_a_time_between_batches(source: Source) -> None:
+    with PhysicalRestore(_spec(source), target=source.between) as drill:
+        result = drill.run()
+        assert result.target is not None
+        batch, newest = _query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
+        assert batch == 2
+        assert isinstance(newest, datetime) and newest <= source.between
+        assert result.recovery["state"] == "paused at target"
+        assert datetime.fromisoformat(result.recovery["replayed_to"]) <= source.between
+
+
+def test_a_missing_segment_mid_range_fails_naming_it(source: Source, tmp_path: Path) -> None:
+    gappy = Path(tempfile.mkdtemp(prefix="drillbook-test-gap-"))
+    try:
+        shutil.copytree(source.wal, gappy / "wal")
+        segments = sorted(p.name for p in (gappy / "wal").iterdir() if len(p.name) == 24)
+        removed = segments[-2]
+        (gappy / "wal" / removed).unlink()
+        drill = PhysicalRestore(_spec(source, wal=gappy / "wal"))
+        workdir = drill._workdir
+        with drill, pytest.raises(RestoreFailed, match=removed) as caught:
+            drill.run()
+        assert caught.value.context["segment"] == removed
+        # Aborted by drillbook's restore_command (exit 126), not a promote at the gap.
+        assert f"drillbook: WAL segment {removed} is missing" in caught.value.context["log_tail"]
+        assert drill.result is not None and drill.result.recovery["first_missing_segment"] == removed
+        _gone(drill, None, workdir)
+    finally:
+        shutil.rmtree(gappy, ignore_errors=True)
+
+
+def test_a_target_outside_the_archive_fails_naming_it(source: Source) -> None:
+    late = source.between + timedelta(hours=1)
+    with PhysicalRestore(_spec(source), target=late) as drill, \
+            pytest.raises(RestoreFailed, match="beyond the WAL archive") as caught:
+        drill.run()
+    assert late.isoformat() in caught.value.message
+    # After the backup started (its key) but before it ended: PostgreSQL would land later, refused.
+    [backup] = list(source.store.iterdir())
+    ended = _ended(backup, source.wal)
+    assert ended is not None
+    mid = ended - timedelta(microseconds=1)
+    with PhysicalRestore(_spec(source), target=mid) as drill, \
+            pytest.raises(NoBackupFound, match="ended at or before " + re.escape(mid.isoformat())):
+        drill.run()
+    early = source.between - timedelta(days=1)
+    with PhysicalRestore(_spec(source), target=early) as drill, \
+            pytest.raises(NoBackupFound, match=re.escape(early.isoformat())):
+        drill.run()
+
+
+def test_a_hostile_auto_conf_is_inert(source: Source) -> None:
+    with PhysicalRestore(_spec(source, store=source.hostile)) as drill:
+        result = drill.run()
+        assert result.target is not None
+        with psycopg.connect(result.target.dsn, autocommit=True) as conn:
+            conn.execute("SELECT pg_switch_wal()")
+            conn.execute("CHECKPOINT")
+            sources: dict[str, str] = dict(conn.execute(
+                "SELECT name, source FROM pg_settings WHERE name IN "
+                "('archive_command', 'shared_preload_libraries', 'recovery_end_command')").fetchall())
+        assert set(sources.values()) == {"command line"}
+        quarantined = result.recovery["quarantined"]
+        moved = drill._workdir / "quarantined-postgresql.auto.conf"
+        import hashlib
+
+        assert quarantined["auto_conf_sha256"] == hashlib.sha256(moved.read_bytes()).hexdigest()
+        assert {"archive_command", "primary_conninfo"} <= set(quarantined["auto_conf_settings"])
+        assert "standby.signal" in quarantined["removed"]
+        assert SECRET.encode() in moved.read_bytes()
+        assert SECRET not in json.dumps(result.evidence(), default=str)
+        assert result.recovery["state"] == "promoted"
+    assert list(source.markers.iterdir()) == []
+
+
+def test_a_tar_escaping_its_directory_is_refused(source: Source) -> None:
+    evil = f"drillbook-evil-{uuid.uuid4().hex[:8]}"
+    store = Path(tempfile.mkdtemp(prefix="drillbook-test-evil-"))
+    try:
+        backup = store / time.strftime(PATTERN, time.gmtime())
+        backup.mkdir()
+        with tarfile.open(backup / "base.tar.gz", "w:gz") as tar:
+            for name in ("PG_VERSION", f"../../{evil}"):
+                info = tarfile.TarInfo(name)
+                info.size = 3
+                tar.addfile(info, io.BytesIO(b"15\n"))
+        drill = PhysicalRestore(_spec(source, store=store))
+        workdir = drill._workdir
+        with drill, pytest.raises(BackupRefused, match=evil):
+            drill.run()
+        _gone(drill, None, workdir)
+        assert not (Path(tempfile.gettempdir()) / evil).exists()
+        assert not (workdir.parent / evil).exists()
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+
+
+def test_first_missing_counts_across_log_files() -> None:
+    seg = 1 << 20  # 4096 segments per log file
+    assert first_missing(["000000010000000000000FFE", "000000010000000100000000"],
+                         "000000010000000000000FFE", "000000010000000100000000", seg) == \
+        "000000010000000000000FFF"
+
+
+def test_drillbook_run_restores_and_recovers_a_basebackup_store(source: Source, tmp_path: Path) -> None:
+    """A real ``drillbook run``: the store from the config, the shared restore sentence, PITR, checks."""
+    import sys
+
+    config = tmp_path / "drillbook.toml"
+    config.write_text(f'[targets.bb]\nkind = "basebackup"\npath = "{source.store}"\nwal = "{source.wal}"\n'
+                      f'key_pattern = "{PATTERN}"\n', encoding="utf-8")
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "pitr.feature").write_text(
+        "Feature: physical backups\n\n"
+        "  @id:BB-01\n  Scenario: the newest base backup recovers to the end of its archive\n"
+        '    Given the backups in "bb"\n'
+        "    When the newest backup is restored into a scratch database\n"
+        "    Then the restored tables hold at least these rows:\n"
+        "      | table | rows |\n      | ticks | 250  |\n"
+        '    And the query "SELECT max(batch) FROM ticks" returns exactly 3\n\n'
+        "  @id:BB-02\n  Scenario: point in time\n"
+        '    Given the backups in "bb"\n'
+        f'    When the database is recovered to "{source.between.isoformat()}"\n'
+        '    Then the query "SELECT max(batch) FROM ticks" returns exactly 2\n', encoding="utf-8")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "drillbook.cli", "run", "--config", str(config), "--features", str(features),
+         "--out", str(out)], capture_output=True, text=True, timeout=300, check=False,
+        cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [run] = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
+    results = json.loads((run / "results.json").read_text())
+    scenarios = {s["id"]: s for s in results["scenarios"]}
+    assert {k: s["outcome"] for k, s in scenarios.items()} == {"BB-01": "passed", "BB-02": "passed"}
+    restored = next(v for v in scenarios["BB-02"]["verdicts"] if v["id"] == "restore.completed")
+    assert restored["evidence"]["recovery"]["state"] == "paused at target"
+    assert restored["evidence"]["journal"][-1]["phase"] == "cleanup: remove scratch"
+
+
+def test_a_plain_backup_recovers_and_a_link_in_one_is_refused(source: Source) -> None:
+    plain = Path(tempfile.mkdtemp(prefix="drillbook-test-plain-"))
+    try:
+        [tar_backup] = list(source.store.iterdir())
+        backup = plain / tar_backup.name
+        backup.mkdir()
+        with tarfile.open(tar_backup / "base.tar.gz") as tar:
+            tar.extractall(backup, filter="data")
+        with PhysicalRestore(_spec(source, store=plain)) as drill:
+            result = drill.run()
+            assert result.target is not None
+            assert _query(result.target.dsn, "SELECT count(*) FROM ticks") == (250,)
+        (backup / "global" / "escape").symlink_to("/etc/passwd")
+        with PhysicalRestore(_spec(source, store=plain)) as drill, \
+                pytest.raises(BackupRefused, match="global/escape"):
+            drill.run()
+    finally:
+        shutil.rmtree(plain, ignore_errors=True)
+
+
+def test_doctor_lists_a_basebackup_store(source: Source) -> None:
+    from drillbook.doctor.targets import store
+
+    verdict = store("bb", _spec(source))
+    assert verdict.outcome.value == "passed", verdict.message
+    assert "1 keys match" in verdict.message and "WAL segments" in verdict.message
+    empty = Path(tempfile.mkdtemp(prefix="drillbook-test-nowal-"))
+    try:
+        assert store("bb", _spec(source, wal=empty)).outcome.value == "failed"
+    finally:
+        empty.rmdir()
