@@ -44,6 +44,11 @@ a key=value DSN's password, and every http header value (but ``Accept``,
     image = "registry.internal/postgres:15.8"   # (production, scratch, cache, nightly-custom,
                                 # nightly-dumpall; default: the official images, see containers_env)
 
+    [targets.barman]            # Barman cloud (docs/physical-backups.md): barman-cloud-backup's
+    kind = "barman-cloud"       # source URL and server name; endpoint_url, region and the keys
+    url = "s3://backups/barman/"   # as for an s3 store, the keys only as ${ENV}
+    server = "pg-main"
+
     [targets.production]        # a subject: read-only, always
     kind = "postgres"
     dsn = "${PROD_PG_DSN}"
@@ -128,6 +133,7 @@ _TARGET_KEYS: dict[str, set[str]] = {
     },
     "directory": {"kind", "path", "key_pattern", "checksum_suffix"},
     "basebackup": {"kind", "path", "key_pattern", "wal"},
+    "barman-cloud": {"kind", "url", "server", "endpoint_url", "region", "access_key_id", "secret_access_key"},
     "http": {"kind", "url", "ca_file", "headers", "follow_redirects"},
     "tls": {"kind", "host", "port", "server_name", "pem_file", "ca_file"},
     "prometheus": {"kind", "url", "ca_file"},
@@ -213,6 +219,7 @@ class Config:
             data["targets"][name] = {
                 "kind": st.kind if st.kind != "dump" else "s3" if st.is_s3 else "directory",
                 **({"wal": st.wal} if st.wal else {}),
+                **({"server": st.server} if st.server else {}),
                 "url": redact.redact(st.url),
                 "key_pattern": st.key_pattern,
                 "endpoint_url": redact.redact(st.endpoint_url or ""),
@@ -369,6 +376,8 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
                 key_pattern=values.get("key_pattern"), kind="basebackup",
                 wal=str((base / _required(values, "wal", where, key)).resolve()),
             )
+        elif kind == "barman-cloud":
+            stores[name] = _barman_cloud_store(name, spec, values, where, key)
         else:
             directory = _required(values, "path", where, key)
             base = path.parent if path else Path.cwd()
@@ -613,6 +622,41 @@ def _tls_target(name: str, spec: Mapping[str, Any], values: Mapping[str, str], c
         pem_file=_file(pem, config_path, where, f"{key}.pem_file"),
         ca_file=_file(values.get("ca_file"), config_path, where, f"{key}.ca_file"),
     )
+
+
+# A barman server name: barman's own rule (it becomes a path segment of every object).
+_BARMAN_SERVER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _barman_cloud_store(name: str, spec: Mapping[str, Any], values: Mapping[str, str], where: str,
+                        key: str) -> StoreSpec:
+    """``kind = "barman-cloud"``: an S3 source URL and server name as barman-cloud-* take them.
+
+    The keys are the tool's credentials, so only ``${ENV}`` references are accepted for them: a
+    literal secret in the file would be one more copy of production's key on disk.
+    """
+    url = _required(values, "url", where, key)
+    if not url.startswith("s3://") or not url[5:].split("/")[0] or "?" in url or "#" in url:
+        raise ConfigError(f"{where}: `{key}.url` must look like s3://bucket/prefix/, got {url!r}",
+                          file=where, key=f"{key}.url", hint="barman-cloud's source URL, as given to "
+                          "barman-cloud-backup (Azure and GCS are not supported yet)")
+    server = _required(values, "server", where, key)
+    if not _BARMAN_SERVER.fullmatch(server):
+        raise ConfigError(f"{where}: `{key}.server` must be a barman server name (letters, digits, "
+                          f"`_`, `.`, `-`), got {server!r}", file=where, key=f"{key}.server")
+    for secret in ("access_key_id", "secret_access_key"):
+        if secret in spec and not _ENV_REF.fullmatch(str(spec[secret]).strip()):
+            raise ConfigError(f"{where}: `{key}.{secret}` must reference the environment, like "
+                              f'"${{AWS_SECRET_ACCESS_KEY}}"', file=where, key=f"{key}.{secret}",
+                              hint="keep the key out of the file: export it and reference it")
+    if ("access_key_id" in values) != ("secret_access_key" in values):
+        raise ConfigError(f"{where}: `{key}` needs both access_key_id and secret_access_key, or neither",
+                          file=where, key=key)
+    return StoreSpec(name=name, url=url, kind="barman-cloud",
+                     server=server, endpoint_url=values.get("endpoint_url"),
+                     region=values.get("region", "us-east-1"),
+                     access_key_id=values.get("access_key_id"),
+                     secret_access_key=values.get("secret_access_key"))
 
 
 def _register_url_secrets(values: Mapping[str, str]) -> None:

@@ -88,6 +88,8 @@ class StoreSpec:
     # kind = "basebackup" (drills/basebackup.py): pg_basebackup output in ``url`` and its WAL archive.
     kind: str = "dump"
     wal: str | None = None
+    # kind = "barman-cloud" (drills/physical/barman_cloud.py): barman's server name under ``url``.
+    server: str | None = None
 
     @property
     def is_s3(self) -> bool:
