@@ -51,6 +51,7 @@ class BarmanBackup:
     version: int | None = None  # server_version_num, e.g. 150018
     systemid: str | None = None
     error: str | None = None
+    tablespaces: int = 0  # how many: barman-cloud-restore writes them at their production paths
 
     @property
     def major(self) -> str | None:
@@ -119,13 +120,16 @@ def _backup(item: object, index: int, source: str) -> BarmanBackup:
     end_time, precise = _time(item, "end_time", where, source)
     begin_time, _ = _time(item, "begin_time", where, source)
     error = item.get("error")
+    tablespaces = item.get("tablespaces")
+    if tablespaces is not None and not isinstance(tablespaces, list):
+        raise UnusableAnswer(f"{where}: tablespaces is not a list", source=source, backup_id=backup_id)
     return BarmanBackup(
         backup_id=backup_id, status=status, begin_wal=text("begin_wal", SEGMENT),
         end_wal=text("end_wal", SEGMENT), begin_offset=number("begin_offset"),
         begin_time=begin_time, end_time=end_time, end_time_precise=precise,
         timeline=number("timeline"), version=number("version"),
         systemid=text("systemid") if not isinstance(item.get("systemid"), int) else str(item["systemid"]),
-        error=str(error)[:500] if error is not None else None,
+        error=str(error)[:500] if error is not None else None, tablespaces=len(tablespaces or []),
     )
 
 

@@ -100,9 +100,13 @@ def newest_backup_age(max_age: timedelta, drill_state: ScenarioState) -> None:
 
     def check() -> Verdict:
         taken = drill_state.backup_time
+        if taken is None and store.kind == "barman-cloud":
+            from drills.physical.barman_cloud import newest_end
+
+            taken = newest_end(store)  # the newest DONE backup's end, from barman-cloud-backup-list
         if taken is None:
             _, taken, _ = newest_in_store(store)
-            drill_state.backup_time = taken
+        drill_state.backup_time = taken
         return backup_freshness(taken, now=datetime.now(UTC), max_age=max_age)
 
     guarded("backup.freshness", check)

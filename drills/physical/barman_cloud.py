@@ -1,0 +1,282 @@
+"""The ``kind = "barman-cloud"`` source: backups that ``barman-cloud-backup`` wrote to S3 (design study A3).
+
+**choose** asks ``barman-cloud-backup-list --format json`` (drillbook's own process, the store's keys
+in that child's environment only) and picks the newest ``DONE`` backup — for a target, the newest
+that *ended* at or before it. The end is ``end_time_iso`` when barman gives it (≥ 3.5); else the
+STOP TIME of the backup's ``.backup`` history file in the archive, else the ``ctime`` end read as
+UTC — both whole seconds, so a second is added before comparing (a backup that may have ended
+after the target is never picked: PostgreSQL would silently land later, A4).
+
+**materialize** first reads every tar of the backup through drillbook's own tarfile check (no
+absolute name, no ``..``, no link out, no device: ``barman-cloud-restore`` extracts with no filter
+on Debian's Python), then runs ``barman-cloud-restore <id> <datadir>`` as the server user with the
+keys in *its* environment. It writes no recovery settings (A3); the driver quarantines the rest.
+
+**fetch_wal** lists ``<server>/wals/`` and downloads the segments from the backup's ``begin_wal``
+on (and the ``.history`` files) with boto3 in drillbook's own process, decompressing ``.gz`` and
+``.bz2``: the recovered server's ``restore_command`` is the driver's ``cp`` from scratch — no secret,
+no network. Continuity is drillbook's arithmetic over the listing (:func:`checks.pitr.first_missing`).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import os
+import posixpath
+import shutil
+import subprocess
+import tarfile
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from checks import redact
+from checks.backups import BackupObject
+from checks.barman_info import DONE, BarmanBackup, WalListing, parse_backup_list, stop_time, wal_listing
+from checks.errors import BackupRefused, EnvironmentError_, NoBackupFound, RestoreFailed, StoreUnreachable
+from checks.pitr import first_missing
+from drills.deadlines import Deadline
+from drills.processes import SERVER_USER, hand_to_server_user, running_as_root, server_user_kwargs
+from drills.stores import S3Store, _without_userinfo
+from drills.targets import StoreSpec
+
+from .source import Chosen, WalCopy
+
+LIST_TIMEOUT_S = 120.0
+# A WAL segment is 1 MiB to 1 GiB (a power of two): a larger decompressed object is refused.
+_MAX_SEGMENT = 1 << 30
+_TARS = (".tar", ".tar.gz", ".tar.bz2")  # what drillbook's own tarfile can read as a stream
+_DECOMPRESS = {"gzip": gzip.GzipFile, "bzip2": bz2.BZ2File}
+_TOOL_HINT = "install barman's cloud client: apt-get install barman-cli-cloud (bootstrap does for tests)"
+
+
+def tool(name: str) -> str:
+    """The absolute path of a barman-cloud-* command (the server user runs it: no relative lookup)."""
+    found = shutil.which(name, path=os.environ.get("PATH", "") + os.pathsep + "/usr/bin")
+    if found is None:
+        raise EnvironmentError_(f"{name} is not installed", hint=_TOOL_HINT)
+    return os.path.realpath(found)
+
+
+def tool_env(spec: StoreSpec) -> dict[str, str]:
+    """The environment of a barman-cloud-* child: the store's keys (or drillbook's own AWS_* when the
+    store names none), a region, a plain PATH — nothing else of drillbook's environment."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "AWS_DEFAULT_REGION": spec.region}
+    if spec.access_key_id and spec.secret_access_key:
+        env.update(AWS_ACCESS_KEY_ID=spec.access_key_id, AWS_SECRET_ACCESS_KEY=spec.secret_access_key)
+    else:
+        env.update({k: v for k, v in os.environ.items()
+                    if k.startswith("AWS_") and k != "AWS_DEFAULT_REGION"})
+    return env
+
+
+class BarmanCloudSource:
+    """Backups of barman server ``spec.server`` under ``spec.url`` (an ``s3://bucket/prefix`` URL)."""
+
+    kind = "barman-cloud"
+    format = "barman-cloud"
+
+    def __init__(self, spec: StoreSpec) -> None:
+        if not spec.server or not spec.is_s3:
+            raise RestoreFailed(f"store `{spec.name}` needs an s3:// url and a server name", store=spec.name)
+        self.spec = spec
+        redact.register(spec.secret_access_key or "")
+        self.archive = f"{spec.url} server {spec.server}"
+        base = posixpath.join(spec.prefix, spec.server)
+        # barman's layout: <path>/<server>/base/<id>/… and <path>/<server>/wals/….
+        self._base = S3Store(replace(spec, url=f"s3://{spec.bucket}/{base}/base/"))
+        self._wals = S3Store(replace(spec, url=f"s3://{spec.bucket}/{base}/wals/"))
+        self._listing: WalListing | None = None
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    def list_backups(self) -> list[BarmanBackup]:
+        """``barman-cloud-backup-list --format json``, parsed; a failure is :class:`StoreUnreachable`."""
+        proc = self._run("barman-cloud-backup-list", "--format", "json", timeout_s=LIST_TIMEOUT_S)
+        return parse_backup_list(proc.stdout, source=f"barman-cloud-backup-list of {self.archive}")
+
+    def wal_listing(self) -> WalListing:
+        """The ``wals/`` prefix, listed once per source."""
+        if self._listing is None:
+            objects = [(o.key, o.size) for o in self._wals.list()]
+            self._listing = wal_listing(objects, self._wals.prefix)
+        return self._listing
+
+    def ended(self, backup: BarmanBackup) -> tuple[datetime | None, str]:
+        """When a backup ended, as a bound it certainly ended by, and where that came from."""
+        if backup.end_time is not None and backup.end_time_precise:
+            return backup.end_time, "end_time_iso"
+        name = backup.history_file
+        found = self.wal_listing().history.get(name) if name else None
+        if found is not None and found.compression is None and found.size < 65536:
+            text = self._wals.read_text(found.key)
+            stop = stop_time(text) if text else None
+            if stop is not None:
+                return stop + timedelta(seconds=1), f"STOP TIME of {name} (whole seconds, +1 s)"
+        if backup.end_time is not None:
+            return backup.end_time + timedelta(seconds=1), "end_time read as UTC (whole seconds, +1 s)"
+        return None, "unknown"
+
+    # -- the Source seam --------------------------------------------------------------------
+
+    def choose(self, target: datetime | None) -> Chosen:
+        """The newest DONE backup; for a target, the newest DONE one that ended at or before it."""
+        backups = self.list_backups()
+        where = f"{self.spec.url} (server `{self.spec.server}`, store `{self.spec.name}`)"
+        if not backups:
+            raise NoBackupFound(f"barman-cloud-backup-list finds no backup of server `{self.spec.server}` "
+                                f"in {self.spec.url} (store `{self.spec.name}`)", store=self.spec.name,
+                                server=self.spec.server, hint="check `server`: the name barman-cloud-backup "
+                                "was given, under that url")
+        skipped = [f"{b.backup_id} ({b.status})" for b in backups if b.status != DONE]
+        done = [b for b in backups if b.status == DONE]
+        if not done:
+            raise NoBackupFound(f"no DONE backup in {where}: {', '.join(skipped)}", store=self.spec.name,
+                                hint="a backup that is not DONE never finished: it cannot be restored")
+        ends = {b.backup_id: self.ended(b) for b in (done if target is not None else done[-1:])}
+        if target is not None:
+            fit = [b for b in done if (ends[b.backup_id][0] or target + timedelta(days=1)) <= target]
+            if not fit:
+                oldest = ends[done[0].backup_id][0]
+                raise NoBackupFound(
+                    f"no DONE backup in {where} that ended at or before {target.isoformat()} (the oldest, "
+                    f"{done[0].backup_id}, ended by {oldest.isoformat() if oldest else 'an unknown time'})",
+                    store=self.spec.name, target=target.isoformat(),
+                    hint="pick a target after the oldest backup's end")
+            done = fit
+        backup = done[-1]
+        if backup.tablespaces:
+            raise RestoreFailed(f"{backup.backup_id} has {backup.tablespaces} tablespace(s): "
+                                "barman-cloud-restore would write them at their production paths, outside "
+                                "scratch (not supported yet)", key=backup.backup_id, store=self.spec.name)
+        end, end_source = ends.get(backup.backup_id) or self.ended(backup)
+        return Chosen(key=backup.backup_id, taken=backup.begin_time or backup.end_time or datetime.now(UTC),
+                      end=end, major=backup.major, start_segment=backup.begin_wal,
+                      details={"server": self.spec.server, "end_source": end_source,
+                               "barman": backup.evidence(), **({"not_done": skipped} if skipped else {})})
+
+    def materialize(self, chosen: Chosen, datadir: Path, deadline: Deadline) -> dict[str, Any]:
+        """Check the backup's tars, then ``barman-cloud-restore`` it into ``datadir`` as the server user."""
+        members = self._check_tars(chosen.key, datadir)
+        hand_to_server_user(datadir)
+        self._run("barman-cloud-restore", chosen.key, str(datadir), timeout_s=max(deadline.remaining(), 1.0),
+                  as_server=True, what=f"restore {chosen.key}")
+        return {"tool": "barman-cloud-restore", "members_checked": members}
+
+    def fetch_wal(self, first_segment: str, dest: Path) -> WalCopy:
+        """Download the segments from ``first_segment`` on (and ``.history`` files) into ``dest``."""
+        listing = self.wal_listing()
+        segments = listing.timeline_segments(first_segment)
+        if not segments:
+            raise RestoreFailed(f"the WAL archive {self.archive} holds no segment from {first_segment} on "
+                                "(the backup's start)", segment=first_segment, store=self.spec.name)
+        total = 0
+        sizes: set[int] = set()
+        for name in segments:
+            size = self._download(listing.segments[name].key, listing.segments[name].compression, dest / name)
+            sizes.add(size)
+            total += size
+        for name, found in listing.history.items():
+            if name.endswith(".history"):
+                total += self._download(found.key, found.compression, dest / name)
+        segment_bytes = max(sizes)
+        if len(sizes) != 1 or segment_bytes & (segment_bytes - 1) \
+                or not 1 << 20 <= segment_bytes <= _MAX_SEGMENT:
+            raise RestoreFailed(f"the WAL archive {self.archive} holds segments of unusual sizes "
+                                f"({sorted(sizes)[:4]} bytes): not PostgreSQL WAL", store=self.spec.name)
+        last = segments[-1]
+        return WalCopy(last=last, first_missing=first_missing(segments, first_segment, last, segment_bytes),
+                       count=len(segments), bytes=total)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _run(self, name: str, *args: str, timeout_s: float, as_server: bool = False,
+             what: str = "list backups") -> subprocess.CompletedProcess[str]:
+        """A barman-cloud-* command on this store; its keys only in its environment, never its argv."""
+        argv = [tool(name)]
+        if self.spec.endpoint_url:
+            argv += ["--endpoint-url", _without_userinfo(self.spec.endpoint_url)]
+        argv += [self.spec.url, self.spec.server or "", *args]
+        env = tool_env(self.spec)
+        if as_server and running_as_root():
+            env["HOME"] = str(Path(f"~{SERVER_USER}").expanduser())
+        try:
+            proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s,
+                                  check=False, stdin=subprocess.DEVNULL,
+                                  **(server_user_kwargs() if as_server else {}))
+        except subprocess.TimeoutExpired:
+            raise StoreUnreachable(f"{name} did not finish within {timeout_s:.0f} s "
+                                   f"({what} of {self.archive})", store=self.spec.name) from None
+        if proc.returncode != 0:
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            said = redact.redact(" | ".join(lines[-3:]))[:600] or "no message"
+            error = StoreUnreachable if name == "barman-cloud-backup-list" else RestoreFailed
+            raise error(f"{name} failed (exit {proc.returncode}) to {what} of {self.archive}: {said}",
+                        store=self.spec.name, exit_code=proc.returncode)
+        return proc
+
+    def _check_tars(self, backup_id: str, dest: Path) -> int:
+        """Every member of the backup's tars passes tarfile's ``data`` filter, or the backup is refused."""
+        prefix = f"{self._base.prefix}{backup_id}/"
+        objects = [o for o in self._base.list() if o.key.startswith(prefix)]
+        tars = [o for o in objects if ".tar" in o.key.rsplit("/", 1)[-1]]
+        if not tars:
+            raise RestoreFailed(f"backup {backup_id} has no tar under {prefix}", key=backup_id)
+        count = 0
+        for obj in tars:
+            if not obj.key.endswith(_TARS):
+                raise RestoreFailed(f"{obj.key}: drillbook cannot check this archive's members before barman "
+                                    "extracts them (only .tar, .tar.gz and .tar.bz2)", key=backup_id,
+                                    hint="back up with barman-cloud-backup -z (gzip) or -j (bzip2)")
+            with self._base.open(obj) as stream:
+                try:
+                    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+                        for member in tar:
+                            _refuse(member, obj.key, dest)
+                            count += 1
+                except tarfile.TarError as exc:
+                    raise RestoreFailed(f"{obj.key} is not a readable tar: {exc}", key=backup_id) from exc
+        return count
+
+    def _download(self, key: str, compression: str | None, dest: Path) -> int:
+        """One archived file into ``dest`` (decompressed), through a ``.part`` name; its size."""
+        part = dest.with_name(dest.name + ".part")
+        with self._wals.open(BackupObject(key=key, size=0, last_modified=datetime.now(UTC))) as raw:
+            stream: IO[bytes] = _DECOMPRESS[compression](fileobj=raw) if compression else raw
+            written = 0
+            with part.open("wb") as out:
+                while chunk := stream.read(1 << 20):
+                    written += len(chunk)
+                    if written > _MAX_SEGMENT:
+                        raise RestoreFailed(f"{key} decompresses to more than 1 GiB: not a WAL file",
+                                            key=key, store=self.spec.name)
+                    out.write(chunk)
+        part.rename(dest)
+        return written
+
+
+def _refuse(member: tarfile.TarInfo, key: str, dest: Path) -> None:
+    """Absolute names, ``..``, links out and devices: :class:`BackupRefused` naming the member."""
+    link = member.linkname if member.islnk() or member.issym() else ""
+    for what, name in (("name", member.name), ("link target", link)):
+        if name.startswith("/") or ".." in name.split("/"):
+            raise BackupRefused(f"{key}: refusing member {member.name!r}: its {what} {name!r} is absolute "
+                                "or climbs with `..`", key=key,
+                                hint="barman never writes such names: inspect who wrote this backup")
+    try:
+        tarfile.data_filter(member, str(dest))
+    except tarfile.FilterError as exc:
+        raise BackupRefused(f"{key}: refusing member {member.name!r}: {exc}", key=key,
+                            hint="barman never writes such members: inspect who wrote this backup") from exc
+
+
+def newest_end(spec: StoreSpec) -> datetime:
+    """Freshness: when the newest DONE backup of a barman-cloud store ended."""
+    source = BarmanCloudSource(spec)
+    chosen = source.choose(None)
+    if chosen.end is None:
+        return chosen.taken
+    # A whole-second end was rounded up for choosing; for an age, the older bound is the honest one.
+    return chosen.end if chosen.details["end_source"] == "end_time_iso" else chosen.end - timedelta(seconds=1)

@@ -1,0 +1,267 @@
+"""Barman cloud backups on moto's S3 restored and recovered into scratch (drills/physical/barman_cloud.py).
+
+One source cluster per module, archiving through a generated ``sh`` script that calls
+``barman-cloud-wal-archive`` (as production would: the keys live in that script), one real
+``barman-cloud-backup`` whose ``postgresql.auto.conf`` is hostile, committed batches around it, and a
+FAILED backup listed after it. Other servers in the bucket are copies of it with one thing broken.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from checks.errors import EnvironmentError_, NoBackupFound, RestoreFailed, StoreUnreachable
+from drills import pgtools
+from drills.physical import PhysicalRestore
+from drills.physical.barman_cloud import BarmanCloudSource, newest_end
+from drills.processes import PostgresServer, S3Server, initdb, server_user_kwargs
+from drills.stores import make_client
+from drills.targets import StoreSpec
+
+SECRET = "barman-s3-secret-5f0c"  # the store's fake secret key: never in any output
+BUCKET = "barman"
+URL = f"s3://{BUCKET}/pg"
+FAILED_ID = "29991231T235959"  # listed after the real backup, never chosen
+
+
+@dataclass
+class Source:
+    spec: StoreSpec
+    backup_id: str
+    between: datetime  # after batch 2 committed, before batch 3
+    markers: Path
+
+
+def _spec(s3: S3Server, server: str = "src") -> StoreSpec:
+    return StoreSpec(name="barman", url=URL, kind="barman-cloud", server=server, endpoint_url=s3.endpoint_url,
+                     access_key_id="drillbook-test", secret_access_key=SECRET)
+
+
+def _env() -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "drillbook-test", "AWS_SECRET_ACCESS_KEY": SECRET,
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _copy_server(client: Any, source: str, dest: str, *, skip: str | None = None) -> None:
+    """Copy every object of one barman server's prefix to another (``skip``: a key suffix left out)."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"pg/{source}/"):
+        for item in page.get("Contents", []):
+            if skip is None or not item["Key"].endswith(skip):
+                client.copy_object(Bucket=BUCKET, Key=item["Key"].replace(f"pg/{source}/", f"pg/{dest}/", 1),
+                                   CopySource={"Bucket": BUCKET, "Key": item["Key"]})
+
+
+@pytest.fixture(scope="module")
+def source(s3_server: S3Server) -> Iterator[Source]:
+    """A cluster archiving to barman cloud, one hostile backup, three batches; stopped before tests."""
+    try:
+        bindir = pgtools.bindir()
+    except EnvironmentError_ as exc:
+        pytest.skip(reason=f"PostgreSQL server binaries are not installed: {exc}")
+    wal_archive = shutil.which("barman-cloud-wal-archive")
+    if wal_archive is None:
+        pytest.skip(reason="barman-cloud-* are not installed (Debian package barman-cli-cloud)")
+    client = make_client(_spec(s3_server))
+    client.create_bucket(Bucket=BUCKET)
+    root = Path(tempfile.mkdtemp(prefix="drillbook-test-barman-"))
+    root.chmod(0o711)
+    markers = root / "markers"
+    markers.mkdir(mode=0o777)
+    markers.chmod(0o777)
+    script = root / "archive.sh"  # production's archive_command: it holds production's keys
+    script.write_text("#!/bin/sh\n" + "".join(f"export {k}='{v}'\n" for k, v in _env().items()) +
+                      f'exec {wal_archive} --endpoint-url {s3_server.endpoint_url} {URL} src "$1"\n',
+                      encoding="utf-8")
+    script.chmod(0o755)
+    initdb(root / "src", bindir=bindir, log_path=root / "initdb.log")
+    server = PostgresServer("barman-source", root / "src", bindir=bindir, settings={
+        "wal_level": "replica", "archive_mode": "on", "archive_timeout": "0",
+        "archive_command": f"{script} %p"})
+    server.start()
+    try:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE ticks (id serial PRIMARY KEY, batch int, "
+                         "t timestamptz DEFAULT clock_timestamp())")
+            conn.execute("INSERT INTO ticks (batch) SELECT 1 FROM generate_series(1, 50)")
+            # Written to auto.conf only (the running server keeps its command-line settings).
+            for setting, value in (("archive_command", f"touch {markers}/archived"),
+                                   ("recovery_end_command", f"touch {markers}/recovery_end"),
+                                   ("shared_preload_libraries", "nonexistent")):
+                conn.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
+            subprocess.run([shutil.which("barman-cloud-backup") or "barman-cloud-backup", "--endpoint-url",
+                            s3_server.endpoint_url, "-h", "127.0.0.1", "-p", str(server.port),
+                            "-U", "postgres", "-z", "--immediate-checkpoint", URL, "src"],
+                           env=_env(), check=True, capture_output=True, timeout=120, **server_user_kwargs())
+            conn.execute("ALTER SYSTEM RESET ALL")
+            conn.execute("INSERT INTO ticks (batch) SELECT 2 FROM generate_series(1, 50)")
+            conn.execute("SELECT pg_switch_wal()")
+            time.sleep(0.3)
+            row = conn.execute("SELECT clock_timestamp()").fetchone()
+            assert row is not None
+            between = row[0]
+            time.sleep(0.3)
+            for _ in range(2):  # two segments after the target: a gap can sit mid-range
+                conn.execute("INSERT INTO ticks (batch) SELECT 3 FROM generate_series(1, 50)")
+                conn.execute("SELECT pg_switch_wal()")
+            current = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+            assert current is not None
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # barman-cloud-wal-archive: ~1.5 s a segment (A3)
+                done = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
+                if done and done[0] and done[0] >= f"{current[0][:16]}{int(current[0][16:], 16) - 1:08X}":
+                    break
+                time.sleep(0.2)
+            else:
+                pytest.fail("the source's WAL was not archived within 60 s")
+    finally:
+        server.stop()
+    spec = _spec(s3_server)
+    [backup] = BarmanCloudSource(spec).list_backups()
+    # A backup that never finished, listed after the real one.
+    info = client.get_object(Bucket=BUCKET, Key=f"pg/src/base/{backup.backup_id}/backup.info")["Body"].read()
+    client.put_object(Bucket=BUCKET, Key=f"pg/src/base/{FAILED_ID}/backup.info",
+                      Body=info.decode().replace("status=DONE", "status=FAILED").encode())
+    yield Source(spec=spec, backup_id=backup.backup_id, between=between, markers=markers)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _query(dsn: str, sql: str) -> tuple[object, ...]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(sql).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def _environ(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/environ").read_bytes()
+
+
+def test_the_newest_done_backup_recovers_to_the_end_without_a_secret(source: Source) -> None:
+    drill = PhysicalRestore(source.spec)
+    workdir = drill.workdir
+    with drill:
+        result = drill.run()
+        assert result.target is not None
+        assert _query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (200, 3)
+        assert result.recovery["state"] == "promoted" and result.recovery["first_missing_segment"] is None
+        assert result.backup.key == source.backup_id  # the FAILED one after it was not chosen
+        discover = result.journal.entries[0]
+        assert discover["phase"] == "discover"
+        assert discover["not_done"] == [f"{FAILED_ID} (FAILED)"]
+        assert drill.server is not None and drill.server.pid is not None
+        # The recovered server and its restore_command: no key, no endpoint, no barman.
+        server_env = _environ(drill.server.pid)
+        assert SECRET.encode() not in server_env and b"AWS_" not in server_env
+        script = (workdir / "conf" / "restore_wal.sh").read_text()
+        assert "barman" not in script and "http" not in script
+        # The hostile auto.conf: quarantined, and none of its commands ran.
+        assert "archive_command" in result.recovery["quarantined"]["auto_conf_settings"]
+        with psycopg.connect(result.target.dsn, autocommit=True) as conn:
+            conn.execute("SELECT pg_switch_wal()")
+            conn.execute("CHECKPOINT")
+        evidence = json.dumps(result.evidence(), default=str)
+    assert SECRET not in evidence
+    assert list(source.markers.iterdir()) == []
+    assert not workdir.exists()
+
+
+def test_recovers_to_a_time_between_batches(source: Source) -> None:
+    with PhysicalRestore(source.spec, target=source.between) as drill:
+        result = drill.run()
+        assert result.target is not None
+        batch, newest = _query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
+        assert batch == 2 and isinstance(newest, datetime) and newest <= source.between
+        assert result.recovery["state"] == "paused at target"
+
+
+def test_a_target_before_the_oldest_end_is_refused_before_restoring(source: Source) -> None:
+    early = source.between - timedelta(hours=1)
+    drill = PhysicalRestore(source.spec, target=early)
+    with drill, pytest.raises(NoBackupFound, match=re.escape(early.isoformat())) as caught:
+        drill.run()
+    assert source.backup_id in caught.value.message
+    assert [e["phase"] for e in drill.journal.entries] == ["discover", "cleanup: remove scratch"]
+
+
+def test_an_unknown_server_is_named(source: Source) -> None:
+    spec = replace(source.spec, server="no-such-server")
+    with PhysicalRestore(spec) as drill, pytest.raises(NoBackupFound) as caught:
+        drill.run()
+    assert "no-such-server" in caught.value.message and URL in caught.value.message
+
+
+def test_a_wal_object_deleted_mid_range_fails_naming_it(source: Source) -> None:
+    client = make_client(source.spec)
+    listing = BarmanCloudSource(source.spec).wal_listing()
+    segments = listing.timeline_segments(min(listing.segments))
+    removed = segments[-2]
+    _copy_server(client, "src", "gap", skip=removed)
+    drill = PhysicalRestore(replace(source.spec, server="gap"))
+    with drill, pytest.raises(RestoreFailed, match=removed) as caught:
+        drill.run()
+    assert caught.value.context["segment"] == removed
+    assert f"drillbook: WAL segment {removed} is missing" in caught.value.context["log_tail"]
+    assert drill.result is not None and drill.result.recovery["first_missing_segment"] == removed
+    assert SECRET not in str(caught.value) + json.dumps(drill.journal.entries, default=str)
+
+
+def test_a_tool_failure_is_could_not_check_and_names_the_url(source: Source) -> None:
+    spec = replace(source.spec, url="s3://no-such-bucket/pg")
+    with PhysicalRestore(spec) as drill, pytest.raises(StoreUnreachable) as caught:
+        drill.run()
+    assert "s3://no-such-bucket/pg" in str(caught.value) and "does not exist" in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+def test_freshness_is_the_newest_done_backups_end(source: Source) -> None:
+    ended = newest_end(source.spec)
+    assert source.between - timedelta(minutes=5) < ended < source.between
+
+
+def test_drillbook_run_restores_a_barman_cloud_store(source: Source, tmp_path: Path) -> None:
+    """A real ``drillbook run``: the store from the config (keys from ${ENV}), restore, rows, freshness."""
+    config = tmp_path / "drillbook.toml"
+    config.write_text(f'[targets.barman]\nkind = "barman-cloud"\nurl = "{URL}"\nserver = "src"\n'
+                      f'endpoint_url = "{source.spec.endpoint_url}"\naccess_key_id = "${{BARMAN_KEY}}"\n'
+                      'secret_access_key = "${BARMAN_SECRET}"\n', encoding="utf-8")
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "barman.feature").write_text(
+        "Feature: barman cloud\n\n"
+        "  @id:BAR-01\n  Scenario: the newest barman cloud backup recovers\n"
+        '    Given the backups in "barman"\n'
+        "    When the newest backup is restored into a scratch database\n"
+        "    Then the restored tables hold at least these rows:\n"
+        "      | table | rows |\n      | ticks | 200  |\n"
+        "    And the newest backup is at most 1 hour old\n", encoding="utf-8")
+    out = tmp_path / "out"
+    env = {**os.environ, "BARMAN_KEY": "drillbook-test", "BARMAN_SECRET": SECRET}
+    proc = subprocess.run(
+        [sys.executable, "-m", "drillbook.cli", "run", "--config", str(config), "--features", str(features),
+         "--out", str(out)], capture_output=True, text=True, timeout=300, check=False, env=env,
+        cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    [run] = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
+    results = json.loads((run / "results.json").read_text())
+    [scenario] = results["scenarios"]
+    assert scenario["outcome"] == "passed"
+    assert {v["id"] for v in scenario["verdicts"]} >= {"restore.completed", "backup.freshness"}
