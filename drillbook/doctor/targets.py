@@ -64,6 +64,8 @@ def store(name: str, spec: StoreSpec) -> Verdict:
 
     if spec.kind == "basebackup":
         return _basebackup_store(name, spec)
+    if spec.kind == "barman-cloud":
+        return _barman_cloud_store(name, spec)
     opened: BackupStore = (S3Store(spec, read_timeout_s=_HTTP_TIMEOUT_S) if spec.is_s3
                            else DirectoryStore(spec))
     try:
@@ -72,6 +74,28 @@ def store(name: str, spec: StoreSpec) -> Verdict:
         return result(name, Outcome.FAILED, redact.redact(exc.message), fix=exc.hint)
     return store_verdict(name, opened.describe(), objects, key_pattern=spec.key_pattern,
                          now=datetime.now(UTC))
+
+
+def _barman_cloud_store(name: str, spec: StoreSpec) -> Verdict:
+    """barman-cloud-backup-list shows a DONE backup of the server, and its WAL prefix holds segments."""
+    from checks.barman_info import DONE
+    from drills.physical.barman_cloud import BarmanCloudSource
+
+    try:
+        source = BarmanCloudSource(spec)
+        backups = source.list_backups()
+        segments = len(source.wal_listing().segments)
+    except DrillbookError as exc:
+        return result(name, Outcome.FAILED, redact.redact(exc.message), fix=exc.hint)
+    done = [b for b in backups if b.status == DONE]
+    if not done:
+        return result(name, Outcome.FAILED, f"no DONE backup of server `{spec.server}` in {spec.url} "
+                      f"({len(backups)} listed)", fix=f"check `targets.{name}.server` and `url`")
+    if not segments:
+        return result(name, Outcome.FAILED, f"no WAL segment under {spec.url} server `{spec.server}`",
+                      fix="check that the subject's archive_command runs barman-cloud-wal-archive there")
+    return result(name, Outcome.PASSED, f"{len(done)} DONE backups of `{spec.server}` in {spec.url}, newest "
+                  f"{done[-1].backup_id}; {segments} WAL segments")
 
 
 def _basebackup_store(name: str, spec: StoreSpec) -> Verdict:
