@@ -221,12 +221,16 @@ def _split_codec(base: str) -> tuple[str | None, str | None]:
 
 
 def stop_time(history_text: str) -> datetime | None:
-    """STOP TIME from a backup history file (``2026-12-03 17:28:26 UTC``), else None."""
+    """STOP TIME from a backup history file (``2026-12-03 17:28:26 UTC``), else None (another zone too)."""
     for line in history_text.splitlines():
         if line.startswith("STOP TIME:"):
             value = line.partition(":")[2].strip()
-            try:
-                return datetime.strptime(value.replace(" UTC", " +0000"), "%Y-%m-%d %H:%M:%S %z")
-            except ValueError:
-                return None
+            # PostgreSQL writes it in log_timezone: only UTC/GMT are unambiguous abbreviations.
+            for zone in (" UTC", " GMT"):
+                if value.endswith(zone):
+                    try:
+                        return datetime.strptime(value[: -len(zone)], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+                    except ValueError:
+                        return None
+            return None
     return None

@@ -3,9 +3,11 @@
 **choose** asks ``barman-cloud-backup-list --format json`` (drillbook's own process, the store's keys
 in that child's environment only) and picks the newest ``DONE`` backup — for a target, the newest
 that *ended* at or before it. The end is ``end_time_iso`` when barman gives it (≥ 3.5); else the
-STOP TIME of the backup's ``.backup`` history file in the archive, else the ``ctime`` end read as
-UTC — both whole seconds, so a second is added before comparing (a backup that may have ended
-after the target is never picked: PostgreSQL would silently land later, A4).
+STOP TIME (in UTC) of the backup's ``.backup`` history file in the archive, whole seconds, so a
+second is added; else when ``backup.info`` was uploaded (barman writes it last). Each is a bound the
+backup certainly ended by: one that may have ended after the target is never picked (PostgreSQL
+would silently land later, A4). Debian's barman 3.4 gives the end only as ``ctime`` with no offset:
+never trusted for choosing.
 
 **materialize** first reads every tar of the backup through drillbook's own tarfile check (no
 absolute name, no ``..``, no link out, no device: ``barman-cloud-restore`` extracts with no filter
@@ -27,6 +29,7 @@ import posixpath
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,15 +63,14 @@ def tool(name: str) -> str:
     return os.path.realpath(found)
 
 
-def tool_env(spec: StoreSpec) -> dict[str, str]:
-    """The environment of a barman-cloud-* child: the store's keys (or drillbook's own AWS_* when the
+def tool_env(spec: StoreSpec, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a barman-cloud-* child: the store's keys (or ``environ``'s AWS_* when the
     store names none), a region, a plain PATH — nothing else of drillbook's environment."""
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "AWS_DEFAULT_REGION": spec.region}
     if spec.access_key_id and spec.secret_access_key:
         env.update(AWS_ACCESS_KEY_ID=spec.access_key_id, AWS_SECRET_ACCESS_KEY=spec.secret_access_key)
     else:
-        env.update({k: v for k, v in os.environ.items()
-                    if k.startswith("AWS_") and k != "AWS_DEFAULT_REGION"})
+        env.update({k: v for k, v in environ.items() if k.startswith("AWS_") and k != "AWS_DEFAULT_REGION"})
     return env
 
 
@@ -89,6 +91,7 @@ class BarmanCloudSource:
         self._base = S3Store(replace(spec, url=f"s3://{spec.bucket}/{base}/base/"))
         self._wals = S3Store(replace(spec, url=f"s3://{spec.bucket}/{base}/wals/"))
         self._listing: WalListing | None = None
+        self._base_listing: list[BackupObject] | None = None
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -115,9 +118,19 @@ class BarmanCloudSource:
             stop = stop_time(text) if text else None
             if stop is not None:
                 return stop + timedelta(seconds=1), f"STOP TIME of {name} (whole seconds, +1 s)"
-        if backup.end_time is not None:
-            return backup.end_time + timedelta(seconds=1), "end_time read as UTC (whole seconds, +1 s)"
+        # barman-cloud-backup uploads backup.info last, after the backup stopped: its LastModified is
+        # a UTC bound the end is certainly before (barman 3.4's ctime end has no offset to trust).
+        key = f"{self._base.prefix}{backup.backup_id}/backup.info"
+        info = next((o for o in self._base_objects() if o.key == key), None)
+        if info is not None:
+            return info.last_modified, "backup.info uploaded (an upper bound)"
         return None, "unknown"
+
+    def _base_objects(self) -> list[BackupObject]:
+        """The ``base/`` prefix, listed once per source."""
+        if self._base_listing is None:
+            self._base_listing = self._base.list()
+        return self._base_listing
 
     # -- the Source seam --------------------------------------------------------------------
 
@@ -192,14 +205,18 @@ class BarmanCloudSource:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _run(self, name: str, *args: str, timeout_s: float, as_server: bool = False,
-             what: str = "list backups") -> subprocess.CompletedProcess[str]:
-        """A barman-cloud-* command on this store; its keys only in its environment, never its argv."""
+    def argv(self, name: str, *args: str) -> list[str]:
+        """A barman-cloud-* command line: endpoint (without user info), URL, server, arguments."""
         argv = [tool(name)]
         if self.spec.endpoint_url:
             argv += ["--endpoint-url", _without_userinfo(self.spec.endpoint_url)]
-        argv += [self.spec.url, self.spec.server or "", *args]
-        env = tool_env(self.spec)
+        return [*argv, self.spec.url, self.spec.server or "", *args]
+
+    def _run(self, name: str, *args: str, timeout_s: float, as_server: bool = False,
+             what: str = "list backups") -> subprocess.CompletedProcess[str]:
+        """A barman-cloud-* command on this store; its keys only in its environment, never its argv."""
+        argv = self.argv(name, *args)
+        env = tool_env(self.spec, os.environ)
         if as_server and running_as_root():
             env["HOME"] = str(Path(f"~{SERVER_USER}").expanduser())
         try:
@@ -220,7 +237,7 @@ class BarmanCloudSource:
     def _check_tars(self, backup_id: str, dest: Path) -> int:
         """Every member of the backup's tars passes tarfile's ``data`` filter, or the backup is refused."""
         prefix = f"{self._base.prefix}{backup_id}/"
-        objects = [o for o in self._base.list() if o.key.startswith(prefix)]
+        objects = [o for o in self._base_objects() if o.key.startswith(prefix)]
         tars = [o for o in objects if ".tar" in o.key.rsplit("/", 1)[-1]]
         if not tars:
             raise RestoreFailed(f"backup {backup_id} has no tar under {prefix}", key=backup_id)

@@ -15,6 +15,8 @@ from checks import redact
 from checks.barman_info import BarmanBackup, parse_backup_list, stop_time, wal_listing
 from checks.errors import ConfigError, UnusableAnswer
 from drills.config import load_config
+from drills.physical.barman_cloud import BarmanCloudSource, tool_env
+from drills.targets import StoreSpec
 
 # barman 3.19's shape (design study A3), abridged to what drillbook reads and some it ignores.
 NEW = {"backup_id": "20261203T172813", "status": "DONE", "begin_time": "Thu Dec  3 17:28:13 2026",
@@ -121,6 +123,7 @@ class TestWalListing:
                 "STOP TIME: 2026-12-03 21:01:08 UTC\n")
         assert stop_time(text) == datetime(2026, 12, 3, 21, 1, 8, tzinfo=UTC)
         assert stop_time("STOP TIME: soon\n") is None and stop_time("") is None
+        assert stop_time("STOP TIME: 2026-12-03 22:01:08 CET\n") is None  # an ambiguous zone: not guessed
 
 
 def _config(tmp_path: Path, body: str, environ: dict[str, str]) -> object:
@@ -156,3 +159,26 @@ class TestConfig:
         with pytest.raises(ConfigError) as caught:
             _config(tmp_path, body, {"K": "k"})
         assert named in str(caught.value) and str(tmp_path / "drillbook.toml") in str(caught.value)
+
+
+class TestToolEnvironment:
+    """barman-cloud-* children get the store's keys in their environment only, never in argv."""
+
+    def _spec(self, **keys: str) -> StoreSpec:
+        return StoreSpec(name="b", url="s3://bucket/pg", kind="barman-cloud", server="main",
+                         endpoint_url="http://user:pw@127.0.0.1:9000", **keys)
+
+    def test_the_keys_go_in_the_environment_and_nothing_else_of_drillbooks(self) -> None:
+        spec = self._spec(access_key_id="AKIAFAKE", secret_access_key="barman-secret-4711")
+        env = tool_env(spec, {"PGPASSWORD": "other-secret", "AWS_SECRET_ACCESS_KEY": "ambient",
+                              "HOME": "/root"})
+        assert env["AWS_SECRET_ACCESS_KEY"] == "barman-secret-4711" and env["AWS_ACCESS_KEY_ID"] == "AKIAFAKE"
+        assert "PGPASSWORD" not in env and "HOME" not in env
+        argv = BarmanCloudSource(spec).argv("true", "20261203T172813", "/scratch/data")
+        assert "barman-secret-4711" not in " ".join(argv) and "pw" not in " ".join(argv)
+        assert argv[1:] == ["--endpoint-url", "http://127.0.0.1:9000", "s3://bucket/pg", "main",
+                            "20261203T172813", "/scratch/data"]
+
+    def test_without_keys_drillbooks_own_aws_variables_pass(self) -> None:
+        env = tool_env(self._spec(), {"AWS_PROFILE": "backup", "PGPASSWORD": "x"})
+        assert env["AWS_PROFILE"] == "backup" and "PGPASSWORD" not in env
