@@ -60,11 +60,12 @@ def _env() -> dict[str, str]:
             "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def _copy_server(client: Any, source: str, dest: str, *, skip: str | None = None) -> None:
-    """Copy every object of one barman server's prefix to another (``skip``: a key suffix left out)."""
+def _copy_server(client: Any, source: str, dest: str, *, skip: str | None = None, only: str = "") -> None:
+    """Copy the objects of one barman server's prefix to another: those whose key contains ``only``,
+    but not those ending with ``skip``."""
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"pg/{source}/"):
         for item in page.get("Contents", []):
-            if skip is None or not item["Key"].endswith(skip):
+            if only in item["Key"] and (skip is None or not item["Key"].endswith(skip)):
                 client.copy_object(Bucket=BUCKET, Key=item["Key"].replace(f"pg/{source}/", f"pg/{dest}/", 1),
                                    CopySource={"Bucket": BUCKET, "Key": item["Key"]})
 
@@ -155,7 +156,14 @@ def _environ(pid: int) -> bytes:
     return Path(f"/proc/{pid}/environ").read_bytes()
 
 
+def _objects(spec: StoreSpec, server: str) -> dict[str, str]:
+    client = make_client(spec)
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"pg/{server}/")
+    return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
+
+
 def test_the_newest_done_backup_recovers_to_the_end_without_a_secret(source: Source) -> None:
+    before = _objects(source.spec, "src")
     drill = PhysicalRestore(source.spec)
     workdir = drill.workdir
     with drill:
@@ -182,6 +190,7 @@ def test_the_newest_done_backup_recovers_to_the_end_without_a_secret(source: Sou
     assert SECRET not in evidence
     assert list(source.markers.iterdir()) == []
     assert not workdir.exists()
+    assert _objects(source.spec, "src") == before  # the store is read, never written
 
 
 def test_recovers_to_a_time_between_batches(source: Source) -> None:
@@ -200,6 +209,16 @@ def test_a_target_before_the_oldest_end_is_refused_before_restoring(source: Sour
         drill.run()
     assert source.backup_id in caught.value.message
     assert [e["phase"] for e in drill.journal.entries] == ["discover", "cleanup: remove scratch"]
+
+
+def test_without_a_history_file_the_end_is_when_backup_info_was_uploaded(source: Source) -> None:
+    """Barman 3.4 gives no end with an offset; copied after the target, the backup cannot be picked."""
+    _copy_server(make_client(source.spec), "src", "nohist", only="/backup.info")
+    barman = BarmanCloudSource(replace(source.spec, server="nohist"))
+    [done] = [b for b in barman.list_backups() if b.status == "DONE"]
+    end, how = barman.ended(done)
+    assert how == "backup.info uploaded (an upper bound)"
+    assert end is not None and end > source.between  # so a target at `between` never picks it
 
 
 def test_an_unknown_server_is_named(source: Source) -> None:
@@ -245,7 +264,7 @@ def test_freshness_is_the_newest_done_backups_end(source: Source) -> None:
 def test_a_tar_escaping_scratch_is_refused_before_barman_extracts_it(source: Source) -> None:
     """barman-cloud-restore extracts with no filter (Debian's Python): drillbook reads the members first."""
     client = make_client(source.spec)
-    _copy_server(client, "src", "evil", skip="data.tar.gz")
+    _copy_server(client, "src", "evil", only="/backup.info")  # refused before any WAL is needed
     evil = f"drillbook-evil-{uuid.uuid4().hex[:8]}"
     body = io.BytesIO()
     with tarfile.open(fileobj=body, mode="w:gz") as tar:
