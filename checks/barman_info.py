@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from checks.errors import UnusableAnswer
-from checks.pitr import SEGMENT
+from checks.pitr import SEGMENT, first_missing
+from checks.verdict import Verdict
 
 DONE = "DONE"
 # barman's backup ids: a UTC timestamp, e.g. 20261203T172813 (never an option-like string).
@@ -52,6 +53,7 @@ class BarmanBackup:
     systemid: str | None = None
     error: str | None = None
     tablespaces: int = 0  # how many: barman-cloud-restore writes them at their production paths
+    segment_size: int | None = None  # xlog_segment_size: what a gap is counted in
 
     @property
     def major(self) -> str | None:
@@ -130,6 +132,7 @@ def _backup(item: object, index: int, source: str) -> BarmanBackup:
         timeline=number("timeline"), version=number("version"),
         systemid=text("systemid") if not isinstance(item.get("systemid"), int) else str(item["systemid"]),
         error=str(error)[:500] if error is not None else None, tablespaces=len(tablespaces or []),
+        segment_size=number("xlog_segment_size"),
     )
 
 
@@ -234,3 +237,32 @@ def stop_time(history_text: str) -> datetime | None:
                         return None
             return None
     return None
+
+
+CONTINUITY = "backup.wal_continuity"
+
+
+def wal_continuity(listing: WalListing, *, since: str, segment_size: int, where: str) -> Verdict:
+    """No segment missing in the archive from ``since`` (the oldest backup's start) to its newest one.
+
+    drillbook's own arithmetic over the listing: the first missing segment is named, and the last one
+    present before it (recovery from a backup older than the gap stops there; newer backups recover).
+    """
+    if segment_size <= 0 or segment_size & (segment_size - 1):
+        return Verdict.error(CONTINUITY, f"{where}: WAL segment size {segment_size} is not a power of two")
+    segments = listing.timeline_segments(since)
+    evidence: dict[str, object] = {"archive": where, "since": since, "segments": len(segments),
+                                   "unsupported": list(listing.unsupported[:20])}
+    if not segments:
+        return Verdict.failed(CONTINUITY, f"{where} holds no WAL segment from {since} on (the oldest "
+                              "backup's start): no backup can be recovered", evidence=evidence)
+    last = segments[-1]
+    missing = first_missing(segments, since, last, segment_size)
+    evidence.update(last=last, first_missing=missing)
+    if missing is None:
+        return Verdict.passed(CONTINUITY, f"{where}: {len(segments)} WAL segments from {since} to {last}, "
+                              "none missing", measured=0, expected="no missing segment", evidence=evidence)
+    before = max((n for n in segments if n < missing), default=None)
+    return Verdict.failed(CONTINUITY, f"{where}: WAL segment {missing} is missing (the archive has {since} "
+                          f"to {last}; recovery from an older backup stops after {before or since})",
+                          measured=missing, expected="no missing segment", evidence=evidence)

@@ -37,9 +37,19 @@ from typing import IO, Any
 
 from checks import redact
 from checks.backups import BackupObject
-from checks.barman_info import DONE, BarmanBackup, WalListing, parse_backup_list, stop_time, wal_listing
+from checks.barman_info import (
+    CONTINUITY,
+    DONE,
+    BarmanBackup,
+    WalListing,
+    parse_backup_list,
+    stop_time,
+    wal_continuity,
+    wal_listing,
+)
 from checks.errors import BackupRefused, EnvironmentError_, NoBackupFound, RestoreFailed, StoreUnreachable
 from checks.pitr import first_missing
+from checks.verdict import Verdict
 from drills.deadlines import Deadline
 from drills.processes import SERVER_USER, hand_to_server_user, running_as_root, server_user_kwargs
 from drills.stores import S3Store, _without_userinfo
@@ -48,6 +58,7 @@ from drills.targets import StoreSpec
 from .source import Chosen, WalCopy
 
 LIST_TIMEOUT_S = 120.0
+DEFAULT_SEGMENT_SIZE = 16 << 20  # PostgreSQL's default, when backup.info does not say
 # A WAL segment is 1 MiB to 1 GiB (a power of two): a larger decompressed object is refused.
 _MAX_SEGMENT = 1 << 30
 _TARS = (".tar", ".tar.gz", ".tar.bz2")  # what drillbook's own tarfile can read as a stream
@@ -287,6 +298,20 @@ def _refuse(member: tarfile.TarInfo, key: str, dest: Path) -> None:
     except tarfile.FilterError as exc:
         raise BackupRefused(f"{key}: refusing member {member.name!r}: {exc}", key=key,
                             hint="barman never writes such members: inspect who wrote this backup") from exc
+
+
+def continuity(spec: StoreSpec) -> Verdict:
+    """The store's WAL archive has no gap from its oldest DONE backup's start to its newest segment."""
+    source = BarmanCloudSource(spec)
+    done = [b for b in source.list_backups() if b.status == DONE and b.begin_wal]
+    where = f"the WAL archive of {source.archive}"
+    if not done:
+        return Verdict.failed(CONTINUITY, f"no DONE backup in {spec.url} (server `{spec.server}`): no start "
+                              "segment to count from", evidence={"store": spec.name})
+    oldest = done[0]
+    assert oldest.begin_wal is not None
+    return wal_continuity(source.wal_listing(), since=oldest.begin_wal, segment_size=oldest.segment_size
+                          or DEFAULT_SEGMENT_SIZE, where=where)
 
 
 def newest_end(spec: StoreSpec) -> datetime:

@@ -31,7 +31,7 @@ from checks.errors import BackupRefused, EnvironmentError_, NoBackupFound, Resto
 from checks.verdict import Outcome
 from drills import pgtools
 from drills.physical import PhysicalRestore
-from drills.physical.barman_cloud import BarmanCloudSource, newest_end
+from drills.physical.barman_cloud import BarmanCloudSource, continuity, newest_end
 from drills.processes import PostgresServer, S3Server, initdb, server_user_kwargs
 from drills.stores import make_client
 from drills.targets import StoreSpec
@@ -241,6 +241,10 @@ def test_a_wal_object_deleted_mid_range_fails_naming_it(source: Source) -> None:
     assert f"drillbook: WAL segment {removed} is missing" in caught.value.context["log_tail"]
     assert drill.result is not None and drill.result.recovery["first_missing_segment"] == removed
     assert SECRET not in str(caught.value) + json.dumps(drill.journal.entries, default=str)
+    # Without restoring: drillbook's own count over the listing names the same segment.
+    verdict = continuity(replace(source.spec, server="gap"))
+    assert verdict.outcome is Outcome.FAILED and verdict.evidence["first_missing"] == removed
+    assert continuity(source.spec).outcome is Outcome.PASSED
 
 
 def test_a_tool_failure_is_could_not_check_and_names_the_url(source: Source) -> None:

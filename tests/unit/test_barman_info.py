@@ -12,8 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from checks import redact
-from checks.barman_info import BarmanBackup, parse_backup_list, stop_time, wal_listing
+from checks.barman_info import (
+    BarmanBackup,
+    WalListing,
+    parse_backup_list,
+    stop_time,
+    wal_continuity,
+    wal_listing,
+)
 from checks.errors import ConfigError, UnusableAnswer
+from checks.verdict import Outcome
 from drills.config import load_config
 from drills.physical.barman_cloud import BarmanCloudSource, tool_env
 from drills.targets import StoreSpec
@@ -182,3 +190,28 @@ class TestToolEnvironment:
     def test_without_keys_drillbooks_own_aws_variables_pass(self) -> None:
         env = tool_env(self._spec(), {"AWS_PROFILE": "backup", "PGPASSWORD": "x"})
         assert env["AWS_PROFILE"] == "backup" and "PGPASSWORD" not in env
+
+
+class TestContinuity:
+    """checks.barman_info.wal_continuity: drillbook's own count over the wals/ listing."""
+
+    @staticmethod
+    def _listing(names: list[str]) -> WalListing:
+        return wal_listing([(f"{PREFIX}{n[:16]}/{n}.gz", 100) for n in names], PREFIX)
+
+    @given(st.integers(0, 0xFFF0), st.integers(3, 12), st.data())
+    def test_a_removed_segment_is_named(self, start: int, length: int, data: st.DataObject) -> None:
+        size = 1 << 20  # 4096 segments per log file: the run may cross into the next one
+        names = [f"00000001{n // 4096:08X}{n % 4096:08X}" for n in range(start, start + length)]
+        whole = wal_continuity(self._listing(names), since=names[0], segment_size=size, where="w")
+        assert whole.outcome is Outcome.PASSED and names[-1] in whole.message
+        gone = names.pop(data.draw(st.integers(1, length - 2)))
+        gap = wal_continuity(self._listing(names), since=names[0], segment_size=size, where="w")
+        assert gap.outcome is Outcome.FAILED and gap.evidence["first_missing"] == gone and gone in gap.message
+
+    def test_nothing_from_the_start_on_fails_and_a_bad_size_cannot_be_checked(self) -> None:
+        listing = self._listing(["000000010000000000000006"])
+        assert wal_continuity(listing, since="000000010000000000000007", segment_size=1 << 20,
+                              where="w").outcome is Outcome.FAILED
+        assert wal_continuity(listing, since="000000010000000000000006", segment_size=3,
+                              where="w").outcome is Outcome.ERROR
