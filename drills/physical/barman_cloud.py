@@ -320,5 +320,6 @@ def newest_end(spec: StoreSpec) -> datetime:
     chosen = source.choose(None)
     if chosen.end is None:
         return chosen.taken
-    # A whole-second end was rounded up for choosing; for an age, the older bound is the honest one.
-    return chosen.end if chosen.details["end_source"] == "end_time_iso" else chosen.end - timedelta(seconds=1)
+    # A whole-second STOP TIME was rounded up for choosing; for an age, the older bound is the honest one.
+    rounded = str(chosen.details["end_source"]).startswith("STOP TIME")
+    return chosen.end - timedelta(seconds=1) if rounded else chosen.end
