@@ -176,7 +176,9 @@ class BarmanCloudSource:
                                 "barman-cloud-restore would write them at their production paths, outside "
                                 "scratch (not supported yet)", key=backup.backup_id, store=self.spec.name)
         end, end_source = ends.get(backup.backup_id) or self.ended(backup)
-        return Chosen(key=backup.backup_id, taken=backup.begin_time or backup.end_time or datetime.now(UTC),
+        # barman 3.4's begin_time is ctime with no offset: only an ISO begin is trusted as the start.
+        began = backup.begin_time if backup.end_time_precise else None
+        return Chosen(key=backup.backup_id, taken=began or end or datetime.now(UTC),
                       end=end, major=backup.major, start_segment=backup.begin_wal,
                       details={"server": self.spec.server, "end_source": end_source,
                                "barman": backup.evidence(), **({"not_done": skipped} if skipped else {})})
