@@ -232,7 +232,9 @@ def test_a_wal_object_deleted_mid_range_fails_naming_it(source: Source) -> None:
     with drill, pytest.raises(RestoreFailed, match=removed) as caught:
         drill.run()
     assert caught.value.context["segment"] == removed
-    assert f"drillbook: WAL segment {removed} is missing" in caught.value.context["log_tail"]
+    # Aborted by drillbook's restore_command (exit 126), not a promote at the gap. (The tail is redacted:
+    # a secret another test registered, such as "0000", could mask digits of the name, so not compared.)
+    assert "is missing inside the archive" in caught.value.context["log_tail"]
     assert drill.result is not None and drill.result.recovery["first_missing_segment"] == removed
     assert SECRET not in str(caught.value) + json.dumps(drill.journal.entries, default=str)
     # Without restoring: drillbook's own count over the listing names the same segment.
