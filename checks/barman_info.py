@@ -239,7 +239,7 @@ def stop_time(history_text: str) -> datetime | None:
     return None
 
 
-CONTINUITY = "backup.wal_continuity"
+CONTINUITY = "pitr.wal_continuity"  # the id of checks/pitr.py's continuity verdicts
 
 
 def wal_continuity(listing: WalListing, *, since: str, segment_size: int, where: str) -> Verdict:
