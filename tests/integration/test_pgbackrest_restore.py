@@ -185,7 +185,7 @@ def test_a_target_time_picks_the_hostile_full_and_its_auto_conf_is_inert(source:
                 time.sleep(0.1)
             conn.execute("SELECT pg_switch_wal()")
             conn.execute("CHECKPOINT")
-            sources = dict(conn.execute("SELECT name, source FROM pg_settings WHERE name IN "
+            sources: dict[str, str] = dict(conn.execute("SELECT name, source FROM pg_settings WHERE name IN "
                                         "('archive_command', 'shared_preload_libraries')").fetchall())
         assert set(sources.values()) == {"command line"}
     assert list(source.markers.iterdir()) == []
