@@ -138,9 +138,17 @@ def source() -> Iterator[Source]:
                 time.sleep(0.1)
     finally:
         server.stop()
+    before = _snapshot(repo)
     yield Source(root=root, repo=repo, markers=markers, full=_label(env, "full"), incr=_label(env, "incr"),
                  between=between, rows=250)
-    shutil.rmtree(root, ignore_errors=True)
+    try:  # every drill only read the repository (a recovered server never archives into it)
+        assert _snapshot(repo) == before
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _snapshot(repo: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(repo)): (p.stat().st_size, p.stat().st_mtime_ns) for p in repo.rglob("*")}
 
 
 @pytest.fixture
