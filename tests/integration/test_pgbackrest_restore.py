@@ -301,3 +301,12 @@ def test_a_set_of_another_major_is_refused_naming_it_and_the_bindir(source: Sour
             pytest.raises(RestoreFailed, match=f"{source.full} is a PostgreSQL 99 backup") as caught:
         drill._check_major(source.full, "99")
     assert "DRILLBOOK_PG_BINDIR" in str(caught.value)
+
+
+def test_doctor_answers_with_pgbackrest_info(source: Source) -> None:
+    from drillbook.doctor.targets import store
+
+    verdict = store("pgbr", _spec(source))
+    assert verdict.outcome.value == "passed" and f"2 sets, newest {source.incr} (incr)" in verdict.message
+    other = store("pgbr", _spec(source, stanza="other"))
+    assert other.outcome.value == "failed" and "stanza `other` in repo1: missing stanza path" in other.message
