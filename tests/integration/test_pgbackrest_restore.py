@@ -173,10 +173,16 @@ def _segments(repo: Path) -> list[Path]:
     return sorted(p for p in found if re.match(r"[0-9A-F]{24}-", p.name))
 
 
-def test_a_target_time_picks_the_hostile_full_and_its_auto_conf_is_inert(source: Source) -> None:
+def test_a_target_time_picks_the_hostile_full_and_its_auto_conf_is_inert(
+        source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGBR_S3_SECRET", S3_SECRET)  # as an operator exports it for ${ENV}
     with PhysicalRestore(_spec(source), target=source.between) as drill:
         result = drill.run()
         assert result.target is not None and result.backup.key == source.full
+        assert drill.server is not None and drill.server.pid is not None
+        environ = Path(f"/proc/{drill.server.pid}/environ").read_bytes().split(b"\0")
+        assert S3_SECRET.encode() not in b"\0".join(environ)  # the untrusted server never sees it
+        assert {e.split(b"=")[0] for e in environ if e} <= {b"PATH", b"LANG", b"mirakuru_uuid"}
         batch, newest = _query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
         assert batch == 2 and isinstance(newest, datetime) and newest <= source.between
         assert result.recovery["state"] == "paused at target"
