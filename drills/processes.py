@@ -194,24 +194,26 @@ def wait_until(
         time.sleep(_POLL_INTERVAL_S)
 
 
-class _OnlyTheseEnvvars(SimpleExecutor):
-    """A SimpleExecutor whose child gets only the given environment (plus mirakuru's marker),
-    not a copy of drillbook's: an untrusted server must never inherit an exported secret."""
+class _CleanEnvExecutor(SimpleExecutor):
+    """A SimpleExecutor whose process gets only PATH and LANG (and mirakuru's own marker).
+
+    mirakuru hands every child drillbook's whole environment, where the operator's ``${ENV}``
+    secrets live; an untrusted server (a recovered backup) must not see them.
+    """
 
     @property
     def envvars(self) -> dict[str, str]:
-        inherited = super().envvars
-        return {k: v for k, v in inherited.items() if k in self._envvars or k == ENV_UUID}
+        marker = {k: v for k, v in super().envvars.items() if k == ENV_UUID}
+        return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **marker}
 
 
 class _Process:
     """One mirakuru-owned server process with its log file."""
 
     def __init__(self, label: str, command: list[str], *, log_path: Path, timeout_s: float,
-                 stop_signal: int, popen_kwargs: dict[str, Any],
-                 env: Mapping[str, str] | None = None) -> None:
+                 stop_signal: int, popen_kwargs: dict[str, Any], clean_env: bool = False) -> None:
+        self.clean_env = clean_env
         self.label = label
-        self._env = dict(env) if env is not None else None
         self.log_path = log_path
         self._command = command
         self._timeout_s = timeout_s
@@ -229,7 +231,7 @@ class _Process:
 
     def spawn(self) -> None:
         self._log = self.log_path.open("a", encoding="utf-8")
-        executor = SimpleExecutor if self._env is None else _OnlyTheseEnvvars
+        executor = _CleanEnvExecutor if self.clean_env else SimpleExecutor
         self._executor = executor(
             self._command,
             timeout=self._timeout_s,
@@ -237,7 +239,6 @@ class _Process:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             popen_kwargs=self._popen_kwargs,
-            envvars=self._env,
         )
         try:
             self._executor.start()
@@ -350,8 +351,7 @@ def template_datadir(cache_dir: Path, *, bindir: Path, workdir: Path) -> Path:
 class PostgresServer:
     """A PostgreSQL cluster run directly by ``postgres -D`` (not pg_ctl, so mirakuru owns it).
 
-    ``settings`` are extra ``-c key=value`` server settings; ``env``, when given, is the server's
-    whole environment (a recovered, untrusted cluster gets no copy of drillbook's).
+    ``settings`` are extra ``-c key=value`` server settings.
     """
 
     def __init__(
@@ -365,11 +365,11 @@ class PostgresServer:
         log_path: Path | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         settings: Mapping[str, str] | None = None,
-        env: Mapping[str, str] | None = None,
+        clean_env: bool = False,
     ) -> None:
         self.name = name
         self.settings = dict(settings or {})
-        self.env = env
+        self.clean_env = clean_env  # only PATH and LANG: for an untrusted (recovered) cluster
         self.datadir = datadir
         self.bindir = bindir if bindir is not None else pgtools.bindir()
         self.port = port if port is not None else free_port()
@@ -419,7 +419,8 @@ class PostgresServer:
         for key, value in self.settings.items():
             command += ["-c", f"{key}={value}"]
         self._process = _Process(self.label, command, log_path=self.log_path, timeout_s=self.timeout_s,
-                                 stop_signal=signal.SIGINT, popen_kwargs=server_user_kwargs(), env=self.env)
+                                 stop_signal=signal.SIGINT, popen_kwargs=server_user_kwargs(),
+                                 clean_env=self.clean_env)
         self._process.spawn()
         if wait:
             self.wait_ready()

@@ -90,6 +90,11 @@ class StoreSpec:
     wal: str | None = None
     # kind = "barman-cloud" (drills/physical/barman_cloud.py): barman's server name under ``url``.
     server: str | None = None
+    # kind = "pgbackrest" (drills/pgbackrest_options.py, drills/physical/pgbackrest.py): the stanza,
+    # which repoN to read, and the operator's pgbackrest options (name, value) — secrets among them.
+    stanza: str | None = None
+    repo: int | None = None
+    options: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def is_s3(self) -> bool:

@@ -49,11 +49,9 @@ from .source import Chosen, Source, chown_tree
 SOURCES: dict[str, str] = {
     "basebackup": "drills.physical.basebackup:BaseBackupSource",
     "barman-cloud": "drills.physical.barman_cloud:BarmanCloudSource",
+    "pgbackrest": "drills.physical.pgbackrest:PgBackRestSource",
 }
 _POLL_S = 0.1
-# The recovered server's whole environment: what `postgres` and the restore script's `cp` need, and
-# no copy of drillbook's (an operator exports the secrets the config references as ${ENV}).
-SERVER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 # What the server's log says when recovery cannot go on (A4).
 _NOT_REACHED = "recovery ended before configured recovery target was reached"
 _COULD_NOT_RESTORE = re.compile(r'could not restore file "([0-9A-F]{24})" from archive'
@@ -338,7 +336,7 @@ class PhysicalRestore:
         hand_to_server_user(sockdir)
         self.server = PostgresServer("recovered", datadir, bindir=self.bindir, sockdir=sockdir,
                                      log_path=self._workdir / "server.log",
-                                     settings=self._settings(first, last), env=SERVER_ENV)
+                                     settings=self._settings(first, last), clean_env=True)
         self.server.start(wait=False)
         if self.server.pid is not None:  # a killed run's postmaster is stopped by the next run's reaper
             self._record.add_server(self.server.label, self.server.pid, anchor=self._workdir)
