@@ -183,7 +183,9 @@ def test_a_missing_segment_mid_range_fails_naming_it(source: Source, tmp_path: P
             drill.run()
         assert caught.value.context["segment"] == removed
         # Aborted by drillbook's restore_command (exit 126), not a promote at the gap.
-        assert f"drillbook: WAL segment {removed} is missing" in caught.value.context["log_tail"]
+        # (Not the name inside the redacted tail: test_config's hypothesis registers secrets such as
+        # "00000000" in the same process, which mask digits of segment names there.)
+        assert "is missing inside the archive" in caught.value.context["log_tail"]
         assert drill.result is not None and drill.result.recovery["first_missing_segment"] == removed
         _gone(drill, None, workdir)
     finally:

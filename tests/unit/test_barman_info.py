@@ -172,12 +172,13 @@ class TestConfig:
 class TestToolEnvironment:
     """barman-cloud-* children get the store's keys in their environment only, never in argv."""
 
-    def _spec(self, **keys: str) -> StoreSpec:
+    def _spec(self, key_id: str | None = None, secret: str | None = None) -> StoreSpec:
         return StoreSpec(name="b", url="s3://bucket/pg", kind="barman-cloud", server="main",
-                         endpoint_url="http://user:pw@127.0.0.1:9000", **keys)
+                         endpoint_url="http://user:pw@127.0.0.1:9000", access_key_id=key_id,
+                         secret_access_key=secret)
 
     def test_the_keys_go_in_the_environment_and_nothing_else_of_drillbooks(self) -> None:
-        spec = self._spec(access_key_id="AKIAFAKE", secret_access_key="barman-secret-4711")
+        spec = self._spec("AKIAFAKE", "barman-secret-4711")
         env = tool_env(spec, {"PGPASSWORD": "other-secret", "AWS_SECRET_ACCESS_KEY": "ambient",
                               "HOME": "/root"})
         assert env["AWS_SECRET_ACCESS_KEY"] == "barman-secret-4711" and env["AWS_ACCESS_KEY_ID"] == "AKIAFAKE"
