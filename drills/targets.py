@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -88,6 +89,9 @@ class StoreSpec:
     # kind = "basebackup" (drills/basebackup.py): pg_basebackup output in ``url`` and its WAL archive.
     kind: str = "dump"
     wal: str | None = None
+    # Point in time (steps/physical.py): the runbook's RPO, and a timestamp column proving a recovery.
+    rpo: timedelta | None = None
+    pitr_column: tuple[str, str, str] | None = None
 
     @property
     def is_s3(self) -> bool:
