@@ -83,6 +83,11 @@ class BackupHistory:
     start_segment: str
     stop_time: datetime
 
+    @property
+    def ended_by(self) -> datetime:
+        """When the backup had surely ended: STOP TIME has whole seconds, the true end is within the next."""
+        return self.stop_time + timedelta(seconds=1)
+
 
 def parse_backup_history(name: str, text: str) -> BackupHistory | None:
     """``<seg>.<offset>.backup`` content → :class:`BackupHistory`, or None when it says no STOP TIME."""
@@ -182,7 +187,7 @@ def unrecoverable(since: datetime | None, until: datetime | None) -> str:
 
 def next_backup_end(backups: list[BackupHistory], gap: str, segment_bytes: int) -> datetime | None:
     """The end of the first base backup that started after the missing segment ``gap``."""
-    after = [b.stop_time for b in backups if b.start_segment[:8] == gap[:8]
+    after = [b.ended_by for b in backups if b.start_segment[:8] == gap[:8]
              and segment_number(b.start_segment, segment_bytes) > segment_number(gap, segment_bytes)]
     return min(after) if after else None
 

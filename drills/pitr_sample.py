@@ -144,8 +144,9 @@ def recoverable_window(listing: WalListing, *, now: datetime, window: timedelta,
                              f"{listing.segments[-1]} back): the archive's end cannot be told",
                              path=str(listing.where))
     since = now - window
-    low, low_from = ((since, f"now − {window}") if since >= oldest.stop_time
-                     else (oldest.stop_time, f"end of the oldest backup ({oldest.name})"))
+    low, low_from = ((since, f"now − {window}") if since >= oldest.ended_by
+                     else (oldest.ended_by, f"end of the oldest backup ({oldest.name}, STOP TIME + 1 s: "
+                           "it has whole seconds)"))
     return Window(low=low, high=newest.time, low_from=low_from,
                   high_from=f"newest commit in the archive (segment {newest.segment}, pg_waldump)")
 

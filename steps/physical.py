@@ -11,6 +11,7 @@ Restores go through PhysicalRestore only; the WAL directory is read by drills/pi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -196,7 +197,8 @@ def sample_verdicts(store: StoreSpec, *, n: int, window: timedelta, rpo: timedel
 
 
 def moment_verdicts(store: StoreSpec, moments: list[datetime], *, rpo: timedelta,
-                    limit: Callable[[], Limit], database: str | None, evidence: dict[str, Any]) -> Iterator[Verdict]:
+                    limit: Callable[[], Limit], database: str | None,
+                    evidence: dict[str, Any]) -> Iterator[Verdict]:
     """One verdict per moment, restored one after another (each cleaned up before the next)."""
     for i, moment in enumerate(moments, 1):
         label = f"moment {i}/{len(moments)}, "
@@ -206,16 +208,25 @@ def moment_verdicts(store: StoreSpec, moments: list[datetime], *, rpo: timedelta
 
 def _moment(store: StoreSpec, target: datetime, rpo: timedelta, limit: Limit, database: str | None,
             label: str, evidence: dict[str, Any]) -> Verdict:
-    """Restore to one moment, prove it, clean up before the next one."""
-    with PhysicalRestore(store, target=target, limit=limit, database=database) as drill:
-        try:
-            result = drill.run()
-        except RestoreFailed as exc:
-            raise with_gap_range(exc, store) from exc
-        assert result.target is not None
-        evidence = {**evidence, "backup": result.backup.key, "rto_s": round(result.rto_s, 3),
-                    "journal": [e["phase"] for e in result.journal.entries]}
-        return prove(store, target, rpo, result.target.dsn, result.recovery, label=label, evidence=evidence)
+    """Restore to one moment and prove it; cleaned up before the next one, the journal in the evidence."""
+    drill = PhysicalRestore(store, target=target, limit=limit, database=database)
+    facts = dict(evidence)
+
+    def run() -> Verdict:
+        with drill:
+            try:
+                result = drill.run()
+            except RestoreFailed as exc:
+                raise with_gap_range(exc, store) from exc
+            assert result.target is not None
+            facts.update(backup=result.backup.key, rto_s=round(result.rto_s, 3))
+            return prove(store, target, rpo, result.target.dsn, result.recovery, label=label, evidence=facts)
+
+    verdict = _checked(MOMENT, run, label=label)
+    journal = [{"phase": e.get("phase"), "status": e.get("status"), "duration_s": e.get("duration_s")}
+               for e in drill.journal.entries]
+    return replace(verdict, evidence={**facts, **verdict.evidence, "target": target.isoformat(),
+                                      "journal": journal})
 
 
 def prove(store: StoreSpec, target: datetime, rpo: timedelta, dsn: str, recovery: dict[str, Any], *,

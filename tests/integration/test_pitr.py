@@ -1,0 +1,298 @@
+"""Point in time on a real archive: sampled moments, the single-target proof, WAL continuity, gaps.
+
+One source cluster per module with a history whose times the test controls: base backup B1, then
+one committed order a second, each in its own WAL segment (pg_switch_wal), base backup B2 half-way,
+more orders. ``track_commit_timestamp`` gives every commit's exact time, which is what pg_waldump and
+``pg_last_xact_replay_timestamp()`` report. A copy of the archive with one segment removed between
+B1 and B2 is the gap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from checks.errors import EnvironmentError_, RestoreFailed
+from checks.pitr import sample_moments
+from checks.verdict import Outcome
+from drills import pgtools
+from drills.basebackup import PhysicalRestore
+from drills.deadlines import Limit
+from drills.pitr_sample import find_gap, list_wal, recoverable_window
+from drills.processes import PostgresServer, hand_to_server_user, initdb
+from drills.targets import StoreSpec
+from steps.physical import draw_moments, moment_verdicts, sample_verdicts, with_gap_range
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_basebackup_restore import PATTERN, _basebackup, _previous
+
+ORDERS = 6  # SPACING apart; B2 after the 3rd
+SPACING_S = 0.4
+COLUMN = ("public", "orders", "created_at")
+
+
+@dataclass
+class History:
+    root: Path
+    wal: Path
+    store: Path
+    commits: list[tuple[datetime, str]]  # (exact commit time, the segment its commit record is in)
+    b2_taken: datetime
+
+
+@pytest.fixture(scope="module")
+def history() -> Iterator[History]:
+    """B1, 3 orders 0.4 s apart, B2, 3 more; the archive complete; the server stopped."""
+    try:
+        bindir = pgtools.bindir()
+    except EnvironmentError_ as exc:
+        pytest.skip(reason=f"PostgreSQL server binaries are not installed: {exc}")
+    root = Path(tempfile.mkdtemp(prefix="drillbook-test-pitr-"))
+    root.chmod(0o711)
+    wal = root / "wal"
+    wal.mkdir()
+    hand_to_server_user(wal, mode=0o755)
+    initdb(root / "src", bindir=bindir, log_path=root / "initdb.log")
+    server = PostgresServer("pitr-source", root / "src", bindir=bindir, settings={
+        "wal_level": "replica", "archive_mode": "on", "archive_timeout": "0", "track_commit_timestamp": "on",
+        "archive_command": f"test ! -f {wal}/%f && cp %p {wal}/%f"})
+    server.start()
+    commits: list[tuple[datetime, str]] = []
+    try:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE orders (id serial PRIMARY KEY, created_at timestamptz "
+                         "DEFAULT clock_timestamp())")
+            b1 = time.strftime(PATTERN, time.gmtime())
+            _basebackup(server, root / "store" / b1)
+            b2_taken = datetime.now(UTC)
+            for n in range(ORDERS):
+                if n == ORDERS // 2:
+                    b2_taken = datetime.now(UTC)
+                    while time.strftime(PATTERN, time.gmtime()) == b1:  # whole seconds in the key pattern
+                        time.sleep(0.05)
+                    _basebackup(server, root / "store" / time.strftime(PATTERN, time.gmtime()))
+                time.sleep(SPACING_S)
+                row = conn.execute("INSERT INTO orders DEFAULT VALUES RETURNING xmin::text").fetchone()
+                assert row is not None
+                when = conn.execute("SELECT pg_xact_commit_timestamp(%s::xid), "
+                                    "pg_walfile_name(pg_current_wal_insert_lsn())", (row[0],)).fetchone()
+                assert when is not None
+                commits.append((when[0], when[1]))
+                conn.execute("SELECT pg_switch_wal()")
+            conn.execute("CHECKPOINT")
+            conn.execute("SELECT pg_switch_wal()")
+            current = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+            assert current is not None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                done = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
+                if done and done[0] and done[0] >= _previous(current[0]):
+                    break
+                time.sleep(0.1)
+    finally:
+        server.stop()
+    yield History(root=root, wal=wal, store=root / "store", commits=commits, b2_taken=b2_taken)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def gappy(history: History) -> Iterator[tuple[Path, str]]:
+    """A copy of the archive without the segment after the 2nd order's (between B1 and B2)."""
+    root = Path(tempfile.mkdtemp(prefix="drillbook-test-pitrgap-"))
+    root.chmod(0o711)
+    shutil.copytree(history.wal, root / "wal")
+    hand_to_server_user(root / "wal", mode=0o755)
+    if os.geteuid() == 0:  # pg_waldump runs as the server user: it must read the copies
+        entry = pwd.getpwnam("postgres")
+        for path in (root / "wal").iterdir():
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    second = history.commits[1][1]
+    missing = f"{second[:16]}{int(second[16:], 16) + 1:08X}"
+    (root / "wal" / missing).unlink()
+    yield root / "wal", missing
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _spec(history: History, *, wal: Path | None = None, rpo: timedelta | None = timedelta(seconds=3),
+          column: tuple[str, str, str] | None = COLUMN) -> StoreSpec:
+    return StoreSpec(name="pitr", url=str(history.store), key_pattern=PATTERN, kind="basebackup",
+                     wal=str(wal or history.wal), rpo=rpo, pitr_column=column)
+
+
+def _limit() -> Limit:
+    return Limit.configured(None, key="restore_timeout", default_s=120)
+
+
+def test_sampled_moments_are_recovered_and_proven_each(history: History) -> None:
+    """Every moment gets its own passed verdict; the window runs from B1's end to the newest commit."""
+    spec = _spec(history)
+    verdicts = list(sample_verdicts(spec, n=2, window=timedelta(days=7), rpo=None, seed="s1", draw="s1/t",
+                                    limit=_limit))
+    assert [v.outcome for v in verdicts] == [Outcome.PASSED] * 2, [v.message for v in verdicts]
+    evidence = verdicts[0].evidence
+    newest_commit = history.commits[-1][0]
+    assert evidence["window_end"] == newest_commit.isoformat()  # pg_waldump's time is the exact commit time
+    assert evidence["window_start_from"].startswith("end of the oldest backup")
+    moments = [datetime.fromisoformat(m) for m in evidence["moments"]]
+    assert moments == sorted(moments) and len(moments) == 2
+    for i, verdict in enumerate(verdicts, 1):
+        assert verdict.evidence["moment"] == i and verdict.message.startswith(f"moment {i}/2, ")
+        target = moments[i - 1]
+        replayed = datetime.fromisoformat(verdict.evidence["replayed_to"])
+        # The proof read the data: the newest commit at or before the target, exactly.
+        expected = max((c for c, _ in history.commits if c <= target), default=None)
+        assert expected is None or replayed == expected
+        assert verdict.evidence["journal"][-1]["phase"] == "cleanup: remove scratch"
+
+
+def test_the_same_seed_draws_the_same_moments(history: History) -> None:
+    """A rerun with the seed of the evidence draws the same moments; another seed, others."""
+    spec = _spec(history)
+    now = datetime.now(UTC)
+    first = draw_moments(spec, n=5, window=timedelta(days=1), seed="run-a", draw="run-a/x/pitr", now=now)
+    again = draw_moments(spec, n=5, window=timedelta(days=1), seed="run-a", draw="run-a/x/pitr",
+                         now=now + timedelta(minutes=5))
+    other = draw_moments(spec, n=5, window=timedelta(days=1), seed="run-b", draw="run-b/x/pitr", now=now)
+    assert not isinstance(first, Outcome) and isinstance(first, tuple)
+    assert isinstance(again, tuple) and isinstance(other, tuple)
+    assert first[0].moments == again[0].moments
+    assert first[0].moments != other[0].moments
+    assert first[1]["seed"] == "run-a" and first[1]["draw"] == "run-a/x/pitr"
+
+
+def test_a_window_with_nothing_to_sample_is_an_error_verdict(history: History) -> None:
+    """now − window after the newest commit: one clear error, no restore, no crash."""
+    spec = _spec(history)
+    later = history.commits[-1][0] + timedelta(hours=2)
+    [verdict] = list(sample_verdicts(spec, n=3, window=timedelta(hours=1), rpo=None, seed="s", draw="s",
+                                     limit=_limit, now=later))
+    assert verdict.outcome is Outcome.ERROR
+    assert "nothing to sample" in verdict.message and "last 1h 00m 00s" in verdict.message
+    [no_rpo] = list(sample_verdicts(_spec(history, rpo=None), n=1, window=timedelta(days=1), rpo=None,
+                                    seed="s", draw="s", limit=_limit))
+    assert no_rpo.outcome is Outcome.ERROR and "set `rpo` on store `pitr`" in no_rpo.message
+
+
+def test_a_gap_fails_the_moments_it_makes_unrecoverable_and_only_those(history: History,
+                                                                       gappy: tuple[Path, str]) -> None:
+    """Before the gap: passed; between it and B2's end: failed naming the segment and the range;
+    after B2's end: passed (B2 recovers). Every verdict is present."""
+    wal, missing = gappy
+    spec = _spec(history, wal=wal)
+    c = [t for t, _ in history.commits]
+    listing = list_wal(wal)
+    b2_end = max(b.ended_by for b in listing.backups)
+    moments = [c[0] + timedelta(milliseconds=200), c[1] + timedelta(milliseconds=200),
+               c[-1] + timedelta(milliseconds=100)]
+    assert moments[1] < b2_end < moments[2]
+    verdicts = list(moment_verdicts(spec, moments, rpo=timedelta(seconds=3), limit=_limit, database=None,
+                                    evidence={}))
+    assert [v.outcome for v in verdicts] == [Outcome.PASSED, Outcome.FAILED, Outcome.PASSED], \
+        [v.message for v in verdicts]
+    failed = verdicts[1]
+    assert missing in failed.message and failed.message.startswith("moment 2/3, ")
+    # The range: from the last commit before the gap (the 2nd order's) to the end of B2.
+    assert f"moments from {c[1].isoformat()} to {b2_end.isoformat()}" in failed.message
+    assert failed.evidence["unrecoverable_from"] == c[1].isoformat()
+
+    # The same, from the listing alone (no restore).
+    gap = find_gap(listing)
+    assert gap.missing == missing and gap.last_commit_before == c[1] and gap.next_backup_end == b2_end
+    clean = find_gap(list_wal(history.wal))
+    assert clean.missing is None and clean.count >= ORDERS
+
+
+def test_a_restore_failing_on_a_missing_segment_names_the_range(history: History,
+                                                                gappy: tuple[Path, str]) -> None:
+    """No target: the restore of B2 passes the gap (it starts after it); forced through B1 it fails."""
+    wal, missing = gappy
+    exc = RestoreFailed("WAL segment … is missing", segment=missing)
+    extended = with_gap_range(exc, _spec(history, wal=wal))
+    assert missing == extended.context["segment"]
+    assert history.commits[1][0].isoformat() in extended.message
+    assert "the end of the next base backup after the gap" in extended.message
+    # The segment after the newest one is "missing" with no later backup: everything after is lost.
+    newest = sorted(p.name for p in wal.iterdir() if len(p.name) == 24)[-1]
+    after = f"{newest[:16]}{int(newest[16:], 16) + 1:08X}"
+    tail = with_gap_range(RestoreFailed("x", segment=after), _spec(history, wal=wal))
+    assert "no later base backup" in tail.message
+
+
+def test_an_rpo_violation_fails_and_the_newest_row_is_checked(history: History) -> None:
+    """Half-way between two orders 0.4 s apart: within 1 s passes, within 100 ms fails."""
+    from steps.physical import prove
+
+    c = [t for t, _ in history.commits]
+    target = c[4] + timedelta(milliseconds=200)
+    with PhysicalRestore(_spec(history), target=target, limit=_limit()) as drill:
+        result = drill.run()
+        assert result.target is not None
+        ok = prove(_spec(history), target, timedelta(seconds=1), result.target.dsn, result.recovery)
+        late = prove(_spec(history), target, timedelta(milliseconds=100), result.target.dsn, result.recovery)
+    assert ok.outcome is Outcome.PASSED, ok.message
+    assert ok.evidence["replayed_to"] == c[4].isoformat()
+    newest_row = datetime.fromisoformat(ok.evidence["newest_row"])
+    assert newest_row <= c[4] and c[4] - newest_row < timedelta(seconds=1)
+    assert late.outcome is Outcome.FAILED
+    assert "more than the RPO of 0.1s" in late.message
+
+
+def test_window_bounds_follow_now_when_the_window_is_short(history: History) -> None:
+    """A window shorter than the history starts at now − window, not at the oldest backup."""
+    now = history.commits[-1][0] + timedelta(seconds=1)
+    bounds = recoverable_window(list_wal(history.wal), now=now, window=timedelta(seconds=3))
+    assert bounds.low == now - timedelta(seconds=3) and bounds.high == history.commits[-1][0]
+    assert sample_moments("x", 2, bounds.low, bounds.high).moments[0] >= bounds.low
+
+
+def test_drillbook_run_samples_proves_and_checks_continuity(history: History, tmp_path: Path) -> None:
+    """A real ``drillbook run --seed``: the sentences, the seed in the evidence, one verdict per moment."""
+    config = tmp_path / "drillbook.toml"
+    config.write_text(f'[targets.pitr]\nkind = "basebackup"\npath = "{history.store}"\nwal = "{history.wal}"\n'
+                      f'key_pattern = "{PATTERN}"\nrpo = "3s"\npitr_column = "public.orders.created_at"\n',
+                      encoding="utf-8")
+    features = tmp_path / "features"
+    features.mkdir()
+    target = history.commits[4][0] + timedelta(milliseconds=200)
+    (features / "pitr.feature").write_text(
+        "Feature: point in time\n\n"
+        "  @id:PITR-01\n  Scenario: any moment of the last week\n"
+        '    Given the backups in "pitr"\n'
+        "    Then the database can be recovered to 1 random moments of the last 7 days\n"
+        '    And the WAL archive of "pitr" has no gap since the oldest backup\n\n'
+        "  @id:PITR-02\n  Scenario: one moment\n"
+        '    Given the backups in "pitr"\n'
+        f'    When the database is recovered to "{target.isoformat()}"\n'
+        "    Then the recovered point is within 1 second of the target\n", encoding="utf-8")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "drillbook.cli", "run", "--config", str(config), "--features", str(features),
+         "--out", str(out), "--seed", "audit-2026"], capture_output=True, text=True, timeout=300, check=False,
+        cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [run] = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
+    scenarios = {s["id"]: s for s in json.loads((run / "results.json").read_text())["scenarios"]}
+    moments = [v for v in scenarios["PITR-01"]["verdicts"] if v["id"] == "pitr.recovered_point"]
+    assert [v["outcome"] for v in moments] == ["passed"]
+    assert {v["evidence"]["seed"] for v in moments} == {"audit-2026"}
+    drawn = draw_moments(_spec(history), n=1, window=timedelta(days=7), seed="audit-2026",
+                         draw=moments[0]["evidence"]["draw"])
+    assert isinstance(drawn, tuple)
+    assert [m.isoformat() for m in drawn[0].moments] == moments[0]["evidence"]["moments"]
+    [cont] = [v for v in scenarios["PITR-01"]["verdicts"] if v["id"] == "pitr.wal_continuity"]
+    assert cont["outcome"] == "passed"
+    [point] = [v for v in scenarios["PITR-02"]["verdicts"] if v["id"] == "pitr.recovered_point"]
+    assert point["outcome"] == "passed" and point["evidence"]["replayed_to"] == history.commits[4][0].isoformat()
