@@ -1,4 +1,4 @@
-"""Physical backup steps: a ``kind = "basebackup"`` store restored, recovered and proven to a point in time.
+"""Physical backup steps: a physical store (drills/physical/) restored, recovered and proven to a point in time.
 
 The restore sentence is shared with dump stores (steps/backup.py hands a physical store here); the
 recovered cluster then answers the same row-count, query and content steps. Point in time:
@@ -24,8 +24,8 @@ from pytest_bdd import parsers, then, when
 from checks import pitr
 from checks.errors import DrillbookError, RestoreFailed
 from checks.verdict import Verdict, format_duration, record, timed, verdict_from_error
-from drills.basebackup import PhysicalRestore
 from drills.deadlines import Limit
+from drills.physical import PhysicalRestore, is_physical
 from drills.pitr_sample import find_gap, gap_at, list_wal, measure_point, recoverable_window
 from drills.targets import StoreSpec
 
@@ -39,8 +39,9 @@ _TARGET = "recovery_target"  # drill_state.notes key: the moment the scenario's 
 def recover(drill_state: ScenarioState, limit: Limit, *, target: datetime | None = None) -> None:
     """Restore the newest base backup (taken by ``target``), recover it, keep it for later steps."""
     store = drill_state.store
-    if store is None or store.kind != "basebackup":
-        raise LookupError('name a `kind = "basebackup"` store first: `Given the backups in "NAME"`')
+    if store is None or not is_physical(store.kind):
+        raise LookupError('name a physical backup store (e.g. `kind = "basebackup"`) first: '
+                          '`Given the backups in "NAME"`')
 
     def run() -> Verdict:
         drill = PhysicalRestore(store, target=target, limit=limit, database=drill_state.database)
@@ -144,8 +145,8 @@ def _sample_step(drill_state: ScenarioState, request: pytest.FixtureRequest, *, 
     from .backup import restore_limit
 
     store = drill_state.store
-    if store is None or store.kind != "basebackup" or store.wal is None:
-        record(Verdict.error(MOMENT, 'name a `kind = "basebackup"` store first: '
+    if store is None or store.wal is None:
+        record(Verdict.error(MOMENT, 'name a store with a WAL directory first (`kind = "basebackup"`): '
                              '`Given the backups in "NAME"`'))
         return
     seed = run_seed(request)

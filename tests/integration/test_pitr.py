@@ -29,7 +29,7 @@ from checks.errors import EnvironmentError_, RestoreFailed
 from checks.pitr import sample_moments
 from checks.verdict import Outcome
 from drills import pgtools
-from drills.basebackup import PhysicalRestore
+from drills.physical import PhysicalRestore
 from drills.deadlines import Limit
 from drills.pitr_sample import find_gap, list_wal, recoverable_window
 from drills.processes import PostgresServer, hand_to_server_user, initdb
