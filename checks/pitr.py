@@ -120,7 +120,10 @@ class Sample:
 
 
 def sample_moments(seed: str, n: int, low: datetime, high: datetime) -> Sample:
-    """``n`` moments drawn uniformly in [low, high] by a generator seeded with ``seed``, oldest first.
+    """``n`` moments drawn uniformly in [low, high) by a generator seeded with ``seed``, oldest first.
+
+    ``high`` (the archive's newest commit) is excluded: PostgreSQL ends a time-target recovery only at
+    a commit after the target, so the newest commit itself is never a provable target.
 
     The same seed draws the same fractions of the interval: over the same bounds, the same moments.
     Raises ValueError when there is nothing to sample (``n`` < 1 or an empty interval).
@@ -132,7 +135,7 @@ def sample_moments(seed: str, n: int, low: datetime, high: datetime) -> Sample:
                          f"{high.isoformat()})")
     rng = random.Random(seed)  # noqa: S311 - reproducible sampling, not a secret
     span_us = (high - low) // timedelta(microseconds=1)
-    moments = sorted(low + timedelta(microseconds=rng.randint(0, span_us)) for _ in range(n))
+    moments = sorted(low + timedelta(microseconds=rng.randrange(span_us)) for _ in range(n))
     return Sample(seed=seed, low=low, high=high, moments=moments)
 
 
@@ -143,7 +146,8 @@ def recovered_point(*, target: datetime, replayed: datetime | None, backup_end: 
     """A recovery to ``target`` proven with the data (B3 step 8), every finding in one verdict.
 
     ``replayed`` is ``pg_last_xact_replay_timestamp()`` (None when no transaction was replayed since
-    the backup: the recovered point is then the backup's end); ``newest_row`` the newest value of the
+    the backup: the recovered point is then ``backup_end``, when the backup had surely ended);
+    ``newest_row`` the newest value of the
     store's ``pitr_column`` (None when the column is not configured or the table is empty).
     """
     point = replayed if replayed is not None else backup_end

@@ -1,4 +1,4 @@
-"""Physical backup steps: a physical store (drills/physical/) restored, recovered and proven to a point in time.
+"""Physical backup steps: a physical store (drills/physical/) restored, recovered, proven to a point in time.
 
 The restore sentence is shared with dump stores (steps/backup.py hands a physical store here); the
 recovered cluster then answers the same row-count, query and content steps. Point in time:
@@ -235,8 +235,10 @@ def prove(store: StoreSpec, target: datetime, rpo: timedelta, dsn: str, recovery
     """pg_last_xact_replay_timestamp() and the store's ``pitr_column`` against the target and the RPO."""
     replayed, newest = measure_point(dsn, store.pitr_column)
     end = recovery.get("backup_end")
-    return pitr.recovered_point(target=target, replayed=replayed,
-                                backup_end=datetime.fromisoformat(end) if isinstance(end, str) else None,
+    # STOP TIME has whole seconds: the backup had surely ended only a second later (the recovered
+    # point when no commit was replayed; a backup ending just after the target must not pass).
+    ended_by = datetime.fromisoformat(end) + timedelta(seconds=1) if isinstance(end, str) else None
+    return pitr.recovered_point(target=target, replayed=replayed, backup_end=ended_by,
                                 newest_row=newest, column=".".join(store.pitr_column) if store.pitr_column
                                 else None, rpo=rpo, check_id=MOMENT, label=label, evidence=evidence)
 
