@@ -19,6 +19,7 @@ from pathlib import Path
 
 from checks.errors import UnusableAnswer
 from checks.pitr import MAX_LINE, SEGMENT, commit_time
+from checks.redact import redact
 
 from . import pgtools
 from .processes import server_user_kwargs
@@ -83,9 +84,13 @@ def last_commit_in(wal_dir: Path, segment: str, *, bindir: Path | None = None,
     if time.monotonic() - started >= timeout_s and code < 0:
         raise UnusableAnswer(f"pg_waldump on {segment} in {wal_dir} ran past {timeout_s:.0f} s: killed",
                              segment=segment, hint="is the file a WAL segment?")
-    if code != 0 and newest is None and "could not" in stderr and "open" in stderr:
-        raise UnusableAnswer(f"pg_waldump cannot read {segment} in {wal_dir}: {stderr.strip()[:300]}",
-                             segment=segment, hint="the server user must be able to read the WAL archive")
+    if code != 0 and newest is None:
+        # Not "no commit here": a file pg_waldump cannot read (short, not WAL, not readable by the
+        # server user). Commits printed before a failure are kept: the newest can only be under-read,
+        # which shortens a sampling window and widens a gap's range: never the reverse.
+        raise UnusableAnswer(f"pg_waldump cannot read {segment} in {wal_dir}: "
+                             f"{redact(stderr.strip())[:300] or f'exit {code}'}", segment=segment,
+                             hint="the server user must be able to read the WAL archive's segments")
     return newest
 
 

@@ -278,3 +278,32 @@ def test_drillbook_run_samples_proves_and_checks_continuity(history: History, tm
     assert "more than the RPO of 0.1s" in late["message"]
     newest_row = datetime.fromisoformat(ok["evidence"]["newest_row"])
     assert newest_row <= history.commits[4][0] and history.commits[4][0] - newest_row < timedelta(seconds=1)
+
+
+def test_pg_waldump_on_files_that_are_no_wal_is_an_error_and_a_stalled_one_is_killed() -> None:
+    """A short or random file is "cannot read", never "no commit"; a FIFO that never answers is killed."""
+    from checks.errors import UnusableAnswer
+    from drills.waldump import last_commit_in
+
+    root = Path(tempfile.mkdtemp(prefix="drillbook-test-waldump-"))
+    try:
+        root.chmod(0o711)
+        wal = root / "wal"
+        wal.mkdir()
+        hand_to_server_user(wal, mode=0o755)
+        (wal / "000000010000000000000003").write_bytes(os.urandom(1 << 20))
+        (wal / "000000010000000000000004").write_bytes(b"x")
+        os.mkfifo(wal / "000000010000000000000005")
+        for path in wal.iterdir():
+            path.chmod(0o644)
+        for name, said in (("000000010000000000000003", "WAL segment size must be"),
+                           ("000000010000000000000004", "could not read file"),
+                           ("000000010000000000000009", "could not locate WAL file")):
+            with pytest.raises(UnusableAnswer, match=f"pg_waldump cannot read {name} .*{said}"):
+                last_commit_in(wal, name)
+        started = time.monotonic()
+        with pytest.raises(UnusableAnswer, match="ran past 1 s"):
+            last_commit_in(wal, "000000010000000000000005", timeout_s=1.0)
+        assert time.monotonic() - started < 10
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
