@@ -132,6 +132,12 @@ def _spec(history: History, *, wal: Path | None = None, rpo: timedelta | None = 
                      wal=str(wal or history.wal), rpo=rpo, pitr_column=column)
 
 
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root``: size and modification time (ns)."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*") if p.is_file()}
+
+
 def _limit() -> Limit:
     return Limit.configured(None, key="restore_timeout", default_s=120)
 
@@ -240,11 +246,13 @@ def test_drillbook_run_samples_proves_and_checks_continuity(history: History, tm
         "    Then the recovered point is within 1 second of the target\n"
         "    And the recovered point is within 100 ms of the target\n", encoding="utf-8")
     out = tmp_path / "out"
+    before = _snapshot(history.root)
     proc = subprocess.run(
         [sys.executable, "-m", "drillbook.cli", "run", "--config", str(config), "--features", str(features),
          "--out", str(out), "--seed", "audit-2026"], capture_output=True, text=True, timeout=300, check=False,
         cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 1, proc.stdout + proc.stderr  # PITR-02's second RPO is violated
+    assert _snapshot(history.root) == before  # the store and its archive are read, never written
     [run] = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
     scenarios = {s["id"]: s for s in json.loads((run / "results.json").read_text())["scenarios"]}
     verdicts = [v for v in scenarios["PITR-01"]["verdicts"] if v["id"] == "pitr.recovered_point"]
