@@ -82,6 +82,7 @@ class BackupHistory:
     name: str
     start_segment: str
     stop_time: datetime
+    start_time: datetime | None = None
 
     @property
     def ended_by(self) -> datetime:
@@ -94,15 +95,37 @@ def parse_backup_history(name: str, text: str) -> BackupHistory | None:
     named = BACKUP_HISTORY.fullmatch(name)
     if named is None:
         return None
+    times: dict[str, datetime] = {}
     for line in text.splitlines():
-        if line.startswith("STOP TIME:"):
-            value = line.partition(":")[2].strip()
-            try:
-                stop = datetime.strptime(value.replace(" UTC", " +0000"), "%Y-%m-%d %H:%M:%S %z")
-            except ValueError:
-                return None
-            return BackupHistory(name=name, start_segment=named.group(1), stop_time=stop.astimezone(UTC))
-    return None
+        key, _, value = line.partition(":")
+        if key in ("START TIME", "STOP TIME") and key not in times:
+            moment = history_time(value)
+            if moment is not None:
+                times[key] = moment
+    if "STOP TIME" not in times:
+        return None
+    return BackupHistory(name=name, start_segment=named.group(1), stop_time=times["STOP TIME"],
+                         start_time=times.get("START TIME"))
+
+
+_HISTORY_TIME = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (UTC|GMT|[+-]\d\d(?::?\d\d)?)")
+
+
+def history_time(value: str) -> datetime | None:
+    """A backup history time (``2026-12-03 21:03:47 UTC``, or ``+03`` / ``-03:30``) in UTC, else None.
+
+    PostgreSQL prints it in the server's log_timezone; an abbreviation other than UTC/GMT (CET,
+    IST, …) is ambiguous and not read.
+    """
+    found = _HISTORY_TIME.fullmatch(value.strip())
+    if found is None:
+        return None
+    zone = found.group(2)
+    offset = "+0000" if zone in ("UTC", "GMT") else (zone + "00" if len(zone) == 3 else zone.replace(":", ""))
+    try:
+        return datetime.strptime(f"{found.group(1)} {offset}", "%Y-%m-%d %H:%M:%S %z").astimezone(UTC)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -139,45 +162,57 @@ def sample_moments(seed: str, n: int, low: datetime, high: datetime) -> Sample:
     return Sample(seed=seed, low=low, high=high, moments=moments)
 
 
-def recovered_point(*, target: datetime, replayed: datetime | None, backup_end: datetime | None,
+def recovered_point(*, target: datetime, replayed: datetime | None, started_by: datetime | None,
                     newest_row: datetime | None, column: str | None, rpo: timedelta,
                     check_id: str = "pitr.recovered_point", label: str = "",
                     evidence: dict[str, object] | None = None) -> Verdict:
     """A recovery to ``target`` proven with the data (B3 step 8), every finding in one verdict.
 
-    ``replayed`` is ``pg_last_xact_replay_timestamp()`` (None when no transaction was replayed since
-    the backup: the recovered point is then ``backup_end``, when the backup had surely ended);
-    ``newest_row`` the newest value of the
-    store's ``pitr_column`` (None when the column is not configured or the table is empty).
+    ``replayed`` is ``pg_last_xact_replay_timestamp()``: the last commit (or abort) applied since the
+    backup's start checkpoint. None means none was: no transaction ended between the backup's start
+    and the target (recovery applies every one up to the target), so the data is the state at the
+    target — provided the backup had started by then (``started_by``: START TIME + 1 s, whole
+    seconds). ``newest_row`` is the newest value of the store's ``pitr_column`` (None when the
+    column is not configured or the table is empty).
     """
-    point = replayed if replayed is not None else backup_end
     head = f"{label}target {target.isoformat()}: "
     facts: dict[str, object] = {**(evidence or {}), "target": target.isoformat(),
                                 "replayed_to": replayed.isoformat() if replayed else None,
-                                "backup_end": backup_end.isoformat() if backup_end else None,
+                                "backup_started_by": started_by.isoformat() if started_by else None,
                                 "rpo_s": rpo.total_seconds()}
-    if point is None:
-        return Verdict.error(check_id, head + "the recovered server replayed no transaction and the "
-                             "backup's end is unknown: the recovered point cannot be told", evidence=facts)
     problems = []
-    if point > target:
-        problems.append(f"the recovered point {point.isoformat()} is AFTER the target")
-    lag = target - point
+    if replayed is not None:
+        lag = target - replayed
+        if replayed > target:
+            problems.append(f"the last replayed commit {replayed.isoformat()} is AFTER the target")
+        elif lag > rpo:
+            problems.append(f"the last replayed commit {replayed.isoformat()} is {format_duration(lag)} "
+                            f"before the target, more than the RPO of {format_duration(rpo)}")
+        found = (f"recovered to the last replayed commit {replayed.isoformat()}, "
+                 f"{format_duration(lag)} before it")
+    elif started_by is None:
+        return Verdict.error(check_id, head + "no transaction was replayed and the backup's start is "
+                             "unknown (no `.backup` history file for it): the recovered point cannot be told",
+                             evidence=facts)
+    elif started_by > target:
+        lag = timedelta(0)
+        problems.append(f"no transaction was replayed and the backup may have started after the target "
+                        f"(by {started_by.isoformat()}): the recovered point cannot be proven at or before "
+                        "it")
+    else:
+        lag = timedelta(0)
+        found = (f"no transaction ended between the backup's start (by {started_by.isoformat()}) and the "
+                 "target: the data is the state at the target")
     facts["behind_s"] = lag.total_seconds()
-    if lag > rpo:
-        problems.append(f"the recovered point {point.isoformat()} is {format_duration(lag)} before the "
-                        f"target, more than the RPO of {format_duration(rpo)}")
     if column is not None:
         facts.update(column=column, newest_row=newest_row.isoformat() if newest_row else None)
         if newest_row is not None and newest_row > target:
             problems.append(f"the newest {column} is {newest_row.isoformat()}, AFTER the target")
-    what = "last replayed commit" if replayed is not None else "backup end (no commit replayed)"
     row = (f"; newest {column} {newest_row.isoformat() if newest_row else 'none'}" if column else "")
     if problems:
         return Verdict.failed(check_id, head + "; ".join(problems), measured=lag, expected=f"<= {rpo}",
                               evidence=facts)
-    return Verdict.passed(check_id, f"{head}recovered to the {what} {point.isoformat()}, "
-                          f"{format_duration(lag)} before it (RPO {format_duration(rpo)}){row}",
+    return Verdict.passed(check_id, f"{head}{found} (RPO {format_duration(rpo)}){row}",
                           measured=lag, expected=f"<= {rpo}", evidence=facts)
 
 

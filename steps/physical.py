@@ -234,13 +234,23 @@ def prove(store: StoreSpec, target: datetime, rpo: timedelta, dsn: str, recovery
           label: str = "", evidence: dict[str, Any] | None = None) -> Verdict:
     """pg_last_xact_replay_timestamp() and the store's ``pitr_column`` against the target and the RPO."""
     replayed, newest = measure_point(dsn, store.pitr_column)
-    end = recovery.get("backup_end")
-    # STOP TIME has whole seconds: the backup had surely ended only a second later (the recovered
-    # point when no commit was replayed; a backup ending just after the target must not pass).
-    ended_by = datetime.fromisoformat(end) + timedelta(seconds=1) if isinstance(end, str) else None
-    return pitr.recovered_point(target=target, replayed=replayed, backup_end=ended_by,
+    start = recovery.get("start_segment")
+    return pitr.recovered_point(target=target, replayed=replayed,
+                                started_by=_started_by(store, start) if isinstance(start, str) else None,
                                 newest_row=newest, column=".".join(store.pitr_column) if store.pitr_column
                                 else None, rpo=rpo, check_id=MOMENT, label=label, evidence=evidence)
+
+
+def _started_by(store: StoreSpec, start_segment: str) -> datetime | None:
+    """When the restored backup had surely started: its ``.backup`` file's START TIME + 1 s."""
+    if store.wal is None:
+        return None
+    try:
+        backups = list_wal(Path(store.wal)).backups
+    except (DrillbookError, OSError):
+        return None
+    starts = [b.start_time for b in backups if b.start_segment == start_segment and b.start_time]
+    return max(starts) + timedelta(seconds=1) if starts else None
 
 
 def _checked(check_id: str, check: Callable[[], Verdict], *, label: str = "") -> Verdict:

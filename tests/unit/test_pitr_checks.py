@@ -16,6 +16,7 @@ from checks.pitr import (
     commit_time,
     continuity,
     first_missing,
+    history_time,
     last_commit,
     next_backup_end,
     parse_backup_history,
@@ -90,13 +91,25 @@ class TestBackupHistory:
     def test_a_history_file_gives_start_segment_and_stop_time(self) -> None:
         found = parse_backup_history("000000010000000000000007.00000028.backup", HISTORY)
         assert found == BackupHistory("000000010000000000000007.00000028.backup", "000000010000000000000007",
-                                      datetime(2026, 12, 3, 21, 8, 58, tzinfo=UTC))
+                                      datetime(2026, 12, 3, 21, 8, 58, tzinfo=UTC),
+                                      datetime(2026, 12, 3, 21, 8, 57, tzinfo=UTC))
         assert found.ended_by == datetime(2026, 12, 3, 21, 8, 59, tzinfo=UTC)  # whole seconds: round up
 
     def test_a_wrong_name_or_no_stop_time_is_none(self) -> None:
         assert parse_backup_history("000000010000000000000007.backup", HISTORY) is None
         assert parse_backup_history("000000010000000000000007.00000028.backup", "START TIME: x\n") is None
         assert parse_backup_history("000000010000000000000007.00000028.backup", "STOP TIME: soon\n") is None
+
+    @pytest.mark.parametrize(("text", "expected"), [
+        ("2026-12-03 21:08:58 UTC", datetime(2026, 12, 3, 21, 8, 58, tzinfo=UTC)),
+        ("2026-12-03 21:08:58 GMT", datetime(2026, 12, 3, 21, 8, 58, tzinfo=UTC)),
+        ("2026-12-03 23:08:58 +02", datetime(2026, 12, 3, 21, 8, 58, tzinfo=UTC)),
+        ("2026-12-03 17:38:58 -03:30", datetime(2026, 12, 3, 21, 8, 58, tzinfo=UTC)),
+        ("2026-12-03 22:08:58 CET", None),  # an abbreviation is ambiguous: not read
+        ("2026-02-30 21:08:58 UTC", None),
+    ])
+    def test_history_times_in_utc_or_an_offset(self, text: str, expected: datetime | None) -> None:
+        assert history_time(text) == expected
 
     @given(st.text())
     def test_any_content_reads_without_raising(self, text: str) -> None:
@@ -151,7 +164,7 @@ class TestRecoveredPoint:
     RPO = timedelta(minutes=5)
 
     def test_a_point_before_the_target_within_the_rpo_passes(self) -> None:
-        v = recovered_point(target=T0, replayed=T0 - timedelta(minutes=1), backup_end=None,
+        v = recovered_point(target=T0, replayed=T0 - timedelta(minutes=1), started_by=None,
                             newest_row=T0 - timedelta(minutes=2), column="public.orders.created_at",
                             rpo=self.RPO)
         assert v.outcome is Outcome.PASSED and "1m 00s before it" in v.message
@@ -164,21 +177,23 @@ class TestRecoveredPoint:
     ])
     def test_each_broken_promise_fails_naming_it(self, replayed: datetime, newest: datetime | None,
                                                  said: str) -> None:
-        v = recovered_point(target=T0, replayed=replayed, backup_end=None, newest_row=newest,
+        v = recovered_point(target=T0, replayed=replayed, started_by=None, newest_row=newest,
                             column="public.orders.created_at", rpo=self.RPO, label="moment 2/3, ")
         assert v.outcome is Outcome.FAILED and said in v.message
         assert v.message.startswith("moment 2/3, target ")
 
-    def test_no_replayed_commit_is_proven_against_the_backup_end(self) -> None:
-        v = recovered_point(target=T0, replayed=None, backup_end=T0 - timedelta(seconds=30), newest_row=None,
+    def test_no_replayed_transaction_is_the_state_at_the_target_if_the_backup_started_by_then(self) -> None:
+        """Recovery applies every commit up to the target: none applied means none happened since the
+        backup's start, so the data is exactly the target's — when the backup had started by then."""
+        v = recovered_point(target=T0, replayed=None, started_by=T0 - timedelta(seconds=30), newest_row=None,
                             column=None, rpo=self.RPO)
-        assert v.outcome is Outcome.PASSED and "backup end (no commit replayed)" in v.message
-        late = recovered_point(target=T0, replayed=None, backup_end=T0 + timedelta(seconds=1),
+        assert v.outcome is Outcome.PASSED and "the data is the state at the target" in v.message
+        late = recovered_point(target=T0, replayed=None, started_by=T0 + timedelta(seconds=1),
                                newest_row=None, column=None, rpo=self.RPO)
-        assert late.outcome is Outcome.FAILED
-        unknown = recovered_point(target=T0, replayed=None, backup_end=None, newest_row=None, column=None,
+        assert late.outcome is Outcome.FAILED and "may have started after the target" in late.message
+        unknown = recovered_point(target=T0, replayed=None, started_by=None, newest_row=None, column=None,
                                   rpo=self.RPO)
-        assert unknown.outcome is Outcome.ERROR
+        assert unknown.outcome is Outcome.ERROR and "cannot be told" in unknown.message
 
 
 class TestContinuity:
