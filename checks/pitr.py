@@ -218,10 +218,11 @@ def recovered_point(*, target: datetime, replayed: datetime | None, started_by: 
 
 def unrecoverable(since: datetime | None, until: datetime | None) -> str:
     """The time range a WAL gap makes unrecoverable, as a verdict says it."""
-    start = since.isoformat() if since else "the backup before the gap's start (no commit found before it)"
-    end = (f"{until.isoformat()} (the end of the next base backup after the gap)" if until
-           else "now: no later base backup, everything after the gap is unrecoverable")
-    return f"moments from {start} to {end} cannot be recovered"
+    start = since.isoformat() if since else "the start of the backup before it (no commit found before it)"
+    if until is None:
+        return f"moments from {start} on cannot be recovered (no later base backup: everything after the gap)"
+    return f"moments from {start} to {until.isoformat()} (the end of the next base backup after the gap) " \
+        "cannot be recovered"
 
 
 def next_backup_end(backups: list[BackupHistory], gap: str, segment_bytes: int) -> datetime | None:

@@ -68,7 +68,8 @@ def list_wal(wal_dir: Path) -> WalListing:
     size = (wal_dir / segments[-1]).stat().st_size if segments else 16 * 1024 * 1024
     if size <= 0 or size & (size - 1):  # PostgreSQL's segment sizes are powers of two (1 MB–1 GB)
         raise UnusableAnswer(f"the newest segment {segments[-1]} in {wal_dir} is {size} bytes: not a WAL "
-                             "segment size", path=str(wal_dir))
+                             "segment size", path=str(wal_dir),
+                             hint="a WAL segment is a power of two from 1 MB to 1 GB: inspect that file")
     return WalListing(where=wal_dir, segments=segments, backups=backups, segment_bytes=size)
 
 
@@ -101,7 +102,8 @@ def find_gap(listing: WalListing, *, since: str | None = None, bindir: Path | No
     same = [s for s in listing.segments if s[:8] == since[:8] and s >= since]
     if not same:
         raise UnusableAnswer(f"the WAL archive {listing.where} holds no segment from {since} on",
-                             segment=since, path=str(listing.where))
+                             segment=since, path=str(listing.where),
+                             hint="the archive must keep every segment from the oldest base backup's start on")
     missing = first_missing(same, since, same[-1], listing.segment_bytes)
     if missing is None:
         return Gap(since, same[-1], None, len(same), None, None)
@@ -135,14 +137,18 @@ def recoverable_window(listing: WalListing, *, now: datetime, window: timedelta,
     backups = listing.recoverable_backups()
     if not backups:
         raise UnusableAnswer(f"the WAL archive {listing.where} names no base backup whose start segment it "
-                             "still holds: no moment is recoverable", path=str(listing.where))
+                             "still holds: no moment is recoverable", path=str(listing.where),
+                             hint="archive_command must copy every file PostgreSQL archives, `.backup` files "
+                             "included")
     oldest = backups[0]
     newest = newest_commit_at_or_before(listing.where, listing.segments[-1], listing.present,
-                                        segment_bytes=listing.segment_bytes, bindir=bindir)
+                                        segment_bytes=listing.segment_bytes, bindir=bindir,
+                                        stop_at=oldest.start_segment, skip_missing=True)
     if newest is None:
         raise UnusableAnswer(f"no commit in the newest segments of {listing.where} (from "
                              f"{listing.segments[-1]} back): the archive's end cannot be told",
-                             path=str(listing.where))
+                             path=str(listing.where), hint="a sampling window ends at the archive's newest "
+                             "commit: commit something on the subject, or check that its WAL is archived")
     since = now - window
     low, low_from = ((since, f"now − {window}") if since >= oldest.ended_by
                      else (oldest.ended_by, f"end of the oldest backup ({oldest.name}, STOP TIME + 1 s: "
@@ -175,16 +181,19 @@ def measure_point(dsn: str, column: tuple[str, str, str] | None) -> tuple[dateti
         where = ".".join(column)
         if kind is None or kind[0] not in ("r", "p"):
             raise UnusableAnswer(f"pitr_column {where}: no such table in the recovered database"
-                                 + (" (it is not a base table)" if kind else ""), column=where)
+                                 + (" (it is not a base table)" if kind else ""), column=where,
+                                 hint="name schema.table.column of a base table (never a view) in the store's "
+                                 "`pitr_column`")
         if kind[1] not in ("timestamptz", "timestamp"):
             raise UnusableAnswer(f"pitr_column {where}: no such column of a built-in date/time type",
-                                 column=where, hint="name a timestamptz column")
+                                 column=where, hint="name a timestamptz column in the store's `pitr_column`")
         query = sql.SQL("SELECT max({}) FROM {}.{}").format(sql.Identifier(name), sql.Identifier(schema),
                                                            sql.Identifier(table))
         newest = conn.execute(query).fetchone()
     value = newest[0] if newest else None
     if value is not None and not isinstance(value, datetime):
-        raise UnusableAnswer(f"pitr_column {where}: max() is {value!r}, not a time", column=where)
+        raise UnusableAnswer(f"pitr_column {where}: max() is {value!r}, not a time", column=where,
+                             hint="name a timestamptz column in the store's `pitr_column`")
     if value is not None and value.tzinfo is None:  # timestamp without time zone: read as UTC (docs)
         value = value.replace(tzinfo=UTC)
     return replayed, value

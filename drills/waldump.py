@@ -12,7 +12,6 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -56,16 +55,22 @@ def last_commit_in(wal_dir: Path, segment: str, *, bindir: Path | None = None,
     newest: datetime | None = None
     total = 0
     # A watchdog, not a loop check: a pg_waldump that prints nothing would block readline forever.
-    watchdog = threading.Timer(timeout_s, proc.kill)
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        proc.kill()
+
+    watchdog = threading.Timer(timeout_s, stop)
     watchdog.start()
-    started = time.monotonic()
     assert proc.stdout is not None
     try:
         while line := proc.stdout.readline(MAX_LINE + 1):
             total += len(line)
             if total > MAX_OUTPUT or (len(line) > MAX_LINE and not line.endswith(b"\n")):
                 raise UnusableAnswer(f"pg_waldump on {segment} in {wal_dir} printed more than any WAL "
-                                     "segment holds: stopped", segment=segment)
+                                     "segment holds: stopped", segment=segment,
+                                     hint="inspect that file: it is no WAL segment pg_waldump reads sanely")
             moment = commit_time(line.decode("utf-8", "replace"))
             if moment is not None and (newest is None or moment > newest):
                 newest = moment
@@ -81,7 +86,7 @@ def last_commit_in(wal_dir: Path, segment: str, *, bindir: Path | None = None,
             proc.wait()
         proc.stdout.close()
         errors.close()
-    if time.monotonic() - started >= timeout_s and code < 0:
+    if timed_out.is_set():
         raise UnusableAnswer(f"pg_waldump on {segment} in {wal_dir} ran past {timeout_s:.0f} s: killed",
                              segment=segment, hint="is the file a WAL segment?")
     if code != 0 and newest is None:
@@ -96,21 +101,28 @@ def last_commit_in(wal_dir: Path, segment: str, *, bindir: Path | None = None,
 
 def newest_commit_at_or_before(wal_dir: Path, segment: str, present: set[str], *, segment_bytes: int,
                                stop_at: str | None = None, bindir: Path | None = None,
+                               skip_missing: bool = False,
                                max_back: int = MAX_SEGMENTS_BACK) -> CommitFound | None:
     """Walk back from ``segment`` through archived segments until one holds a commit (bounded).
 
-    Stops at a segment missing from ``present``, at ``stop_at`` (inclusive), or after ``max_back``.
+    Stops below ``stop_at``, after ``max_back`` segments read, and at a segment missing from
+    ``present`` — unless ``skip_missing`` (the archive's newest commit may lie before a gap).
     """
     from checks.pitr import segment_name, segment_number
 
     number = segment_number(segment, segment_bytes)
     floor = segment_number(stop_at, segment_bytes) if stop_at else 0
-    for read in range(1, max_back + 1):
+    oldest = min((segment_number(s, segment_bytes) for s in present if s[:8] == segment[:8]), default=0)
+    read = 0
+    while read < max_back and number >= max(floor, oldest):
         name = segment_name(segment[:8], number, segment_bytes)
-        if name not in present or number < floor:
+        number -= 1
+        if name not in present:
+            if skip_missing:
+                continue
             return None
+        read += 1
         moment = last_commit_in(wal_dir, name, bindir=bindir)
         if moment is not None:
             return CommitFound(time=moment, segment=name, segments_read=read)
-        number -= 1
     return None

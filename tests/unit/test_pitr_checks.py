@@ -207,7 +207,8 @@ class TestContinuity:
         assert f"moments from {T0.isoformat()} to {(T0 + timedelta(minutes=3)).isoformat()}" in bad.message
 
     def test_no_later_backup_loses_everything_after(self) -> None:
-        assert "no later base backup, everything after the gap is unrecoverable" in unrecoverable(T0, None)
+        assert unrecoverable(T0, None) == (f"moments from {T0.isoformat()} on cannot be recovered (no later "
+                                           "base backup: everything after the gap)")
 
 
 class TestStoreKeys:
