@@ -103,7 +103,8 @@ def find_gap(listing: WalListing, *, since: str | None = None, bindir: Path | No
     if not same:
         raise UnusableAnswer(f"the WAL archive {listing.where} holds no segment from {since} on",
                              segment=since, path=str(listing.where),
-                             hint="the archive must keep every segment from the oldest base backup's start on")
+                             hint="the archive must keep every segment from the oldest base backup's "
+                             "start on")
     missing = first_missing(same, since, same[-1], listing.segment_bytes)
     if missing is None:
         return Gap(since, same[-1], None, len(same), None, None)
@@ -182,8 +183,8 @@ def measure_point(dsn: str, column: tuple[str, str, str] | None) -> tuple[dateti
         if kind is None or kind[0] not in ("r", "p"):
             raise UnusableAnswer(f"pitr_column {where}: no such table in the recovered database"
                                  + (" (it is not a base table)" if kind else ""), column=where,
-                                 hint="name schema.table.column of a base table (never a view) in the store's "
-                                 "`pitr_column`")
+                                 hint="name schema.table.column of a base table (never a view) in the "
+                                 "store's `pitr_column`")
         if kind[1] not in ("timestamptz", "timestamp"):
             raise UnusableAnswer(f"pitr_column {where}: no such column of a built-in date/time type",
                                  column=where, hint="name a timestamptz column in the store's `pitr_column`")
