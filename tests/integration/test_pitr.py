@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -322,3 +324,27 @@ def test_pg_waldump_on_files_that_are_no_wal_is_an_error_and_a_stalled_one_is_ki
         assert time.monotonic() - started < 10
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_pitr_column_is_read_only_from_a_base_table_of_a_time_type(fresh: Any) -> None:
+    """A view (it would run the backup's SQL as superuser), another type, a missing table: error; the
+    names are quoted identifiers, never SQL."""
+    from checks.errors import UnusableAnswer
+    from drills.pitr_sample import measure_point
+
+    target = fresh("pitr-column")
+    with psycopg.connect(target.dsn, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "Orders" ("created at" timestamptz, note text, day timestamp)')
+        conn.execute("INSERT INTO \"Orders\" VALUES ('2026-12-03 17:00:00+00', 'x', '2026-12-03 18:00:00')")
+        conn.execute('CREATE VIEW recent AS SELECT * FROM "Orders"')
+    replayed, newest = measure_point(target.dsn, ("public", "Orders", "created at"))
+    assert replayed is None and newest == datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
+    # timestamp without time zone is read as UTC (documented)
+    assert measure_point(target.dsn, ("public", "Orders", "day"))[1] == datetime(2026, 12, 3, 18, tzinfo=UTC)
+    for column, said in ((("public", "recent", "created at"), "not a base table"),
+                         (("public", "Orders", "note"), "built-in date/time type"),
+                         (("public", "orders; DROP TABLE x", "created at"), "no such table")):
+        with pytest.raises(UnusableAnswer, match=re.escape(said)):
+            measure_point(target.dsn, column)
+    with psycopg.connect(target.dsn, autocommit=True) as conn:
+        assert conn.execute('SELECT count(*) FROM "Orders"').fetchone() == (1,)
