@@ -262,6 +262,8 @@ def _checked(check_id: str, check: Callable[[], Verdict], *, label: str = "") ->
         verdict = Verdict(verdict.id, verdict.outcome, label + verdict.message, evidence=verdict.evidence)
     except psycopg.Error as exc:
         verdict = Verdict.error(check_id, f"{label}the recovered server did not answer: {str(exc).strip()}")
+    except (OSError, ValueError) as exc:  # unreadable archive file, a malformed value: one moment's error
+        verdict = Verdict.error(check_id, f"{label}could not check: {exc}")
     return verdict
 
 
