@@ -134,7 +134,12 @@ class Window:
 
 def recoverable_window(listing: WalListing, *, now: datetime, window: timedelta,
                        bindir: Path | None = None) -> Window:
-    """[max(now − window, the oldest recoverable backup's end), the archive's newest commit]."""
+    """[max(now − window, the oldest recoverable backup's end), the archive's newest commit].
+
+    When a segment is missing after that commit (the archive's tail is lost, so later commits
+    cannot be read), the window runs to ``now``: the moments after the gap are unrecoverable and
+    the sample must be able to land on them.
+    """
     backups = listing.recoverable_backups()
     if not backups:
         raise UnusableAnswer(f"the WAL archive {listing.where} names no base backup whose start segment it "
@@ -154,6 +159,12 @@ def recoverable_window(listing: WalListing, *, now: datetime, window: timedelta,
     low, low_from = ((since, f"now − {window}") if since >= oldest.ended_by
                      else (oldest.ended_by, f"end of the oldest backup ({oldest.name}, STOP TIME + 1 s: "
                            "it has whole seconds)"))
+    tail = [s for s in listing.segments if s[:8] == newest.segment[:8] and s >= newest.segment]
+    lost = first_missing(tail, newest.segment, tail[-1], listing.segment_bytes) if tail else None
+    if lost is not None and now > newest.time:
+        return Window(low=low, high=now, low_from=low_from,
+                      high_from=f"now: segment {lost} is missing after the newest readable commit (segment "
+                      f"{newest.segment}), so what followed it cannot be read")
     return Window(low=low, high=newest.time, low_from=low_from,
                   high_from=f"newest commit in the archive (segment {newest.segment}, pg_waldump)")
 

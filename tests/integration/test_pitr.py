@@ -217,6 +217,33 @@ def test_a_restore_failing_on_a_missing_segment_names_the_range(history: History
     assert "no later base backup" in tail.message
 
 
+def test_a_lost_archive_tail_stretches_the_window_to_now(history: History) -> None:
+    """A segment missing after the newest readable commit: the moments after it must be sampled
+    (they fail, naming it), so the window ends at now, not at that commit."""
+    root = Path(tempfile.mkdtemp(prefix="drillbook-test-pitrtail-"))
+    try:
+        shutil.copytree(history.wal, root / "wal")
+        after = history.commits[-1][1]  # the last order's segment: c[-2] is the newest readable commit
+        (root / "wal" / after).unlink()
+        later = sorted(p.name for p in (root / "wal").iterdir() if len(p.name) == 24)[-1]
+        assert later > after  # the archive goes on after the hole
+        root.chmod(0o711)
+        hand_to_server_user(root / "wal", mode=0o755)
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("postgres")
+            for path in (root / "wal").iterdir():
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        now = history.commits[-1][0] + timedelta(minutes=1)
+        assert recoverable_window(list_wal(root / "wal"), now=history.commits[-2][0] - timedelta(seconds=1),
+                                  window=timedelta(days=1)).high == history.commits[-2][0]  # now before it
+        bounds = recoverable_window(list_wal(root / "wal"), now=now, window=timedelta(days=1))
+        assert bounds.high == now and f"segment {after} is missing" in bounds.high_from
+        complete = recoverable_window(list_wal(history.wal), now=now, window=timedelta(days=1))
+        assert complete.high == history.commits[-1][0]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_window_bounds_follow_now_when_the_window_is_short(history: History) -> None:
     """A window shorter than the history starts at now − window, not at the oldest backup."""
     now = history.commits[-1][0] + timedelta(seconds=1)
