@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--member", help="drill one fleet member of --config ([fleet]): its targets "
                        "bound, scenarios named BKP-01[member], no ledger append")
     p_run.add_argument("--run-id", help="the run directory's name under --out (default: time + random)")
+    p_run.add_argument("--seed", help="seed of the run's random choices, e.g. the moments of a point-in-time "
+                       "sampling step (default: the run id; recorded in the evidence)")
     signing = p_run.add_mutually_exclusive_group()
     signing.add_argument("--sign", action="store_true",
                          help="sign this run's ledger head keyless with sigstore, as the CI job's ambient "
@@ -190,7 +192,7 @@ def _main(argv: list[str] | None = None) -> int:
                            features=args.features, env=args.env, strict=args.strict,
                            verbose=args.verbose, waivers=args.waivers, pack=args.pack,
                            sign=args.sign, sign_sandbox=args.sign_sandbox, member=args.member,
-                           run_id=args.run_id),
+                           run_id=args.run_id, seed=args.seed),
                 argv=args_list,
             )
         if args.command == "steps":

@@ -130,6 +130,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--drillbook-command", default="", help=argparse_suppress())
     group.addoption("--drillbook-member", default=None,
                     help="the fleet member this run drills (names scenarios BKP-01[member])")
+    group.addoption("--drillbook-seed", default=None,
+                    help="seed of the run's random choices (point-in-time moments); default: the run id")
 
 
 def argparse_suppress() -> str:

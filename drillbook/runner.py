@@ -50,6 +50,7 @@ class RunOptions:
     # One fleet member's run (drillbook/fleet/execute.py): its targets bound, scenarios named
     # BKP-01[member], and no ledger append (the fleet's merge is the only ledger writer).
     member: str | None = None
+    seed: str | None = None  # random choices (steps/physical.py's sampled moments); default: the run id
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -183,6 +184,8 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
         args.append(f"--drillbook-config={config_path}")
     if options.member is not None:
         args.append(f"--drillbook-member={options.member}")
+    if options.seed is not None:
+        args.append(f"--drillbook-seed={options.seed}")
     if settings.strict:
         args.append("--drillbook-strict")
     if expression:

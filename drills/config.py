@@ -134,7 +134,7 @@ _TARGET_KEYS: dict[str, set[str]] = {
         "access_key_id", "secret_access_key", "checksum_suffix", "probe_role_arn", "probe_prefix",
     },
     "directory": {"kind", "path", "key_pattern", "checksum_suffix"},
-    "basebackup": {"kind", "path", "key_pattern", "wal"},
+    "basebackup": {"kind", "path", "key_pattern", "wal", "rpo", "pitr_column"},
     "barman-cloud": {"kind", "url", "server", "endpoint_url", "region", "access_key_id", "secret_access_key"},
     "pgbackrest": PGBACKREST_KEYS,
     "http": {"kind", "url", "ca_file", "headers", "follow_redirects"},
@@ -386,6 +386,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
                 name=name, url=str((base / _required(values, "path", where, key)).resolve()),
                 key_pattern=values.get("key_pattern"), kind="basebackup",
                 wal=str((base / _required(values, "wal", where, key)).resolve()),
+                **_pitr_keys(values, where, key),
             )
         elif kind == "barman-cloud":
             stores[name] = _barman_cloud_store(name, spec, values, where, key)
@@ -722,7 +723,7 @@ def _reject_scratch_equal_to_subject(postgres: Mapping[str, PostgresTarget], whe
             )
 
 
-def _probe_keys(values: Mapping[str, str], url: str, where: str, key: str) -> dict[str, str]:
+def _probe_keys(values: Mapping[str, str], url: str, where: str, key: str) -> dict[str, Any]:
     """``probe_role_arn`` and ``probe_prefix``: both or neither, each checked (checks/immutability.py)."""
     given = {k: values[k] for k in ("probe_role_arn", "probe_prefix") if values.get(k)}
     if not given:
@@ -767,6 +768,23 @@ def _string(value: Any, where: str, key: str) -> str:
         raise ConfigError(f"{where}: `{key}` must be a string, got {type(value).__name__}",
                           file=where, key=key)
     return value
+
+
+def _pitr_keys(values: dict[str, Any], where: str, key: str) -> dict[str, Any]:
+    """A physical store's point-in-time keys: ``rpo`` (a duration), ``pitr_column`` (schema.table.column)."""
+    found: dict[str, Any] = {}
+    if "rpo" in values:
+        found["rpo"] = _duration(values["rpo"], where, f"{key}.rpo")
+    if "pitr_column" in values:
+        text = _string(values["pitr_column"], where, f"{key}.pitr_column")
+        parts = tuple(text.split("."))
+        if len(parts) != 3 or not all(p.strip() == p and p for p in parts):
+            raise ConfigError(f"{where}: `{key}.pitr_column` must be schema.table.column (each name as "
+                              f"stored, drillbook quotes it), got {text!r}", file=where,
+                              key=f"{key}.pitr_column",
+                              hint='e.g. pitr_column = "public.orders.created_at"')
+        found["pitr_column"] = parts
+    return found
 
 
 def _duration(value: Any, where: str, key: str) -> timedelta:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -95,6 +96,9 @@ class StoreSpec:
     stanza: str | None = None
     repo: int | None = None
     options: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Point in time (steps/physical.py): the runbook's RPO, and a timestamp column proving a recovery.
+    rpo: timedelta | None = None
+    pitr_column: tuple[str, str, str] | None = None
 
     @property
     def is_s3(self) -> bool:

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import tarfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,10 @@ class BaseBackupSource:
         backups = [(b, t, _ended(self.spec.path / b.key, self.wal_dir) if target else None)
                    for b, t in list_base_backups(self.spec)]
         if target is not None:
-            backups = [(b, t, e) for b, t, e in backups if t <= target and (e or t) <= target]
+            # STOP TIME has whole seconds: a backup surely ended by the target only if it stopped a
+            # second before it (one ending in the target's second may end after it: PostgreSQL lands late).
+            backups = [(b, t, e) for b, t, e in backups if t <= target
+                       and (e + timedelta(seconds=1) if e else t) <= target]
         if not backups:
             when = f" that ended at or before {target.isoformat()}" if target else ""
             raise NoBackupFound(f"no base backup{when} in {self.spec.path} (store `{self.spec.name}`)",

@@ -323,6 +323,10 @@ class PhysicalRestore:
             "primary_conninfo": "", "primary_slot_name": "", "recovery_target_timeline": "current",
             "external_pid_file": "", "logging_collector": "off", "ssl": "off", "log_timezone": "UTC",
             "dynamic_library_path": "$libdir", "jit": "off", "hot_standby": "on",
+            # Read-ahead (PG 15's prefetcher decodes up to wal_decode_buffer_size ahead of replay)
+            # asks for the next segment before replay reaches the target: a gap AFTER the target
+            # then hit the exit-126 rule and failed a recovery that needs nothing past the target.
+            "recovery_prefetch": "off",
         }
         if self.target is not None:
             settings.update(recovery_target_time=self.target.isoformat(), recovery_target_action="pause",
