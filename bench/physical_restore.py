@@ -1,6 +1,6 @@
 """Physical restore + recovery: drillbook's PhysicalRestore vs the same restore by hand, in one run.
 
-    .venv/bin/python bench/physical_restore.py [--scale 50] [--rounds 5] [--load 30]
+    .venv/bin/python bench/physical_restore.py [--scale 50] [--rounds 5] [--load 60]
                                                [--pairs basebackup,pgbackrest] [--no-pitr]
 
 Builds once, in a temp dir removed at the end (and on Ctrl-C / SIGTERM), the source of
@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import psycopg
 
@@ -76,6 +76,7 @@ class Run:
     lsn_bytes: int | None = None   # PITR: WAL replayed from the backup's start, in LSN bytes
     redo_s: float | None = None    # PITR: the server's redo, from its log
     start_to_paused_s: float | None = None
+    fetched_bytes: int | None = None  # PITR: WAL bytes the restore_command had to hand over
 
 
 # -- by hand: what an operator types ------------------------------------------------------------
@@ -164,6 +165,7 @@ def _by_hand(built: Built, restore: Callable[[ByHand], None], target: datetime |
         run = Run(total=time.perf_counter() - t0, phases=phases)
         if target is not None:
             run.lsn_bytes = _replayed(way.dsn(), built.backup_start_lsn)
+            run.fetched_bytes = _fetched(way.log, built)
             run.redo_s = redo_seconds(way.log.read_text(encoding="utf-8", errors="replace"))
             run.start_to_paused_s = start_to_paused
         return run
@@ -200,6 +202,8 @@ def _drillbook(spec: StoreSpec, built: Built, target: datetime | None) -> Run:
         run = Run(total=time.perf_counter() - t0)
         for entry in result.journal.entries:
             run.phases[str(entry["phase"])] = float(str(entry["duration_s"]))
+            if entry["phase"] == "copy WAL":
+                run.fetched_bytes = int(str(entry.get("bytes", 0)))
         if target is not None:
             assert drill.server is not None, "a recovered drill has its server"
             if result.recovery.get("state") != "paused at target":
@@ -219,12 +223,11 @@ def _basebackup_spec(built: Built) -> StoreSpec:
 
 
 def _pgbackrest_spec(built: Built) -> StoreSpec | str:
-    """The ``kind = "pgbackrest"`` store of the same repo, or why this checkout cannot make one."""
+    """The ``kind = "pgbackrest"`` store of the same repo (as drills/config.py makes it), or why not."""
     if "stanza" not in StoreSpec.__dataclass_fields__:
         return 'this checkout has no kind = "pgbackrest" store yet (helper "pgbackrest")'
-    options = {"repo1-path": str(built.repo), "repo1-bundle": "y"}
-    return StoreSpec(name="bench-pgbr", url=str(built.repo), kind="pgbackrest",  # type: ignore[call-arg]
-                     stanza=STANZA, options=options)
+    fields: dict[str, Any] = {"stanza": STANZA, "repo": 1, "options": (("repo1-path", str(built.repo)),)}
+    return StoreSpec(name="bench-pgbr", url=f"pgbackrest:{STANZA}@repo1", kind="pgbackrest", **fields)
 
 
 # -- the table of ways ---------------------------------------------------------------------------
@@ -296,7 +299,9 @@ def bench_target(built: Built, rounds: int, at: float) -> None:
         lsn_mb = statistics.median(r.lsn_bytes or 0 for r in these) / 1e6
         redo = statistics.median(r.redo_s or 0.0 for r in these)
         wall = statistics.median(r.start_to_paused_s or 0.0 for r in these)
-        print(f"  median {name:<20} LSN replayed {lsn_mb:7.1f} MB   redo {redo:6.2f} s = "
+        fetched = statistics.median(r.fetched_bytes or 0 for r in these) / 1e6
+        print(f"  median {name:<20} WAL copied {fetched:7.1f} MB   LSN replayed {lsn_mb:7.1f} MB   "
+              f"redo {redo:6.2f} s = "
               f"{lsn_mb / redo if redo else 0:6.1f} MB/s   server start -> paused {wall:6.2f} s = "
               f"{lsn_mb / wall if wall else 0:6.1f} MB/s   "
               f"total {statistics.median(r.total for r in these):6.2f} s")
@@ -309,6 +314,13 @@ def _replayed(dsn: str, start_lsn: str) -> int:
         row = conn.execute("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s::pg_lsn)::bigint",
                            (start_lsn,)).fetchone()
     return int(row[0]) if row else 0
+
+
+def _fetched(log: Path, built: Built) -> int:
+    """Bytes of the segments the by-hand server restored (its log names each: "restored log file")."""
+    names = set(re.findall(r'restored log file "([0-9A-F]{24})"',
+                           log.read_text(encoding="utf-8", errors="replace")))
+    return sum((built.wal / name).stat().st_size for name in names if (built.wal / name).is_file())
 
 
 _STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})"
@@ -328,7 +340,8 @@ def _describe(built: Built) -> None:
     mb = 1e6
     print(f"source: scale {built.scale}, database {built.db_bytes / mb:.0f} MB; base.tar.gz "
           f"{built.base_tar_bytes / mb:.0f} MB; pgBackRest repo {built.repo_bytes / mb:.0f} MB; "
-          f"WAL archive {built.wal_segments} segments ({built.wal_bytes / mb:.0f} MB); pgbench load "
+          f"WAL archive {built.wal_segments} segments ({built.wal_bytes / mb:.0f} MB), "
+          f"{built.replay_segments} of them from the base backup's start on; pgbench load "
           f"{(built.load_ended - built.load_started).total_seconds():.0f} s at {built.tps:.0f} tps")
     print("build: " + ", ".join(f"{k} {v:.1f}s" for k, v in built.timings.items()), flush=True)
 
@@ -341,11 +354,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--scale", type=int, default=50, help="pgbench scale of the source (1 = a smoke run)")
     parser.add_argument("--rounds", type=int, default=5, help="alternated rounds per pair (medians)")
-    parser.add_argument("--load", type=int, default=30, help="seconds of pgbench -T after the backups")
+    parser.add_argument("--load", type=int, default=None,
+                        help="seconds of pgbench -T after the backups (default 60, 5 below scale 10)")
     parser.add_argument("--pairs", default=",".join(p.name for p in PAIRS), help="which pairs to measure")
     parser.add_argument("--no-pitr", action="store_true", help="skip the recovery to a target time")
     parser.add_argument("--target-at", type=float, default=0.8, help="target's place in the load (0-1)")
     args = parser.parse_args()
+    args.load = args.load if args.load is not None else (60 if args.scale >= 10 else 5)
     chosen = [p for p in PAIRS if p.name in args.pairs.split(",")]
     load1, load5, _ = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load average {load1:.2f} (1 min) {load5:.2f} (5 min) at start; "

@@ -65,6 +65,7 @@ class Built:
     repo_bytes: int
     wal_segments: int
     wal_bytes: int
+    replay_segments: int     # the archive's segments from the base backup's start segment on
     backup_start_lsn: str    # pg_basebackup's START WAL LOCATION (both backups start close by)
     load_started: datetime   # the source's clock when pgbench -T began / ended
     load_ended: datetime
@@ -205,6 +206,7 @@ def build(root: Path, bindir: Path, *, scale: int, load_s: int, say: Any = print
     return Built(root=root, bindir=bindir, wal=wal, store=store, repo=repo, config=config, restores=restores,
                  scale=scale, db_bytes=db_bytes, base_tar_bytes=_du(store), repo_bytes=_du(repo),
                  wal_segments=len(segments), wal_bytes=sum(p.stat().st_size for p in segments),
+                 replay_segments=sum(p.name >= _segment_of(start) for p in segments),
                  backup_start_lsn=start, load_started=load_started, load_ended=load_ended,
                  tps=float(tps.group(1)) if tps else 0.0, timings=timings)
 
@@ -218,6 +220,14 @@ def _backup_start(wal: Path) -> str:
             if found:
                 return found.group(1)
     raise RuntimeError(f"no pg_basebackup .backup history file in {wal}")
+
+
+def _segment_of(lsn: str, timeline: int = 1, segment_bytes: int = 16 << 20) -> str:
+    """The WAL file name holding ``lsn`` (16 MB segments, as initdb made them here)."""
+    high, low = (int(part, 16) for part in lsn.split("/"))
+    number = ((high << 32) + low) // segment_bytes
+    per_log = 0x100000000 // segment_bytes
+    return f"{timeline:08X}{number // per_log:08X}{number % per_log:08X}"
 
 
 def remove(root: Path) -> None:
