@@ -1,4 +1,4 @@
-"""WAL archive arithmetic for point-in-time recovery (pure; drills/basebackup.py does the I/O)."""
+"""WAL archive arithmetic for point-in-time recovery (pure; drills/physical/ does the I/O)."""
 
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ class StoreSpec:
     # where drillbook may write its own marker objects. Both or neither (drills/config.py).
     probe_role_arn: str | None = None
     probe_prefix: str | None = None
-    # kind = "basebackup" (drills/basebackup.py): pg_basebackup output in ``url`` and its WAL archive.
+    # kind = "basebackup" (drills/physical/): pg_basebackup output in ``url`` and its WAL archive.
     kind: str = "dump"
     wal: str | None = None
 

@@ -16,6 +16,7 @@ from checks.postgres import query_value, row_counts, unique_values
 from checks.verdict import Verdict, format_duration, record
 from drills import deadlines
 from drills.deadlines import Deadline, Limit
+from drills.physical import is_physical
 from drills.restore import RestoreDrill, newest_in_store
 
 from .context import PARSE_TYPES, ScenarioState, configured_timeout, step_texts
@@ -68,7 +69,7 @@ def restore_newest(drillbook_env: Any, drill_state: ScenarioState, request: pyte
     """Discover, download (hashing), detect the format, restore into fresh scratch, first query."""
     store = _store(drill_state)
     limit = restore_limit(request)
-    if store.kind == "basebackup":
+    if is_physical(store.kind):
         from .physical import recover
 
         recover(drill_state, limit)

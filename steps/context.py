@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from checks.durations import parse_duration
-from drills.basebackup import PhysicalRestore
+from drills.physical import PhysicalRestore
 from drills.restore import RestoreDrill, RestoreResult
 from drills.targets import PostgresTarget, StoreSpec
 

@@ -1,4 +1,4 @@
-"""Physical backup steps: a ``kind = "basebackup"`` store restored and recovered (drills/basebackup.py).
+"""Physical backup steps: a ``kind = "basebackup"`` store restored and recovered (drills/physical/).
 
 The restore sentence is shared with dump stores (steps/backup.py hands a physical store here); the
 recovered cluster then answers the same row-count, query and content steps.
@@ -13,8 +13,8 @@ import pytest
 from pytest_bdd import parsers, when
 
 from checks.verdict import Verdict, format_duration
-from drills.basebackup import PhysicalRestore
 from drills.deadlines import Limit
+from drills.physical import PhysicalRestore, is_physical
 
 from .context import ScenarioState
 from .guard import guarded
@@ -23,8 +23,9 @@ from .guard import guarded
 def recover(drill_state: ScenarioState, limit: Limit, *, target: datetime | None = None) -> None:
     """Restore the newest base backup (taken by ``target``), recover it, keep it for later steps."""
     store = drill_state.store
-    if store is None or store.kind != "basebackup":
-        raise LookupError('name a `kind = "basebackup"` store first: `Given the backups in "NAME"`')
+    if store is None or not is_physical(store.kind):
+        raise LookupError('name a physical backup store (e.g. `kind = "basebackup"`) first: '
+                          '`Given the backups in "NAME"`')
 
     def run() -> Verdict:
         drill = PhysicalRestore(store, target=target, limit=limit, database=drill_state.database)

@@ -80,7 +80,7 @@ def _basebackup_store(name: str, spec: StoreSpec) -> Verdict:
     from pathlib import Path
 
     from checks.pitr import SEGMENT
-    from drills.basebackup import list_base_backups
+    from drills.physical import list_base_backups
 
     try:
         backups = list_base_backups(spec)

@@ -1,4 +1,4 @@
-"""pg_basebackup + WAL archive restored and recovered into scratch (drills/basebackup.py), real servers.
+"""pg_basebackup + WAL archive restored and recovered into scratch (drills/physical/), real servers.
 
 One source cluster per module: a base backup (tar.gz, `-X none`), committed batches around it, a
 WAL archive fed by its archive_command; a second store holds a hostile backup of the same cluster
@@ -28,7 +28,8 @@ import pytest
 from checks.errors import BackupRefused, EnvironmentError_, NoBackupFound, RestoreFailed
 from checks.pitr import first_missing
 from drills import pgtools
-from drills.basebackup import PhysicalRestore, _ended
+from drills.physical import PhysicalRestore
+from drills.physical.basebackup import _ended
 from drills.processes import PostgresServer, hand_to_server_user, initdb, server_user_kwargs
 from drills.targets import StoreSpec
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from checks.errors import BackupRefused, ConfigError
 from checks.pitr import SEGMENT, first_missing
-from drills.basebackup import extract_tar, restore_script
 from drills.config import load_config
+from drills.physical import extract_tar, restore_script
 from steps.physical import parse_target
 
 
