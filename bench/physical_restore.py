@@ -53,13 +53,9 @@ from physical_source import KEY_PATTERN, STANZA, Built, as_server, build, remove
 
 from drills import pgtools
 from drills.deadlines import Limit
+from drills.physical import PhysicalRestore
 from drills.processes import free_port
 from drills.targets import StoreSpec
-
-try:  # the physical-source seam (helper "pgbackrest"); before it, drills/basebackup.py
-    from drills.physical import PhysicalRestore
-except ImportError:
-    from drills.basebackup import PhysicalRestore
 
 POLL_S = 0.1
 TARGET_RATIO = 1.15
