@@ -36,7 +36,7 @@ from . import __version__, scenario_steps
 pytest_plugins = ["steps.context", "steps.backup", "steps.cadence", "drillbook.audit", "steps.migrations",
                   "steps.migrate_command",
                   "steps.supply_chain", "drillbook.upgrade_gate", "steps.upgrades", "drillbook.history",
-                  "steps.health", "steps.immutability", "steps.physical"]
+                  "steps.health", "steps.immutability", "steps.physical", "steps.pgbackrest"]
 
 GATES = ("pre-upgrade",)
 COMPONENTS = ("postgres", "redis", "s3", "http", "tls", "prometheus", "sigstore", "sbom")

@@ -107,6 +107,8 @@ from checks.errors import ConfigError
 from checks.http_health import FollowRedirects
 from checks.immutability import check_probe_prefix, check_role_arn
 
+from .pgbackrest_options import KEYS as PGBACKREST_KEYS
+from .pgbackrest_options import pgbackrest_store, redacted_options
 from .targets import HttpTarget, PostgresTarget, PrometheusTarget, RedisTarget, Role, StoreSpec, TlsTarget
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -128,6 +130,7 @@ _TARGET_KEYS: dict[str, set[str]] = {
     },
     "directory": {"kind", "path", "key_pattern", "checksum_suffix"},
     "basebackup": {"kind", "path", "key_pattern", "wal"},
+    "pgbackrest": PGBACKREST_KEYS,
     "http": {"kind", "url", "ca_file", "headers", "follow_redirects"},
     "tls": {"kind", "host", "port", "server_name", "pem_file", "ca_file"},
     "prometheus": {"kind", "url", "ca_file"},
@@ -213,6 +216,8 @@ class Config:
             data["targets"][name] = {
                 "kind": st.kind if st.kind != "dump" else "s3" if st.is_s3 else "directory",
                 **({"wal": st.wal} if st.wal else {}),
+                **({"stanza": st.stanza, "repo": st.repo, "options": redacted_options(st)}
+                   if st.kind == "pgbackrest" else {}),
                 "url": redact.redact(st.url),
                 "key_pattern": st.key_pattern,
                 "endpoint_url": redact.redact(st.endpoint_url or ""),
@@ -319,6 +324,11 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
                 file=where, key=f"{key}.kind",
             )
         _reject_unknown(spec, _TARGET_KEYS[kind], where, f"{key}.")
+        if kind == "pgbackrest":  # its own options table (drills/pgbackrest_options.py)
+            stores[name] = pgbackrest_store(
+                name, spec, path, where, key,
+                lambda value, k, secret: _resolve(value, where, k, environ, secret=secret))
+            continue
         values = {k: _resolve(v, where, f"{key}.{k}", environ, secret=k in _SECRET_KEYS)
                   for k, v in spec.items() if k not in _STRUCTURED_KEYS}
         _register_url_secrets(values)
@@ -338,6 +348,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
             if not url.startswith("s3://") or not url[5:].split("/")[0]:
                 raise ConfigError(f"{where}: `{key}.url` must look like s3://bucket/prefix/, "
                                   f"got {url!r}", file=where, key=f"{key}.url")
+            probe = _probe_keys(values, url, where, key)
             stores[name] = StoreSpec(
                 name=name, url=url, key_pattern=values.get("key_pattern"),
                 endpoint_url=values.get("endpoint_url"),
@@ -345,7 +356,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
                 access_key_id=values.get("access_key_id"),
                 secret_access_key=values.get("secret_access_key"),
                 checksum_suffix=values.get("checksum_suffix", ".sha256"),
-                **_probe_keys(values, url, where, key),
+                probe_role_arn=probe.get("probe_role_arn"), probe_prefix=probe.get("probe_prefix"),
             )
         elif kind == "http":
             url = _http_url(_required(values, "url", where, key), where, f"{key}.url")

@@ -295,6 +295,7 @@ class ContainersEnvironment(provision.ProductServices):
         self.workdir = workdir
         self.cache_dir = cache_dir
         self.directory_store = workdir / "directory-store"
+        self.physical_store = workdir / "physical-store"
         self.images = dict(images)
         self.product: SandboxProduct | None = None
         self.scratch: ContainersScratch | None = None
@@ -409,6 +410,8 @@ class ContainersEnvironment(provision.ProductServices):
             "redis": lambda: self._seed_redis(ports["redis"]),
             "s3": lambda: self._load_s3(ports["s3"], product),
             "directory": lambda: copy_tree(product.directory, self.directory_store),
+            "base-backups": lambda: provision.copy_physical_store(product, self.physical_store,
+                                                                  canary=self.canary),
         })
         self._lap("seed", mark)
 
@@ -591,7 +594,7 @@ class ContainersEnvironment(provision.ProductServices):
         return provision.store_spec(name, endpoint_url=f"http://{LOOPBACK}:{self._published['s3']}",
                                     region=S3_REGION, access_key_id=S3_ACCESS_KEY_ID,
                                     secret_access_key=self._services["s3"].password,
-                                    directory=self.directory_store)
+                                    directory=self.directory_store, physical=self.physical_store)
 
     def scratch_postgres(self) -> ContainersScratch:
         """The scratch container: fresh databases per drill, dropped after."""

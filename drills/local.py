@@ -6,7 +6,8 @@
 - a separate **scratch** PostgreSQL cluster for drills (:class:`LocalScratch`),
 - ``redis-server`` without persistence,
 - moto's S3 server in-process, holding the product's nightly backups,
-- a directory store with the SentraScan-style plain dumps.
+- a directory store with the SentraScan-style plain dumps,
+- the ``base-backups`` store: pg_basebackup tars and their WAL archive (a copy per run).
 
 The product and its 35-day backup history are built once a day and cached
 (:mod:`drills.sandbox.history`); a warm start copies a data dir, starts the
@@ -238,6 +239,7 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
         self.s3: S3Server | None = None
         self.product: SandboxProduct | None = None
         self.directory_store = workdir / "directory-store"
+        self.physical_store = workdir / "physical-store"
         self.timings: dict[str, float] = {}
         self.cache_hit = False
         # The five documented products' data, services and Prometheus (drills/sandbox/fleet.py).
@@ -303,6 +305,7 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
             self.redis_server.start(wait=False)
             self._remember(self.redis_server.label, self.redis_server.pid)
             copy_tree(self.product.directory, self.directory_store)
+            provision.copy_physical_store(self.product, self.physical_store, canary=self.canary)
             self.subject.wait_ready()
             scratch_launched.result().wait_ready()
             self.redis_server.wait_ready()
@@ -386,14 +389,14 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
         return RedisTarget(name=name, url=self.redis_server.url, role=Role.SUBJECT)
 
     def store(self, name: str) -> StoreSpec:
-        """The sandbox's backup stores: two S3 prefixes and one directory; Sovra's nightly dumps."""
+        """The sandbox's backup stores: two S3 prefixes, a dump directory and the base backups; Sovra's."""
         if name in fleet.STORES and self.products is not None:
             return self.products.store(name)
         if name not in self.STORES or self.s3 is None:
             raise _unknown("store", name, (*self.STORES, *fleet.STORES))
         return provision.store_spec(name, endpoint_url=self.s3.endpoint_url, region=S3_REGION,
                                     access_key_id=S3_ACCESS_KEY_ID, secret_access_key=S3_SECRET_ACCESS_KEY,
-                                    directory=self.directory_store)
+                                    directory=self.directory_store, physical=self.physical_store)
 
     def scratch_postgres(self) -> LocalScratch:
         """The scratch cluster: fresh databases per drill, dropped after."""

@@ -88,6 +88,11 @@ class StoreSpec:
     # kind = "basebackup" (drills/physical/): pg_basebackup output in ``url`` and its WAL archive.
     kind: str = "dump"
     wal: str | None = None
+    # kind = "pgbackrest" (drills/pgbackrest_options.py, drills/physical/pgbackrest.py): the stanza,
+    # which repoN to read, and the operator's pgbackrest options (name, value) — secrets among them.
+    stanza: str | None = None
+    repo: int | None = None
+    options: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def is_s3(self) -> bool:

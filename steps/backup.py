@@ -99,6 +99,10 @@ def newest_backup_age(max_age: timedelta, drill_state: ScenarioState) -> None:
     store = _store(drill_state)
 
     def check() -> Verdict:
+        if store.kind == "pgbackrest":  # the newest set's stop time, from the tool's own metadata
+            from .pgbackrest import pgbackrest_freshness
+
+            return pgbackrest_freshness(store, max_age)
         taken = drill_state.backup_time
         if taken is None:
             _, taken, _ = newest_in_store(store)

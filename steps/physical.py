@@ -36,13 +36,17 @@ def recover(drill_state: ScenarioState, limit: Limit, *, target: datetime | None
         to = f"to {target.isoformat()}" if target else "to the end of its WAL archive"
         return Verdict.passed(
             "restore.completed",
-            f"base backup {result.backup.key} restored and recovered {to} "
+            f"{_noun(result.source_format)} {result.backup.key} restored and recovered {to} "
             f"({result.recovery.get('state')}) in {format_duration(timedelta(seconds=result.rto_s))}",
             measured=round(result.rto_s, 3), expected="recovers without error",
             evidence=result.evidence(),
         )
 
     guarded("restore.completed", run)
+
+
+def _noun(source_format: str) -> str:
+    return "base backup" if source_format == "pg_basebackup" else f"{source_format} backup"
 
 
 def parse_target(text: str) -> datetime:

@@ -64,6 +64,8 @@ def store(name: str, spec: StoreSpec) -> Verdict:
 
     if spec.kind == "basebackup":
         return _basebackup_store(name, spec)
+    if spec.kind == "pgbackrest":
+        return _pgbackrest_store(name, spec)
     opened: BackupStore = (S3Store(spec, read_timeout_s=_HTTP_TIMEOUT_S) if spec.is_s3
                            else DirectoryStore(spec))
     try:
@@ -72,6 +74,22 @@ def store(name: str, spec: StoreSpec) -> Verdict:
         return result(name, Outcome.FAILED, redact.redact(exc.message), fix=exc.hint)
     return store_verdict(name, opened.describe(), objects, key_pattern=spec.key_pattern,
                          now=datetime.now(UTC))
+
+
+def _pgbackrest_store(name: str, spec: StoreSpec) -> Verdict:
+    """``pgbackrest info`` answers for the stanza and repo: how many sets, the newest and its stop."""
+    from drills.physical import pgbackrest
+
+    try:
+        info = pgbackrest.read_info(spec, timeout_s=_HTTP_TIMEOUT_S * 3)
+    except DrillbookError as exc:
+        return result(name, Outcome.FAILED, redact.redact(exc.message), fix=exc.hint)
+    sets = info.usable(spec.repo or 1)
+    if not sets:
+        return result(name, Outcome.FAILED, f"stanza `{info.name}` repo{spec.repo or 1}: no backup set",
+                      fix="check that the backup job runs against this stanza and repo")
+    return result(name, Outcome.PASSED, f"pgbackrest stanza `{info.name}` repo{spec.repo or 1}: {len(sets)} "
+                  f"sets, newest {sets[-1].label} ({sets[-1].type}) ended {sets[-1].stop.isoformat()}")
 
 
 def _basebackup_store(name: str, spec: StoreSpec) -> Verdict:

@@ -48,6 +48,7 @@ from .source import Chosen, Source, chown_tree
 # Store kind → "module:class" of its source (imported on use: a tool's module loads only when needed).
 SOURCES: dict[str, str] = {
     "basebackup": "drills.physical.basebackup:BaseBackupSource",
+    "pgbackrest": "drills.physical.pgbackrest:PgBackRestSource",
 }
 _POLL_S = 0.1
 # What the server's log says when recovery cannot go on (A4).

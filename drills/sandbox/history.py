@@ -13,6 +13,12 @@ subject's rows with ``created_at < T``. Each day produces:
 - ``pg_dump product | gzip`` (last :data:`DIRECTORY_DAYS` days only)
                                     → ``directory/sentrascan_YYYYMMDD_020000.sql.gz``
 
+The build cluster also archives its WAL, and after each of the last :data:`BASE_BACKUPS` nightly
+dumps a ``pg_basebackup -Ft -z -X none`` is taken into ``basebackup/base_YYYYMMDD_HHMMSS/``
+(named by the wall clock: WAL commit times are real, so a point-in-time target is one too); the
+archive from the oldest base backup's start on is kept in ``wal/``. That is the ``base-backups``
+store (``kind = "basebackup"``), recoverable to any moment of the build.
+
 After the last backup the rows up to ``now`` are inserted, the server is
 shut down cleanly and its data directory is cached beside the dumps. The
 cache entry is keyed by the anchor date and a hash of the migrations, this
@@ -35,18 +41,19 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
 from checks.errors import EnvironmentError_
+from checks.pitr import SEGMENT
 
-from ..processes import PostgresServer, copy_tree, postgres_version, template_datadir
+from ..processes import PostgresServer, copy_tree, hand_to_server_user, postgres_version, template_datadir
 from . import seed
 
 # Bump when the seeding or the history layout changes: it invalidates every cache entry.
-SANDBOX_VERSION = "5"  # bump when the product or its history changes shape
+SANDBOX_VERSION = "6"  # bump when the product or its history changes shape
 PRODUCT_DB = "product"
 BACKUP_DAYS = 35
 # SentraScan deletes with `find -mtime +30`: tonight's dump plus the 30 nights before it remain.
@@ -60,6 +67,9 @@ SARK_PREFIX = "sark/postgres/"
 SARK_PATTERN = "sark-backup-%Y%m%d-%H%M.dump"
 DIRECTORY_PATTERN = "sentrascan_%Y%m%d_%H%M%S.sql.gz"
 CHECKSUM_SUFFIX = ".sha256"
+BASE_PATTERN = "base_%Y%m%d_%H%M%S"
+BASE_BACKUPS = 2
+_ARCHIVED_WAIT_S = 30.0
 
 _MANIFEST = "manifest.json"
 _ENTRY_PREFIX = "sandbox-"
@@ -109,6 +119,16 @@ class SandboxProduct:
     @property
     def directory(self) -> Path:
         return self.root / "directory"
+
+    @property
+    def base_backups(self) -> Path:
+        """``pg_basebackup -Ft -z`` output, one directory per backup (:data:`BASE_PATTERN`)."""
+        return self.root / "basebackup"
+
+    @property
+    def wal(self) -> Path:
+        """The WAL archive from the oldest base backup's start on."""
+        return self.root / "wal"
 
     def s3_files(self) -> list[tuple[str, Path]]:
         """(object key, file) for every file of the bucket, sorted by key."""
@@ -182,9 +202,14 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
     template = template_datadir(cache_dir, bindir=bindir, workdir=workdir)
     build_dir = workdir / f"sandbox-build-{uuid.uuid4().hex[:8]}"
     build_dir.mkdir(mode=0o711)
+    archive = build_dir / "wal"
+    archive.mkdir()
+    hand_to_server_user(archive)
     # Keep little WAL around (the template uses 1 MB segments): the data dir is copied on every start.
-    server = PostgresServer("sandbox build", build_dir / "pgdata", bindir=bindir,
-                            settings={"min_wal_size": "2MB", "max_wal_size": "4MB"})
+    # Every segment is archived (`.part` then `mv`: a half-copied segment is never taken as whole).
+    server = PostgresServer("sandbox build", build_dir / "pgdata", bindir=bindir, settings={
+        "min_wal_size": "2MB", "max_wal_size": "4MB", "archive_mode": "on",
+        "archive_command": f"cp %p {archive}/%f.part && mv {archive}/%f.part {archive}/%f"})
     try:
         server.init(template=template)
         server.start()
@@ -195,21 +220,72 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
         progress(f"building the sandbox backup history ({BACKUP_DAYS} nightly backups; once a day)")
         since: datetime | None = None
         directory_from = backup_times(anchor)[-DIRECTORY_DAYS]
+        base_from = backup_times(anchor)[-BASE_BACKUPS]
+        first_segment: str | None = None
         for taken_at in backup_times(anchor):
             seed.seed(dsn, anchor=anchor, since=since, until=taken_at)
             since = taken_at
             _dump_all(server, staging, taken_at=taken_at, directory=taken_at >= directory_from)
+            if taken_at >= base_from:
+                first_segment = first_segment or _current_segment(server)
+                _base_backup(server, staging / "basebackup")
         seed.seed(dsn, anchor=anchor, since=since, until=now)
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
-            # Switch segments and checkpoint twice so the old WAL is removed, not cached and copied.
-            for _ in range(2):
-                conn.execute("SELECT pg_switch_wal()")
+            # Switch segments and checkpoint so the old WAL is removed, not cached and copied (and
+            # the archive runs a few segments past the newest base backup).
+            for _ in range(3):
                 conn.execute("CHECKPOINT")
+                conn.execute("SELECT pg_switch_wal()")
+            _wait_archived(conn)
         server.stop()
         copy_tree(server.datadir, staging / "pgdata")
+        _keep_wal(archive, staging / "wal", since_segment=first_segment or "")
     finally:
         server.stop()
         shutil.rmtree(build_dir, ignore_errors=True)
+
+
+def _current_segment(server: PostgresServer) -> str:
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        row = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+    return str(row[0]) if row else ""
+
+
+def _base_backup(server: PostgresServer, into: Path) -> None:
+    """One ``pg_basebackup -Ft -z -X none`` (the archive holds its WAL), named by the wall clock."""
+    into.mkdir(parents=True, exist_ok=True)
+    name = datetime.now(UTC).strftime(BASE_PATTERN)
+    while (into / name).exists():  # two backups within a second: the key must still name one
+        time.sleep(0.2)
+        name = datetime.now(UTC).strftime(BASE_PATTERN)
+    _run([str(server.bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres",
+          "-D", str(into / name), "-Ft", "-z", "-X", "none", "-c", "fast"], into / name)
+
+
+def _wait_archived(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Until the archiver has taken every finished segment (the archive must be continuous)."""
+    deadline = time.monotonic() + _ARCHIVED_WAIT_S
+    while time.monotonic() < deadline:
+        row = conn.execute("SELECT count(*) FROM pg_catalog.pg_ls_archive_statusdir() "
+                           "WHERE name LIKE '%.ready'").fetchone()
+        if row and row[0] == 0:
+            return
+        time.sleep(0.05)
+    raise EnvironmentError_(f"the sandbox build cluster did not archive its WAL within "
+                            f"{_ARCHIVED_WAIT_S:.0f} s",
+                            hint="the sandbox build cluster misbehaved; remove the cache directory and retry")
+
+
+def _keep_wal(archive: Path, into: Path, *, since_segment: str) -> None:
+    """The archive from ``since_segment`` on (and the backups' ``.backup`` history files) into the cache."""
+    into.mkdir()
+    for path in sorted(archive.iterdir()):
+        name = path.name
+        if name.endswith(".part"):
+            continue
+        segment = name[:24]
+        if SEGMENT.fullmatch(segment) and segment >= since_segment:
+            shutil.copyfile(path, into / name)
 
 
 def _dump_all(server: PostgresServer, out: Path, *, taken_at: datetime, directory: bool) -> None:

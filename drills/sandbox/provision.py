@@ -30,13 +30,14 @@ from psycopg import sql
 from checks import redact
 from checks.errors import ConfigError, SafetyError
 
+from ..processes import copy_tree
 from ..targets import HttpTarget, PostgresTarget, PrometheusTarget, Role, StoreSpec, TlsTarget
 from . import fleet, history
 from .history import SandboxProduct
 
 POSTGRES_NAMES = ("production",)
 REDIS_NAMES = ("cache",)
-STORE_NAMES = ("nightly-dumpall", "nightly-custom", "nightly-plain")
+STORE_NAMES = ("nightly-dumpall", "nightly-custom", "nightly-plain", "base-backups")
 
 # PostgreSQL identifiers are at most 63 bytes; the slug leaves room for the unique suffix.
 _MAX_PURPOSE_SLUG = 30
@@ -84,10 +85,14 @@ def upload_backups(client: Any, product: SandboxProduct, *,
 
 
 def store_spec(name: str, *, endpoint_url: str, access_key_id: str, secret_access_key: str,
-               region: str, directory: Path) -> StoreSpec:
-    """One of :data:`STORE_NAMES`: two prefixes of the sandbox bucket, and the plain-dump directory."""
+               region: str, directory: Path, physical: Path) -> StoreSpec:
+    """One of :data:`STORE_NAMES`: two prefixes of the sandbox bucket, the plain-dump directory, and the
+    base backups with their WAL archive (``physical``: a :func:`copy_physical_store` copy)."""
     if name == "nightly-plain":
         return StoreSpec(name=name, url=str(directory), key_pattern=history.DIRECTORY_PATTERN)
+    if name == "base-backups":
+        return StoreSpec(name=name, url=str(physical / "basebackup"), key_pattern=history.BASE_PATTERN,
+                         kind="basebackup", wal=str(physical / "wal"))
     prefix, pattern = ((history.AUREUS_PREFIX, history.AUREUS_PATTERN) if name == "nightly-dumpall"
                        else (history.SARK_PREFIX, history.SARK_PATTERN))
     return StoreSpec(
@@ -96,6 +101,23 @@ def store_spec(name: str, *, endpoint_url: str, access_key_id: str, secret_acces
         access_key_id=access_key_id, secret_access_key=secret_access_key,
         checksum_suffix=history.CHECKSUM_SUFFIX,
     )
+
+
+def copy_physical_store(product: SandboxProduct, into: Path, *, canary: bool) -> None:
+    """This environment's copy of the base backups and their WAL archive.
+
+    In canary mode the segment after the newest base backup's start is missing (a gap inside the
+    archive's range: the recovery must fail naming it, never promote early and pass).
+    """
+    into.mkdir(mode=0o755)
+    copy_tree(product.base_backups, into / "basebackup")
+    copy_tree(product.wal, into / "wal")
+    if canary:
+        starts = sorted(path.name[:24] for path in (into / "wal").glob("*.backup"))
+        segments = sorted(path.name for path in (into / "wal").iterdir() if len(path.name) == 24)
+        after = [name for name in segments if starts and name > starts[-1]]
+        if len(after) >= 2:  # never the last: a missing last segment is only the archive's end
+            (into / "wal" / after[0]).unlink()
 
 
 def product_details(product: SandboxProduct) -> dict[str, str]:

@@ -1,0 +1,185 @@
+"""The ``kind = "pgbackrest"`` source: a stanza in one pgBackRest repository (study A2, B3).
+
+Every pgbackrest child runs with ``--config=/dev/null`` (no file in /etc is read), the store's
+options as ``PGBACKREST_*`` environment and nothing else of drillbook's environment (secrets
+included only as the operator configured them), as the server user, with its lock and log paths
+in this drill's scratch. **choose** reads ``info --output=json`` (the status codes, never the exit
+code: 0 on errors); **materialize** runs ``restore --set=<label> --type=none`` (no recovery
+settings written: drillbook writes its own); **fetch_wal** runs ``archive-get`` itself for each
+segment from the set's start to the archive's max into scratch, so the recovered server's
+restore_command is only a ``cp`` and never sees the repository or its credentials.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from checks.errors import EnvironmentError_, RestoreFailed, RestoreTimedOut, UnusableAnswer
+from checks.pgbackrest_info import StanzaInfo, choose, parse_info, stanza_for
+from checks.pgbackrest_verify import VerifyReport, parse_verify
+from checks.redact import redact
+from drills.deadlines import Deadline
+from drills.pgbackrest_options import environment
+from drills.processes import hand_to_server_user, server_user_kwargs
+from drills.targets import StoreSpec
+
+from .source import Chosen, WalCopy
+
+INFO_TIMEOUT_S = 120.0
+_PATH = "/usr/bin:/bin"
+_SEGMENT_SIZES = {1 << n for n in range(20, 31)}  # 1 MB … 1 GB: what initdb --wal-segsize allows
+
+
+def binary() -> str:
+    """The pgbackrest executable, or EnvironmentError_ saying how to install it."""
+    found = shutil.which("pgbackrest", path=_PATH) or shutil.which("pgbackrest")
+    if found is None:
+        raise EnvironmentError_("pgbackrest is not installed",
+                                hint="apt-get install pgbackrest (Debian 12: 2.45)")
+    return found
+
+
+def run(spec: StoreSpec, *args: str, timeout_s: float,
+        scratch: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """One pgbackrest command for the store's stanza and repo; never raises on its exit status."""
+    env = {"PATH": _PATH, "LANG": "C.UTF-8", **environment(spec), "PGBACKREST_LOG_LEVEL_FILE": "off"}
+    if scratch is not None:  # never /tmp/pgbackrest, shared with other runs (A2)
+        env.update(PGBACKREST_LOCK_PATH=str(scratch / "lock"), PGBACKREST_LOG_PATH=str(scratch / "log"),
+                   PGBACKREST_SPOOL_PATH=str(scratch / "spool"))
+    argv = [binary(), "--config=/dev/null", f"--stanza={spec.stanza}", f"--repo={spec.repo or 1}", *args]
+    try:
+        return subprocess.run(argv, env=env, capture_output=True, text=True, errors="replace", check=False,
+                              timeout=timeout_s, cwd=str(scratch or "/"), **server_user_kwargs())
+    except subprocess.TimeoutExpired:
+        raise RestoreTimedOut(f"pgbackrest {args[-1]} for stanza `{spec.stanza}` did not finish within "
+                              f"{timeout_s:.0f} s", store=spec.name) from None
+
+
+def said(proc: subprocess.CompletedProcess[str]) -> str:
+    """What pgbackrest said, redacted and short: its ERROR lines, else the end of its output."""
+    text = "\n".join(x for x in (proc.stdout, proc.stderr) if x)
+    errors = [line.split("ERROR: ", 1)[1].strip() for line in text.splitlines() if "ERROR: " in line]
+    return redact(" / ".join(errors) if errors else " ".join(text.split()[-40:]))[:1000]
+
+
+def read_info(spec: StoreSpec, *, timeout_s: float = INFO_TIMEOUT_S) -> StanzaInfo:
+    """``info --output=json`` for the store's stanza and repo, usable or a NoBackupFound naming both."""
+    proc = run(spec, "--log-level-console=off", "--log-level-stderr=warn", "--output=json", "info",
+               timeout_s=timeout_s)
+    if proc.returncode != 0:
+        raise UnusableAnswer(f"pgbackrest info for stanza `{spec.stanza}` exited {proc.returncode}: "
+                             f"{said(proc)}", store=spec.name, hint="check the store's pgbackrest options")
+    return stanza_for(parse_info(proc.stdout), spec.stanza or "", spec.repo or 1)
+
+
+def verify(spec: StoreSpec, *, timeout_s: float) -> VerifyReport:
+    """``verify`` at detail level, parsed (its exit status is 0 even when it finds errors)."""
+    proc = run(spec, "--output=text", "--verbose", "--log-level-console=detail", "--log-level-stderr=off",
+               "verify", timeout_s=timeout_s)
+    try:
+        return parse_verify(proc.stdout)
+    except UnusableAnswer as exc:
+        raise UnusableAnswer(f"{exc.message} (exit {proc.returncode}; {said(proc)})",
+                             store=spec.name) from None
+
+
+class PgBackRestSource:
+    """A stanza's backup sets in one repo, restored and fed WAL by pgbackrest itself."""
+
+    kind = "pgbackrest"
+    format = "pgbackrest"
+
+    def __init__(self, spec: StoreSpec) -> None:
+        self.spec = spec
+        self.archive = f"stanza `{spec.stanza}` repo{spec.repo or 1}"
+        self._info: StanzaInfo | None = None
+        self._datadir: Path | None = None
+        self._deadline: Deadline | None = None
+        self._archive_max: str | None = None
+
+    def choose(self, target: datetime | None) -> Chosen:
+        """The newest set, or the newest whose stop is at or before ``target`` (refused before restoring)."""
+        info = self._info = read_info(self.spec)
+        chosen = choose(info, self.spec.repo or 1, target)
+        archive = info.archive_of(chosen)
+        self._archive_max = archive.max if archive else None
+        return Chosen(key=chosen.label, taken=chosen.start, end=chosen.stop, major=info.major(chosen),
+                      start_segment=chosen.archive_start, size=chosen.size,
+                      details={"type": chosen.type, "stop": chosen.stop.isoformat(),
+                               "archive_id": archive.id if archive else None,
+                               "archive_max": self._archive_max})
+
+    def materialize(self, chosen: Chosen, datadir: Path, deadline: Deadline) -> dict[str, Any]:
+        """``pgbackrest restore --set=<label> --type=none`` into ``datadir``, as the server user."""
+        self._datadir, self._deadline = datadir, deadline
+        scratch = self._scratch(datadir)
+        hand_to_server_user(datadir)
+        proc = run(self.spec, f"--pg1-path={datadir}", f"--set={chosen.key}", "--type=none",
+                   "--log-level-console=warn", "--log-level-stderr=off", "restore",
+                   timeout_s=max(deadline.remaining(), 1.0), scratch=scratch)
+        if proc.returncode != 0:
+            raise RestoreFailed(f"pgbackrest restore of set {chosen.key} ({self.archive}) failed "
+                                f"(exit {proc.returncode}): {said(proc)}", key=chosen.key,
+                                store=self.spec.name,
+                                hint="run `pgbackrest verify` on this repository: a set that does not "
+                                "restore is no backup")
+        return {"set": chosen.key, "type": chosen.details.get("type")}
+
+    def fetch_wal(self, first_segment: str, dest: Path) -> WalCopy:
+        """``archive-get`` each segment from ``first_segment`` to the archive's max into ``dest``.
+
+        A segment archive-get cannot find inside that range is the gap (``first_missing``); fetching
+        stops there, since recovery cannot pass it.
+        """
+        last = self._archive_max
+        if self._datadir is None or last is None or last[:8] != first_segment[:8] or last < first_segment:
+            raise RestoreFailed(f"{self.archive}: the WAL archive's newest segment ({last}) does not follow "
+                                f"the set's start {first_segment} on its timeline", segment=first_segment,
+                                store=self.spec.name)
+        scratch = self._scratch(self._datadir)
+        hand_to_server_user(dest)
+        segment, count, size, copied, missing = first_segment, 0, 0, 0, None
+        while True:
+            if self._deadline is not None and self._deadline.expired():
+                raise RestoreTimedOut(f"fetching WAL from {self.archive} took past the limit (at {segment})",
+                                      store=self.spec.name)
+            proc = run(self.spec, f"--pg1-path={self._datadir}", "--log-level-console=warn",
+                       "--log-level-stderr=off", "archive-get", segment, str(dest / segment),
+                       timeout_s=INFO_TIMEOUT_S, scratch=scratch)
+            if proc.returncode == 1:  # "not found" (A2): inside the range, that is the gap
+                missing = segment
+                break
+            if proc.returncode != 0:
+                raise RestoreFailed(f"pgbackrest archive-get {segment} from {self.archive} failed "
+                                    f"(exit {proc.returncode}): {said(proc)}", segment=segment,
+                                    store=self.spec.name)
+            got = (dest / segment).stat().st_size
+            size = size or got
+            if size not in _SEGMENT_SIZES:
+                raise RestoreFailed(f"{segment} from {self.archive} is {got} bytes: not a WAL segment",
+                                    segment=segment, store=self.spec.name)
+            count, copied = count + 1, copied + got
+            if segment >= last:
+                break
+            segment = next_segment(segment, size)
+        return WalCopy(last=last, first_missing=missing, count=count, bytes=copied)
+
+    @staticmethod
+    def _scratch(datadir: Path) -> Path:
+        """pgbackrest's private lock/log/spool directory beside the data directory (in scratch)."""
+        scratch = datadir.parent / "pgbackrest"
+        if not scratch.exists():
+            scratch.mkdir(mode=0o700)
+            hand_to_server_user(scratch)
+        return scratch
+
+
+def next_segment(name: str, segment_bytes: int) -> str:
+    """The WAL segment after ``name`` on its timeline (``segment_bytes`` per segment)."""
+    per_log = 0x100000000 // segment_bytes
+    number = int(name[8:16], 16) * per_log + int(name[16:], 16) + 1
+    return f"{name[:8]}{number // per_log:08X}{number % per_log:08X}"
