@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import psycopg
 
@@ -82,6 +82,7 @@ class ByHand:
 
     # Stopped on the way out whatever happened: pg_ctl's server is in its own session, Ctrl-C misses it.
     running: ClassVar[list[ByHand]] = []
+    like_drillbook: ClassVar[bool] = False
 
     def __init__(self, built: Built) -> None:
         self.built = built
@@ -97,8 +98,11 @@ class ByHand:
         ByHand.running.append(self)
         self.started = True
         sock = server_dir(self.built.restores / f"{self.datadir.name}-s")
-        self.pg_ctl("-l", str(self.log), "-w", "-t", str(int(LIMIT.seconds)), "-o",
-                    f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1", "start", timeout=LIMIT.seconds)
+        options = f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1"
+        if ByHand.like_drillbook:  # what drillbook's scratch server forces (drills/processes.py)
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        self.pg_ctl("-l", str(self.log), "-w", "-t", str(int(LIMIT.seconds)), "-o", options, "start",
+                    timeout=LIMIT.seconds)
 
     def dsn(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -219,11 +223,14 @@ def _basebackup_spec(built: Built) -> StoreSpec:
 
 
 def _pgbackrest_spec(built: Built) -> StoreSpec | str:
-    """The ``kind = "pgbackrest"`` store of the same repo (as drills/config.py makes it), or why not."""
-    if "stanza" not in StoreSpec.__dataclass_fields__:
+    """The ``kind = "pgbackrest"`` store of the same repo, made as drillbook.toml's table would be."""
+    try:
+        from drills.pgbackrest_options import pgbackrest_store
+    except ImportError:
         return 'this checkout has no kind = "pgbackrest" store yet (helper "pgbackrest")'
-    fields: dict[str, Any] = {"stanza": STANZA, "repo": 1, "options": (("repo1-path", str(built.repo)),)}
-    return StoreSpec(name="bench-pgbr", url=f"pgbackrest:{STANZA}@repo1", kind="pgbackrest", **fields)
+    table = {"kind": "pgbackrest", "stanza": STANZA, "repo": 1, "options": {"repo1-path": str(built.repo)}}
+    return pgbackrest_store("bench-pgbr", table, None, "the bench", "targets.bench-pgbr",
+                            lambda value, _key, _secret: str(value))
 
 
 # -- the table of ways ---------------------------------------------------------------------------
@@ -354,13 +361,17 @@ def main() -> int:
                         help="seconds of pgbench -T after the backups (default 60, 5 below scale 10)")
     parser.add_argument("--pairs", default=",".join(p.name for p in PAIRS), help="which pairs to measure")
     parser.add_argument("--no-pitr", action="store_true", help="skip the recovery to a target time")
+    parser.add_argument("--hand-like-drillbook", action="store_true",
+                        help="start the by-hand servers with drillbook's fsync=off, full_page_writes=off")
     parser.add_argument("--target-at", type=float, default=0.8, help="target's place in the load (0-1)")
     args = parser.parse_args()
     args.load = args.load if args.load is not None else (60 if args.scale >= 10 else 5)
     chosen = [p for p in PAIRS if p.name in args.pairs.split(",")]
+    ByHand.like_drillbook = args.hand_like_drillbook
     load1, load5, _ = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load average {load1:.2f} (1 min) {load5:.2f} (5 min) at start; "
-          f"scale {args.scale}, {args.rounds} rounds, pgbench -T {args.load}", flush=True)
+          f"scale {args.scale}, {args.rounds} rounds, pgbench -T {args.load}"
+          f"{'; by hand with fsync=off like drillbook' if args.hand_like_drillbook else ''}", flush=True)
     signal.signal(signal.SIGTERM, _interrupted)
     root = Path(tempfile.mkdtemp(prefix="drillbook-bench-physical-"))
     root.chmod(0o711)
