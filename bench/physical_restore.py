@@ -73,6 +73,7 @@ class Run:
     redo_s: float | None = None    # PITR: the server's redo, from its log
     start_to_paused_s: float | None = None
     fetched_bytes: int | None = None  # PITR: WAL bytes the restore_command had to hand over
+    history_rows: int = -1            # pgbench_history rows recovered (checked after the timing)
 
 
 # -- by hand: what an operator types ------------------------------------------------------------
@@ -135,6 +136,13 @@ class ByHand:
         as_server(["rm", "-rf", str(self.datadir), f"{self.datadir}-s", str(self.log)])
 
 
+def _history_rows(dsn: str) -> int:
+    """Proof of what was replayed (untimed): a way that stopped early would count fewer rows."""
+    with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pgbench_history").fetchone()
+    return int(row[0]) if row else -1
+
+
 def _first_query(dsn: str) -> None:
     with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
         conn.execute(FIRST_QUERY).fetchone()
@@ -163,6 +171,9 @@ def _by_hand(built: Built, restore: Callable[[ByHand], None], target: datetime |
         _first_query(way.dsn())
         phases["first query"] = time.perf_counter() - t
         run = Run(total=time.perf_counter() - t0, phases=phases)
+        run.history_rows = _history_rows(way.dsn())
+        if target is None:
+            run.phases.update(log_phases(way.log.read_text(encoding="utf-8", errors="replace")))
         if target is not None:
             run.lsn_bytes = _replayed(way.dsn(), built.backup_start_lsn)
             run.fetched_bytes = _fetched(way.log, built)
@@ -200,20 +211,23 @@ def _drillbook(spec: StoreSpec, built: Built, target: datetime | None) -> Run:
     with drill:
         result = drill.run()
         run = Run(total=time.perf_counter() - t0)
+        assert drill.server is not None, "a recovered drill has its server"
+        run.history_rows = _history_rows(drill.server.dsn())
         for entry in result.journal.entries:
             run.phases[str(entry["phase"])] = float(str(entry["duration_s"]))
             if entry["phase"] == "copy WAL":
                 run.fetched_bytes = int(str(entry.get("bytes", 0)))
         if target is not None:
-            assert drill.server is not None, "a recovered drill has its server"
             if result.recovery.get("state") != "paused at target":
                 raise RuntimeError(f"drillbook did not pause at the target: {result.recovery}")
             run.lsn_bytes = _replayed(drill.server.dsn(), built.backup_start_lsn)
             log = drill.server.log_path.read_text(encoding="utf-8", errors="replace")
             run.redo_s = redo_seconds(log)
             run.start_to_paused_s = result.timings.get("recovery")
-        elif result.recovery.get("state") != "promoted":
-            raise RuntimeError(f"drillbook did not promote: {result.recovery}")
+        else:
+            if result.recovery.get("state") != "promoted":
+                raise RuntimeError(f"drillbook did not promote: {result.recovery}")
+            run.phases.update(log_phases(drill.server.log_path.read_text(encoding="utf-8", errors="replace")))
     return run
 
 
@@ -248,8 +262,15 @@ PAIRS = [Pair("basebackup", _extract_basebackup, _basebackup_spec),
          Pair("pgbackrest", _pgbackrest_restore, _pgbackrest_spec)]
 
 
-def _alternate(built: Built, rounds: int, ways: list[tuple[str, Callable[[], Run]]]) -> dict[str, list[Run]]:
-    """Run the ways in turn (A, B, A, B, …) for ``rounds``; print each run as it ends."""
+Way = tuple[str, Callable[[], Run]]
+
+
+def _alternate(rounds: int, ways: list[Way], rows: int | None) -> dict[str, list[Run]]:
+    """Run the ways in turn (A, B, A, B, …) for ``rounds``; print each run as it ends.
+
+    Every run must recover ``rows`` pgbench_history rows (to a target: as many as the first run did),
+    else the run is broken: a way that stops replaying early is not faster, it is wrong.
+    """
     runs: dict[str, list[Run]] = {name: [] for name, _ in ways}
     for n in range(1, rounds + 1):
         for name, way in ways:
@@ -257,6 +278,10 @@ def _alternate(built: Built, rounds: int, ways: list[tuple[str, Callable[[], Run
             runs[name].append(run)
             phases = "  ".join(f"{k} {v:.2f}" for k, v in run.phases.items() if not k.startswith("cleanup"))
             print(f"  round {n}  {name:<24} {run.total:7.2f} s   {phases}", flush=True)
+            rows = run.history_rows if rows is None else rows
+            if run.history_rows != rows:
+                raise RuntimeError(f"{name} recovered {run.history_rows} pgbench_history rows where the "
+                                   f"other runs had {rows}: it did not replay the same WAL")
     return runs
 
 
@@ -274,13 +299,13 @@ def bench_end_of_archive(built: Built, rounds: int, pairs: list[Pair]) -> None:
         ways = [(hand_name, lambda: _by_hand(built, restore, None))]  # noqa: B023 - used in this iteration
         if isinstance(spec, str):  # the by-hand figures still stand on their own
             print(f"\n-- {pair.name}: by hand only; drillbook not measured: {spec}", flush=True)
-            runs = _alternate(built, rounds, ways)
+            runs = _alternate(rounds, ways, built.history_rows)
             print(f"  median {hand_name:<24} {statistics.median(r.total for r in runs[hand_name]):7.2f} s   "
                   f"{_median_phases(runs[hand_name])}")
             continue
         print(f"\n-- {pair.name} (A = by hand, B = drillbook, alternated)", flush=True)
         ways.append((drill_name, lambda: _drillbook(spec, built, None)))  # noqa: B023
-        runs = _alternate(built, rounds, ways)
+        runs = _alternate(rounds, ways, built.history_rows)
         hand, drill = (statistics.median(r.total for r in runs[n]) for n in (hand_name, drill_name))
         for name in (hand_name, drill_name):
             print(f"  median {name:<24} {statistics.median(r.total for r in runs[name]):7.2f} s   "
@@ -295,9 +320,9 @@ def bench_target(built: Built, rounds: int, at: float) -> None:
     print(f"\n== recovery to a target time: {target.isoformat()} ({at:.0%} into the load), basebackup + WAL "
           "directory ==", flush=True)
     restore = _extract_basebackup(built)
-    runs = _alternate(built, rounds, [
+    runs = _alternate(rounds, [
         ("PostgreSQL by hand", lambda: _by_hand(built, restore, target)),
-        ("drillbook", lambda: _drillbook(_basebackup_spec(built), built, target))])
+        ("drillbook", lambda: _drillbook(_basebackup_spec(built), built, target))], None)
     for name, these in runs.items():
         lsn_mb = statistics.median(r.lsn_bytes or 0 for r in these) / 1e6
         redo = statistics.median(r.redo_s or 0.0 for r in these)
@@ -329,14 +354,32 @@ def _fetched(log: Path, built: Built) -> int:
 _STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})"
 
 
+def _when(log: str, pattern: str) -> datetime | None:
+    found = re.search(_STAMP + r".*(?:" + pattern + ")", log, re.M)
+    return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S.%f") if found else None
+
+
 def redo_seconds(log: str) -> float | None:
     """Seconds from the log's ``redo starts at`` to where recovery stopped or paused (same log clock)."""
-    start = re.search(_STAMP + r".*redo starts at", log, re.M)
-    end = re.search(_STAMP + r".*(recovery stopping|pausing at the end of recovery|redo done at)", log, re.M)
-    if not (start and end):
-        return None
-    fmt = "%Y-%m-%d %H:%M:%S.%f"
-    return (datetime.strptime(end.group(1), fmt) - datetime.strptime(start.group(1), fmt)).total_seconds()
+    start = _when(log, "redo starts at")
+    end = _when(log, "recovery stopping|pausing at the end of recovery|redo done at")
+    return (end - start).total_seconds() if start and end else None
+
+
+# Where the server's own time goes, from its log: (phase, from line, to line).
+LOG_PHASES = (("log: start->redo", "starting PostgreSQL", "redo starts at"),
+              ("log: redo", "redo starts at", "redo done at"),
+              ("log: redo done->ready", "redo done at", "database system is ready to accept connections"))
+
+
+def log_phases(log: str) -> dict[str, float]:
+    """The server's startup, redo and end of recovery (to promoted), in seconds, from its log."""
+    phases = {}
+    for name, begin, end in LOG_PHASES:
+        a, b = _when(log, begin), _when(log, end)
+        if a and b:
+            phases[name] = (b - a).total_seconds()
+    return phases
 
 
 def _describe(built: Built) -> None:

@@ -70,6 +70,7 @@ class Built:
     load_started: datetime   # the source's clock when pgbench -T began / ended
     load_ended: datetime
     tps: float
+    history_rows: int        # pgbench_history at the end: a recovery to the archive's end has them all
     timings: dict[str, float]
 
     @property
@@ -196,6 +197,8 @@ def build(root: Path, bindir: Path, *, scale: int, load_s: int, say: Any = print
             row = conn.execute("SELECT clock_timestamp()").fetchone()
             assert row is not None
             load_ended = row[0]
+            row = conn.execute("SELECT count(*) FROM pgbench_history").fetchone()
+            history_rows = int(row[0]) if row else -1
             t = time.perf_counter()
             _wait_archived(conn)
             timings["archive catch-up"] = time.perf_counter() - t
@@ -208,7 +211,7 @@ def build(root: Path, bindir: Path, *, scale: int, load_s: int, say: Any = print
                  wal_segments=len(segments), wal_bytes=sum(p.stat().st_size for p in segments),
                  replay_segments=sum(p.name >= _segment_of(start) for p in segments),
                  backup_start_lsn=start, load_started=load_started, load_ended=load_ended,
-                 tps=float(tps.group(1)) if tps else 0.0, timings=timings)
+                 tps=float(tps.group(1)) if tps else 0.0, history_rows=history_rows, timings=timings)
 
 
 def _backup_start(wal: Path) -> str:
