@@ -84,6 +84,7 @@ class ByHand:
     # Stopped on the way out whatever happened: pg_ctl's server is in its own session, Ctrl-C misses it.
     running: ClassVar[list[ByHand]] = []
     like_drillbook: ClassVar[bool] = False
+    copies_wal: ClassVar[bool] = False
 
     def __init__(self, built: Built) -> None:
         self.built = built
@@ -133,7 +134,7 @@ class ByHand:
             self.started = False
         if self in ByHand.running:
             ByHand.running.remove(self)
-        as_server(["rm", "-rf", str(self.datadir), f"{self.datadir}-s", str(self.log)])
+        as_server(["rm", "-rf", str(self.datadir), f"{self.datadir}-s", f"{self.datadir}-wal", str(self.log)])
 
 
 def _history_rows(dsn: str) -> int:
@@ -189,8 +190,13 @@ def _extract_basebackup(built: Built) -> Callable[[ByHand], None]:
         as_server(["mkdir", "-m", "700", str(way.datadir)])
         as_server(["tar", "-xzf", str(built.base_tar), "-C", str(way.datadir)], timeout=LIMIT.seconds)
         as_server(["touch", str(way.datadir / "recovery.signal")])
+        wal = built.wal
+        if ByHand.copies_wal:  # as drillbook does: the archive from the backup's start, copied first
+            wal = server_dir(Path(f"{way.datadir}-wal"))
+            names = sorted(p.name for p in built.wal.iterdir() if p.name >= built.start_segment)
+            as_server(["cp", *(str(built.wal / name) for name in names), str(wal)], cwd=str(built.wal))
         with (way.datadir / "postgresql.auto.conf").open("a", encoding="utf-8") as auto:
-            auto.write(f"restore_command = 'cp {built.wal}/%f %p'\n")
+            auto.write(f"restore_command = 'cp {wal}/%f %p'\n")
     return restore
 
 
@@ -406,15 +412,18 @@ def main() -> int:
     parser.add_argument("--no-pitr", action="store_true", help="skip the recovery to a target time")
     parser.add_argument("--hand-like-drillbook", action="store_true",
                         help="start the by-hand servers with drillbook's fsync=off, full_page_writes=off")
+    parser.add_argument("--hand-copies-wal", action="store_true",
+                        help="by hand, copy the WAL archive from the backup's start first, as drillbook does")
     parser.add_argument("--target-at", type=float, default=0.8, help="target's place in the load (0-1)")
     args = parser.parse_args()
     args.load = args.load if args.load is not None else (60 if args.scale >= 10 else 5)
     chosen = [p for p in PAIRS if p.name in args.pairs.split(",")]
-    ByHand.like_drillbook = args.hand_like_drillbook
+    ByHand.like_drillbook, ByHand.copies_wal = args.hand_like_drillbook, args.hand_copies_wal
     load1, load5, _ = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load average {load1:.2f} (1 min) {load5:.2f} (5 min) at start; "
           f"scale {args.scale}, {args.rounds} rounds, pgbench -T {args.load}"
-          f"{'; by hand with fsync=off like drillbook' if args.hand_like_drillbook else ''}", flush=True)
+          f"{'; by hand with fsync=off like drillbook' if args.hand_like_drillbook else ''}"
+          f"{'; by hand copying the WAL first' if args.hand_copies_wal else ''}", flush=True)
     signal.signal(signal.SIGTERM, _interrupted)
     root = Path(tempfile.mkdtemp(prefix="drillbook-bench-physical-"))
     root.chmod(0o711)

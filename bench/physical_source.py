@@ -74,6 +74,10 @@ class Built:
     timings: dict[str, float]
 
     @property
+    def start_segment(self) -> str:
+        return _segment_of(self.backup_start_lsn)
+
+    @property
     def base_tar(self) -> Path:
         return next(self.store.glob("base_*/base.tar.gz"))
 
