@@ -97,10 +97,12 @@ def stanza_for(stanzas: list[StanzaInfo], stanza: str, repo: int) -> StanzaInfo:
                             f"(status {found.code}: {found.message})", stanza=stanza, repo=repo,
                             hint="check `repo` and the repoN-* options of this store")
     if code != 0:
-        what = {1: "the stanza does not exist there (check `stanza` and the repo options)",
-                2: "the stanza holds no valid backup set"}.get(code, "the repository could not be read")
+        what = {1: "the stanza does not exist there", 2: "the stanza holds no valid backup set"}.get(
+            code, "the repository could not be read")
         raise NoBackupFound(f"stanza `{stanza}` in repo{repo}: {message} (status {code}): {what}",
-                            stanza=stanza, repo=repo, status=code)
+                            stanza=stanza, repo=repo, status=code,
+                            hint="check the store's `stanza`, `repo` and repoN-* options (`pgbackrest info` "
+                            "with the same options lists the stanzas), and that the backup job ran")
     return found
 
 

@@ -37,6 +37,7 @@ import port_for
 import psycopg
 import redis
 from mirakuru import SimpleExecutor
+from mirakuru.base import ENV_UUID
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -193,11 +194,25 @@ def wait_until(
         time.sleep(_POLL_INTERVAL_S)
 
 
+class _CleanEnvExecutor(SimpleExecutor):
+    """A SimpleExecutor whose process gets only PATH and LANG (and mirakuru's own marker).
+
+    mirakuru hands every child drillbook's whole environment, where the operator's ``${ENV}``
+    secrets live; an untrusted server (a recovered backup) must not see them.
+    """
+
+    @property
+    def envvars(self) -> dict[str, str]:
+        marker = {k: v for k, v in super().envvars.items() if k == ENV_UUID}
+        return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **marker}
+
+
 class _Process:
     """One mirakuru-owned server process with its log file."""
 
     def __init__(self, label: str, command: list[str], *, log_path: Path, timeout_s: float,
-                 stop_signal: int, popen_kwargs: dict[str, Any]) -> None:
+                 stop_signal: int, popen_kwargs: dict[str, Any], clean_env: bool = False) -> None:
+        self.clean_env = clean_env
         self.label = label
         self.log_path = log_path
         self._command = command
@@ -216,7 +231,8 @@ class _Process:
 
     def spawn(self) -> None:
         self._log = self.log_path.open("a", encoding="utf-8")
-        self._executor = SimpleExecutor(
+        executor = _CleanEnvExecutor if self.clean_env else SimpleExecutor
+        self._executor = executor(
             self._command,
             timeout=self._timeout_s,
             stop_signal=self._stop_signal,
@@ -349,9 +365,11 @@ class PostgresServer:
         log_path: Path | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         settings: Mapping[str, str] | None = None,
+        clean_env: bool = False,
     ) -> None:
         self.name = name
         self.settings = dict(settings or {})
+        self.clean_env = clean_env  # only PATH and LANG: for an untrusted (recovered) cluster
         self.datadir = datadir
         self.bindir = bindir if bindir is not None else pgtools.bindir()
         self.port = port if port is not None else free_port()
@@ -401,7 +419,8 @@ class PostgresServer:
         for key, value in self.settings.items():
             command += ["-c", f"{key}={value}"]
         self._process = _Process(self.label, command, log_path=self.log_path, timeout_s=self.timeout_s,
-                                 stop_signal=signal.SIGINT, popen_kwargs=server_user_kwargs())
+                                 stop_signal=signal.SIGINT, popen_kwargs=server_user_kwargs(),
+                                 clean_env=self.clean_env)
         self._process.spawn()
         if wait:
             self.wait_ready()

@@ -81,7 +81,7 @@ def verify(spec: StoreSpec, *, timeout_s: float) -> VerifyReport:
     proc = run(spec, "--output=text", "--verbose", "--log-level-console=detail", "--log-level-stderr=off",
                "verify", timeout_s=timeout_s)
     try:
-        return parse_verify(proc.stdout)
+        return parse_verify(redact(proc.stdout))  # its log lines may quote an option value
     except UnusableAnswer as exc:
         raise UnusableAnswer(f"{exc.message} (exit {proc.returncode}; {said(proc)})",
                              store=spec.name) from None
@@ -136,13 +136,15 @@ class PgBackRestSource:
         stops there, since recovery cannot pass it.
         """
         last = self._archive_max
-        if self._datadir is None or last is None or last[:8] != first_segment[:8] or last < first_segment:
-            raise RestoreFailed(f"{self.archive}: the WAL archive's newest segment ({last}) does not follow "
-                                f"the set's start {first_segment} on its timeline", segment=first_segment,
-                                store=self.spec.name)
+        if self._datadir is None or last is None or (last[:8] == first_segment[:8] and last < first_segment):
+            raise RestoreFailed(f"{self.archive}: the WAL archive's newest segment ({last}) is before the "
+                                f"set's start {first_segment}", segment=first_segment, store=self.spec.name)
+        # The archive went on on a later timeline (a promotion): recovery stays on the set's
+        # (recovery_target_timeline=current), so fetch that one to its end; no gap is known there.
+        until = last if last[:8] == first_segment[:8] else None
         scratch = self._scratch(self._datadir)
         hand_to_server_user(dest)
-        segment, count, size, copied, missing = first_segment, 0, 0, 0, None
+        segment, previous, count, size, copied, missing = first_segment, first_segment, 0, 0, 0, None
         while True:
             if self._deadline is not None and self._deadline.expired():
                 raise RestoreTimedOut(f"fetching WAL from {self.archive} took past the limit (at {segment})",
@@ -151,6 +153,8 @@ class PgBackRestSource:
                        "--log-level-stderr=off", "archive-get", segment, str(dest / segment),
                        timeout_s=INFO_TIMEOUT_S, scratch=scratch)
             if proc.returncode == 1:  # "not found" (A2): inside the range, that is the gap
+                if until is None and count:
+                    return WalCopy(last=previous, first_missing=None, count=count, bytes=copied)
                 missing = segment
                 break
             if proc.returncode != 0:
@@ -163,9 +167,9 @@ class PgBackRestSource:
                 raise RestoreFailed(f"{segment} from {self.archive} is {got} bytes: not a WAL segment",
                                     segment=segment, store=self.spec.name)
             count, copied = count + 1, copied + got
-            if segment >= last:
+            if until is not None and segment >= until:
                 break
-            segment = next_segment(segment, size)
+            previous, segment = segment, next_segment(segment, size)
         return WalCopy(last=last, first_missing=missing, count=count, bytes=copied)
 
     @staticmethod

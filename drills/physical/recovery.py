@@ -335,7 +335,7 @@ class PhysicalRestore:
         hand_to_server_user(sockdir)
         self.server = PostgresServer("recovered", datadir, bindir=self.bindir, sockdir=sockdir,
                                      log_path=self._workdir / "server.log",
-                                     settings=self._settings(first, last))
+                                     settings=self._settings(first, last), clean_env=True)
         self.server.start(wait=False)
         if self.server.pid is not None:  # a killed run's postmaster is stopped by the next run's reaper
             self._record.add_server(self.server.label, self.server.pid, anchor=self._workdir)

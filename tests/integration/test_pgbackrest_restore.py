@@ -138,9 +138,17 @@ def source() -> Iterator[Source]:
                 time.sleep(0.1)
     finally:
         server.stop()
+    before = _snapshot(repo)
     yield Source(root=root, repo=repo, markers=markers, full=_label(env, "full"), incr=_label(env, "incr"),
                  between=between, rows=250)
-    shutil.rmtree(root, ignore_errors=True)
+    try:  # every drill only read the repository (a recovered server never archives into it)
+        assert _snapshot(repo) == before
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _snapshot(repo: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(repo)): (p.stat().st_size, p.stat().st_mtime_ns) for p in repo.rglob("*")}
 
 
 @pytest.fixture
@@ -165,10 +173,16 @@ def _segments(repo: Path) -> list[Path]:
     return sorted(p for p in found if re.match(r"[0-9A-F]{24}-", p.name))
 
 
-def test_a_target_time_picks_the_hostile_full_and_its_auto_conf_is_inert(source: Source) -> None:
+def test_a_target_time_picks_the_hostile_full_and_its_auto_conf_is_inert(
+        source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGBR_S3_SECRET", S3_SECRET)  # as an operator exports it for ${ENV}
     with PhysicalRestore(_spec(source), target=source.between) as drill:
         result = drill.run()
         assert result.target is not None and result.backup.key == source.full
+        assert drill.server is not None and drill.server.pid is not None
+        environ = Path(f"/proc/{drill.server.pid}/environ").read_bytes().split(b"\0")
+        assert S3_SECRET.encode() not in b"\0".join(environ)  # the untrusted server never sees it
+        assert {e.split(b"=")[0] for e in environ if e} <= {b"PATH", b"LANG", b"mirakuru_uuid"}
         batch, newest = _query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
         assert batch == 2 and isinstance(newest, datetime) and newest <= source.between
         assert result.recovery["state"] == "paused at target"
@@ -293,3 +307,12 @@ def test_a_set_of_another_major_is_refused_naming_it_and_the_bindir(source: Sour
             pytest.raises(RestoreFailed, match=f"{source.full} is a PostgreSQL 99 backup") as caught:
         drill._check_major(source.full, "99")
     assert "DRILLBOOK_PG_BINDIR" in str(caught.value)
+
+
+def test_doctor_answers_with_pgbackrest_info(source: Source) -> None:
+    from drillbook.doctor.targets import store
+
+    verdict = store("pgbr", _spec(source))
+    assert verdict.outcome.value == "passed" and f"2 sets, newest {source.incr} (incr)" in verdict.message
+    other = store("pgbr", _spec(source, stanza="other"))
+    assert other.outcome.value == "failed" and "stanza `other` in repo1: missing stanza path" in other.message
