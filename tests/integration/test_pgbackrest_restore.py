@@ -249,7 +249,9 @@ def test_a_segment_missing_mid_range_fails_naming_it(source: Source, damaged: Pa
     with drill, pytest.raises(RestoreFailed, match=segment) as caught:
         drill.run()
     assert caught.value.context["segment"] == segment
-    assert f"drillbook: WAL segment {segment} is missing" in caught.value.context["log_tail"]
+    # Not the name inside the redacted tail: a hypothesis test elsewhere in the worker may have
+    # registered a secret such as "00000000".
+    assert "is missing inside the archive" in caught.value.context["log_tail"]
     assert drill.result is not None and drill.result.recovery["first_missing_segment"] == segment
     assert not workdir.exists()
 
