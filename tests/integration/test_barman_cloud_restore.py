@@ -28,14 +28,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from checks.errors import BackupRefused, EnvironmentError_, NoBackupFound, RestoreFailed, StoreUnreachable
+from checks.errors import BackupRefused, NoBackupFound, RestoreFailed, StoreUnreachable
 from checks.verdict import Outcome
-from drills import pgtools
 from drills.physical import PhysicalRestore
 from drills.physical.barman_cloud import BarmanCloudSource, continuity
-from drills.processes import PostgresServer, S3Server, initdb, server_user_kwargs
+from drills.processes import S3Server, server_user_kwargs
 from drills.stores import make_client
 from drills.targets import StoreSpec
+from tests.support.archiving import archiving_source, server_bindir, wait_archived
 
 SECRET = "barman-s3-secret-5f0c"  # the store's fake secret key: never in any output
 BUCKET = "barman"
@@ -74,10 +74,7 @@ def _copy_server(client: Any, source: str, dest: str, *, skip: str | None = None
 @pytest.fixture(scope="module")
 def source(s3_server: S3Server) -> Iterator[Source]:
     """A cluster archiving to barman cloud, one hostile backup, three batches; stopped before tests."""
-    try:
-        bindir = pgtools.bindir()
-    except EnvironmentError_ as exc:
-        pytest.skip(reason=f"PostgreSQL server binaries are not installed: {exc}")
+    bindir = server_bindir()
     wal_archive = shutil.which("barman-cloud-wal-archive")
     if wal_archive is None:
         pytest.skip(reason="barman-cloud-* are not installed (Debian package barman-cli-cloud)")
@@ -93,10 +90,7 @@ def source(s3_server: S3Server) -> Iterator[Source]:
                       f'exec {wal_archive} --endpoint-url {s3_server.endpoint_url} {URL} src "$1"\n',
                       encoding="utf-8")
     script.chmod(0o755)
-    initdb(root / "src", bindir=bindir, log_path=root / "initdb.log")
-    server = PostgresServer("barman-source", root / "src", bindir=bindir, settings={
-        "wal_level": "replica", "archive_mode": "on", "archive_timeout": "0",
-        "archive_command": f"{script} %p"})
+    server = archiving_source(root, "barman-source", bindir=bindir, archive_command=f"{script} %p")
     server.start()
     try:
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
@@ -124,16 +118,7 @@ def source(s3_server: S3Server) -> Iterator[Source]:
             # backup's start, the target's and this one — so a gap can sit mid-range.
             conn.execute("INSERT INTO ticks (batch) SELECT 3 FROM generate_series(1, 50)")
             conn.execute("SELECT pg_switch_wal()")
-            current = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
-            assert current is not None
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # barman-cloud-wal-archive: ~1.5 s a segment (A3)
-                done = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
-                if done and done[0] and done[0] >= f"{current[0][:16]}{int(current[0][16:], 16) - 1:08X}":
-                    break
-                time.sleep(0.2)
-            else:
-                pytest.fail("the source's WAL was not archived within 60 s")
+            wait_archived(conn, timeout_s=60)
     finally:
         server.stop()
     spec = _spec(s3_server)

@@ -25,13 +25,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from checks.errors import BackupRefused, EnvironmentError_, NoBackupFound, RestoreFailed
+from checks.errors import BackupRefused, NoBackupFound, RestoreFailed
 from checks.pitr import first_missing
-from drills import pgtools
 from drills.physical import PhysicalRestore
 from drills.physical.basebackup import _ended
-from drills.processes import PostgresServer, hand_to_server_user, initdb, server_user_kwargs
+from drills.processes import PostgresServer, hand_to_server_user, server_user_kwargs
 from drills.targets import StoreSpec
+from tests.support.archiving import archiving_source, copy_into, server_bindir, wait_archived
 
 PATTERN = "base_%Y%m%d_%H%M%S"
 SECRET = "s3cret-in-auto-conf"  # a fake password the evidence must never show
@@ -58,10 +58,7 @@ def _basebackup(server: PostgresServer, dest: Path, *extra: str) -> None:
 @pytest.fixture(scope="module")
 def source() -> Iterator[Source]:
     """A small cluster with a base backup, three committed batches and its WAL archive (stopped)."""
-    try:
-        bindir = pgtools.bindir()
-    except EnvironmentError_ as exc:
-        pytest.skip(reason=f"PostgreSQL server binaries are not installed: {exc}")
+    bindir = server_bindir()
     root = Path(tempfile.mkdtemp(prefix="drillbook-test-bb-"))
     root.chmod(0o711)
     wal = root / "wal"
@@ -70,10 +67,7 @@ def source() -> Iterator[Source]:
     markers = root / "markers"
     markers.mkdir(mode=0o777)
     markers.chmod(0o777)
-    initdb(root / "src", bindir=bindir, log_path=root / "initdb.log")
-    server = PostgresServer("bb-source", root / "src", bindir=bindir, settings={
-        "wal_level": "replica", "archive_mode": "on", "archive_timeout": "0",
-        "archive_command": f"test ! -f {wal}/%f && cp %p {wal}/%f"})
+    server = archiving_source(root, "bb-source", bindir=bindir, archive_command=copy_into(wal))
     server.start()
     try:
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
@@ -103,23 +97,12 @@ def source() -> Iterator[Source]:
                 conn.execute("SELECT pg_switch_wal()")
             conn.execute("CHECKPOINT")
             conn.execute("SELECT pg_switch_wal()")
-            current = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
-            assert current is not None
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                done = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
-                if done and done[0] and done[0] >= _previous(current[0]):
-                    break
-                time.sleep(0.1)
+            wait_archived(conn)
     finally:
         server.stop()
     yield Source(root=root, wal=wal, store=root / "store", hostile=root / "hostile", between=between,
                  markers=markers)
     shutil.rmtree(root, ignore_errors=True)
-
-
-def _previous(segment: str) -> str:
-    return f"{segment[:16]}{int(segment[16:], 16) - 1:08X}"
 
 
 def _spec(src: Source, *, store: Path | None = None, wal: Path | None = None) -> StoreSpec:

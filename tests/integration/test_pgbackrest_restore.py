@@ -31,6 +31,7 @@ from drills import pgtools
 from drills.physical import PhysicalRestore, pgbackrest
 from drills.processes import PostgresServer, hand_to_server_user, initdb, server_user_kwargs
 from drills.targets import StoreSpec
+from tests.support.archiving import wait_archived
 
 STANZA = "demo"
 S3_KEY = "AKIAPGBRTESTKEY42"  # fake credentials the output must never show
@@ -128,14 +129,7 @@ def source() -> Iterator[Source]:
             for _ in range(3):  # several segments after the incr: a gap can sit mid-range
                 conn.execute("INSERT INTO ticks (batch) SELECT 3 FROM generate_series(1, 50)")
                 conn.execute("SELECT pg_switch_wal()")
-            current = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
-            assert current is not None
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                done = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
-                if done and done[0] and done[0] >= f"{current[0][:16]}{int(current[0][16:], 16) - 1:08X}":
-                    break
-                time.sleep(0.1)
+            wait_archived(conn)
     finally:
         server.stop()
     before = _snapshot(repo)

@@ -27,18 +27,19 @@ from typing import Any
 import psycopg
 import pytest
 
-from checks.errors import EnvironmentError_, RestoreFailed
+from checks.errors import RestoreFailed
 from checks.pitr import sample_moments
 from checks.verdict import Outcome
-from drills import pgtools
 from drills.deadlines import Limit
 from drills.pitr_sample import find_gap, list_wal, recoverable_window
-from drills.processes import PostgresServer, hand_to_server_user, initdb
+from drills.processes import hand_to_server_user
 from drills.targets import StoreSpec
 from steps.physical import draw_moments, moment_verdicts, sample_verdicts, with_gap_range
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_basebackup_restore import PATTERN, _basebackup, _previous
+from test_basebackup_restore import PATTERN, _basebackup
+
+from tests.support.archiving import archiving_source, copy_into, server_bindir, wait_archived
 
 ORDERS = 6  # SPACING apart; B2 after the 3rd
 SPACING_S = 0.4
@@ -57,19 +58,14 @@ class History:
 @pytest.fixture(scope="module")
 def history() -> Iterator[History]:
     """B1, 3 orders 0.4 s apart, B2, 3 more; the archive complete; the server stopped."""
-    try:
-        bindir = pgtools.bindir()
-    except EnvironmentError_ as exc:
-        pytest.skip(reason=f"PostgreSQL server binaries are not installed: {exc}")
+    bindir = server_bindir()
     root = Path(tempfile.mkdtemp(prefix="drillbook-test-pitr-"))
     root.chmod(0o711)
     wal = root / "wal"
     wal.mkdir()
     hand_to_server_user(wal, mode=0o755)
-    initdb(root / "src", bindir=bindir, log_path=root / "initdb.log")
-    server = PostgresServer("pitr-source", root / "src", bindir=bindir, settings={
-        "wal_level": "replica", "archive_mode": "on", "archive_timeout": "0", "track_commit_timestamp": "on",
-        "archive_command": f"test ! -f {wal}/%f && cp %p {wal}/%f"})
+    server = archiving_source(root, "pitr-source", bindir=bindir, archive_command=copy_into(wal),
+                              track_commit_timestamp="on")
     server.start()
     commits: list[tuple[datetime, str]] = []
     try:
@@ -96,14 +92,7 @@ def history() -> Iterator[History]:
                 conn.execute("SELECT pg_switch_wal()")
             conn.execute("CHECKPOINT")
             conn.execute("SELECT pg_switch_wal()")
-            current = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
-            assert current is not None
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                done = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
-                if done and done[0] and done[0] >= _previous(current[0]):
-                    break
-                time.sleep(0.1)
+            wait_archived(conn)
     finally:
         server.stop()
     yield History(root=root, wal=wal, store=root / "store", commits=commits, b2_taken=b2_taken)

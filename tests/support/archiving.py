@@ -1,0 +1,50 @@
+"""A source cluster whose WAL is archived, for the physical-backup tests (shared by their modules)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from checks.errors import EnvironmentError_
+from drills import pgtools
+from drills.processes import PostgresServer, initdb
+
+
+def server_bindir() -> Path:
+    """The PostgreSQL server binaries; the test skips, naming why, when they are missing."""
+    try:
+        return pgtools.bindir()
+    except EnvironmentError_ as exc:
+        pytest.skip(reason=f"PostgreSQL server binaries are not installed: {exc}")
+
+
+def copy_into(wal: Path) -> str:
+    """An ``archive_command`` copying each segment into the directory ``wal`` (never over one)."""
+    return f"test ! -f {wal}/%f && cp %p {wal}/%f"
+
+
+def archiving_source(root: Path, name: str, *, bindir: Path, archive_command: str,
+                     **settings: str) -> PostgresServer:
+    """An initdb'd cluster under ``root/src`` archiving with ``archive_command`` (not started)."""
+    initdb(root / "src", bindir=bindir, log_path=root / "initdb.log")
+    return PostgresServer(name, root / "src", bindir=bindir, settings={
+        "wal_level": "replica", "archive_mode": "on", "archive_timeout": "0",
+        "archive_command": archive_command, **settings})
+
+
+def wait_archived(conn: psycopg.Connection[Any], *, timeout_s: float = 30.0) -> None:
+    """Until every finished segment is archived (none left `.ready`); fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        row = conn.execute("SELECT count(*) FROM pg_catalog.pg_ls_archive_statusdir() "
+                           "WHERE name LIKE '%.ready'").fetchone()
+        if row is not None and row[0] == 0:
+            return
+        time.sleep(0.1)
+    failed = conn.execute("SELECT last_failed_wal, last_archived_wal FROM pg_stat_archiver").fetchone()
+    pytest.fail(f"the source's WAL was not archived within {timeout_s:.0f} s (last failed, last archived: "
+                f"{failed})")
