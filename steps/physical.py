@@ -26,6 +26,7 @@ from checks.errors import DrillbookError, RestoreFailed
 from checks.verdict import Verdict, format_duration, record, timed, verdict_from_error
 from drills.deadlines import Limit
 from drills.physical import PhysicalRestore, is_physical
+from drills.physical.barman_cloud import continuity as barman_continuity
 from drills.pitr_sample import find_gap, gap_at, list_wal, measure_point, recoverable_window
 from drills.targets import StoreSpec
 
@@ -277,6 +278,8 @@ def archive_continuous(store: str, drillbook_env: Any) -> None:
 
     def check() -> Verdict:
         spec = drillbook_env.store(store)
+        if spec.kind == "barman-cloud":  # its wals/ listing on S3, counted from the oldest DONE backup
+            return barman_continuity(spec)
         if spec.wal is None:
             return Verdict.error("pitr.wal_continuity", f"store `{store}` names no WAL archive (`wal`)")
         gap = find_gap(list_wal(Path(spec.wal)))

@@ -279,7 +279,8 @@ def test_drillbook_run_on_barman_cloud_stores(source: Source, tmp_path: Path) ->
         "Feature: barman cloud\n\n"
         "  @id:BAR-01\n  Scenario: fresh\n"
         '    Given the backups in "barman"\n'
-        "    Then the newest backup is at most 1 hour old\n\n"
+        "    Then the newest backup is at most 1 hour old\n"
+        "    And the WAL archive of \"barman\" has no gap since the oldest backup\n\n"
         "  @id:BAR-02\n  Scenario: another server name\n"
         '    Given the backups in "other"\n'
         "    When the newest backup is restored into a scratch database\n", encoding="utf-8")
@@ -298,6 +299,7 @@ def test_drillbook_run_on_barman_cloud_stores(source: Source, tmp_path: Path) ->
     scenarios = {s["id"]: s for s in json.loads((run / "results.json").read_text())["scenarios"]}
     assert {k: s["outcome"] for k, s in scenarios.items()} == {"BAR-01": "passed", "BAR-02": "failed"}
     verdicts = {v["id"]: v for v in scenarios["BAR-01"]["verdicts"]}
+    assert verdicts["pitr.wal_continuity"]["outcome"] == "passed", verdicts["pitr.wal_continuity"]
     ended = datetime.fromisoformat(verdicts["backup.freshness"]["evidence"]["backup_time"])
     assert source.between - timedelta(minutes=5) < ended < source.between  # the DONE backup's end
     [restore] = scenarios["BAR-02"]["verdicts"]
