@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
+
+# A suite started as a background job (`bash .ci/run &`) inherits SIGINT ignored, and an ignored
+# signal stays ignored across exec: every drillbook the tests spawn would then sleep through the
+# Ctrl-C the interrupt tests send. A terminal's foreground job has it at its default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -54,13 +54,6 @@ def private_tmpdir(prefix: str) -> Path:
     return path
 
 
-def _as_a_terminal_job() -> None:
-    """SIGINT and SIGQUIT at their defaults, as for a command typed at a terminal: a suite started as
-    a background job (`bash .ci/run &`) inherits them ignored, and Ctrl-C would then never arrive."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
-
-
 class Spawned:
     """``drillbook ARGS`` started in a session of its own, its stdout read line by line as it comes.
 
@@ -72,7 +65,6 @@ class Spawned:
         self.proc = subprocess.Popen(
             [*DRILLBOOK, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             cwd=cwd or REPO, env={**os.environ, **(env or {})}, start_new_session=True,
-            preexec_fn=_as_a_terminal_job,
         )
         self.lines: list[str] = []
         self._stderr: list[str] = []
