@@ -29,6 +29,7 @@ from psycopg import sql
 
 from checks import redact
 from checks.errors import ConfigError, SafetyError
+from checks.pitr import SEGMENT
 
 from ..processes import copy_tree
 from ..targets import HttpTarget, PostgresTarget, PrometheusTarget, Role, StoreSpec, TlsTarget
@@ -114,7 +115,7 @@ def copy_physical_store(product: SandboxProduct, into: Path, *, canary: bool) ->
     copy_tree(product.wal, into / "wal")
     if canary:
         starts = sorted(path.name[:24] for path in (into / "wal").glob("*.backup"))
-        segments = sorted(path.name for path in (into / "wal").iterdir() if len(path.name) == 24)
+        segments = sorted(path.name for path in (into / "wal").iterdir() if SEGMENT.fullmatch(path.name))
         after = [name for name in segments if starts and name > starts[-1]]
         if len(after) >= 2:  # never the last: a missing last segment is only the archive's end
             (into / "wal" / after[0]).unlink()
