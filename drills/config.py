@@ -107,20 +107,24 @@ from pathlib import Path
 from typing import Any
 
 from checks import redact
-from checks.durations import parse_duration
 from checks.errors import ConfigError
-from checks.http_health import FollowRedirects
-from checks.immutability import check_probe_prefix, check_role_arn
 
-from .pgbackrest_options import KEYS as PGBACKREST_KEYS
-from .pgbackrest_options import pgbackrest_store, redacted_options
+from . import service_kinds, store_kinds
+from .config_values import (
+    SECRET_KEYS,
+    STRUCTURED_KEYS,
+    as_bool,
+    as_string,
+    as_table,
+    duration,
+    register_url_secrets,
+    reject_unknown,
+    required,
+    resolve,
+)
 from .targets import HttpTarget, PostgresTarget, PrometheusTarget, RedisTarget, Role, StoreSpec, TlsTarget
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
-# RFC 9110 field-name token; a value may not break the header block.
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
 
 # [run] deadlines (drills/deadlines.py), written as durations: "90s", "30m", "1h".
 _TIMEOUT_KEYS = ("restore_timeout", "migration_timeout", "query_timeout")
@@ -129,21 +133,11 @@ _LEDGER_KEYS = {"url", "endpoint_url", "region", "access_key_id", "secret_access
 _TARGET_KEYS: dict[str, set[str]] = {
     "postgres": {"kind", "dsn", "scratch"},
     "redis": {"kind", "url", "scratch"},
-    "s3": {
-        "kind", "url", "key_pattern", "endpoint_url", "region",
-        "access_key_id", "secret_access_key", "checksum_suffix", "probe_role_arn", "probe_prefix",
-    },
-    "directory": {"kind", "path", "key_pattern", "checksum_suffix"},
-    "basebackup": {"kind", "path", "key_pattern", "wal", "rpo", "pitr_column"},
-    "barman-cloud": {"kind", "url", "server", "endpoint_url", "region", "access_key_id", "secret_access_key"},
-    "pgbackrest": PGBACKREST_KEYS,
+    **{kind: set(store.keys) for kind, store in store_kinds.KINDS.items()},
     "http": {"kind", "url", "ca_file", "headers", "follow_redirects"},
     "tls": {"kind", "host", "port", "server_name", "pem_file", "ca_file"},
     "prometheus": {"kind", "url", "ca_file"},
 }
-# Values that are not strings, validated by kind: excluded from the generic ${ENV} resolution.
-_STRUCTURED_KEYS = {"kind", "scratch", "headers", "port"}
-_SECRET_KEYS = {"dsn", "url", "secret_access_key", "access_key_id", "endpoint_url"}
 _TOP_KEYS = {"run", "targets", "ledger", "migrations", "containers", "fleet"}
 # A fleet member's child run names its member here (drillbook/fleet/execute.py): every load of the
 # config in that process (the steps load it too) then binds the member's targets.
@@ -219,16 +213,7 @@ class Config:
         for name, rd in self.redis.items():
             data["targets"][name] = {"kind": "redis", "url": redact.redact(rd.url)}
         for name, st in self.stores.items():
-            data["targets"][name] = {
-                "kind": st.kind if st.kind != "dump" else "s3" if st.is_s3 else "directory",
-                **({"wal": st.wal} if st.wal else {}),
-                **({"server": st.server} if st.server else {}),
-                **({"stanza": st.stanza, "repo": st.repo, "options": redacted_options(st)}
-                   if st.kind == "pgbackrest" else {}),
-                "url": redact.redact(st.url),
-                "key_pattern": st.key_pattern,
-                "endpoint_url": redact.redact(st.endpoint_url or ""),
-            }
+            data["targets"][name] = store_kinds.redacted(st)
         for name, ht in self.http.items():
             data["targets"][name] = {"kind": "http", "url": redact.redact(ht.url),
                                      "ca_file": str(ht.ca_file) if ht.ca_file else None,
@@ -274,32 +259,32 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
         data = _bind_member(data, path, member)
         where = f"{where} (fleet member {member})"
 
-    _reject_unknown(data, _TOP_KEYS, where, "")
-    run = _table(data.get("run", {}), where, "run")
-    _reject_unknown(run, _RUN_KEYS, where, "run.")
-    out = Path(_string(run.get("out", "out"), where, "run.out"))
+    reject_unknown(data, _TOP_KEYS, where, "")
+    run = as_table(data.get("run", {}), where, "run")
+    reject_unknown(run, _RUN_KEYS, where, "run.")
+    out = Path(as_string(run.get("out", "out"), where, "run.out"))
     if "out" in run and not out.is_absolute() and path is not None:
         # Like [run] waivers and [ledger] url: relative to the config file, whatever the cwd.
         out = path.parent / out
-    strict = _bool(run.get("strict", False), where, "run.strict")
+    strict = as_bool(run.get("strict", False), where, "run.strict")
     waivers = None
     if "waivers" in run:
-        waivers_value = Path(_string(run["waivers"], where, "run.waivers"))
+        waivers_value = Path(as_string(run["waivers"], where, "run.waivers"))
         if not waivers_value.is_absolute() and path is not None:
             waivers_value = path.parent / waivers_value
         waivers = waivers_value
-    timeouts = {key: _duration(run[key], where, f"run.{key}") for key in _TIMEOUT_KEYS if key in run}
-    ledger = _table(data.get("ledger", {}), where, "ledger")
-    _reject_unknown(ledger, _LEDGER_KEYS, where, "ledger.")
+    timeouts = {key: duration(run[key], where, f"run.{key}") for key in _TIMEOUT_KEYS if key in run}
+    ledger = as_table(data.get("ledger", {}), where, "ledger")
+    reject_unknown(ledger, _LEDGER_KEYS, where, "ledger.")
     ledger_url = None
     if "url" in ledger:
-        ledger_url = _resolve(ledger["url"], where, "ledger.url", environ, secret=False)
-    ledger_s3 = {k: _resolve(v, where, f"ledger.{k}", environ, secret=k in _SECRET_KEYS)
+        ledger_url = resolve(ledger["url"], where, "ledger.url", environ, secret=False)
+    ledger_s3 = {k: resolve(v, where, f"ledger.{k}", environ, secret=k in SECRET_KEYS)
                  for k, v in ledger.items() if k != "url"}
-    _register_url_secrets({"url": ledger_url or "", **ledger_s3})
+    register_url_secrets({"url": ledger_url or "", **ledger_s3})
     if "append_timeout" in ledger_s3:
         # Checked here, kept as text: reports/ledger_s3 reads it when it builds the client.
-        _duration(ledger_s3["append_timeout"], where, "ledger.append_timeout")
+        duration(ledger_s3["append_timeout"], where, "ledger.append_timeout")
     if ledger_s3 and not (ledger_url or "").startswith("s3://"):
         raise ConfigError(f"{where}: `ledger.{sorted(ledger_s3)[0]}` applies only to an s3:// `ledger.url`",
                           file=where, key=f"ledger.{sorted(ledger_s3)[0]}")
@@ -315,7 +300,7 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
     http_targets: dict[str, HttpTarget] = {}
     tls_targets: dict[str, TlsTarget] = {}
     prometheus_targets: dict[str, PrometheusTarget] = {}
-    targets = _table(data.get("targets", {}), where, "targets")
+    targets = as_table(data.get("targets", {}), where, "targets")
     for name, body in targets.items():
         key = f"targets.{name}"
         if not _NAME.fullmatch(name):
@@ -323,83 +308,38 @@ def parse_config(text: str, *, path: Path | None, environ: Mapping[str, str],
                 f"{where}: target name `{name}` must start with a letter and use only "
                 "letters, digits, `_`, `.` and `-`", file=where, key=key,
             )
-        spec = _table(body, where, key)
+        spec = as_table(body, where, key)
         kind = spec.get("kind")
         if kind not in _TARGET_KEYS:
             raise ConfigError(
                 f"{where}: `{key}.kind` must be one of {sorted(_TARGET_KEYS)}, got {kind!r}",
                 file=where, key=f"{key}.kind",
             )
-        _reject_unknown(spec, _TARGET_KEYS[kind], where, f"{key}.")
-        if kind == "pgbackrest":  # its own options table (drills/pgbackrest_options.py)
-            stores[name] = pgbackrest_store(
-                name, spec, path, where, key,
-                lambda value, k, secret: _resolve(value, where, k, environ, secret=secret))
+        reject_unknown(spec, _TARGET_KEYS[kind], where, f"{key}.")
+        if kind in store_kinds.KINDS:
+            stores[name] = store_kinds.parse_store(name, spec, config_path=path, where=where, key=key,
+                                                   environ=environ)
             continue
-        values = {k: _resolve(v, where, f"{key}.{k}", environ, secret=k in _SECRET_KEYS)
-                  for k, v in spec.items() if k not in _STRUCTURED_KEYS}
-        _register_url_secrets(values)
-        scratch = _bool(spec.get("scratch", False), where, f"{key}.scratch")
+        values = {k: resolve(v, where, f"{key}.{k}", environ, secret=k in SECRET_KEYS)
+                  for k, v in spec.items() if k not in STRUCTURED_KEYS}
+        register_url_secrets(values)
+        scratch = as_bool(spec.get("scratch", False), where, f"{key}.scratch")
         role = Role.SCRATCH if scratch else Role.SUBJECT
         if kind == "postgres":
-            dsn = _required(values, "dsn", where, key)
+            dsn = required(values, "dsn", where, key)
             redact.register_dsn(dsn)
             _check_dsn(dsn, where, f"{key}.dsn")
             postgres[name] = PostgresTarget(name=name, dsn=dsn, role=role)
         elif kind == "redis":
-            url = _required(values, "url", where, key)
+            url = required(values, "url", where, key)
             redact.register_dsn(url)
             redis_targets[name] = RedisTarget(name=name, url=url, role=role)
-        elif kind == "s3":
-            url = _required(values, "url", where, key)
-            if not url.startswith("s3://") or not url[5:].split("/")[0]:
-                raise ConfigError(f"{where}: `{key}.url` must look like s3://bucket/prefix/, "
-                                  f"got {url!r}", file=where, key=f"{key}.url")
-            probe = _probe_keys(values, url, where, key)
-            stores[name] = StoreSpec(
-                name=name, url=url, key_pattern=values.get("key_pattern"),
-                endpoint_url=values.get("endpoint_url"),
-                region=values.get("region", "us-east-1"),
-                access_key_id=values.get("access_key_id"),
-                secret_access_key=values.get("secret_access_key"),
-                checksum_suffix=values.get("checksum_suffix", ".sha256"),
-                probe_role_arn=probe.get("probe_role_arn"), probe_prefix=probe.get("probe_prefix"),
-            )
         elif kind == "http":
-            url = _http_url(_required(values, "url", where, key), where, f"{key}.url")
-            http_targets[name] = HttpTarget(
-                name=name, url=url, ca_file=_file(values.get("ca_file"), path, where, f"{key}.ca_file"),
-                headers=_headers(spec.get("headers", {}), where, f"{key}.headers", environ),
-                follow_redirects=_follow_redirects(values.get("follow_redirects"), where,
-                                                   f"{key}.follow_redirects"),
-            )
+            http_targets[name] = service_kinds.http_target(name, spec, values, path, where, key, environ)
         elif kind == "prometheus":
-            url = _http_url(_required(values, "url", where, key), where, f"{key}.url")
-            prometheus_targets[name] = PrometheusTarget(
-                name=name, url=url, ca_file=_file(values.get("ca_file"), path, where, f"{key}.ca_file"),
-            )
-        elif kind == "tls":
-            tls_targets[name] = _tls_target(name, spec, values, path, where, key)
-        elif kind == "basebackup":
-            base = path.parent if path else Path.cwd()
-            stores[name] = StoreSpec(
-                name=name, url=str((base / _required(values, "path", where, key)).resolve()),
-                key_pattern=values.get("key_pattern"), kind="basebackup",
-                wal=str((base / _required(values, "wal", where, key)).resolve()),
-                **_pitr_keys(values, where, key),
-            )
-        elif kind == "barman-cloud":
-            stores[name] = _barman_cloud_store(name, spec, values, where, key)
+            prometheus_targets[name] = service_kinds.prometheus_target(name, values, path, where, key)
         else:
-            directory = _required(values, "path", where, key)
-            base = path.parent if path else Path.cwd()
-            stores[name] = StoreSpec(
-                name=name, url=str((base / directory).resolve()),
-                key_pattern=values.get("key_pattern"),
-                checksum_suffix=values.get("checksum_suffix", ".sha256"),
-            )
-        if key_pattern := values.get("key_pattern"):
-            _validate_key_pattern(key_pattern, where, f"{key}.key_pattern")
+            tls_targets[name] = service_kinds.tls_target(name, spec, values, path, where, key)
     _reject_scratch_equal_to_subject(postgres, where)
     return Config(path=path, out=out, strict=strict, postgres=postgres,
                   redis=redis_targets, stores=stores, http=http_targets, tls=tls_targets,
@@ -426,7 +366,7 @@ def _bind_member(data: dict[str, Any], path: Path | None, member: str) -> dict[s
 
 def _containers(value: Any, where: str, environ: Mapping[str, str]) -> dict[str, str]:
     """``[containers.<target>] image = "..."``: images per service of the containers environment."""
-    table = _table(value, where, "containers")
+    table = as_table(value, where, "containers")
     if not table:
         return {}
     # Imported only when the table is there: reading a config must stay cheap.
@@ -435,9 +375,9 @@ def _containers(value: Any, where: str, environ: Mapping[str, str]) -> dict[str,
     by_target: dict[str, str] = {}
     for target, body in table.items():
         key = f"containers.{target}"
-        spec = _table(body, where, key)
-        _reject_unknown(spec, {"image"}, where, f"{key}.")
-        image = _resolve(_required(spec, "image", where, key), where, f"{key}.image", environ, secret=False)
+        spec = as_table(body, where, key)
+        reject_unknown(spec, {"image"}, where, f"{key}.")
+        image = resolve(required(spec, "image", where, key), where, f"{key}.image", environ, secret=False)
         if not image.strip() or any(c.isspace() for c in image):
             raise ConfigError(f"{where}: `{key}.image` must be an image reference such as postgres:15, "
                               f"got {image!r}", file=where, key=f"{key}.image")
@@ -449,7 +389,7 @@ def _prelude(value: Any, where: str, path: Path | None) -> Path | None:
     """``[migrations] prelude``: a SQL file (relative to the config file) that must exist."""
     if not isinstance(value, dict) or "prelude" not in value:
         return None
-    text = _string(value["prelude"], where, "migrations.prelude")
+    text = as_string(value["prelude"], where, "migrations.prelude")
     base = path.parent if path is not None else Path.cwd()
     prelude = (base / text).resolve()
     if not prelude.is_file():
@@ -461,11 +401,11 @@ def _prelude(value: Any, where: str, path: Path | None) -> Path | None:
 
 def _migrations(value: Any, where: str, path: Path | None) -> tuple[str | None, dict[Path, str]]:
     """``[migrations]``: a default layout and per-folder layouts, each one of the known layouts."""
-    table = _table(value, where, "migrations")
-    _reject_unknown(table, _MIGRATIONS_KEYS, where, "migrations.")
+    table = as_table(value, where, "migrations")
+    reject_unknown(table, _MIGRATIONS_KEYS, where, "migrations.")
 
     def layout(raw: Any, key: str) -> str:
-        text = _string(raw, where, key)
+        text = as_string(raw, where, key)
         if text not in MIGRATION_LAYOUTS:
             raise ConfigError(f"{where}: `{key}` must be one of {', '.join(MIGRATION_LAYOUTS)}, got {text!r}",
                               file=where, key=key)
@@ -474,7 +414,7 @@ def _migrations(value: Any, where: str, path: Path | None) -> tuple[str | None, 
     default = layout(table["layout"], "migrations.layout") if "layout" in table else None
     folders: dict[Path, str] = {}
     base = path.parent if path is not None else Path.cwd()
-    for folder, raw in _table(table.get("folders", {}), where, "migrations.folders").items():
+    for folder, raw in as_table(table.get("folders", {}), where, "migrations.folders").items():
         key = f"migrations.folders.{folder}"
         if not folder.strip():
             raise ConfigError(f"{where}: `migrations.folders` has an empty folder name", file=where, key=key)
@@ -485,7 +425,7 @@ def _migrations(value: Any, where: str, path: Path | None) -> tuple[str | None, 
 def _migration_command(value: Any, where: str, path: Path | None) -> MigrationCommandConfig | None:
     """``[migrations] command`` & co: split like a shell line (never run by one), folder exists,
     duration valid, variables nameable and not the scratch database's own (``DATABASE_URL``, ``PG*``)."""
-    table = _table(value, where, "migrations")
+    table = as_table(value, where, "migrations")
     if "command" not in table:
         extra = sorted(k for k in _COMMAND_KEYS if k in table)
         if extra:
@@ -502,19 +442,19 @@ def _migration_command(value: Any, where: str, path: Path | None) -> MigrationCo
             raise ConfigError(f"{where}: {exc.message}", file=where, key=f"migrations.{key}",
                               hint=exc.hint) from None
 
-    command = _string(table["command"], where, "migrations.command")
+    command = as_string(table["command"], where, "migrations.command")
     checked("command", split_command, command)
     down = None
     if "down_command" in table:
-        down = _string(table["down_command"], where, "migrations.down_command")
+        down = as_string(table["down_command"], where, "migrations.down_command")
         checked("down_command", split_command, down)
     base = path.parent if path is not None else Path.cwd()
-    workdir = (base / _string(table.get("workdir", "."), where, "migrations.workdir")).resolve()
+    workdir = (base / as_string(table.get("workdir", "."), where, "migrations.workdir")).resolve()
     if not workdir.is_dir():
         raise ConfigError(f"{where}: `migrations.workdir`: no such folder {workdir}", file=where,
                           key="migrations.workdir", hint="name the folder the command runs in, relative "
                                                          "to this file")
-    timeout = (_duration(table["command_timeout"], where, "migrations.command_timeout")
+    timeout = (duration(table["command_timeout"], where, "migrations.command_timeout")
                if "command_timeout" in table else None)
     names = table.get("command_env", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -522,164 +462,6 @@ def _migration_command(value: Any, where: str, path: Path | None) -> MigrationCo
                           f"{names!r}", file=where, key="migrations.command_env")
     env = checked("command_env", check_env_names, names)
     return MigrationCommandConfig(command, workdir, down, timeout, env)
-
-
-def _http_url(url: str, where: str, key: str) -> str:
-    """An http(s) URL with a host; a password in it is registered as a secret, never shown."""
-    from urllib.parse import urlsplit
-
-    redact.register_dsn(url)
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        raise ConfigError(f"{where}: `{key}` is not a valid URL", file=where, key=key) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"{where}: `{key}` must be an http:// or https:// URL with a host, "
-            f"got {redact.redact(url)!r}", file=where, key=key,
-        )
-    if parts.query or parts.fragment:
-        raise ConfigError(f"{where}: `{key}` must not carry a query or fragment: steps name the path",
-                          file=where, key=key)
-    return url
-
-
-def _file(value: str | None, config_path: Path | None, where: str, key: str) -> Path | None:
-    """A file named relative to the config file; it must exist now, not an hour into the run."""
-    if value is None:
-        return None
-    if not value:
-        raise ConfigError(f"{where}: `{key}` is empty", file=where, key=key)
-    candidate = Path(value)
-    if not candidate.is_absolute():
-        candidate = (config_path.parent if config_path else Path.cwd()) / candidate
-    if not candidate.is_file():
-        raise ConfigError(f"{where}: `{key}`: no such file {candidate}", file=where, key=key,
-                          hint="paths are relative to the config file")
-    return candidate
-
-
-def _follow_redirects(value: str | None, where: str, key: str) -> FollowRedirects:
-    """``never`` (the default: a 3xx is the answer) or ``same-origin``; anything else names the key."""
-    if value is None:
-        return FollowRedirects.NEVER
-    try:
-        return FollowRedirects(value)
-    except ValueError:
-        allowed = ", ".join(f'"{mode.value}"' for mode in FollowRedirects)
-        raise ConfigError(
-            f"{where}: `{key}` must be one of {allowed}, got {value!r}", file=where, key=key,
-            hint='"never" (the default) reports a redirect as the answer; "same-origin" follows it '
-            "only to the target's own scheme, host and port: other hosts never receive its headers",
-        ) from None
-
-
-def _headers(value: Any, where: str, key: str, environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """``{ Name = "value" }``; values may reference ``${ENV}``; every value is registered as a secret."""
-    table = _table(value, where, key)
-    headers = []
-    for name, raw in table.items():
-        if not _HEADER_NAME.match(name):
-            raise ConfigError(f"{where}: `{key}`: {name!r} is not a valid header name", file=where,
-                              key=f"{key}.{name}")
-        # Header values (tokens) are secrets when they come from the environment.
-        resolved = _resolve(raw, where, f"{key}.{name}", environ, secret=True)
-        if "\r" in resolved or "\n" in resolved or "\0" in resolved:
-            raise ConfigError(f"{where}: `{key}.{name}` contains a line break", file=where,
-                              key=f"{key}.{name}")
-        # Literal values too: a token written into the file is as secret as one from ${ENV}.
-        redact.register_header(name, resolved)
-        headers.append((name, resolved))
-    return tuple(headers)
-
-
-def _is_host(value: str) -> bool:
-    """A DNS name, or an IPv4/IPv6 address (brackets allowed): no scheme, port or path."""
-    import ipaddress
-
-    if _HOST_NAME.match(value):
-        return True
-    try:
-        ipaddress.ip_address(value.removeprefix("[").removesuffix("]"))
-    except ValueError:
-        return False
-    return True
-
-
-def _tls_target(name: str, spec: Mapping[str, Any], values: Mapping[str, str], config_path: Path | None,
-                where: str, key: str) -> TlsTarget:
-    host = values.get("host")
-    pem = values.get("pem_file")
-    if (host is None) == (pem is None):
-        raise ConfigError(f"{where}: `{key}` needs exactly one of `host` (a live endpoint) or `pem_file`",
-                          file=where, key=key)
-    if host is not None and not _is_host(host):
-        raise ConfigError(f"{where}: `{key}.host` must be a bare host name or address (no scheme, port "
-                          f"or path), got {host!r}", file=where, key=f"{key}.host")
-    port = spec.get("port", 443)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ConfigError(f"{where}: `{key}.port` must be a number from 1 to 65535, got {port!r}",
-                          file=where, key=f"{key}.port")
-    if "port" in spec and host is None:
-        raise ConfigError(f"{where}: `{key}.port` applies only with `host`", file=where, key=f"{key}.port")
-    server_name = values.get("server_name")
-    if server_name is not None and not _is_host(server_name):
-        raise ConfigError(f"{where}: `{key}.server_name` must be a host name, got {server_name!r}",
-                          file=where, key=f"{key}.server_name")
-    if host is not None:
-        host = host.removeprefix("[").removesuffix("]")  # [::1]: sockets take the bare address
-    return TlsTarget(
-        name=name, host=host, port=port, server_name=server_name,
-        pem_file=_file(pem, config_path, where, f"{key}.pem_file"),
-        ca_file=_file(values.get("ca_file"), config_path, where, f"{key}.ca_file"),
-    )
-
-
-# A barman server name: barman's own rule (it becomes a path segment of every object).
-_BARMAN_SERVER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-def _barman_cloud_store(name: str, spec: Mapping[str, Any], values: Mapping[str, str], where: str,
-                        key: str) -> StoreSpec:
-    """``kind = "barman-cloud"``: an S3 source URL and server name as barman-cloud-* take them.
-
-    The keys are the tool's credentials, so only ``${ENV}`` references are accepted for them: a
-    literal secret in the file would be one more copy of production's key on disk.
-    """
-    url = _required(values, "url", where, key)
-    if not url.startswith("s3://") or not url[5:].split("/")[0] or "?" in url or "#" in url:
-        raise ConfigError(f"{where}: `{key}.url` must look like s3://bucket/prefix/, got {url!r}",
-                          file=where, key=f"{key}.url", hint="barman-cloud's source URL, as given to "
-                          "barman-cloud-backup (Azure and GCS are not supported yet)")
-    server = _required(values, "server", where, key)
-    if not _BARMAN_SERVER.fullmatch(server):
-        raise ConfigError(f"{where}: `{key}.server` must be a barman server name (letters, digits, "
-                          f"`_`, `.`, `-`), got {server!r}", file=where, key=f"{key}.server")
-    for secret in ("access_key_id", "secret_access_key"):
-        if secret in spec and not _ENV_REF.fullmatch(str(spec[secret]).strip()):
-            raise ConfigError(f"{where}: `{key}.{secret}` must reference the environment, like "
-                              f'"${{AWS_SECRET_ACCESS_KEY}}"', file=where, key=f"{key}.{secret}",
-                              hint="keep the key out of the file: export it and reference it")
-    if ("access_key_id" in values) != ("secret_access_key" in values):
-        raise ConfigError(f"{where}: `{key}` needs both access_key_id and secret_access_key, or neither",
-                          file=where, key=key)
-    return StoreSpec(name=name, url=url, kind="barman-cloud",
-                     server=server, endpoint_url=values.get("endpoint_url"),
-                     region=values.get("region", "us-east-1"),
-                     access_key_id=values.get("access_key_id"),
-                     secret_access_key=values.get("secret_access_key"))
-
-
-def _register_url_secrets(values: Mapping[str, str]) -> None:
-    """Register the userinfo password of every URL-valued field, literal or from ``${ENV}``.
-
-    Any field, not a list of known ones: an ``endpoint_url = "http://user:pw@..."`` written
-    in the file must be masked like a DSN from the environment, and so must a field added later.
-    """
-    for value in values.values():
-        if "://" in value:
-            redact.register_url(value)
 
 
 def _check_dsn(dsn: str, where: str, key: str) -> None:
@@ -692,15 +474,6 @@ def _check_dsn(dsn: str, where: str, key: str) -> None:
         reason = redact.redact(str(exc).strip())
         raise ConfigError(f"{where}: `{key}` is not a valid connection string: {reason}",
                           file=where, key=key) from None
-
-
-def _validate_key_pattern(pattern: str, where: str, key: str) -> None:
-    from checks.backups import compile_key_pattern
-
-    try:
-        compile_key_pattern(pattern)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: `{key}`: {exc.message}", file=where, key=key) from exc
 
 
 def _reject_scratch_equal_to_subject(postgres: Mapping[str, PostgresTarget], where: str) -> None:
@@ -721,114 +494,3 @@ def _reject_scratch_equal_to_subject(postgres: Mapping[str, PostgresTarget], whe
                 file=where, key=f"targets.{name}",
                 hint="point `scratch` at an empty database or let drillbook create one",
             )
-
-
-def _probe_keys(values: Mapping[str, str], url: str, where: str, key: str) -> dict[str, Any]:
-    """``probe_role_arn`` and ``probe_prefix``: both or neither, each checked (checks/immutability.py)."""
-    given = {k: values[k] for k in ("probe_role_arn", "probe_prefix") if values.get(k)}
-    if not given:
-        return {}
-    missing = {"probe_role_arn", "probe_prefix"} - set(given)
-    if missing:
-        name = missing.pop()
-        raise ConfigError(f"{where}: `{key}.{name}` is required with `{key}.{sorted(given)[0]}` "
-                          "(the probe assumes the role and writes its marker under the prefix)",
-                          file=where, key=f"{key}.{name}")
-    store_prefix = url[5:].partition("/")[2]
-    if not store_prefix and not values.get("key_pattern"):
-        # Every key of the bucket is a backup candidate: the newest could be the probe's marker.
-        raise ConfigError(f"{where}: `{key}.probe_prefix` needs a store that is not the whole bucket: "
-                          f"give `{key}.url` a prefix or set `{key}.key_pattern`",
-                          file=where, key=f"{key}.probe_prefix")
-    for name, check in (("probe_role_arn", check_role_arn), ("probe_prefix", check_probe_prefix)):
-        problem = check(given[name], store_prefix=store_prefix)
-        if problem:
-            raise ConfigError(f"{where}: `{key}.{name}` {problem}", file=where, key=f"{key}.{name}")
-    return given
-
-
-def _reject_unknown(table: Mapping[str, Any], allowed: set[str], where: str, prefix: str) -> None:
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(
-                f"{where}: unknown key `{prefix}{key}` (allowed here: {', '.join(sorted(allowed))})",
-                file=where, key=f"{prefix}{key}",
-            )
-
-
-def _table(value: Any, where: str, key: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: `{key}` must be a table, got {type(value).__name__}",
-                          file=where, key=key)
-    return value
-
-
-def _string(value: Any, where: str, key: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: `{key}` must be a string, got {type(value).__name__}",
-                          file=where, key=key)
-    return value
-
-
-def _pitr_keys(values: dict[str, Any], where: str, key: str) -> dict[str, Any]:
-    """A physical store's point-in-time keys: ``rpo`` (a duration), ``pitr_column`` (schema.table.column)."""
-    found: dict[str, Any] = {}
-    if "rpo" in values:
-        found["rpo"] = _duration(values["rpo"], where, f"{key}.rpo")
-    if "pitr_column" in values:
-        text = _string(values["pitr_column"], where, f"{key}.pitr_column")
-        parts = tuple(text.split("."))
-        if len(parts) != 3 or not all(p.strip() == p and p for p in parts):
-            raise ConfigError(f"{where}: `{key}.pitr_column` must be schema.table.column (each name as "
-                              f"stored, drillbook quotes it), got {text!r}", file=where,
-                              key=f"{key}.pitr_column",
-                              hint='e.g. pitr_column = "public.orders.created_at"')
-        found["pitr_column"] = parts
-    return found
-
-
-def _duration(value: Any, where: str, key: str) -> timedelta:
-    """A positive duration as runbooks write it (``"90s"``, ``"30m"``, ``"1h"``)."""
-    text = _string(value, where, key)
-    try:
-        parsed = parse_duration(text)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: `{key}`: {exc}", file=where, key=key) from None
-    if parsed <= timedelta(0):
-        raise ConfigError(f"{where}: `{key}` must be longer than 0s, got {text!r}", file=where, key=key)
-    return parsed
-
-
-def _bool(value: Any, where: str, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: `{key}` must be true or false, got {value!r}",
-                          file=where, key=key)
-    return value
-
-
-def _required(values: Mapping[str, str], name: str, where: str, key: str) -> str:
-    value = values.get(name)
-    if not value:
-        raise ConfigError(f"{where}: `{key}.{name}` is required", file=where, key=f"{key}.{name}")
-    return value
-
-
-def _resolve(value: Any, where: str, key: str, environ: Mapping[str, str], *, secret: bool) -> str:
-    """Expand ``${VAR}``; a missing variable is an error naming it and the key."""
-    text = _string(value, where, key)
-
-    def substitute(match: re.Match[str]) -> str:
-        var = match.group(1)
-        if var not in environ:
-            raise ConfigError(
-                f"{where}: `{key}` references ${{{var}}}, which is not set",
-                file=where, key=key, hint=f"export {var} before running drillbook",
-            )
-        resolved = environ[var]
-        redact.register(resolved)
-        return resolved
-
-    resolved = _ENV_REF.sub(substitute, text)
-    if secret and resolved != text:
-        redact.register(resolved)
-    return resolved

@@ -6,7 +6,7 @@ pgbackrest child it runs, always with ``--config=/dev/null`` (study A2: no file 
 A secret option (``*-key``, ``*-key-secret``, ``*-cipher-pass``, ``*-token``) must be written as
 ``${ENV}`` (never its value in the file) and is registered with the redactor. The options drillbook
 itself decides (where to restore, which set, logging, locks, the config file) are refused: they
-are listed in :data:`FORCED`. Kept out of drills/config.py (already large); it calls
+are listed in :data:`FORCED`. drills/store_kinds/pgbackrest.py calls
 :func:`pgbackrest_store`.
 """
 

@@ -83,7 +83,7 @@ class StoreSpec:
     secret_access_key: str | None = None
     checksum_suffix: str = ".sha256"
     # The immutability probe (checks/immutability_probe.py): a role the backup job uses, and
-    # where drillbook may write its own marker objects. Both or neither (drills/config.py).
+    # where drillbook may write its own marker objects. Both or neither (drills/store_kinds/dump.py).
     probe_role_arn: str | None = None
     probe_prefix: str | None = None
     # kind = "basebackup" (drills/physical/): pg_basebackup output in ``url`` and its WAL archive.
