@@ -181,11 +181,12 @@ class WalListing:
         return sorted(n for n in self.segments if n[:8] == first[:8] and n >= first)
 
 
-def wal_listing(objects: list[tuple[str, int]], wals_prefix: str) -> WalListing:
+def wal_listing(objects: list[tuple[str, int]], wals_prefix: str, *, flat: bool = False) -> WalListing:
     """Sort an S3 listing of ``wals_prefix`` (``(key, size)`` pairs) into WAL files by name.
 
-    A segment must sit in its own ``<timeline+log>`` folder (barman's layout); a key elsewhere, or
-    with a codec drillbook does not decompress, is listed as unsupported rather than guessed at.
+    A segment must sit in its own ``<timeline+log>`` folder (barman's layout), or with ``flat``
+    directly under the prefix (an archive_command copying ``%f`` there); a key elsewhere, or with a
+    codec drillbook does not decompress, is listed as unsupported rather than guessed at.
     Two variants of one segment (plain and ``.gz``): the plain one wins.
     """
     segments: dict[str, WalObject] = {}
@@ -202,11 +203,11 @@ def wal_listing(objects: list[tuple[str, int]], wals_prefix: str) -> WalListing:
             unsupported.append(key)
             continue
         found = WalObject(name=name, key=key, size=size, compression=compression)
-        if SEGMENT.fullmatch(name) and folder == name[:16]:
+        if SEGMENT.fullmatch(name) and folder == ("" if flat else name[:16]):
             if name not in segments or segments[name].compression is not None:
                 segments[name] = found
         elif (HISTORY.fullmatch(name) and folder == "") or \
-                (BACKUP_HISTORY.fullmatch(name) and folder == name[:16]):
+                (BACKUP_HISTORY.fullmatch(name) and folder == ("" if flat else name[:16])):
             history[name] = found
         elif not name.endswith(".partial"):
             unsupported.append(key)

@@ -1,14 +1,17 @@
-"""What point-in-time steps read besides a restore: a WAL directory's listing, its recoverable window,
+"""What point-in-time steps read besides a restore: a WAL archive's listing, its recoverable window,
 the range a gap makes unrecoverable, and the recovered point of a scratch server.
 
-The archive is a directory (``spec.wal`` of a ``kind = "basebackup"`` store); everything in it is
+The archive is any physical source's (drills/physical/source.py ``archive_listing``): a directory
+(:func:`list_wal`), an S3 prefix, a pgBackRest repo, a barman ``wals/`` prefix. Everything in it is
 untrusted: names are filtered by pattern, history files read bounded, WAL only through pg_waldump
-(drills/waldump.py).
+(drills/waldump.py) on a copy the source fetched into scratch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,14 +35,19 @@ from .waldump import newest_commit_at_or_before
 _HISTORY_BYTES = 65536  # a backup history file is a few lines: never read a huge one whole
 
 
+# Copies one archived segment (by name) into a scratch directory, as the file pg_waldump reads.
+Fetch = Callable[[str, Path], None]
+
+
 @dataclass(frozen=True)
 class WalListing:
-    """A WAL directory: its segments (sorted), the backups its history files describe, segment size."""
+    """A WAL archive: its segments (sorted), the backups it knows of, segment size, how to fetch one."""
 
-    where: Path
+    where: str  # for messages: a directory, URL or stanza (never a secret)
     segments: list[str]
     backups: list[BackupHistory]
     segment_bytes: int
+    fetch: Fetch = field(compare=False, repr=False)
 
     @property
     def present(self) -> set[str]:
@@ -66,11 +74,20 @@ def list_wal(wal_dir: Path) -> WalListing:
             if found is not None:
                 backups.append(found)
     size = (wal_dir / segments[-1]).stat().st_size if segments else 16 * 1024 * 1024
-    if size <= 0 or size & (size - 1):  # PostgreSQL's segment sizes are powers of two (1 MB–1 GB)
-        raise UnusableAnswer(f"the newest segment {segments[-1]} in {wal_dir} is {size} bytes: not a WAL "
-                             "segment size", path=str(wal_dir),
+    check_segment_size(size, segments[-1] if segments else "", str(wal_dir))
+
+    def fetch(name: str, dest: Path) -> None:
+        shutil.copyfile(wal_dir / name, dest / name)
+
+    return WalListing(where=str(wal_dir), segments=segments, backups=backups, segment_bytes=size, fetch=fetch)
+
+
+def check_segment_size(size: int, segment: str, where: str) -> None:
+    """PostgreSQL's segment sizes are powers of two from 1 MB to 1 GB: anything else is no WAL."""
+    if size < (1 << 20) or size > (1 << 30) or size & (size - 1):
+        raise UnusableAnswer(f"the segment {segment} in {where} is {size} bytes: not a WAL segment size",
+                             path=where, segment=segment,
                              hint="a WAL segment is a power of two from 1 MB to 1 GB: inspect that file")
-    return WalListing(where=wal_dir, segments=segments, backups=backups, segment_bytes=size)
 
 
 @dataclass(frozen=True)
@@ -95,14 +112,14 @@ def find_gap(listing: WalListing, *, since: str | None = None, bindir: Path | No
     if since is None:
         if not backups:
             raise UnusableAnswer(f"the WAL archive {listing.where} names no base backup whose start segment "
-                                 "it still holds (no `.backup` history file)", path=str(listing.where),
+                                 "it still holds (no `.backup` history file)", path=listing.where,
                                  hint="archive_command must copy every file PostgreSQL archives, "
                                  "`.backup` files included")
         since = min(backups, key=lambda b: b.start_segment).start_segment
     same = [s for s in listing.segments if s[:8] == since[:8] and s >= since]
     if not same:
         raise UnusableAnswer(f"the WAL archive {listing.where} holds no segment from {since} on",
-                             segment=since, path=str(listing.where),
+                             segment=since, path=listing.where,
                              hint="the archive must keep every segment from the oldest base backup's "
                              "start on")
     missing = first_missing(same, since, same[-1], listing.segment_bytes)
@@ -116,7 +133,7 @@ def gap_at(listing: WalListing, missing: str, *, first: str | None = None, last:
     """The range a missing segment makes unrecoverable: last commit before it → next backup's end."""
     size = listing.segment_bytes
     before = segment_name(missing[:8], segment_number(missing, size) - 1, size)
-    found = newest_commit_at_or_before(listing.where, before, listing.present,
+    found = newest_commit_at_or_before(listing.fetch, listing.where, before, listing.present,
                                        segment_bytes=listing.segment_bytes, bindir=bindir)
     return Gap(first or missing, last or missing, missing, count, found.time if found else None,
                next_backup_end(listing.recoverable_backups(), missing, listing.segment_bytes))
@@ -143,17 +160,17 @@ def recoverable_window(listing: WalListing, *, now: datetime, window: timedelta,
     backups = listing.recoverable_backups()
     if not backups:
         raise UnusableAnswer(f"the WAL archive {listing.where} names no base backup whose start segment it "
-                             "still holds: no moment is recoverable", path=str(listing.where),
+                             "still holds: no moment is recoverable", path=listing.where,
                              hint="archive_command must copy every file PostgreSQL archives, `.backup` files "
                              "included")
     oldest = backups[0]
-    newest = newest_commit_at_or_before(listing.where, listing.segments[-1], listing.present,
+    newest = newest_commit_at_or_before(listing.fetch, listing.where, listing.segments[-1], listing.present,
                                         segment_bytes=listing.segment_bytes, bindir=bindir,
                                         stop_at=oldest.start_segment, skip_missing=True)
     if newest is None:
         raise UnusableAnswer(f"no commit in the newest segments of {listing.where} (from "
                              f"{listing.segments[-1]} back): the archive's end cannot be told",
-                             path=str(listing.where), hint="a sampling window ends at the archive's newest "
+                             path=listing.where, hint="a sampling window ends at the archive's newest "
                              "commit: commit something on the subject, or check that its WAL is archived")
     since = now - window
     low, low_from = ((since, f"now − {window}") if since >= oldest.ended_by

@@ -4,14 +4,18 @@ A WAL file from an archive is untrusted input to a C parser: pg_waldump runs wit
 as the server user when drillbook runs as root, with an environment of its own (``TZ=UTC``: its
 frontend prints commit times in the local zone), a timeout, one segment at a time (``ENDSEG`` =
 ``STARTSEG``), only the Transaction resource manager's records, and an output read in bounded
-chunks (a huge line or too much output stops it). The parsing is pure: checks/pitr.py.
+chunks (a huge line or too much output stops it). It reads a copy: each segment is fetched by the
+archive's source into a private scratch directory first (the server user needs no access to the
+archive, and a local archive's files are never read in place). The parsing is pure: checks/pitr.py.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +25,7 @@ from checks.pitr import MAX_LINE, SEGMENT, commit_time
 from checks.redact import redact
 
 from . import pgtools
-from .processes import server_user_kwargs
+from .processes import hand_to_server_user, server_user_kwargs
 
 TIMEOUT_S = 30.0
 # -r Transaction prints one line per commit/abort: a 16 MB segment holds at most a few hundred
@@ -41,11 +45,15 @@ class CommitFound:
 
 
 def last_commit_in(wal_dir: Path, segment: str, *, bindir: Path | None = None,
-                   timeout_s: float = TIMEOUT_S) -> datetime | None:
-    """The newest commit time recorded in one archived segment, or None when it holds no commit."""
+                   timeout_s: float = TIMEOUT_S, where: str | None = None) -> datetime | None:
+    """The newest commit time recorded in one segment in ``wal_dir``, or None when it holds no commit.
+
+    ``where`` names the archive in messages (default ``wal_dir``).
+    """
     if not SEGMENT.fullmatch(segment):
         raise ValueError(f"not a WAL segment name: {segment!r}")
     binary = (bindir or pgtools.bindir()) / "pg_waldump"
+    where = where or str(wal_dir)
     argv = [str(binary), "--path", str(wal_dir), "--rmgr", "Transaction", segment, segment]
     env = {"TZ": "UTC", "LC_ALL": "C", "PATH": "/usr/bin:/bin"}
     errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally; a file, not a pipe: a full
@@ -68,7 +76,7 @@ def last_commit_in(wal_dir: Path, segment: str, *, bindir: Path | None = None,
         while line := proc.stdout.readline(MAX_LINE + 1):
             total += len(line)
             if total > MAX_OUTPUT or (len(line) > MAX_LINE and not line.endswith(b"\n")):
-                raise UnusableAnswer(f"pg_waldump on {segment} in {wal_dir} printed more than any WAL "
+                raise UnusableAnswer(f"pg_waldump on {segment} in {where} printed more than any WAL "
                                      "segment holds: stopped", segment=segment,
                                      hint="inspect that file: it is no WAL segment pg_waldump reads sanely")
             moment = commit_time(line.decode("utf-8", "replace"))
@@ -87,26 +95,28 @@ def last_commit_in(wal_dir: Path, segment: str, *, bindir: Path | None = None,
         proc.stdout.close()
         errors.close()
     if timed_out.is_set():
-        raise UnusableAnswer(f"pg_waldump on {segment} in {wal_dir} ran past {timeout_s:.0f} s: killed",
+        raise UnusableAnswer(f"pg_waldump on {segment} in {where} ran past {timeout_s:.0f} s: killed",
                              segment=segment, hint="is the file a WAL segment?")
     if code != 0 and newest is None:
         # Not "no commit here": a file pg_waldump cannot read (short, not WAL, not readable by the
         # server user). Commits printed before a failure are kept: the newest can only be under-read,
         # which shortens a sampling window and widens a gap's range: never the reverse.
-        raise UnusableAnswer(f"pg_waldump cannot read {segment} in {wal_dir}: "
+        raise UnusableAnswer(f"pg_waldump cannot read {segment} in {where}: "
                              f"{redact(stderr.strip())[:300] or f'exit {code}'}", segment=segment,
-                             hint="the server user must be able to read the WAL archive's segments")
+                             hint="is the archived file a WAL segment of this cluster?")
     return newest
 
 
-def newest_commit_at_or_before(wal_dir: Path, segment: str, present: set[str], *, segment_bytes: int,
-                               stop_at: str | None = None, bindir: Path | None = None,
-                               skip_missing: bool = False,
+def newest_commit_at_or_before(fetch: Callable[[str, Path], None], where: str, segment: str,
+                               present: set[str], *, segment_bytes: int, stop_at: str | None = None,
+                               bindir: Path | None = None, skip_missing: bool = False,
                                max_back: int = MAX_SEGMENTS_BACK) -> CommitFound | None:
     """Walk back from ``segment`` through archived segments until one holds a commit (bounded).
 
-    Stops below ``stop_at``, after ``max_back`` segments read, and at a segment missing from
-    ``present`` — unless ``skip_missing`` (the archive's newest commit may lie before a gap).
+    Each segment is copied by ``fetch(name, directory)`` into a private scratch directory and read
+    there (``where`` names the archive in messages). Stops below ``stop_at``, after ``max_back``
+    segments read, and at a segment missing from ``present`` — unless ``skip_missing`` (the
+    archive's newest commit may lie before a gap).
     """
     from checks.pitr import segment_name, segment_number
 
@@ -114,15 +124,24 @@ def newest_commit_at_or_before(wal_dir: Path, segment: str, present: set[str], *
     floor = segment_number(stop_at, segment_bytes) if stop_at else 0
     oldest = min((segment_number(s, segment_bytes) for s in present if s[:8] == segment[:8]), default=0)
     read = 0
-    while read < max_back and number >= max(floor, oldest):
-        name = segment_name(segment[:8], number, segment_bytes)
-        number -= 1
-        if name not in present:
-            if skip_missing:
-                continue
-            return None
-        read += 1
-        moment = last_commit_in(wal_dir, name, bindir=bindir)
-        if moment is not None:
-            return CommitFound(time=moment, segment=name, segments_read=read)
-    return None
+    scratch = Path(tempfile.mkdtemp(prefix="drillbook-waldump-"))
+    try:
+        hand_to_server_user(scratch)  # pg_waldump runs as the server user; the copies are 0644
+        while read < max_back and number >= max(floor, oldest):
+            name = segment_name(segment[:8], number, segment_bytes)
+            number -= 1
+            if name not in present:
+                if skip_missing:
+                    continue
+                return None
+            read += 1
+            fetch(name, scratch)
+            try:
+                moment = last_commit_in(scratch, name, bindir=bindir, where=where)
+            finally:
+                (scratch / name).unlink(missing_ok=True)
+            if moment is not None:
+                return CommitFound(time=moment, segment=name, segments_read=read)
+        return None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

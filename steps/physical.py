@@ -5,7 +5,8 @@ recovered cluster then answers the same row-count, query and content steps. Poin
 ``When the database is recovered to "<time>"`` and its proof ``Then the recovered point is within
 <rpo> of the target``; ``Then the database can be recovered to N random moments of the last <window>``
 (one verdict per moment); ``Then the WAL archive of "<store>" has no gap since the oldest backup``.
-Restores go through PhysicalRestore only; the WAL directory is read by drills/pitr_sample.py.
+Restores go through PhysicalRestore only; the WAL archive is listed by the store's source
+(``archive_listing``, any physical kind) and read by drills/pitr_sample.py.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from checks import pitr
 from checks.errors import DrillbookError, RestoreFailed
 from checks.verdict import Verdict, format_duration, record, timed, verdict_from_error
 from drills.deadlines import Limit
-from drills.physical import PhysicalRestore, is_physical
-from drills.physical.barman_cloud import continuity as barman_continuity
-from drills.pitr_sample import find_gap, gap_at, list_wal, measure_point, recoverable_window
+from drills.physical import PhysicalRestore, is_physical, source_for
+from drills.pitr_sample import WalListing, find_gap, gap_at, measure_point, recoverable_window
 from drills.targets import StoreSpec
 
 from .context import PARSE_TYPES, ScenarioState
@@ -69,14 +69,19 @@ def _noun(source_format: str) -> str:
     return "base backup" if source_format == "pg_basebackup" else f"{source_format} backup"
 
 
+def archive_listing(store: StoreSpec) -> WalListing:
+    """The store's WAL archive as its source lists it (a directory, S3 prefix, pgBackRest repo, barman)."""
+    return source_for(store).archive_listing()
+
+
 def with_gap_range(exc: RestoreFailed, store: StoreSpec) -> RestoreFailed:
     """A restore that stopped at a missing segment, its message extended by the range it makes
     unrecoverable (last commit before the segment → end of the next backup after it)."""
     segment = exc.context.get("segment")
-    if not isinstance(segment, str) or not pitr.SEGMENT.fullmatch(segment) or store.wal is None:
+    if not isinstance(segment, str) or not pitr.SEGMENT.fullmatch(segment) or not is_physical(store.kind):
         return exc
     try:
-        gap = gap_at(list_wal(Path(store.wal)), segment)
+        gap = gap_at(archive_listing(store), segment)
     except (DrillbookError, OSError, ValueError) as err:
         return RestoreFailed(f"{exc.message} (the time range it makes unrecoverable could not be told: "
                              f"{err})",
@@ -150,9 +155,9 @@ def _sample_step(drill_state: ScenarioState, request: pytest.FixtureRequest, *, 
     from .backup import restore_limit
 
     store = drill_state.store
-    if store is None or store.wal is None:
-        record(Verdict.error(MOMENT, 'name a store with a WAL directory first (`kind = "basebackup"`): '
-                             '`Given the backups in "NAME"`'))
+    if store is None or not is_physical(store.kind):
+        record(Verdict.error(MOMENT, 'name a physical backup store first (basebackup, pgbackrest or '
+                             'barman-cloud): `Given the backups in "NAME"`'))
         return
     seed = run_seed(request)
     for verdict in sample_verdicts(store, n=n, window=window, rpo=rpo, seed=seed,
@@ -172,9 +177,8 @@ def draw_moments(store: StoreSpec, *, n: int, window: timedelta, seed: str, draw
                  now: datetime | None = None) -> tuple[pitr.Sample, dict[str, Any]] | Verdict:
     """The seeded moments of [max(now − window, oldest backup's end), newest commit], and their evidence;
     an error verdict when there is nothing to sample. ``draw`` (the seed + scenario + store) seeds it."""
-    assert store.wal is not None
     try:
-        bounds = recoverable_window(list_wal(Path(store.wal)), now=now or datetime.now(UTC), window=window)
+        bounds = recoverable_window(archive_listing(store), now=now or datetime.now(UTC), window=window)
         sample = pitr.sample_moments(draw, n, bounds.low, bounds.high)
     except (DrillbookError, OSError, ValueError) as exc:
         return Verdict.error(MOMENT, f"no moment of the last {format_duration(window)} of `{store.name}` to "
@@ -248,10 +252,8 @@ def prove(store: StoreSpec, target: datetime, rpo: timedelta, dsn: str, recovery
 
 def _started_by(store: StoreSpec, start_segment: str) -> datetime | None:
     """When the restored backup had surely started: its ``.backup`` file's START TIME + 1 s."""
-    if store.wal is None:
-        return None
     try:
-        backups = list_wal(Path(store.wal)).backups
+        backups = archive_listing(store).backups
     except (DrillbookError, OSError):
         return None
     starts = [b.start_time for b in backups if b.start_segment == start_segment and b.start_time]
@@ -278,12 +280,12 @@ def archive_continuous(store: str, drillbook_env: Any) -> None:
 
     def check() -> Verdict:
         spec = drillbook_env.store(store)
-        if spec.kind == "barman-cloud":  # its wals/ listing on S3, counted from the oldest DONE backup
-            return barman_continuity(spec)
-        if spec.wal is None:
-            return Verdict.error("pitr.wal_continuity", f"store `{store}` names no WAL archive (`wal`)")
-        gap = find_gap(list_wal(Path(spec.wal)))
-        return pitr.continuity(where=spec.wal, first=gap.first, last=gap.last, missing=gap.missing,
+        if not is_physical(spec.kind):
+            return Verdict.error("pitr.wal_continuity", f"store `{store}` is no physical backup store: it "
+                                 "has no WAL archive (basebackup, pgbackrest or barman-cloud)")
+        listing = archive_listing(spec)
+        gap = find_gap(listing)
+        return pitr.continuity(where=listing.where, first=gap.first, last=gap.last, missing=gap.missing,
                                count=gap.count, range_text=gap.range_text if gap.missing else "",
                                evidence={"store": store, "unrecoverable_from": gap.last_commit_before,
                                          "unrecoverable_until": gap.next_backup_end})

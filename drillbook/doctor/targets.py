@@ -122,24 +122,30 @@ def _basebackup_store(name: str, spec: StoreSpec) -> Verdict:
     from pathlib import Path
 
     from checks.pitr import SEGMENT
-    from drills.physical import list_base_backups
+    from drills.physical import list_base_backups, source_for
 
     try:
         backups = list_base_backups(spec)
-        segments = sum(1 for p in Path(spec.wal or "").iterdir() if SEGMENT.fullmatch(p.name))
+        if (spec.wal or "").startswith("s3://"):  # listed by the source: endpoint, keys, layout
+            segments = len(source_for(spec).archive_listing().segments)
+        else:
+            segments = sum(1 for p in Path(spec.wal or "").iterdir() if SEGMENT.fullmatch(p.name))
     except DrillbookError as exc:
         return result(name, Outcome.FAILED, redact.redact(exc.message), fix=exc.hint)
     except OSError as exc:
-        return result(name, Outcome.FAILED, f"cannot list the WAL archive {spec.wal}: {exc.strerror or exc}",
+        return result(name, Outcome.FAILED, f"cannot list the WAL archive {redact.redact(spec.wal or '')}: "
+                      f"{exc.strerror or exc}",
                       fix=f"check `targets.{name}.wal`")
     if not segments:
-        return result(name, Outcome.FAILED, f"the WAL archive {spec.wal} holds no WAL segment",
+        return result(name, Outcome.FAILED,
+                      f"the WAL archive {redact.redact(spec.wal or '')} holds no WAL segment",
                       fix="check that the subject's archive_command writes there")
     verdict = store_verdict(name, f"base backups in {spec.url}", [b for b, _ in backups],
                             key_pattern=spec.key_pattern, now=datetime.now(UTC))
     if verdict.outcome is not Outcome.PASSED:
         return verdict
-    return dataclasses.replace(verdict, message=f"{verdict.message}; {segments} WAL segments in {spec.wal}")
+    return dataclasses.replace(verdict, message=f"{verdict.message}; {segments} WAL segments in "
+                               f"{redact.redact(spec.wal or '')}")
 
 
 def store_verdict(name: str, where: str, objects: list[BackupObject], *, key_pattern: str | None,

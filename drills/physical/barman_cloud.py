@@ -22,8 +22,6 @@ no network. Continuity is drillbook's arithmetic over the listing (:func:`checks
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import os
 import posixpath
 import shutil
@@ -33,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from checks import redact
 from checks.backups import BackupObject
@@ -48,21 +46,20 @@ from checks.barman_info import (
     wal_listing,
 )
 from checks.errors import BackupRefused, EnvironmentError_, NoBackupFound, RestoreFailed, StoreUnreachable
-from checks.pitr import first_missing
+from checks.pitr import BackupHistory, first_missing
 from checks.verdict import Verdict
 from drills.deadlines import Deadline
+from drills.pitr_sample import WalListing as ArchiveListing
 from drills.processes import SERVER_USER, hand_to_server_user, running_as_root, server_user_kwargs
 from drills.stores import S3Store, _without_userinfo
 from drills.targets import StoreSpec
 
+from . import s3_wal
 from .source import Chosen, WalCopy
 
 LIST_TIMEOUT_S = 120.0
 DEFAULT_SEGMENT_SIZE = 16 << 20  # PostgreSQL's default, when backup.info does not say
-# A WAL segment is 1 MiB to 1 GiB (a power of two): a larger decompressed object is refused.
-_MAX_SEGMENT = 1 << 30
 _TARS = (".tar", ".tar.gz", ".tar.bz2")  # what drillbook's own tarfile can read as a stream
-_DECOMPRESS = {"gzip": gzip.GzipFile, "bzip2": bz2.BZ2File}
 _TOOL_HINT = "install barman's cloud client: apt-get install barman-cli-cloud (bootstrap does for tests)"
 
 
@@ -223,14 +220,26 @@ class BarmanCloudSource:
         for name, found in listing.history.items():
             if name.endswith(".history"):
                 total += self._download(found.key, found.compression, dest / name)
-        segment_bytes = max(sizes)
-        if len(sizes) != 1 or segment_bytes & (segment_bytes - 1) \
-                or not 1 << 20 <= segment_bytes <= _MAX_SEGMENT:
-            raise RestoreFailed(f"the WAL archive {self.archive} holds segments of unusual sizes "
-                                f"({sorted(sizes)[:4]} bytes): not PostgreSQL WAL", store=self.spec.name)
+        segment_bytes = s3_wal.segment_bytes(sizes, self.archive, store_name=self.spec.name)
         last = segments[-1]
         return WalCopy(last=last, first_missing=first_missing(segments, first_segment, last, segment_bytes),
                        count=len(segments), bytes=total)
+
+    def archive_listing(self) -> ArchiveListing:
+        """The ``wals/`` listing and the DONE backups (start segment, end bound): point-in-time steps."""
+        listing = self.wal_listing()
+        done = [b for b in self.list_backups() if b.status == DONE and b.begin_wal]
+        ends = [(b, self.ended(b)[0]) for b in done]
+        # ended() is a bound the backup surely ended by; BackupHistory adds STOP TIME's second itself.
+        backups = [BackupHistory(b.backup_id, b.begin_wal, end - timedelta(seconds=1))
+                   for b, end in ends if end is not None and b.begin_wal]
+
+        def fetch(name: str, dest: Path) -> None:
+            self._download(listing.segments[name].key, listing.segments[name].compression, dest / name)
+
+        size = next((b.segment_size for b in done if b.segment_size), DEFAULT_SEGMENT_SIZE)
+        return ArchiveListing(where=self.archive, segments=sorted(listing.segments), backups=backups,
+                              segment_bytes=size, fetch=fetch)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -287,21 +296,8 @@ class BarmanCloudSource:
         return count
 
     def _download(self, key: str, compression: str | None, dest: Path) -> int:
-        """One archived file into ``dest`` (decompressed), through a ``.part`` name; its size."""
-        part = dest.with_name(dest.name + ".part")
-        with self._wals.open(BackupObject(key=key, size=0, last_modified=datetime.now(UTC))) as raw:
-            stream: IO[bytes] = _DECOMPRESS[compression](fileobj=raw) if compression else raw
-            written = 0
-            with part.open("wb") as out:
-                while chunk := stream.read(1 << 20):
-                    written += len(chunk)
-                    if written > _MAX_SEGMENT:
-                        raise RestoreFailed(f"{key} decompresses to more than 1 GiB: not a WAL file",
-                                            key=key, store=self.spec.name)
-                    out.write(chunk)
-        part.rename(dest)
-        return written
-
+        """One archived file into ``dest`` (decompressed; drills/physical/s3_wal.py); its size."""
+        return s3_wal.download(self._wals, key, compression, dest, store_name=self.spec.name)
 
 def _refuse(member: tarfile.TarInfo, key: str, dest: Path) -> None:
     """Absolute names, ``..``, links out and devices: :class:`BackupRefused` naming the member."""

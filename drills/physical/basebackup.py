@@ -5,7 +5,10 @@ mtime); for a target, the newest backup that *ended* by it (``backup_label`` fro
 the archive's ``.backup`` STOP TIME). **materialize** extracts through tarfile's ``data`` filter
 (absolute names, ``..``, links out and devices refused before anything is written) or copies a
 plain directory refusing links. **fetch_wal** copies the segments from the backup's start on
-(and the ``.history`` files) into scratch.
+(and the ``.history`` files) into scratch; with ``wal = "s3://bucket/prefix/"`` it lists that
+prefix (segments directly under it, plain, ``.gz`` or ``.bz2``) and downloads them with the store's
+endpoint and keys in drillbook's own process (drills/physical/s3_wal.py, shared with barman).
+**archive_listing** gives the point-in-time steps the segments and the ``.backup`` files' backups.
 """
 
 from __future__ import annotations
@@ -14,20 +17,29 @@ import os
 import re
 import shutil
 import tarfile
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from checks import redact
 from checks.backups import BackupObject, compile_key_pattern
-from checks.errors import BackupRefused, NoBackupFound, RestoreFailed
-from checks.pitr import SEGMENT, first_missing
+from checks.barman_info import WalObject, wal_listing
+from checks.errors import BackupRefused, DrillbookError, NoBackupFound, RestoreFailed
+from checks.pitr import SEGMENT, first_missing, parse_backup_history
 from drills.deadlines import Deadline
+from drills.pitr_sample import WalListing as ArchiveListing
+from drills.pitr_sample import check_segment_size, list_wal
+from drills.stores import S3Store
 from drills.targets import StoreSpec
 
+from . import s3_wal
 from .source import Chosen, WalCopy
 
+DEFAULT_SEGMENT_SIZE = 16 << 20
+
 HISTORY = re.compile(r"[0-9A-F]{8}\.history")
-_BACKUP_HISTORY = re.compile(r"[0-9A-F]{24}\.[0-9A-F]{8}\.backup")
 
 
 def list_base_backups(spec: StoreSpec) -> list[tuple[BackupObject, datetime]]:
@@ -110,8 +122,9 @@ def copy_plain(source: Path, dest: Path) -> int:
     return count
 
 
-def _ended(entry: Path, wal_dir: Path) -> datetime | None:
-    """When a backup ended, from its ``backup_label`` (the first tar member) and the archive."""
+def _ended(entry: Path, stop_time: Callable[[str], datetime | None]) -> datetime | None:
+    """When a backup ended, from its ``backup_label`` (the first tar member) and the archive's
+    ``.backup`` file for its start segment (``stop_time``)."""
     text = ""
     try:
         tar_path = _tar_of(entry)
@@ -127,20 +140,7 @@ def _ended(entry: Path, wal_dir: Path) -> datetime | None:
     except (OSError, tarfile.TarError, EOFError):
         return None  # judged again, loudly, when this backup is extracted
     start = re.search(r"START WAL LOCATION: .*\(file ([0-9A-F]{24})\)", text)
-    return _stop_time(wal_dir, start.group(1)) if start else None
-
-
-def _stop_time(wal_dir: Path, start_segment: str) -> datetime | None:
-    """The backup's end (STOP TIME) from the archive's ``.backup`` history file, when present."""
-    for entry in sorted(wal_dir.glob(f"{start_segment}.*.backup")):
-        if not _BACKUP_HISTORY.fullmatch(entry.name):
-            continue
-        with entry.open("rb") as file:  # a history file is a few lines: never read a huge one whole
-            text = file.read(65536).decode("utf-8", "replace")
-        for line in text.splitlines():
-            if line.startswith("STOP TIME:"):
-                return _pg_time(line.partition(":")[2].strip())
-    return None
+    return stop_time(start.group(1)) if start else None
 
 
 def _pg_time(text: str) -> datetime | None:
@@ -151,7 +151,7 @@ def _pg_time(text: str) -> datetime | None:
 
 
 class BaseBackupSource:
-    """pg_basebackup backups in ``spec.url`` and their WAL archive directory ``spec.wal``."""
+    """pg_basebackup backups in ``spec.url`` and their WAL archive ``spec.wal`` (a directory or s3://)."""
 
     kind = "basebackup"
     format = "pg_basebackup"
@@ -161,12 +161,54 @@ class BaseBackupSource:
             raise RestoreFailed(f"store `{spec.name}` has no WAL archive", store=spec.name)
         self.spec = spec
         self.wal_dir = Path(spec.wal)
-        self.archive = str(self.wal_dir)
+        self.archive = redact.redact(spec.wal)
+        self._wal_s3: S3Store | None = None
+        if spec.wal.startswith("s3://"):
+            redact.register(spec.secret_access_key or "")
+            self._wal_s3 = S3Store(replace(spec, url=spec.wal))
+        self._listing: ArchiveListing | None = None
+        self._objects: dict[str, WalObject] = {}
+
+    def archive_listing(self) -> ArchiveListing:
+        """The archive's segments and the backups its ``.backup`` files describe (listed once)."""
+        if self._listing is None:
+            self._listing = list_wal(self.wal_dir) if self._wal_s3 is None else self._list_s3(self._wal_s3)
+        return self._listing
+
+    def _list_s3(self, store: S3Store) -> ArchiveListing:
+        found = wal_listing([(o.key, o.size) for o in store.list()], store.prefix, flat=True)
+        self._objects = {**found.segments, **found.history}
+        backups = []
+        for name, obj in found.history.items():
+            if obj.compression is None and obj.size < 65536 and name.endswith(".backup"):
+                parsed = parse_backup_history(name, store.read_text(obj.key) or "")
+                if parsed is not None:
+                    backups.append(parsed)
+        plain = [o.size for o in found.segments.values() if o.compression is None]
+        # A compressed archive does not say its segment size: PostgreSQL's default, checked at fetch.
+        size = plain[-1] if plain else DEFAULT_SEGMENT_SIZE
+        check_segment_size(size, "", self.archive)
+        return ArchiveListing(where=self.archive, segments=sorted(found.segments), backups=backups,
+                              segment_bytes=size, fetch=self._fetch_s3)
+
+    def _fetch_s3(self, name: str, dest: Path) -> None:
+        assert self._wal_s3 is not None
+        obj = self._objects[name]
+        s3_wal.download(self._wal_s3, obj.key, obj.compression, dest / name, store_name=self.spec.name)
+
+    def _stop_time(self, start_segment: str) -> datetime | None:
+        """STOP TIME of the archive's ``.backup`` file for a backup starting in ``start_segment``."""
+        try:
+            backups = self.archive_listing().backups
+        except (DrillbookError, OSError):
+            return None  # judged again, loudly, when the WAL is fetched
+        stops = [b.stop_time for b in backups if b.start_segment == start_segment]
+        return max(stops) if stops else None
 
     def choose(self, target: datetime | None) -> Chosen:
         """The newest backup; for a target, the newest that *ended* by it (its ``.backup`` file's STOP
         TIME, read before extracting; the key's time when the archive has no such file)."""
-        backups = [(b, t, _ended(self.spec.path / b.key, self.wal_dir) if target else None)
+        backups = [(b, t, _ended(self.spec.path / b.key, self._stop_time) if target else None)
                    for b, t in list_base_backups(self.spec)]
         if target is not None:
             # STOP TIME has whole seconds: a backup surely ended by the target only if it stopped a
@@ -179,10 +221,9 @@ class BaseBackupSource:
                                 store=self.spec.name)
         backup, taken, end = backups[-1]
         if end is None:
-            end = _ended(self.spec.path / backup.key, self.wal_dir)
+            end = _ended(self.spec.path / backup.key, self._stop_time)
         return Chosen(key=backup.key, taken=taken, end=end, size=backup.size,
                       details={"last_modified": backup.last_modified.isoformat()})
-
     def materialize(self, chosen: Chosen, datadir: Path, deadline: Deadline) -> dict[str, Any]:
         """Extract (or copy) the backup into ``datadir``; tablespace archives are refused."""
         entry = self.spec.path / chosen.key
@@ -204,17 +245,15 @@ class BaseBackupSource:
         return {"members": count}
 
     def fetch_wal(self, first_segment: str, dest: Path) -> WalCopy:
-        """Copy the archive's segments from ``first_segment`` on (and ``.history`` files) into ``dest``."""
+        """Copy (or download) the segments from ``first_segment`` on and ``.history`` files into ``dest``."""
+        if self._wal_s3 is not None:
+            return self._fetch_wal_s3(first_segment, dest)
         try:
             names = sorted(p.name for p in self.wal_dir.iterdir() if p.is_file() and not p.is_symlink())
         except OSError as exc:
             raise RestoreFailed(f"cannot list the WAL archive {self.wal_dir}: {exc.strerror or exc}",
                                 store=self.spec.name) from exc
-        segments = [n for n in names if SEGMENT.fullmatch(n) and n[:8] == first_segment[:8]
-                    and n >= first_segment]
-        if not segments:
-            raise RestoreFailed(f"the WAL archive {self.wal_dir} holds no segment from {first_segment} on "
-                                f"(the base backup's start)", segment=first_segment, store=self.spec.name)
+        segments = self._segments_from(names, first_segment)
         copied = 0
         for name in names:
             if (name in segments) or HISTORY.fullmatch(name):
@@ -223,3 +262,40 @@ class BaseBackupSource:
         last = segments[-1]
         missing = first_missing(segments, first_segment, last, (self.wal_dir / last).stat().st_size)
         return WalCopy(last=last, first_missing=missing, count=len(segments), bytes=copied)
+
+    def _segments_from(self, names: list[str], first_segment: str) -> list[str]:
+        segments = [n for n in names if SEGMENT.fullmatch(n) and n[:8] == first_segment[:8]
+                    and n >= first_segment]
+        if not segments:
+            raise RestoreFailed(f"the WAL archive {self.archive} holds no segment from {first_segment} on "
+                                f"(the base backup's start)", segment=first_segment, store=self.spec.name)
+        return segments
+
+    def _fetch_wal_s3(self, first_segment: str, dest: Path) -> WalCopy:
+        """Download the prefix's segments from ``first_segment`` on (decompressed) and ``.history`` files."""
+        assert self._wal_s3 is not None
+        self._listing = None  # listed afresh: the archive grows between a sampling step's restores
+        listing = self.archive_listing()
+        segments = self._segments_from(listing.segments, first_segment)
+        total, sizes = 0, set()
+        for name in segments:
+            size = s3_wal.download(self._wal_s3, self._objects[name].key, self._objects[name].compression,
+                                   dest / name, store_name=self.spec.name)
+            sizes.add(size)
+            total += size
+        for name, obj in self._objects.items():
+            if HISTORY.fullmatch(name):
+                total += s3_wal.download(self._wal_s3, obj.key, obj.compression, dest / name,
+                                         store_name=self.spec.name)
+        size = s3_wal.segment_bytes(sizes, self.archive, store_name=self.spec.name)
+        last = segments[-1]
+        missing = first_missing(segments, first_segment, last, size)
+        return WalCopy(last=last, first_missing=missing, count=len(segments), bytes=total)
+
+    def segment_location(self, segment: str) -> str | None:
+        """The S3 key where the archive keeps (or should keep) a segment; None for a directory."""
+        if self._wal_s3 is None:
+            return None
+        before = [o for n, o in sorted(self._objects.items()) if SEGMENT.fullmatch(n) and n < segment]
+        suffix = before[-1].key.rsplit("/", 1)[-1][24:] if before else ""  # as its neighbour is stored
+        return f"s3://{self._wal_s3.bucket}/{self._wal_s3.prefix}{segment}{suffix}"

@@ -8,22 +8,32 @@ code: 0 on errors); **materialize** runs ``restore --set=<label> --type=none`` (
 settings written: drillbook writes its own); **fetch_wal** runs ``archive-get`` itself for each
 segment from the set's start to the archive's max into scratch, so the recovered server's
 restore_command is only a ``cp`` and never sees the repository or its credentials.
+**archive_listing** (the point-in-time steps) lists the archive with ``repo-ls`` and fetches one
+segment with ``repo-get`` (no data directory needed), decompressing gzip and bzip2 itself.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import json
+import re
 import shutil
 import subprocess
+import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from checks.errors import EnvironmentError_, RestoreFailed, RestoreTimedOut, UnusableAnswer
-from checks.pgbackrest_info import StanzaInfo, choose, parse_info, stanza_for
+from checks.pgbackrest_info import StanzaInfo, choose, newest_of, parse_info, stanza_for
 from checks.pgbackrest_verify import VerifyReport, parse_verify
+from checks.pitr import BackupHistory
 from checks.redact import redact
 from drills.deadlines import Deadline
 from drills.pgbackrest_options import environment
+from drills.pitr_sample import WalListing as ArchiveListing
+from drills.pitr_sample import check_segment_size
 from drills.processes import hand_to_server_user, server_user_kwargs
 from drills.targets import StoreSpec
 
@@ -32,6 +42,10 @@ from .source import Chosen, WalCopy
 INFO_TIMEOUT_S = 120.0
 _PATH = "/usr/bin:/bin"
 _SEGMENT_SIZES = {1 << n for n in range(20, 31)}  # 1 MB … 1 GB: what initdb --wal-segsize allows
+# An archived file in the repo: <segment>-<sha1>[.<codec>] in its <timeline+log> folder (A2).
+_ARCHIVED = re.compile(r"([0-9A-F]{16})/([0-9A-F]{24})-[0-9a-f]{40}(\.gz|\.bz2|\.lz4|\.zst)?")
+_DECOMPRESS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
+_LIST_BYTES = 64 << 20  # repo-ls JSON of a year of archive is a few MB: more is no listing
 
 
 def binary() -> str:
@@ -171,6 +185,87 @@ class PgBackRestSource:
                 break
             previous, segment = segment, next_segment(segment, size)
         return WalCopy(last=last, first_missing=missing, count=count, bytes=copied)
+
+    def archive_listing(self) -> ArchiveListing:
+        """The newest set's archive (``repo-ls``) and the stanza's sets, for the point-in-time steps."""
+        info = self._info = self._info or read_info(self.spec)
+        repo = self.spec.repo or 1
+        newest = newest_of(info, repo)
+        archive = info.archive_of(newest) if newest else None
+        if archive is None:
+            raise UnusableAnswer(f"{self.archive} has no backup set with a WAL archive", store=self.spec.name,
+                                 hint="`pgbackrest info` lists the sets and the archive")
+        path = f"archive/{self.spec.stanza}/{archive.id}"
+        proc = run(self.spec, "--log-level-console=off", "--log-level-stderr=warn", "--output=json",
+                   "--recurse", "repo-ls", path, timeout_s=INFO_TIMEOUT_S)
+        if proc.returncode != 0 or len(proc.stdout) > _LIST_BYTES:
+            raise UnusableAnswer(f"pgbackrest repo-ls {path} ({self.archive}) exited {proc.returncode}: "
+                                 f"{said(proc)}", store=self.spec.name)
+        try:
+            entries = json.loads(proc.stdout)
+        except ValueError:
+            entries = None
+        if not isinstance(entries, dict):
+            raise UnusableAnswer(f"pgbackrest repo-ls {path} printed no JSON object", store=self.spec.name)
+        files: dict[str, str] = {}
+        for name in entries:
+            found = _ARCHIVED.fullmatch(name) if isinstance(name, str) else None
+            if found and found.group(1) == found.group(2)[:16]:
+                files.setdefault(found.group(2), f"{path}/{name}")
+        backups = [BackupHistory(b.label, b.archive_start, b.stop, b.start)
+                   for b in info.usable(repo) if b.archive_start and info.archive_of(b) == archive]
+
+        def fetch(segment: str, dest: Path) -> None:
+            self._repo_get(files[segment], dest / segment)
+
+        segments = sorted(files)
+        size = 16 << 20
+        if segments:  # the repo stores segments compressed: the newest one, fetched, tells the size
+            with tempfile.TemporaryDirectory(prefix="drillbook-pgbr-") as probe:
+                hand_to_server_user(Path(probe))
+                size = self._repo_get(files[segments[-1]], Path(probe) / segments[-1])
+            check_segment_size(size, segments[-1], self.archive)
+        return ArchiveListing(where=self.archive, segments=segments, backups=backups, segment_bytes=size,
+                              fetch=fetch)
+
+    def _repo_get(self, key: str, dest: Path) -> int:
+        """``repo-get`` one archived file into ``dest`` (decompressed by drillbook); its size."""
+        codec = next((c for c in _DECOMPRESS if key.endswith(c)), None)
+        if key.endswith((".lz4", ".zst")):
+            raise UnusableAnswer(f"{key} in {self.archive} is compressed with {key.rsplit('.', 1)[1]}: "
+                                 "drillbook reads gzip and bzip2 archives", store=self.spec.name,
+                                 hint="set compress-type=gz for the archive, or check continuity with "
+                                 "`pgbackrest verify`")
+        raw = dest.with_name(dest.name + ".raw")
+        env = {"PATH": _PATH, "LANG": "C.UTF-8", **environment(self.spec), "PGBACKREST_LOG_LEVEL_FILE": "off"}
+        argv = [binary(), "--config=/dev/null", f"--stanza={self.spec.stanza}",
+                f"--repo={self.spec.repo or 1}", "--log-level-console=off", "--log-level-stderr=error",
+                "repo-get", key]
+        with raw.open("wb") as out:
+            try:
+                proc = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.PIPE, check=False,
+                                      timeout=INFO_TIMEOUT_S, cwd="/", stdin=subprocess.DEVNULL,
+                                      **server_user_kwargs())
+            except subprocess.TimeoutExpired:
+                raise RestoreTimedOut(f"pgbackrest repo-get {key} did not finish within "
+                                      f"{INFO_TIMEOUT_S:.0f} s", store=self.spec.name) from None
+        if proc.returncode != 0:
+            raw.unlink(missing_ok=True)
+            raise UnusableAnswer(f"pgbackrest repo-get {key} ({self.archive}) exited {proc.returncode}: "
+                                 f"{redact(proc.stderr.decode('utf-8', 'replace').strip())[:300]}",
+                                 store=self.spec.name)
+        size = 0
+        with raw.open("rb") as file, dest.open("wb") as out:
+            stream: IO[bytes] = _DECOMPRESS[codec](fileobj=file) if codec else file
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+                if size > 1 << 30:
+                    raise UnusableAnswer(f"{key} decompresses to more than 1 GiB: not a WAL segment",
+                                         store=self.spec.name)
+                out.write(chunk)
+        raw.unlink()
+        dest.chmod(0o644)
+        return size
 
     @staticmethod
     def _scratch(datadir: Path) -> Path:

@@ -377,8 +377,12 @@ class PhysicalRestore:
         tail = redact("\n".join(log.splitlines()[-8:]))  # the log goes with scratch: keep its end
         if found := _COULD_NOT_RESTORE.search(log):
             segment = found.group(1) or found.group(2)
+            # A source may say where the segment belongs (an S3 key): what the operator looks for.
+            locate = getattr(self.source, "segment_location", None)
+            location = locate(segment) if locate else None
+            at = f" (expected at {redact(location)})" if location else ""
             return RestoreFailed(f"WAL segment {segment} is missing from the archive "
-                                 f"{self.source.archive}: recovery cannot pass it", segment=segment,
+                                 f"{self.source.archive}{at}: recovery cannot pass it", segment=segment,
                                  log_tail=tail,
                                  hint="the archive has a gap: base backups taken after it still recover")
         if _NOT_REACHED in log:

@@ -1,6 +1,6 @@
 """The seam between the generic recovery driver (recovery.py) and one physical backup tool.
 
-A source answers three questions, each in drillbook's own process (never in the recovered server):
+A source answers four questions, each in drillbook's own process (never in the recovered server):
 
 - ``choose(target)``: which backup — the newest, or for a target the newest whose END is at or
   before it (PostgreSQL would silently land later otherwise, study A4). Raises
@@ -13,6 +13,14 @@ A source answers three questions, each in drillbook's own process (never in the 
   untrusted server's ``restore_command`` is only a ``cp`` from there: no secret, no network.
   Returns :class:`WalCopy`; a segment missing inside the range is ``first_missing``, not an error
   (the generated restore_command exits 126 on it, so recovery aborts naming it).
+
+- ``archive_listing()``: for the point-in-time steps (sampling, continuity, a gap's range), without
+  restoring: the archive's segment names, the backups it knows (start segment, end) and its segment
+  size, as :class:`drills.pitr_sample.WalListing`, whose ``fetch(segment, directory)`` copies one
+  segment into scratch for pg_waldump (the server user never reads the archive itself).
+
+Optional: ``segment_location(segment)`` — where the archive keeps a segment (an S3 key), named
+when recovery stops at a missing one.
 
 Attributes: ``kind`` (the store kind, e.g. ``"basebackup"``), ``archive`` (where the WAL lives,
 for messages: a directory, URL or ``stanza … repo N``, never a secret) and ``format`` (the
@@ -32,6 +40,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from drills.deadlines import Deadline
+from drills.pitr_sample import WalListing
 from drills.processes import SERVER_USER, running_as_root
 
 
@@ -70,6 +79,8 @@ class Source(Protocol):
     def materialize(self, chosen: Chosen, datadir: Path, deadline: Deadline) -> dict[str, Any]: ...
 
     def fetch_wal(self, first_segment: str, dest: Path) -> WalCopy: ...
+
+    def archive_listing(self) -> WalListing: ...
 
 
 def chown_tree(path: Path) -> None:

@@ -87,7 +87,7 @@ def redacted(st: StoreSpec) -> dict[str, Any]:
     """A store as the run's evidence shows it: every secret masked."""
     return {
         "kind": st.kind if st.kind != "dump" else "s3" if st.is_s3 else "directory",
-        **({"wal": st.wal} if st.wal else {}),
+        **({"wal": redact.redact(st.wal)} if st.wal else {}),
         **({"server": st.server} if st.server else {}),
         **({"stanza": st.stanza, "repo": st.repo, "options": redacted_options(st)}
            if st.kind == "pgbackrest" else {}),

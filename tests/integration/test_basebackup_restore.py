@@ -28,7 +28,7 @@ import pytest
 from checks.errors import BackupRefused, NoBackupFound, RestoreFailed
 from checks.pitr import first_missing
 from drills.physical import PhysicalRestore
-from drills.physical.basebackup import _ended
+from drills.physical.basebackup import BaseBackupSource
 from drills.processes import PostgresServer, hand_to_server_user, server_user_kwargs
 from drills.targets import StoreSpec
 from tests.support.archiving import archiving_source, copy_into, server_bindir, wait_archived
@@ -182,8 +182,7 @@ def test_a_target_outside_the_archive_fails_naming_it(source: Source) -> None:
         drill.run()
     assert late.isoformat() in caught.value.message
     # After the backup started (its key) but before it ended: PostgreSQL would land later, refused.
-    [backup] = list(source.store.iterdir())
-    ended = _ended(backup, source.wal)
+    ended = BaseBackupSource(_spec(source)).choose(None).end  # backup_label + the .backup's STOP TIME
     assert ended is not None
     mid = ended - timedelta(microseconds=1)
     with PhysicalRestore(_spec(source), target=mid) as drill, \
