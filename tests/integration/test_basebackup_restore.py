@@ -2,17 +2,20 @@
 
 One source cluster per module: a base backup (tar.gz, `-X none`), committed batches around it, a
 WAL archive fed by its archive_command; a second store holds a hostile backup of the same cluster
-(`-R`: standby.signal + primary_conninfo, and ALTER SYSTEM lines that would run commands).
+(`-R`: standby.signal + primary_conninfo, and ALTER SYSTEM lines that would run commands). The same
+archive is also uploaded to moto's S3 (every other segment gzipped) for ``wal = "s3://…"``.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -27,10 +30,13 @@ import pytest
 
 from checks.errors import BackupRefused, NoBackupFound, RestoreFailed
 from checks.pitr import first_missing
-from drills.physical import PhysicalRestore
+from drills.physical import PhysicalRestore, source_for
 from drills.physical.basebackup import BaseBackupSource
-from drills.processes import PostgresServer, hand_to_server_user, server_user_kwargs
+from drills.pitr_sample import find_gap
+from drills.processes import PostgresServer, S3Server, hand_to_server_user, server_user_kwargs
+from drills.stores import make_client
 from drills.targets import StoreSpec
+from steps.physical import with_gap_range
 from tests.support.archiving import archiving_source, copy_into, server_bindir, wait_archived
 
 PATTERN = "base_%Y%m%d_%H%M%S"
@@ -110,6 +116,32 @@ def _spec(src: Source, *, store: Path | None = None, wal: Path | None = None) ->
                      wal=str(wal or src.wal))
 
 
+S3_SECRET = "bb-wal-s3-secret-7a1c"  # the WAL bucket's fake secret key: never in any output
+BUCKET = "bbwal"
+
+
+def _s3_spec(src: Source, s3: S3Server, prefix: str = "wal/") -> StoreSpec:
+    return StoreSpec(name="bbs3", url=str(src.store), key_pattern=PATTERN, kind="basebackup",
+                     wal=f"s3://{BUCKET}/{prefix}", endpoint_url=s3.endpoint_url,
+                     access_key_id="drillbook-test", secret_access_key=S3_SECRET)
+
+
+@pytest.fixture(scope="module")
+def s3_wal(source: Source, s3_server: S3Server) -> Iterator[tuple[S3Server, list[str]]]:
+    """The archive uploaded under ``wal/`` (every other segment as ``.gz``); its segment names."""
+    client = make_client(_s3_spec(source, s3_server))
+    client.create_bucket(Bucket=BUCKET)
+    segments = []
+    for i, path in enumerate(sorted(source.wal.iterdir())):
+        body, name = path.read_bytes(), path.name
+        if len(name) == 24:
+            segments.append(name)
+            if i % 2:
+                body, name = gzip.compress(body, compresslevel=1), f"{name}.gz"
+        client.put_object(Bucket=BUCKET, Key=f"wal/{name}", Body=body)
+    yield s3_server, segments
+
+
 def _query(dsn: str, sql: str) -> tuple[object, ...]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(sql).fetchone()
@@ -173,6 +205,34 @@ def test_a_missing_segment_mid_range_fails_naming_it(source: Source, tmp_path: P
         _gone(drill, None, workdir)
     finally:
         shutil.rmtree(gappy, ignore_errors=True)
+
+
+def test_wal_on_s3_recovers_and_a_missing_object_is_named_by_its_key(
+        source: Source, s3_wal: tuple[S3Server, list[str]]) -> None:
+    """drillbook lists and downloads the prefix itself (plain and .gz); a gap names its S3 key and range."""
+    s3, segments = s3_wal
+    with PhysicalRestore(_s3_spec(source, s3)) as drill:
+        result = drill.run()
+        assert result.target is not None
+        assert _query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (250, 3)
+        shown = json.dumps(result.evidence(), default=str) + json.dumps(drill.journal.entries, default=str)
+    assert f"s3://{BUCKET}/wal/" in shown and S3_SECRET not in shown
+    client = make_client(_s3_spec(source, s3))
+    removed = segments[-2]
+    for key in [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="wal/")["Contents"]]:
+        if not key.startswith(f"wal/{removed}"):
+            client.copy_object(Bucket=BUCKET, Key=key.replace("wal/", "gap/", 1),
+                               CopySource={"Bucket": BUCKET, "Key": key})
+    gappy = _s3_spec(source, s3, "gap/")
+    drill = PhysicalRestore(gappy)
+    with drill, pytest.raises(RestoreFailed, match=removed) as caught:
+        drill.run()
+    assert f"(expected at s3://{BUCKET}/gap/{removed}" in caught.value.message
+    extended = with_gap_range(caught.value, gappy)  # as the restore step says it: the range it costs
+    assert "no later base backup" in extended.message and extended.context["unrecoverable_from"]
+    gap = find_gap(source_for(gappy).archive_listing())  # the continuity step: no restore
+    assert gap.missing == removed and gap.last_commit_before is not None
+    assert S3_SECRET not in str(extended) + json.dumps(drill.journal.entries, default=str)
 
 
 def test_a_target_outside_the_archive_fails_naming_it(source: Source) -> None:
@@ -247,13 +307,17 @@ def test_first_missing_counts_across_log_files() -> None:
         "000000010000000000000FFF"
 
 
-def test_drillbook_run_restores_and_recovers_a_basebackup_store(source: Source, tmp_path: Path) -> None:
-    """A real ``drillbook run``: the store from the config, the shared restore sentence, PITR, checks."""
-    import sys
-
+def test_drillbook_run_restores_and_recovers_a_basebackup_store(
+        source: Source, s3_wal: tuple[S3Server, list[str]], tmp_path: Path) -> None:
+    """A real ``drillbook run``: the store from the config, the shared restore sentence, PITR, checks;
+    a second store reads the same WAL from S3 with its keys from ${ENV}, sampled once, never shown."""
     config = tmp_path / "drillbook.toml"
     config.write_text(f'[targets.bb]\nkind = "basebackup"\npath = "{source.store}"\nwal = "{source.wal}"\n'
-                      f'key_pattern = "{PATTERN}"\n', encoding="utf-8")
+                      f'key_pattern = "{PATTERN}"\n'
+                      f'[targets.bbs3]\nkind = "basebackup"\npath = "{source.store}"\n'
+                      f'wal = "s3://{BUCKET}/wal"\nendpoint_url = "{s3_wal[0].endpoint_url}"\n'
+                      'access_key_id = "${BB_KEY}"\nsecret_access_key = "${BB_SECRET}"\n'
+                      f'key_pattern = "{PATTERN}"\nrpo = "1h"\n', encoding="utf-8")
     features = tmp_path / "features"
     features.mkdir()
     (features / "pitr.feature").write_text(
@@ -267,17 +331,28 @@ def test_drillbook_run_restores_and_recovers_a_basebackup_store(source: Source, 
         "  @id:BB-02\n  Scenario: point in time\n"
         '    Given the backups in "bb"\n'
         f'    When the database is recovered to "{source.between.isoformat()}"\n'
-        '    Then the query "SELECT max(batch) FROM ticks" returns exactly 2\n', encoding="utf-8")
+        '    Then the query "SELECT max(batch) FROM ticks" returns exactly 2\n\n'
+        "  @id:BB-03\n  Scenario: the WAL archive on S3\n"
+        '    Given the backups in "bbs3"\n'
+        '    Then the WAL archive of "bbs3" has no gap since the oldest backup\n'
+        "    And the database can be recovered to 1 random moments of the last 1 day\n", encoding="utf-8")
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "drillbook.cli", "run", "--config", str(config), "--features", str(features),
          "--out", str(out)], capture_output=True, text=True, timeout=300, check=False,
-        cwd=Path(__file__).resolve().parents[2])
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "BB_KEY": "drillbook-test", "BB_SECRET": S3_SECRET})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [run] = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
     results = json.loads((run / "results.json").read_text())
     scenarios = {s["id"]: s for s in results["scenarios"]}
-    assert {k: s["outcome"] for k, s in scenarios.items()} == {"BB-01": "passed", "BB-02": "passed"}
+    assert {k: s["outcome"] for k, s in scenarios.items()} == \
+        {"BB-01": "passed", "BB-02": "passed", "BB-03": "passed"}, json.dumps(scenarios["BB-03"])[:2000]
+    ids = [v["id"] for v in scenarios["BB-03"]["verdicts"]]
+    assert ids.count("pitr.wal_continuity") == 1 and ids.count("pitr.recovered_point") == 1
+    shown = proc.stdout + proc.stderr + "".join(p.read_text(errors="replace") for p in out.rglob("*")
+                                                 if p.is_file())
+    assert S3_SECRET not in shown and f"s3://{BUCKET}/wal/" in shown
     restored = next(v for v in scenarios["BB-02"]["verdicts"] if v["id"] == "restore.completed")
     assert restored["evidence"]["recovery"]["state"] == "paused at target"
     assert restored["evidence"]["journal"][-1]["phase"] == "cleanup: remove scratch"
