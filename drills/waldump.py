@@ -126,7 +126,7 @@ def newest_commit_at_or_before(fetch: Callable[[str, Path], None], where: str, s
     read = 0
     scratch = Path(tempfile.mkdtemp(prefix="drillbook-waldump-"))
     try:
-        hand_to_server_user(scratch)  # pg_waldump runs as the server user; the copies are 0644
+        hand_to_server_user(scratch)  # pg_waldump runs as the server user
         while read < max_back and number >= max(floor, oldest):
             name = segment_name(segment[:8], number, segment_bytes)
             number -= 1
@@ -136,6 +136,7 @@ def newest_commit_at_or_before(fetch: Callable[[str, Path], None], where: str, s
                 return None
             read += 1
             fetch(name, scratch)
+            (scratch / name).chmod(0o644)  # whatever drillbook's umask: the server user reads it
             try:
                 moment = last_commit_in(scratch, name, bindir=bindir, where=where)
             finally:

@@ -46,7 +46,7 @@ from checks.barman_info import (
     wal_listing,
 )
 from checks.errors import BackupRefused, EnvironmentError_, NoBackupFound, RestoreFailed, StoreUnreachable
-from checks.pitr import BackupHistory, first_missing
+from checks.pitr import BackupHistory, first_missing, parse_backup_history
 from checks.verdict import Verdict
 from drills.deadlines import Deadline
 from drills.pitr_sample import WalListing as ArchiveListing
@@ -229,10 +229,7 @@ class BarmanCloudSource:
         """The ``wals/`` listing and the DONE backups (start segment, end bound): point-in-time steps."""
         listing = self.wal_listing()
         done = [b for b in self.list_backups() if b.status == DONE and b.begin_wal]
-        ends = [(b, self.ended(b)[0]) for b in done]
-        # ended() is a bound the backup surely ended by; BackupHistory adds STOP TIME's second itself.
-        backups = [BackupHistory(b.backup_id, b.begin_wal, end - timedelta(seconds=1))
-                   for b, end in ends if end is not None and b.begin_wal]
+        backups = [found for b in done if (found := self._history(b, listing)) is not None]
 
         def fetch(name: str, dest: Path) -> None:
             self._download(listing.segments[name].key, listing.segments[name].compression, dest / name)
@@ -240,6 +237,19 @@ class BarmanCloudSource:
         size = next((b.segment_size for b in done if b.segment_size), DEFAULT_SEGMENT_SIZE)
         return ArchiveListing(where=self.archive, segments=sorted(listing.segments), backups=backups,
                               segment_bytes=size, fetch=fetch)
+
+    def _history(self, backup: BarmanBackup, listing: WalListing) -> BackupHistory | None:
+        """A DONE backup's start segment, START and STOP TIME (its ``.backup`` file), else its end bound."""
+        found = listing.history.get(backup.history_file or "")
+        if backup.begin_wal is None:
+            return None
+        if found is not None and found.compression is None and found.size < 65536:
+            parsed = parse_backup_history(found.name, self._wals.read_text(found.key) or "")
+            if parsed is not None:
+                return replace(parsed, name=backup.backup_id)
+        end = self.ended(backup)[0]
+        # ended() is a bound the backup surely ended by; BackupHistory adds STOP TIME's second itself.
+        return BackupHistory(backup.backup_id, backup.begin_wal, end - timedelta(seconds=1)) if end else None
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -30,11 +30,14 @@ import pytest
 
 from checks.errors import BackupRefused, NoBackupFound, RestoreFailed, StoreUnreachable
 from checks.verdict import Outcome
+from drills.deadlines import Limit
 from drills.physical import PhysicalRestore
 from drills.physical.barman_cloud import BarmanCloudSource, continuity
+from drills.pitr_sample import find_gap
 from drills.processes import S3Server, server_user_kwargs
 from drills.stores import make_client
 from drills.targets import StoreSpec
+from steps.physical import sample_verdicts, with_gap_range
 from tests.support.archiving import archiving_source, server_bindir, wait_archived
 
 SECRET = "barman-s3-secret-5f0c"  # the store's fake secret key: never in any output
@@ -226,6 +229,20 @@ def test_a_wal_object_deleted_mid_range_fails_naming_it(source: Source) -> None:
     verdict = continuity(replace(source.spec, server="gap"))
     assert verdict.outcome is Outcome.FAILED and verdict.evidence["first_missing"] == removed
     assert continuity(source.spec).outcome is Outcome.PASSED
+    # The range it costs (the restore step's message; pg_waldump on a downloaded copy) and the step's gap.
+    gappy = replace(source.spec, server="gap")
+    extended = with_gap_range(caught.value, gappy)
+    assert "no later base backup" in extended.message and extended.context["unrecoverable_from"]
+    assert find_gap(BarmanCloudSource(gappy).archive_listing()).missing == removed
+
+
+def test_a_sampled_moment_recovers_from_the_wals_listing(source: Source) -> None:
+    """Sampling on a barman server: the window from the DONE backup's end to the newest commit."""
+    verdicts = list(sample_verdicts(source.spec, n=1, window=timedelta(days=1), rpo=timedelta(hours=1),
+                                    seed="s", draw="barman", limit=lambda: Limit(120, "test")))
+    assert [v.outcome for v in verdicts] == [Outcome.PASSED], [v.message for v in verdicts]
+    assert source.backup_id in verdicts[0].evidence["window_start_from"]
+    assert SECRET not in json.dumps([v.evidence for v in verdicts], default=str)
 
 
 def test_a_tool_failure_is_could_not_check_and_names_the_url(source: Source) -> None:

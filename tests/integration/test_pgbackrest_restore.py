@@ -27,10 +27,14 @@ import pytest
 
 from checks.errors import EnvironmentError_, NoBackupFound, RestoreFailed
 from checks.pgbackrest_verify import verify_verdict
+from checks.verdict import Outcome
 from drills import pgtools
-from drills.physical import PhysicalRestore, pgbackrest
+from drills.deadlines import Limit
+from drills.physical import PhysicalRestore, pgbackrest, source_for
+from drills.pitr_sample import find_gap
 from drills.processes import PostgresServer, hand_to_server_user, initdb, server_user_kwargs
 from drills.targets import StoreSpec
+from steps.physical import sample_verdicts, with_gap_range
 from tests.support.archiving import wait_archived
 
 STANZA = "demo"
@@ -248,6 +252,24 @@ def test_a_segment_missing_mid_range_fails_naming_it(source: Source, damaged: Pa
     assert "is missing inside the archive" in caught.value.context["log_tail"]
     assert drill.result is not None and drill.result.recovery["first_missing_segment"] == segment
     assert not workdir.exists()
+    # The range it costs (the restore step's message), and the same gap from repo-ls alone.
+    spec = _spec(source, repo=damaged)
+    extended = with_gap_range(caught.value, spec)
+    assert "no later base backup" in extended.message and extended.context["unrecoverable_from"]
+    gap = find_gap(source_for(spec).archive_listing())
+    assert gap.missing == segment and gap.last_commit_before is not None
+
+
+def test_a_sampled_moment_recovers_through_repo_ls_and_repo_get(source: Source) -> None:
+    """Sampling on a stanza: the window from the oldest set's end to the newest commit (pg_waldump on a
+    segment repo-get fetched into scratch), one moment restored and proven."""
+    listing = source_for(_spec(source)).archive_listing()
+    assert {b.name for b in listing.backups} == {source.full, source.incr}
+    verdicts = list(sample_verdicts(_spec(source), n=1, window=timedelta(days=1), rpo=timedelta(hours=1),
+                                    seed="s", draw="pgbr", limit=lambda: Limit(120, "test")))
+    assert [v.outcome for v in verdicts] == [Outcome.PASSED], [v.message for v in verdicts]
+    assert source.full in verdicts[0].evidence["window_start_from"]
+    assert "newest commit in the archive" in verdicts[0].evidence["window_end_from"]
 
 
 def test_drillbook_run_restores_checks_ages_and_verifies_without_showing_a_secret(source: Source,

@@ -121,10 +121,24 @@ class TestWalListing:
                                (PREFIX + "0000000100000000/000000010000000000000006", 1 << 20)], PREFIX)
         assert listing.segments["000000010000000000000006"].compression is None
 
-    @given(st.lists(st.tuples(st.text(max_size=80), st.integers(0, 1 << 40)), max_size=20))
-    def test_any_keys_are_sorted_or_set_aside(self, objects: list[tuple[str, int]]) -> None:
-        listing = wal_listing(objects, PREFIX)
+    @given(st.lists(st.tuples(st.text(max_size=80), st.integers(0, 1 << 40)), max_size=20), st.booleans())
+    def test_any_keys_are_sorted_or_set_aside(self, objects: list[tuple[str, int]], flat: bool) -> None:
+        listing = wal_listing(objects, PREFIX, flat=flat)
         assert len(listing.segments) + len(listing.history) + len(listing.unsupported) <= len(objects)
+        assert all(o.key == PREFIX + o.key[len(PREFIX):] for o in listing.segments.values())
+
+    def test_a_flat_prefix_as_an_archive_command_copying_f_writes_it(self) -> None:
+        """A basebackup store's ``wal = "s3://…"``: every file directly under the prefix."""
+        listing = wal_listing([
+            ("wal/000000010000000000000006", 1 << 20),
+            ("wal/000000010000000000000007.gz", 9000),
+            ("wal/000000010000000000000007.00000028.backup", 345),
+            ("wal/00000002.history", 42),
+            ("wal/0000000100000000/000000010000000000000008", 1 << 20),  # barman's folder: not this layout
+        ], "wal/", flat=True)
+        assert sorted(listing.segments) == ["000000010000000000000006", "000000010000000000000007"]
+        assert sorted(listing.history) == ["000000010000000000000007.00000028.backup", "00000002.history"]
+        assert listing.unsupported == ("wal/0000000100000000/000000010000000000000008",)
 
     def test_stop_time_of_a_backup_history_file(self) -> None:
         text = ("START WAL LOCATION: 0/700028 (file 000000010000000000000007)\n"

@@ -29,7 +29,25 @@ def test_a_basebackup_store_is_read_relative_to_the_file(tmp_path: Path) -> None
     assert config.redacted()["targets"]["pitr"]["kind"] == "basebackup"
 
 
+def test_a_wal_archive_on_s3_takes_its_keys_from_the_environment_only(tmp_path: Path) -> None:
+    path = tmp_path / "drillbook.toml"
+    secret = "wal-secret-9c2e1f"
+    path.write_text('[targets.pitr]\nkind = "basebackup"\npath = "base"\nwal = "s3://arch/pg/wal"\n'
+                    'endpoint_url = "http://127.0.0.1:9000"\naccess_key_id = "${KEY}"\n'
+                    'secret_access_key = "${SECRET}"\n', encoding="utf-8")
+    config = load_config(path, environ={"KEY": "k", "SECRET": secret})
+    store = config.stores["pitr"]
+    assert (store.wal, store.endpoint_url, store.secret_access_key) == ("s3://arch/pg/wal/",
+                                                                         "http://127.0.0.1:9000", secret)
+    assert secret not in repr(config.redacted())
+    path.write_text(path.read_text().replace('"${SECRET}"', f'"{secret}"'), encoding="utf-8")
+    with pytest.raises(ConfigError, match="secret_access_key` must reference the environment"):
+        load_config(path, environ={"KEY": "k"})
+
+
 @pytest.mark.parametrize(("body", "named"), [
+    ('path = "b"\nwal = "w"\nendpoint_url = "http://x"\n', "targets.pitr.endpoint_url"),  # a folder
+    ('path = "b"\nwal = "s3:///w"\n', "targets.pitr.wal"),
     ('path = "b"\nwal = "w"\nwall = "x"\n', "targets.pitr.wall"),
     ('path = "b"\n', "wal"),
     ('wal = "w"\n', "path"),
