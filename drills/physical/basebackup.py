@@ -1,4 +1,4 @@
-"""The ``kind = "basebackup"`` source: ``pg_basebackup`` output (tar, tar.gz or plain) and a WAL directory.
+"""The ``kind = "basebackup"`` source: ``pg_basebackup`` output (tar, tar.gz or plain) and its WAL archive.
 
 **choose** lists the store's directory (a key pattern dates a backup by its name, else its
 mtime); for a target, the newest backup that *ended* by it (``backup_label`` from the tar's head +

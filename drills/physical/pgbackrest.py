@@ -201,17 +201,7 @@ class PgBackRestSource:
         if proc.returncode != 0 or len(proc.stdout) > _LIST_BYTES:
             raise UnusableAnswer(f"pgbackrest repo-ls {path} ({self.archive}) exited {proc.returncode}: "
                                  f"{said(proc)}", store=self.spec.name)
-        try:
-            entries = json.loads(proc.stdout)
-        except ValueError:
-            entries = None
-        if not isinstance(entries, dict):
-            raise UnusableAnswer(f"pgbackrest repo-ls {path} printed no JSON object", store=self.spec.name)
-        files: dict[str, str] = {}
-        for name in entries:
-            found = _ARCHIVED.fullmatch(name) if isinstance(name, str) else None
-            if found and found.group(1) == found.group(2)[:16]:
-                files.setdefault(found.group(2), f"{path}/{name}")
+        files = archived_files(proc.stdout, path)
         backups = [BackupHistory(b.label, b.archive_start, b.stop, b.start)
                    for b in info.usable(repo) if b.archive_start and info.archive_of(b) == archive]
 
@@ -275,6 +265,26 @@ class PgBackRestSource:
             scratch.mkdir(mode=0o700)
             hand_to_server_user(scratch)
         return scratch
+
+
+def archived_files(text: str, path: str) -> dict[str, str]:
+    """``repo-ls --recurse --output=json`` of an archive id → segment name → its repo path.
+
+    Only ``<timeline+log>/<segment>-<sha1>[.codec]`` names count (history and ``.backup`` files, and
+    anything else pgbackrest might print, are not segments); the first of two copies wins.
+    """
+    try:
+        entries = json.loads(text)
+    except ValueError:
+        entries = None
+    if not isinstance(entries, dict):
+        raise UnusableAnswer(f"pgbackrest repo-ls {path} printed no JSON object")
+    files: dict[str, str] = {}
+    for name in sorted(entries):
+        found = _ARCHIVED.fullmatch(name)
+        if found and found.group(1) == found.group(2)[:16]:
+            files.setdefault(found.group(2), f"{path}/{name}")
+    return files
 
 
 def next_segment(name: str, segment_bytes: int) -> str:

@@ -19,7 +19,7 @@ from checks.pgbackrest_info import choose, newest_of, parse_info, stanza_for
 from checks.pgbackrest_verify import parse_verify, verify_verdict
 from drills.config import load_config, parse_config
 from drills.pgbackrest_options import env_name, environment
-from drills.physical.pgbackrest import next_segment
+from drills.physical.pgbackrest import archived_files, next_segment
 
 HEAD = '[targets.pgbr]\nkind = "pgbackrest"\nstanza = "main"\n'
 
@@ -266,3 +266,36 @@ def test_freshness_windows_are_from_the_stop_time() -> None:
     [info] = parse_info(json.dumps(_info()))
     newest = newest_of(info, 1, None)
     assert newest is not None and newest.stop - newest.start == timedelta(seconds=6)
+
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_repo_ls_names_the_archived_segments_and_nothing_else() -> None:
+    """``repo-ls --recurse --output=json`` of an archive id (pgBackRest 2.45's shape)."""
+    listing = json.dumps({
+        ".": {"type": "path"},
+        "0000000100000000": {"type": "path"},
+        f"0000000100000000/000000010000000000000003-{SHA}.gz": {"type": "file", "size": 40000},
+        f"0000000100000000/000000010000000000000004-{SHA}": {"type": "file", "size": 1 << 24},
+        "0000000100000000/000000010000000000000003.00000028.backup": {"type": "file", "size": 300},
+        f"0000000100000001/000000010000000000000005-{SHA}.gz": {"type": "file"},  # the wrong folder
+        "00000002.history": {"type": "file"},
+    })
+    assert archived_files(listing, "archive/demo/15-1") == {
+        "000000010000000000000003": f"archive/demo/15-1/0000000100000000/000000010000000000000003-{SHA}.gz",
+        "000000010000000000000004": f"archive/demo/15-1/0000000100000000/000000010000000000000004-{SHA}"}
+    with pytest.raises(UnusableAnswer, match="no JSON object"):
+        archived_files("[]", "archive/demo/15-1")
+
+
+@given(st.one_of(st.text(max_size=200), st.dictionaries(st.text(max_size=80), st.none(), max_size=10).map(
+    json.dumps)))
+def test_any_repo_ls_output_gives_segments_under_the_path_or_an_unusable_answer(text: str) -> None:
+    try:
+        files = archived_files(text, "archive/s/15-1")
+    except UnusableAnswer:
+        return
+    for segment, key in files.items():
+        assert re.fullmatch(r"[0-9A-F]{24}", segment)
+        assert key.startswith(f"archive/s/15-1/{segment[:16]}/{segment}-")
