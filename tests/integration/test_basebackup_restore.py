@@ -67,7 +67,9 @@ def source() -> Iterator[Source]:
     markers = root / "markers"
     markers.mkdir(mode=0o777)
     markers.chmod(0o777)
-    server = archiving_source(root, "bb-source", bindir=bindir, archive_command=copy_into(wal))
+    # Production sizes above PostgreSQL's defaults: a hot standby must match them or it pauses.
+    server = archiving_source(root, "bb-source", bindir=bindir, archive_command=copy_into(wal),
+                              max_connections="150", max_locks_per_transaction="128")
     server.start()
     try:
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
