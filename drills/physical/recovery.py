@@ -43,6 +43,7 @@ from drills.reaper import make_tempdir
 from drills.restore import RestoreResult, _PhaseContext
 from drills.targets import Journal, PostgresTarget, Role, StoreSpec
 
+from . import catalog_guard
 from .controldata import standby_settings
 from .source import Chosen, Source, chown_tree
 
@@ -228,14 +229,17 @@ class PhysicalRestore:
 
         assert self.server is not None
         t = time.perf_counter()
-        with self._phase("first query") as notes, psycopg.connect(self.server.dsn(), connect_timeout=10,
-                                                                 autocommit=True) as conn:
+        with self._phase("first query") as notes, catalog_guard.connect(self.server.dsn(), connect_timeout=10,
+                                                                       autocommit=True) as conn:
             row = conn.execute("SELECT count(*) FROM pg_catalog.pg_class").fetchone()
             notes["relations"] = row[0] if row else 0
             names = [r[0] for r in conn.execute(
                 "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate "
                 "AND datname <> 'postgres' ORDER BY datname").fetchall()]
         result.timings["first_query"] = time.perf_counter() - t
+        with self._phase("defuse catalog") as notes:
+            notes.update(catalog_guard.defuse(self.server.dsn, ["postgres", *names]))
+            result.recovery["defused"] = dict(notes)
         database = self.database or (names[0] if len(names) == 1 else "postgres")
         if database != "postgres" and database not in names:
             raise RestoreFailed(f"the recovered cluster has no database {database!r} (it has: "
@@ -369,7 +373,7 @@ class PhysicalRestore:
     def _state(self) -> tuple[bool, str | None, datetime | None] | None:
         assert self.server is not None
         try:
-            with psycopg.connect(self.server.dsn(), connect_timeout=2, autocommit=True) as conn:
+            with catalog_guard.connect(self.server.dsn(), connect_timeout=2, autocommit=True) as conn:
                 row = conn.execute(
                     "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN "
                     "pg_get_wal_replay_pause_state() END, pg_last_xact_replay_timestamp()").fetchone()
