@@ -143,13 +143,6 @@ def _ended(entry: Path, stop_time: Callable[[str], datetime | None]) -> datetime
     return stop_time(start.group(1)) if start else None
 
 
-def _pg_time(text: str) -> datetime | None:
-    try:
-        return datetime.strptime(text.replace(" UTC", " +0000"), "%Y-%m-%d %H:%M:%S %z")
-    except ValueError:
-        return None
-
-
 class BaseBackupSource:
     """pg_basebackup backups in ``spec.url`` and their WAL archive ``spec.wal`` (a directory or s3://)."""
 

@@ -233,7 +233,8 @@ def test_a_wal_object_deleted_mid_range_fails_naming_it(source: Source) -> None:
     gappy = replace(source.spec, server="gap")
     extended = with_gap_range(caught.value, gappy)
     assert "no later base backup" in extended.message and extended.context["unrecoverable_from"]
-    assert find_gap(BarmanCloudSource(gappy).archive_listing()).missing == removed
+    gap = find_gap(BarmanCloudSource(gappy).archive_listing())  # the continuity step's count and range
+    assert gap.missing == removed and gap.last_commit_before is not None
 
 
 def test_a_sampled_moment_recovers_from_the_wals_listing(source: Source) -> None:

@@ -260,6 +260,11 @@ def test_wal_on_s3_recovers_and_a_missing_object_is_named_by_its_key(
     gap = find_gap(source_for(gappy).archive_listing())  # the continuity step: no restore
     assert gap.missing == removed and gap.last_commit_before is not None
     assert S3_SECRET not in str(extended) + json.dumps(drill.journal.entries, default=str)
+    from drillbook.doctor.targets import store
+
+    doctor = store("bbs3", gappy)  # doctor lists the prefix with the store's endpoint and keys
+    assert doctor.outcome.value == "passed" and f"WAL segments in s3://{BUCKET}/gap/" in doctor.message
+    assert S3_SECRET not in doctor.message
 
 
 def test_a_target_outside_the_archive_fails_naming_it(source: Source) -> None:
