@@ -134,7 +134,7 @@ class SandboxProduct:
 
     @property
     def pgbackrest_repo(self) -> Path:
-        """A posix pgBackRest repo: stanza ``product``, a full and an incr set (sandbox/pgbackrest_repo.py)."""
+        """A posix pgBackRest repo: stanza ``product``, a full and an incr set (pgbackrest_repo.py)."""
         return self.root / "pgbackrest"
 
     def s3_files(self) -> list[tuple[str, Path]]:
