@@ -62,7 +62,7 @@ class TlsProxy:
 
     def start(self) -> TlsProxy:
         """Serve in a daemon thread (the socket is bound already: clients may connect at once)."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name=self.label, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=self.label, daemon=True)
         self._thread.start()
         return self
 
