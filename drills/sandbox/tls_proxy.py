@@ -62,7 +62,9 @@ class TlsProxy:
 
     def start(self) -> TlsProxy:
         """Serve in a daemon thread (the socket is bound already: clients may connect at once)."""
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=self.label, daemon=True)
+        # A short poll: stop() returns within 50 ms rather than werkzeug-like 0.5 s.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=self.label,
+                                        daemon=True)
         self._thread.start()
         return self
 

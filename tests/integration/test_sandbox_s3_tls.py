@@ -30,7 +30,8 @@ pytestmark = pytest.mark.integration
 
 
 def _client(endpoint: str, **extra: Any) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, region_name=S3_REGION, aws_access_key_id=S3_ACCESS_KEY_ID,
+    return boto3.client("s3", endpoint_url=endpoint, region_name=S3_REGION,
+                        aws_access_key_id=S3_ACCESS_KEY_ID,
                         aws_secret_access_key=S3_SECRET_ACCESS_KEY, **extra)
 
 
@@ -74,11 +75,12 @@ def test_https_front_serves_the_plain_endpoints_objects(s3_server: S3Server, fro
     assert plain.get_object(Bucket="tls-front", Key="a/tls")["Body"].read() == body[::-1]
     ranged = tls.get_object(Bucket="tls-front", Key="a/plain", Range="bytes=1000-1999")["Body"].read()
     assert ranged == body[1000:2000]
-    assert sorted(o["Key"] for o in tls.list_objects_v2(Bucket="tls-front")["Contents"]) == ["a/plain", "a/tls"]
+    listed = tls.list_objects_v2(Bucket="tls-front")["Contents"]
+    assert sorted(o["Key"] for o in listed) == ["a/plain", "a/tls"]
 
 
 def test_https_front_is_refused_without_the_sandbox_ca(front: Any) -> None:
-    """The certificate verifies only against the run's CA: a client on the system store fails the handshake."""
+    """The certificate verifies only against the run's CA: on the system store the handshake fails."""
     proxy, _ = front
     context = ssl.create_default_context()
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as raw, \
@@ -126,9 +128,9 @@ def test_canary_repo_differs_in_exactly_one_file(s3_server: S3Server, tmp_path: 
     client = _client(s3_server.endpoint_url)
     product = _product(tmp_path, nights=1)
     client.create_bucket(Bucket="pgbr-canary")
-    assert pgbackrest_repo.upload(client, "pgbr-canary", product.pgbackrest_repo, canary=False) == "pgbackrest"
-    assert pgbackrest_repo.upload(client, "pgbr-canary", product.pgbackrest_repo, canary=True) \
-        == "pgbackrest-canary"
+    repo = product.pgbackrest_repo
+    assert pgbackrest_repo.upload(client, "pgbr-canary", repo, canary=False) == "pgbackrest"
+    assert pgbackrest_repo.upload(client, "pgbr-canary", repo, canary=True) == "pgbackrest-canary"
     changed = []
     for name, path in pgbackrest_repo.repo_files(product.pgbackrest_repo):
         good = client.get_object(Bucket="pgbr-canary", Key=f"pgbackrest/{name}")["Body"].read()
