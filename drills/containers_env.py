@@ -613,6 +613,10 @@ class ContainersEnvironment(provision.ProductServices):
         keys = {"region": S3_REGION, "access_key_id": S3_ACCESS_KEY_ID,
                 "secret_access_key": self._services["s3"].password}
         if name == pgbackrest_repo.STORE and self.s3_tls is not None:
+            from checks import redact
+
+            # A generated secret (not moto's public "testing"): pgbackrest's messages must never show it.
+            redact.register(keys["secret_access_key"])
             return pgbackrest_repo.store_spec(bucket=history.BUCKET, canary=self.canary, endpoint="localhost",
                                               port=self.s3_tls.port, ca_file=self.s3_ca, **keys)
         if name == vault.STORE:
