@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -178,9 +179,13 @@ class BaseBackupSource:
                 if parsed is not None:
                     backups.append(parsed)
         plain = [o.size for o in found.segments.values() if o.compression is None]
-        # A compressed archive does not say its segment size: PostgreSQL's default, checked at fetch.
         size = plain[-1] if plain else DEFAULT_SEGMENT_SIZE
-        check_segment_size(size, "", self.archive)
+        if found.segments and not plain:  # a compressed archive: the newest segment, fetched, tells the size
+            newest = max(found.segments)
+            with tempfile.TemporaryDirectory(prefix="drillbook-wal-size-") as probe:
+                size = s3_wal.download(store, found.segments[newest].key, found.segments[newest].compression,
+                                       Path(probe) / newest, store_name=self.spec.name)
+        check_segment_size(size, max(found.segments, default=""), self.archive)
         return ArchiveListing(where=self.archive, segments=sorted(found.segments), backups=backups,
                               segment_bytes=size, fetch=self._fetch_s3)
 

@@ -268,6 +268,12 @@ def test_wal_on_s3_recovers_and_a_missing_object_is_named_by_its_key(
     gap = find_gap(source_for(gappy).archive_listing())  # the continuity step: no restore
     assert gap.missing == removed and gap.last_commit_before is not None
     assert S3_SECRET not in str(extended) + json.dumps(drill.journal.entries, default=str)
+    # All compressed: the segment size is learnt from the newest segment, downloaded (not assumed 16 MB).
+    for name in segments[-2:]:
+        client.put_object(Bucket=BUCKET, Key=f"allgz/{name}.gz",
+                          Body=gzip.compress((source.wal / name).read_bytes(), compresslevel=1))
+    listing = source_for(_s3_spec(source, s3, "allgz/")).archive_listing()
+    assert listing.segment_bytes == (source.wal / segments[-1]).stat().st_size
     from drillbook.doctor.targets import store
 
     doctor = store("bbs3", gappy)  # doctor lists the prefix with the store's endpoint and keys
