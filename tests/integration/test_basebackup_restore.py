@@ -86,7 +86,8 @@ def source() -> Iterator[Source]:
             conn.execute("CREATE TABLE ticks (id serial PRIMARY KEY, batch int, "
                          "t timestamptz DEFAULT clock_timestamp())")
             conn.execute("INSERT INTO ticks (batch) SELECT 1 FROM generate_series(1, 50)")
-            _basebackup(server, root / "store" / time.strftime(PATTERN, time.gmtime()))
+            # The hostile copies come first: no moment after the store's own backup ever holds their
+            # objects (sampled moments of that store must not land on them).
             # A hostile copy: its auto.conf would run commands and load a missing library.
             for setting, value in (("archive_command", f"touch {markers}/archived"),
                                    ("shared_preload_libraries", "nonexistent"),
@@ -124,6 +125,7 @@ def source() -> Iterator[Source]:
             evil_until = row[0]  # recovered to here, the function is still there
             time.sleep(0.2)
             conn.execute(f"DROP FUNCTION public.{EVIL_LIB}()")
+            _basebackup(server, root / "store" / time.strftime(PATTERN, time.gmtime()))
             time.sleep(1.1)  # whole seconds in the key pattern: later batches are after the backup
             conn.execute("INSERT INTO ticks (batch) SELECT 2 FROM generate_series(1, 50)")
             conn.execute("SELECT pg_switch_wal()")
