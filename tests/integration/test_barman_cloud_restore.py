@@ -2,7 +2,8 @@
 
 One source cluster per module, archiving through a generated ``sh`` script that calls
 ``barman-cloud-wal-archive`` (as production would: the keys live in that script), one real
-``barman-cloud-backup`` whose ``postgresql.auto.conf`` is hostile, committed batches around it, and a
+``barman-cloud-backup`` whose ``postgresql.auto.conf`` is hostile (restored by drillbook's own
+download and extraction), committed batches around it, and a
 FAILED backup listed after it. Other servers in the bucket are copies of it with one thing broken.
 """
 
@@ -30,7 +31,8 @@ import pytest
 
 from checks.errors import BackupRefused, NoBackupFound, RestoreFailed, StoreUnreachable
 from checks.verdict import Outcome
-from drills.physical import PhysicalRestore
+from drills.deadlines import Limit
+from drills.physical import Chosen, PhysicalRestore
 from drills.physical.barman_cloud import BarmanCloudSource, continuity
 from drills.processes import S3Server, server_user_kwargs
 from drills.stores import make_client
@@ -237,24 +239,113 @@ def test_a_tool_failure_is_could_not_check_and_names_the_url(source: Source) -> 
 
 
 
-def test_a_tar_escaping_scratch_is_refused_before_barman_extracts_it(source: Source) -> None:
-    """barman-cloud-restore extracts with no filter (Debian's Python): drillbook reads the members first."""
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, link, 3 if kind == tarfile.REGTYPE else 0
+    return info
+
+
+def _put_backup(source: Source, server: str, tar_name: str, body: bytes) -> StoreSpec:
+    """A copy of the real backup's backup.info under ``server`` with ``body`` as its one tar."""
     client = make_client(source.spec)
-    _copy_server(client, "src", "evil", only="/backup.info")  # refused before any WAL is needed
-    evil = f"drillbook-evil-{uuid.uuid4().hex[:8]}"
+    _copy_server(client, "src", server, only="/backup.info")  # refused before any WAL is needed
+    client.put_object(Bucket=BUCKET, Key=f"pg/{server}/base/{source.backup_id}/{tar_name}", Body=body)
+    return replace(source.spec, server=server)
+
+
+# Each hostile tar: its members (after a harmless PG_VERSION) and the member the refusal must name.
+# {out} is a directory outside scratch the attack aims at.
+HOSTILE = {
+    "absolute name": ([("{out}/evil", tarfile.REGTYPE, "")], "{out}/evil"),
+    "dot-dot name": ([("../../{name}/evil", tarfile.REGTYPE, "")], "../../{name}/evil"),
+    "symlink out, then a file through it": ([("pg_out", tarfile.SYMTYPE, "{out}"),
+                                             ("pg_out/evil", tarfile.REGTYPE, "")], "pg_out"),
+    "device": ([("pg_dev", tarfile.CHRTYPE, "")], "pg_dev"),
+    "hard link out": ([("pg_hard", tarfile.LNKTYPE, "{out}/canary")], "pg_hard"),
+}
+
+
+def _hostile_tar(case: str, out: Path) -> bytes:
+    members, _ = HOSTILE[case]
+    fill = {"out": str(out), "name": out.name}
     body = io.BytesIO()
     with tarfile.open(fileobj=body, mode="w:gz") as tar:
-        for name in ("PG_VERSION", f"../../{evil}"):
-            info = tarfile.TarInfo(name)
-            info.size = 3
-            tar.addfile(info, io.BytesIO(b"15\n"))
-    client.put_object(Bucket=BUCKET, Key=f"pg/evil/base/{source.backup_id}/data.tar.gz", Body=body.getvalue())
-    drill = PhysicalRestore(replace(source.spec, server="evil"))
+        tar.addfile(_member("PG_VERSION"), io.BytesIO(b"15\n"))
+        for name, kind, link in members:
+            tar.addfile(_member(name.format(**fill), kind, link.format(**fill)), io.BytesIO(b"bad"))
+    return body.getvalue()
+
+
+@pytest.fixture
+def outside() -> Iterator[Path]:
+    """A directory outside scratch that the hostile tars aim at, holding a canary file."""
+    out = Path(tempfile.mkdtemp(prefix="drillbook-evil-"))
+    (out / "canary").write_text("canary", encoding="utf-8")
+    yield out
+    assert sorted(p.name for p in out.iterdir()) == ["canary"]  # nothing written, nothing replaced
+    assert (out / "canary").read_text(encoding="utf-8") == "canary"
+    assert not (out.parent / "evil").exists()
+    shutil.rmtree(out)
+
+
+def test_a_hostile_tar_fails_the_restore_naming_the_member(source: Source, outside: Path) -> None:
+    """drillbook, not barman-cloud-restore (no filter on Debian's Python), extracts the tar it downloaded."""
+    server = f"evil-{uuid.uuid4().hex[:8]}"
+    drill = PhysicalRestore(_put_backup(source, server, "data.tar.gz", _hostile_tar("dot-dot name", outside)))
     workdir = drill.workdir
-    with drill, pytest.raises(BackupRefused, match=evil):
+    with drill, pytest.raises(BackupRefused) as caught:
         drill.run()
-    assert not (workdir.parent / evil).exists() and not (Path(tempfile.gettempdir()) / evil).exists()
+    assert f"pg/{server}/base/{source.backup_id}/data.tar.gz: refusing member " \
+           f"'../../{outside.name}/evil'" in caught.value.message
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_each_hostile_member_is_refused_before_anything_is_written(source: Source, outside: Path, case: str,
+                                                                   tmp_path: Path) -> None:
+    """The source's own materialize (the listing call is the driver's, tested above): every kind of escape."""
+    server = f"evil-{uuid.uuid4().hex[:8]}"
+    barman = BarmanCloudSource(_put_backup(source, server, "data.tar.gz", _hostile_tar(case, outside)))
+    datadir = tmp_path / "data"
+    datadir.mkdir()
+    chosen = Chosen(key=source.backup_id, taken=source.between)
+    with pytest.raises(BackupRefused) as caught:
+        barman.materialize(chosen, datadir, Limit(60, "test").start())
+    member = HOSTILE[case][1].format(out=outside, name=outside.name)
+    assert f"refusing member {member!r}" in caught.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"] and list(datadir.iterdir()) == []
+
+
+def _tar(*names: str, mode: str = "w") -> bytes:
+    body = io.BytesIO()
+    with tarfile.open(fileobj=body, mode=mode) as tar:  # type: ignore[call-overload]
+        for name in names:
+            tar.addfile(_member(name), io.BytesIO(b"15\n"))
+    return body.getvalue()
+
+
+def test_a_backup_in_parts_is_extracted_whole_and_a_tablespace_tar_is_refused(source: Source,
+                                                                               tmp_path: Path) -> None:
+    """barman-cloud-backup splits data.tar past -S (data_0001.tar …); a tablespace is <oid>.tar."""
+    spec = _put_backup(source, "parts", "data.tar.bz2", _tar("PG_VERSION", mode="w:bz2"))
+    client = make_client(spec)
+    client.put_object(Bucket=BUCKET, Key=f"pg/parts/base/{source.backup_id}/data_0001.tar",
+                      Body=_tar("global/pg_control"))
+    chosen = Chosen(key=source.backup_id, taken=source.between)
+    notes = BarmanCloudSource(spec).materialize(chosen, tmp_path / "data", Limit(60, "test").start())
+    assert notes["members"] == 2 and (tmp_path / "data" / "global" / "pg_control").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # the downloads are gone
+    client.put_object(Bucket=BUCKET, Key=f"pg/parts/base/{source.backup_id}/16385.tar", Body=_tar("x"))
+    with pytest.raises(RestoreFailed, match=r"16385\.tar: .*tablespace"):
+        BarmanCloudSource(spec).materialize(chosen, tmp_path / "again", Limit(60, "test").start())
+
+
+def test_a_tar_in_a_codec_drillbook_cannot_read_is_named(source: Source, tmp_path: Path) -> None:
+    barman = BarmanCloudSource(_put_backup(source, "snappy", "data.tar.snappy", b"\xff\x06\x00\x00sNaPpY"))
+    with pytest.raises(RestoreFailed) as caught:
+        barman.materialize(Chosen(key=source.backup_id, taken=source.between), tmp_path / "data",
+                           Limit(60, "test").start())
+    assert "data.tar.snappy" in caught.value.message and "python-snappy" in caught.value.message
 
 
 def test_doctor_lists_a_barman_cloud_store(source: Source) -> None:
