@@ -51,7 +51,7 @@ from checks.barman_info import (
     wal_continuity,
     wal_listing,
 )
-from checks.errors import EnvironmentError_, NoBackupFound, RestoreFailed, StoreUnreachable
+from checks.errors import BackupError, EnvironmentError_, NoBackupFound, RestoreFailed, StoreUnreachable
 from checks.pitr import first_missing
 from checks.verdict import Verdict
 from drills.deadlines import Deadline
@@ -62,6 +62,8 @@ from .source import Chosen, WalCopy
 from .tars import extract_tar
 
 LIST_TIMEOUT_S = 120.0
+# barman-cloud-backup-list's answers in this process: store → (its backup.info objects, the backups).
+_LISTED: dict[tuple[str | None, ...], tuple[tuple[tuple[str, int, str], ...], tuple[BarmanBackup, ...]]] = {}
 DEFAULT_SEGMENT_SIZE = 16 << 20  # PostgreSQL's default, when backup.info does not say
 # A WAL segment is 1 MiB to 1 GiB (a power of two): a larger decompressed object is refused.
 _MAX_SEGMENT = 1 << 30
@@ -74,7 +76,7 @@ _TARFILE_READS = ("", ".gz", ".bz2", ".xz")
 _CODECS = {".snappy": ("snappy", "python-snappy"), ".lz4": ("lz4.frame", "lz4"),
            ".zst": ("zstandard", "zstandard")}
 _DECOMPRESS = {"gzip": gzip.GzipFile, "bzip2": bz2.BZ2File}
-_TOOL_HINT = "install barman's cloud client: apt-get install barman-cli-cloud (bootstrap does for tests)"
+_TOOL_HINT = "install barman's cloud client: apt-get install barman-cli-cloud (./bootstrap does)"
 
 
 def tool(name: str) -> str:
@@ -118,9 +120,27 @@ class BarmanCloudSource:
     # -- metadata ---------------------------------------------------------------------------
 
     def list_backups(self) -> list[BarmanBackup]:
-        """``barman-cloud-backup-list --format json``, parsed; a failure is :class:`StoreUnreachable`."""
+        """``barman-cloud-backup-list --format json``, parsed; a failure is :class:`StoreUnreachable`.
+
+        The tool answers from the ``backup.info`` objects alone and costs a Python start-up (~1 s):
+        while those objects are unchanged (key, size, LastModified, listed here first) the answer
+        this process already parsed is reused, so a scenario's restore and its checks list once.
+        """
+        try:
+            self._base_listing = self._base.list()
+            seen = tuple(sorted((o.key, o.size, o.last_modified.isoformat()) for o in self._base_listing
+                                if o.key.endswith("/backup.info")))
+        except BackupError:
+            seen = None  # a bucket that cannot be listed: the tool's own failure names it
+        where = (self.spec.endpoint_url, self.spec.url, self.spec.server, self.spec.access_key_id)
+        cached = _LISTED.get(where)
+        if seen is not None and cached is not None and cached[0] == seen:
+            return list(cached[1])
         proc = self._run("barman-cloud-backup-list", "--format", "json", timeout_s=LIST_TIMEOUT_S)
-        return parse_backup_list(proc.stdout, source=f"barman-cloud-backup-list of {self.archive}")
+        backups = parse_backup_list(proc.stdout, source=f"barman-cloud-backup-list of {self.archive}")
+        if seen is not None:
+            _LISTED[where] = (seen, tuple(backups))
+        return backups
 
     def wal_listing(self) -> WalListing:
         """The ``wals/`` prefix, listed once per source."""

@@ -17,7 +17,9 @@ The build cluster also archives its WAL, and after each of the last :data:`BASE_
 dumps a ``pg_basebackup -Ft -z -X none`` is taken into ``basebackup/base_YYYYMMDD_HHMMSS/``
 (named by the wall clock: WAL commit times are real, so a point-in-time target is one too); the
 archive from the oldest base backup's start on is kept in ``wal/``. That is the ``base-backups``
-store (``kind = "basebackup"``), recoverable to any moment of the build.
+store (``kind = "basebackup"``), recoverable to any moment of the build. After the newest of them a
+``barman-cloud-backup`` is taken too, and its WAL archived with barman's own archiver, into
+``s3/barman/`` (the ``barman-cloud`` store: :mod:`drills.sandbox.barman_location`).
 
 After the last backup the rows up to ``now`` are inserted, the server is
 shut down cleanly and its data directory is cached beside the dumps. The
@@ -50,10 +52,10 @@ from checks.errors import EnvironmentError_
 from checks.pitr import SEGMENT
 
 from ..processes import PostgresServer, copy_tree, hand_to_server_user, postgres_version, template_datadir
-from . import seed
+from . import barman_location, seed
 
 # Bump when the seeding or the history layout changes: it invalidates every cache entry.
-SANDBOX_VERSION = "6"  # bump when the product or its history changes shape
+SANDBOX_VERSION = "7"  # bump when the product or its history changes shape
 PRODUCT_DB = "product"
 BACKUP_DAYS = 35
 # SentraScan deletes with `find -mtime +30`: tonight's dump plus the 30 nights before it remain.
@@ -210,6 +212,7 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
     server = PostgresServer("sandbox build", build_dir / "pgdata", bindir=bindir, settings={
         "min_wal_size": "2MB", "max_wal_size": "4MB", "archive_mode": "on",
         "archive_command": f"cp %p {archive}/%f.part && mv {archive}/%f.part {archive}/%f"})
+    barman = barman_location.BarmanBuild(staging / "s3")
     try:
         server.init(template=template)
         server.start()
@@ -229,6 +232,7 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
             if taken_at >= base_from:
                 first_segment = first_segment or _current_segment(server)
                 _base_backup(server, staging / "basebackup")
+        barman.backup(server)
         seed.seed(dsn, anchor=anchor, since=since, until=now)
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
             # Switch segments and checkpoint so the old WAL is removed, not cached and copied (and
@@ -240,7 +244,9 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
         server.stop()
         copy_tree(server.datadir, staging / "pgdata")
         _keep_wal(archive, staging / "wal", since_segment=first_segment or "")
+        barman.archive(archive)
     finally:
+        barman.close()
         server.stop()
         shutil.rmtree(build_dir, ignore_errors=True)
 

@@ -209,6 +209,20 @@ def test_without_a_history_file_the_end_is_when_backup_info_was_uploaded(source:
     assert end is not None and end > source.between  # so a target at `between` never picks it
 
 
+def test_the_listing_is_reused_only_while_the_backup_info_objects_are_unchanged(source: Source) -> None:
+    client = make_client(source.spec)
+    _copy_server(client, "src", "relist", only="/backup.info")
+    spec = replace(source.spec, server="relist")
+    first = BarmanCloudSource(spec).list_backups()
+    again = BarmanCloudSource(spec).list_backups()
+    assert again[0] is first[0]  # the same parsed answer: barman-cloud-backup-list did not run again
+    key = f"pg/relist/base/{source.backup_id}/backup.info"
+    info = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    client.put_object(Bucket=BUCKET, Key=key, Body=info.replace(b"status=DONE", b"status=FAILED"))
+    [changed] = [b for b in BarmanCloudSource(spec).list_backups() if b.backup_id == source.backup_id]
+    assert changed.status == "FAILED"
+
+
 def test_a_wal_object_deleted_mid_range_fails_naming_it(source: Source) -> None:
     client = make_client(source.spec)
     listing = BarmanCloudSource(source.spec).wal_listing()
