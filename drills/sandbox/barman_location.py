@@ -136,3 +136,19 @@ class BarmanBuild:
             said = proc.stderr.strip()[-2000:]
             raise EnvironmentError_(f"building the sandbox's Barman location: {Path(command[0]).name} exited "
                                     f"with status {proc.returncode}: {said}", hint=_HINT)
+
+
+def break_for_canary(client: Any, bucket: str) -> str | None:
+    """``--canary``: delete the WAL object after the newest barman backup's start (never the last
+    segment, which would only shorten the archive); the segment's name, or None if too few."""
+    prefix = f"{PREFIX}/{SERVER}/wals/"
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    names = {key.rsplit("/", 1)[-1]: key for key in keys}
+    starts = sorted(name[:24] for name in names if name.endswith(".backup"))
+    after = sorted(name for name in names if SEGMENT.fullmatch(name) and starts and name > starts[-1])
+    if len(after) < 2:
+        return None
+    missing: str = after[0]
+    client.delete_object(Bucket=bucket, Key=names[missing])
+    return missing
