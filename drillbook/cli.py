@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from typing import Any, TextIO, cast
 from checks import redact
 from checks.errors import ConfigError, DrillbookError
 
-from . import __version__
+from . import __version__, interrupts
 from .runner import EXIT_FAILED, EXIT_PASSED, EXIT_USAGE, RunOptions, run
 
 
@@ -176,7 +175,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(args_list)
     # SIGTERM (a CI timeout, systemd) must unwind like Ctrl-C so servers are stopped.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupts.install()
     try:
         from .fleet.cli import dispatch as fleet_dispatch
 
@@ -273,10 +272,6 @@ def _main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     parser.error("unknown command")
     return EXIT_USAGE
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def print_steps() -> int:

@@ -31,7 +31,7 @@ from checks.errors import DrillbookError
 from checks.verdict import ChecksFailed, Verdict, VerdictFailed, recording
 from reports.results import CADENCES, RunResult, ScenarioResult
 
-from . import __version__, scenario_steps
+from . import __version__, interrupts, scenario_steps
 
 pytest_plugins = ["steps.context", "steps.backup", "steps.cadence", "drillbook.audit", "steps.migrations",
                   "steps.migrate_command",
@@ -212,6 +212,13 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         # Remembered: every scenario that needs the environment errors with this message.
         drill._env_error = exc
         drill.say(f"environment could not be provided: {exc}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """No scenario starts after a Ctrl-C, even one Python swallowed (see :mod:`drillbook.interrupts`)."""
+    if interrupts.received() is not None:
+        raise KeyboardInterrupt
 
 
 @pytest.hookimpl(tryfirst=True)

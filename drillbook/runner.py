@@ -18,6 +18,8 @@ from checks.errors import ConfigError
 from checks.files import DISK_ERRNOS, disk_error, write_atomic
 from reports.results import CADENCES, RunResult
 
+from . import interrupts
+
 if TYPE_CHECKING:
     from drills.config import Config
 
@@ -211,7 +213,8 @@ def run(options: RunOptions, *, argv: list[str] | None = None) -> int:
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR) or not results.exists():
         print("drillbook: the run could not start; see the messages above", file=sys.stderr)
         return EXIT_USAGE
-    if code == pytest.ExitCode.INTERRUPTED:
+    if code == pytest.ExitCode.INTERRUPTED or interrupts.received() is not None:
+        # Also when pytest finished normally: a Ctrl-C it never saw still means the user stopped the run.
         print("drillbook: interrupted; servers and scratch databases were cleaned up", file=sys.stderr)
         return EXIT_FAILED
     audit_problems = audit.finish(run_dir)

@@ -43,6 +43,8 @@ from drills.reaper import make_tempdir
 from drills.restore import RestoreResult, _PhaseContext
 from drills.targets import Journal, PostgresTarget, Role, StoreSpec
 
+from . import catalog_guard
+from .controldata import standby_settings
 from .source import Chosen, Source, chown_tree
 
 # Store kind → "module:class" of its source (imported on use: a tool's module loads only when needed).
@@ -54,6 +56,8 @@ SOURCES: dict[str, str] = {
 _POLL_S = 0.1
 # What the server's log says when recovery cannot go on (A4).
 _NOT_REACHED = "recovery ended before configured recovery target was reached"
+_INSUFFICIENT = re.compile(r"DETAIL:  ([a-z_]+) = \d+ is a lower setting than on the primary server, "
+                           r"where its value was (\d+)")
 _COULD_NOT_RESTORE = re.compile(r'could not restore file "([0-9A-F]{24})" from archive'
                                 r'|drillbook: WAL segment ([0-9A-F]{24}) is missing')
 
@@ -225,14 +229,17 @@ class PhysicalRestore:
 
         assert self.server is not None
         t = time.perf_counter()
-        with self._phase("first query") as notes, psycopg.connect(self.server.dsn(), connect_timeout=10,
-                                                                 autocommit=True) as conn:
+        with self._phase("first query") as notes, catalog_guard.connect(self.server.dsn(), connect_timeout=10,
+                                                                       autocommit=True) as conn:
             row = conn.execute("SELECT count(*) FROM pg_catalog.pg_class").fetchone()
             notes["relations"] = row[0] if row else 0
             names = [r[0] for r in conn.execute(
                 "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate "
                 "AND datname <> 'postgres' ORDER BY datname").fetchall()]
         result.timings["first_query"] = time.perf_counter() - t
+        with self._phase("defuse catalog") as notes:
+            notes.update(catalog_guard.defuse(self.server.dsn, ["postgres", *names]))
+            result.recovery["defused"] = dict(notes)
         database = self.database or (names[0] if len(names) == 1 else "postgres")
         if database != "postgres" and database not in names:
             raise RestoreFailed(f"the recovered cluster has no database {database!r} (it has: "
@@ -338,9 +345,12 @@ class PhysicalRestore:
         sockdir = self._workdir / "sock"
         sockdir.mkdir(mode=0o700)
         hand_to_server_user(sockdir)
+        # A hot standby needs the primary's max_connections & co. (pg_control has them); never
+        # the backup's other settings.
+        standby = standby_settings(datadir, self.bindir)
         self.server = PostgresServer("recovered", datadir, bindir=self.bindir, sockdir=sockdir,
                                      log_path=self._workdir / "server.log",
-                                     settings=self._settings(first, last), clean_env=True)
+                                     settings={**standby, **self._settings(first, last)}, clean_env=True)
         self.server.start(wait=False)
         if self.server.pid is not None:  # a killed run's postmaster is stopped by the next run's reaper
             self._record.add_server(self.server.label, self.server.pid, anchor=self._workdir)
@@ -363,7 +373,7 @@ class PhysicalRestore:
     def _state(self) -> tuple[bool, str | None, datetime | None] | None:
         assert self.server is not None
         try:
-            with psycopg.connect(self.server.dsn(), connect_timeout=2, autocommit=True) as conn:
+            with catalog_guard.connect(self.server.dsn(), connect_timeout=2, autocommit=True) as conn:
                 row = conn.execute(
                     "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN "
                     "pg_get_wal_replay_pause_state() END, pg_last_xact_replay_timestamp()").fetchone()
@@ -381,8 +391,15 @@ class PhysicalRestore:
                                  f"{self.source.archive}: recovery cannot pass it", segment=segment,
                                  log_tail=tail,
                                  hint="the archive has a gap: base backups taken after it still recover")
+        if found := _INSUFFICIENT.search(log):
+            return RestoreFailed(f"recovery needs {found.group(1)} = {found.group(2)} or more: the primary "
+                                 "raised it after this base backup was taken", setting=found.group(1),
+                                 log_tail=tail,
+                                 hint="a base backup taken after the change recovers; drillbook starts the "
+                                      "server with the base backup's values")
         if _NOT_REACHED in log:
             return RestoreFailed(f"target {self.target.isoformat() if self.target else '?'} is beyond the "
                                  f"WAL archive {self.source.archive}: recovery ended before reaching it",
                                  target=self.target.isoformat() if self.target else None, log_tail=tail)
-        return RestoreFailed(f"the recovered server stopped: {redact(gone)}", log_tail=tail)
+        return RestoreFailed(f"the recovered server stopped: {redact(gone)}", log_tail=tail,
+                             hint="the end of the server's log is in the evidence (log_tail)")

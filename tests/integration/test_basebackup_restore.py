@@ -35,6 +35,7 @@ from tests.support.archiving import archiving_source, copy_into, server_bindir, 
 
 PATTERN = "base_%Y%m%d_%H%M%S"
 SECRET = "s3cret-in-auto-conf"  # a fake password the evidence must never show
+EVIL_LIB = "drillbook_evil_lib"
 
 
 @dataclass
@@ -45,6 +46,9 @@ class Source:
     hostile: Path
     between: datetime  # after batch 2 committed, before batch 3
     markers: Path
+    foreign_lib: Path  # a backup declaring a C function with the library './drillbook_evil_lib'
+    evil_until: datetime  # the function is dropped after this
+    hostile_until: datetime  # the hostile per-database setting is reset after this
 
 
 def _basebackup(server: PostgresServer, dest: Path, *extra: str) -> None:
@@ -67,7 +71,9 @@ def source() -> Iterator[Source]:
     markers = root / "markers"
     markers.mkdir(mode=0o777)
     markers.chmod(0o777)
-    server = archiving_source(root, "bb-source", bindir=bindir, archive_command=copy_into(wal))
+    # Production sizes above PostgreSQL's defaults: a hot standby must match them or it pauses.
+    server = archiving_source(root, "bb-source", bindir=bindir, archive_command=copy_into(wal),
+                              max_connections="150", max_locks_per_transaction="128")
     server.start()
     try:
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
@@ -82,8 +88,28 @@ def source() -> Iterator[Source]:
                                    ("external_pid_file", f"{markers}/pid"),
                                    ("primary_conninfo", f"host=192.0.2.1 password={SECRET}")):
                 conn.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
+            # Per-database settings beat the server's command line: the first connection would load
+            # a library from the data directory (the server's working directory).
+            conn.execute(f"ALTER DATABASE postgres SET session_preload_libraries = './{EVIL_LIB}'")
             _basebackup(server, root / "hostile" / time.strftime(PATTERN, time.gmtime()), "-R")
+            row = conn.execute("SELECT clock_timestamp()").fetchone()
+            assert row is not None
+            hostile_until = row[0]  # recovered to here, the per-database setting is still there
+            time.sleep(0.2)
             conn.execute("ALTER SYSTEM RESET ALL")
+            conn.execute("ALTER DATABASE postgres RESET ALL")
+            # A C function whose library path points into the backup's own files (CREATE loads the
+            # library to check it, so the hostile path goes straight into the catalog, as a superuser can).
+            conn.execute(f"CREATE FUNCTION public.{EVIL_LIB}() RETURNS int "
+                         "AS '$libdir/plpgsql', 'plpgsql_validator' LANGUAGE c")
+            conn.execute(f"UPDATE pg_catalog.pg_proc SET probin = './{EVIL_LIB}' "
+                         f"WHERE proname = '{EVIL_LIB}'")
+            _basebackup(server, root / "foreign-lib" / time.strftime(PATTERN, time.gmtime()))
+            row = conn.execute("SELECT clock_timestamp()").fetchone()
+            assert row is not None
+            evil_until = row[0]  # recovered to here, the function is still there
+            time.sleep(0.2)
+            conn.execute(f"DROP FUNCTION public.{EVIL_LIB}()")
             time.sleep(1.1)  # whole seconds in the key pattern: later batches are after the backup
             conn.execute("INSERT INTO ticks (batch) SELECT 2 FROM generate_series(1, 50)")
             conn.execute("SELECT pg_switch_wal()")
@@ -101,7 +127,8 @@ def source() -> Iterator[Source]:
     finally:
         server.stop()
     yield Source(root=root, wal=wal, store=root / "store", hostile=root / "hostile", between=between,
-                 markers=markers)
+                 markers=markers, foreign_lib=root / "foreign-lib", evil_until=evil_until,
+                 hostile_until=hostile_until)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -196,7 +223,7 @@ def test_a_target_outside_the_archive_fails_naming_it(source: Source) -> None:
 
 
 def test_a_hostile_auto_conf_is_inert(source: Source) -> None:
-    with PhysicalRestore(_spec(source, store=source.hostile)) as drill:
+    with PhysicalRestore(_spec(source, store=source.hostile), target=source.hostile_until) as drill:
         result = drill.run()
         assert result.target is not None
         with psycopg.connect(result.target.dsn, autocommit=True) as conn:
@@ -215,8 +242,24 @@ def test_a_hostile_auto_conf_is_inert(source: Source) -> None:
         assert "standby.signal" in quarantined["removed"]
         assert SECRET.encode() in moved.read_bytes()
         assert SECRET not in json.dumps(result.evidence(), default=str)
-        assert result.recovery["state"] == "promoted"
+        assert result.recovery["state"] == "paused at target"
+        assert result.recovery["defused"]["promoted_for_reading"] is True
+        # The per-database setting was removed before any step connected, and is named.
+        with psycopg.connect(result.target.dsn.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            assert conn.execute("SHOW session_preload_libraries").fetchone() == ("",)
+        assert "postgres/*: session_preload_libraries" in json.dumps(result.evidence(), default=str)
     assert list(source.markers.iterdir()) == []
+
+
+def test_a_c_function_loading_a_library_from_the_backup_is_refused(source: Source) -> None:
+    """`AS './lib'` would load a file shipped in the backup's data directory: refused, naming it."""
+    drill = PhysicalRestore(_spec(source, store=source.foreign_lib), target=source.evil_until)
+    workdir = drill._workdir
+    with drill, pytest.raises(BackupRefused, match=rf"{EVIL_LIB}\(\) loads '\./{EVIL_LIB}'") as raised:
+        drill.run()
+    pid = drill.server.pid if drill.server is not None else None
+    _gone(drill, pid, workdir)
+    assert "outside PostgreSQL's library directory" in str(raised.value)
 
 
 def test_a_tar_escaping_its_directory_is_refused(source: Source) -> None:

@@ -161,7 +161,7 @@ class TestInterrupted:
         finally:
             if run.proc.poll() is None:
                 run.kill()
-        assert code == 1, run.stdout + run.stderr
+        assert code == 1, f"{run.timeline}\nstderr:\n{run.stderr}"
         assert "interrupted" in run.stderr, run.stderr
         assert drillbook_containers(docker_client, pid=run.proc.pid) == []
 

@@ -52,7 +52,7 @@ def _interrupted_run(tmp_path: Path, tmpdir: Path, cache_env: dict[str, str],
 
 
 def _assert_interrupted_and_clean(run: Spawned, code: int, tmpdir: Path) -> None:
-    assert code == 1, run.stdout + run.stderr
+    assert code == 1, f"{run.timeline}\nstderr:\n{run.stderr}"
     assert "interrupted" in run.stderr, run.stderr
     assert "drillbook: PASS" not in run.stdout, "the run finished before the signal arrived"
     assert processes_mentioning(str(tmpdir)) == []

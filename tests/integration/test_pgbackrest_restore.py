@@ -185,12 +185,9 @@ def test_a_target_time_picks_the_hostile_full_and_its_auto_conf_is_inert(
         assert b"touch" in moved.read_bytes()
         digest = hashlib.sha256(moved.read_bytes()).hexdigest()
         assert result.recovery["quarantined"]["auto_conf_sha256"] == digest
+        assert result.recovery["defused"]["promoted_for_reading"] is True
         with psycopg.connect(result.target.dsn, autocommit=True) as conn:
-            conn.execute("SELECT pg_wal_replay_resume()")  # promote, then force an archive attempt
-            deadline = time.monotonic() + 30
-            while conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,) \
-                    and time.monotonic() < deadline:
-                time.sleep(0.1)
+            # Promoted before any step reads it: force an archive attempt.
             conn.execute("SELECT pg_switch_wal()")
             conn.execute("CHECKPOINT")
             sources: dict[str, str] = dict(conn.execute("SELECT name, source FROM pg_settings WHERE name IN "

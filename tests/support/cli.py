@@ -68,6 +68,9 @@ class Spawned:
         )
         self.lines: list[str] = []
         self._stderr: list[str] = []
+        # When each stdout line and each signal reached the test: a late signal shows up here.
+        self._started = time.monotonic()
+        self._events: list[tuple[float, str]] = []
         self._new_line = threading.Condition()
         self._readers = [
             threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines), daemon=True),
@@ -81,6 +84,8 @@ class Spawned:
         for line in stream:
             with self._new_line:
                 into.append(line.rstrip("\n"))
+                if into is self.lines:
+                    self._events.append((time.monotonic(), line.rstrip("\n")))
                 self._new_line.notify_all()
         with self._new_line:
             self._new_line.notify_all()
@@ -104,10 +109,12 @@ class Spawned:
 
     def interrupt_group(self) -> None:
         """Ctrl-C as a terminal sends it: SIGINT to every process of the group."""
+        self._events.append((time.monotonic(), ">>> SIGINT to the process group"))
         os.killpg(self.proc.pid, signal.SIGINT)
 
     def send(self, signum: int) -> None:
         """A signal to the drillbook process alone (a CI timeout, ``kill PID``)."""
+        self._events.append((time.monotonic(), f">>> {signal.Signals(signum).name} to drillbook"))
         self.proc.send_signal(signum)
 
     def wait(self, timeout: float) -> int:
@@ -134,6 +141,11 @@ class Spawned:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
         self._close_pipes()
+
+    @property
+    def timeline(self) -> str:
+        """stdout lines and the signals sent, each with the second it happened (for failure messages)."""
+        return "\n".join(f"+{at - self._started:7.2f}s {text}" for at, text in list(self._events))
 
     @property
     def stdout(self) -> str:
