@@ -37,7 +37,14 @@ from drills.physical.barman_cloud import BarmanCloudSource, continuity
 from drills.processes import S3Server, server_user_kwargs
 from drills.stores import make_client
 from drills.targets import StoreSpec
-from tests.support.archiving import archiving_source, server_bindir, wait_archived
+from tests.support.archiving import (
+    archiving_source,
+    markers_dir,
+    server_bindir,
+    set_hostile_settings,
+    temp_root,
+    wait_archived,
+)
 
 SECRET = "barman-s3-secret-5f0c"  # the store's fake secret key: never in any output
 BUCKET = "barman"
@@ -82,11 +89,8 @@ def source(s3_server: S3Server) -> Iterator[Source]:
         pytest.skip(reason="barman-cloud-* are not installed (Debian package barman-cli-cloud)")
     client = make_client(_spec(s3_server))
     client.create_bucket(Bucket=BUCKET)
-    root = Path(tempfile.mkdtemp(prefix="drillbook-test-barman-"))
-    root.chmod(0o711)
-    markers = root / "markers"
-    markers.mkdir(mode=0o777)
-    markers.chmod(0o777)
+    root = temp_root("drillbook-test-barman-")
+    markers = markers_dir(root)
     script = root / "archive.sh"  # production's archive_command: it holds production's keys
     script.write_text("#!/bin/sh\n" + "".join(f"export {k}='{v}'\n" for k, v in _env().items()) +
                       f'exec {wal_archive} --endpoint-url {s3_server.endpoint_url} {URL} src "$1"\n',
@@ -99,11 +103,7 @@ def source(s3_server: S3Server) -> Iterator[Source]:
             conn.execute("CREATE TABLE ticks (id serial PRIMARY KEY, batch int, "
                          "t timestamptz DEFAULT clock_timestamp())")
             conn.execute("INSERT INTO ticks (batch) SELECT 1 FROM generate_series(1, 50)")
-            # Written to auto.conf only (the running server keeps its command-line settings).
-            for setting, value in (("archive_command", f"touch {markers}/archived"),
-                                   ("recovery_end_command", f"touch {markers}/recovery_end"),
-                                   ("shared_preload_libraries", "nonexistent")):
-                conn.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
+            set_hostile_settings(conn, markers)
             subprocess.run([shutil.which("barman-cloud-backup") or "barman-cloud-backup", "--endpoint-url",
                             s3_server.endpoint_url, "-h", "127.0.0.1", "-p", str(server.port),
                             "-U", "postgres", "-z", "--immediate-checkpoint", URL, "src"],

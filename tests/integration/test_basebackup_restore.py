@@ -31,7 +31,16 @@ from drills.physical import PhysicalRestore
 from drills.physical.basebackup import _ended
 from drills.processes import PostgresServer, hand_to_server_user, server_user_kwargs
 from drills.targets import StoreSpec
-from tests.support.archiving import archiving_source, copy_into, server_bindir, wait_archived
+from tests.support.archiving import (
+    archiving_source,
+    copy_into,
+    markers_dir,
+    server_bindir,
+    set_hostile_settings,
+    temp_root,
+    wait_archived,
+    wal_dir,
+)
 
 PATTERN = "base_%Y%m%d_%H%M%S"
 SECRET = "s3cret-in-auto-conf"  # a fake password the evidence must never show
@@ -63,14 +72,9 @@ def _basebackup(server: PostgresServer, dest: Path, *extra: str) -> None:
 def source() -> Iterator[Source]:
     """A small cluster with a base backup, three committed batches and its WAL archive (stopped)."""
     bindir = server_bindir()
-    root = Path(tempfile.mkdtemp(prefix="drillbook-test-bb-"))
-    root.chmod(0o711)
-    wal = root / "wal"
-    wal.mkdir()
-    hand_to_server_user(wal, mode=0o755)
-    markers = root / "markers"
-    markers.mkdir(mode=0o777)
-    markers.chmod(0o777)
+    root = temp_root("drillbook-test-bb-")
+    wal = wal_dir(root)
+    markers = markers_dir(root)
     # Production sizes above PostgreSQL's defaults: a hot standby must match them or it pauses.
     server = archiving_source(root, "bb-source", bindir=bindir, archive_command=copy_into(wal),
                               max_connections="150", max_locks_per_transaction="128")
@@ -82,12 +86,8 @@ def source() -> Iterator[Source]:
             conn.execute("INSERT INTO ticks (batch) SELECT 1 FROM generate_series(1, 50)")
             _basebackup(server, root / "store" / time.strftime(PATTERN, time.gmtime()))
             # A hostile copy: its auto.conf would run commands and load a missing library.
-            for setting, value in (("archive_command", f"touch {markers}/archived"),
-                                   ("shared_preload_libraries", "nonexistent"),
-                                   ("recovery_end_command", f"touch {markers}/recovery_end"),
-                                   ("external_pid_file", f"{markers}/pid"),
-                                   ("primary_conninfo", f"host=192.0.2.1 password={SECRET}")):
-                conn.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
+            set_hostile_settings(conn, markers, ("external_pid_file", f"{markers}/pid"),
+                                 ("primary_conninfo", f"host=192.0.2.1 password={SECRET}"))
             # Per-database settings beat the server's command line: the first connection would load
             # a library from the data directory (the server's working directory).
             conn.execute(f"ALTER DATABASE postgres SET session_preload_libraries = './{EVIL_LIB}'")

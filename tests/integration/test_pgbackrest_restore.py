@@ -31,7 +31,7 @@ from drills import pgtools
 from drills.physical import PhysicalRestore, pgbackrest
 from drills.processes import PostgresServer, hand_to_server_user, initdb, server_user_kwargs
 from drills.targets import StoreSpec
-from tests.support.archiving import wait_archived
+from tests.support.archiving import markers_dir, set_hostile_settings, temp_root, wait_archived
 
 STANZA = "demo"
 S3_KEY = "AKIAPGBRTESTKEY42"  # fake credentials the output must never show
@@ -80,14 +80,11 @@ def source() -> Iterator[Source]:
         pytest.skip(reason=f"PostgreSQL server binaries are not installed: {exc}")
     if shutil.which("pgbackrest") is None:
         pytest.skip(reason="pgbackrest is not installed (Debian package `pgbackrest`)")
-    root = Path(tempfile.mkdtemp(prefix="drillbook-test-pgbr-"))
-    root.chmod(0o711)
-    repo, aux, markers = root / "repo", root / "aux", root / "markers"
+    root = temp_root("drillbook-test-pgbr-")
+    repo, aux, markers = root / "repo", root / "aux", markers_dir(root)
     for path in (repo, aux):
         path.mkdir()
         hand_to_server_user(path, mode=0o750)
-    markers.mkdir()
-    markers.chmod(0o777)
     initdb(root / "src", bindir=bindir, log_path=root / "initdb.log")
     server = PostgresServer("pgbr-source", root / "src", bindir=bindir)
     env = {"PATH": "/usr/bin:/bin", "PGBACKREST_REPO1_PATH": str(repo), "PGBACKREST_LOCK_PATH": f"{aux}/lock",
@@ -112,10 +109,7 @@ def source() -> Iterator[Source]:
             conn.execute("CREATE TABLE ticks (id serial PRIMARY KEY, batch int, "
                          "t timestamptz DEFAULT clock_timestamp())")
             conn.execute("INSERT INTO ticks (batch) SELECT 1 FROM generate_series(1, 50)")
-            # Hostile lines in the full set's auto.conf (no reload: the source keeps its own settings).
-            conn.execute(f"ALTER SYSTEM SET archive_command = 'touch {markers}/archived'")
-            conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'nonexistent'")
-            conn.execute(f"ALTER SYSTEM SET recovery_end_command = 'touch {markers}/recovery_end'")
+            set_hostile_settings(conn, markers)  # in the full set's auto.conf
             _pgbr(env, "--type=full", "--start-fast", "--repo1-bundle=y", "backup")
             conn.execute("ALTER SYSTEM RESET ALL")
             time.sleep(1.1)  # set stop times are whole seconds
