@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -39,7 +38,9 @@ from drills.stores import make_client
 from drills.targets import StoreSpec
 from tests.support.archiving import (
     archiving_source,
+    batch_then_moment,
     markers_dir,
+    query,
     server_bindir,
     set_hostile_settings,
     temp_root,
@@ -109,13 +110,7 @@ def source(s3_server: S3Server) -> Iterator[Source]:
                             "-U", "postgres", "-z", "--immediate-checkpoint", URL, "src"],
                            env=_env(), check=True, capture_output=True, timeout=120, **server_user_kwargs())
             conn.execute("ALTER SYSTEM RESET ALL")
-            conn.execute("INSERT INTO ticks (batch) SELECT 2 FROM generate_series(1, 50)")
-            conn.execute("SELECT pg_switch_wal()")
-            time.sleep(0.3)
-            row = conn.execute("SELECT clock_timestamp()").fetchone()
-            assert row is not None
-            between = row[0]
-            time.sleep(0.3)
+            between = batch_then_moment(conn, 2)
             # One more segment after the target (barman-cloud-wal-archive: ~1.5 s each, A3): the
             # backup's start, the target's and this one — so a gap can sit mid-range.
             conn.execute("INSERT INTO ticks (batch) SELECT 3 FROM generate_series(1, 50)")
@@ -131,13 +126,6 @@ def source(s3_server: S3Server) -> Iterator[Source]:
                       Body=info.decode().replace("status=DONE", "status=FAILED").encode())
     yield Source(spec=spec, backup_id=backup.backup_id, between=between, markers=markers)
     shutil.rmtree(root, ignore_errors=True)
-
-
-def _query(dsn: str, sql: str) -> tuple[object, ...]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(sql).fetchone()
-    assert row is not None
-    return tuple(row)
 
 
 def _environ(pid: int) -> bytes:
@@ -157,7 +145,7 @@ def test_the_newest_done_backup_recovers_to_the_end_without_a_secret(source: Sou
     with drill:
         result = drill.run()
         assert result.target is not None
-        assert _query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (150, 3)
+        assert query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (150, 3)
         assert result.recovery["state"] == "promoted" and result.recovery["first_missing_segment"] is None
         assert result.backup.key == source.backup_id  # the FAILED one after it was not chosen
         discover = result.journal.entries[0]
@@ -185,7 +173,7 @@ def test_recovers_to_a_time_between_batches(source: Source) -> None:
     with PhysicalRestore(source.spec, target=source.between) as drill:
         result = drill.run()
         assert result.target is not None
-        batch, newest = _query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
+        batch, newest = query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
         assert batch == 2 and isinstance(newest, datetime) and newest <= source.between
         assert result.recovery["state"] == "paused at target"
 

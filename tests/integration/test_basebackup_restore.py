@@ -33,8 +33,10 @@ from drills.processes import PostgresServer, hand_to_server_user, server_user_kw
 from drills.targets import StoreSpec
 from tests.support.archiving import (
     archiving_source,
+    batch_then_moment,
     copy_into,
     markers_dir,
+    query,
     server_bindir,
     set_hostile_settings,
     temp_root,
@@ -111,13 +113,7 @@ def source() -> Iterator[Source]:
             time.sleep(0.2)
             conn.execute(f"DROP FUNCTION public.{EVIL_LIB}()")
             time.sleep(1.1)  # whole seconds in the key pattern: later batches are after the backup
-            conn.execute("INSERT INTO ticks (batch) SELECT 2 FROM generate_series(1, 50)")
-            conn.execute("SELECT pg_switch_wal()")
-            time.sleep(0.3)
-            row = conn.execute("SELECT clock_timestamp()").fetchone()
-            assert row is not None
-            between = row[0]
-            time.sleep(0.3)
+            between = batch_then_moment(conn, 2)
             for _ in range(3):  # several segments after the target: a gap can sit mid-range
                 conn.execute("INSERT INTO ticks (batch) SELECT 3 FROM generate_series(1, 50)")
                 conn.execute("SELECT pg_switch_wal()")
@@ -137,13 +133,6 @@ def _spec(src: Source, *, store: Path | None = None, wal: Path | None = None) ->
                      wal=str(wal or src.wal))
 
 
-def _query(dsn: str, sql: str) -> tuple[object, ...]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(sql).fetchone()
-    assert row is not None
-    return tuple(row)
-
-
 def _gone(drill: PhysicalRestore, pid: int | None, workdir: Path) -> None:
     """Nothing left: the postmaster is dead and scratch removed."""
     assert not workdir.exists()
@@ -159,7 +148,7 @@ def test_recover_to_end_of_archive(source: Source) -> None:
     with drill:
         result = drill.run()
         assert result.target is not None
-        assert _query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (250, 3)
+        assert query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (250, 3)
         assert result.recovery["state"] == "promoted"
         assert result.recovery["first_missing_segment"] is None
         assert result.rto_s > 0 and {"restore", "recovery", "first_query"} <= set(result.timings)
@@ -173,7 +162,7 @@ def test_recover_to_a_time_between_batches(source: Source) -> None:
     with PhysicalRestore(_spec(source), target=source.between) as drill:
         result = drill.run()
         assert result.target is not None
-        batch, newest = _query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
+        batch, newest = query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
         assert batch == 2
         assert isinstance(newest, datetime) and newest <= source.between
         assert result.recovery["state"] == "paused at target"
@@ -338,7 +327,7 @@ def test_a_plain_backup_recovers_and_a_link_in_one_is_refused(source: Source) ->
         with PhysicalRestore(_spec(source, store=plain)) as drill:
             result = drill.run()
             assert result.target is not None
-            assert _query(result.target.dsn, "SELECT count(*) FROM ticks") == (250,)
+            assert query(result.target.dsn, "SELECT count(*) FROM ticks") == (250,)
         (backup / "global" / "escape").symlink_to("/etc/passwd")
         with PhysicalRestore(_spec(source, store=plain)) as drill, \
                 pytest.raises(BackupRefused, match="global/escape"):

@@ -31,7 +31,7 @@ from drills import pgtools
 from drills.physical import PhysicalRestore, pgbackrest
 from drills.processes import PostgresServer, hand_to_server_user, initdb, server_user_kwargs
 from drills.targets import StoreSpec
-from tests.support.archiving import markers_dir, set_hostile_settings, temp_root, wait_archived
+from tests.support.archiving import markers_dir, query, set_hostile_settings, temp_root, wait_archived
 
 STANZA = "demo"
 S3_KEY = "AKIAPGBRTESTKEY42"  # fake credentials the output must never show
@@ -149,13 +149,6 @@ def damaged(source: Source) -> Iterator[Path]:
     shutil.rmtree(copy, ignore_errors=True)
 
 
-def _query(dsn: str, sql: str) -> tuple[object, ...]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(sql).fetchone()
-    assert row is not None
-    return tuple(row)
-
-
 def _segments(repo: Path) -> list[Path]:
     found = (repo / "archive" / STANZA).glob("*/*/*.gz")
     return sorted(p for p in found if re.match(r"[0-9A-F]{24}-", p.name))
@@ -171,7 +164,7 @@ def test_a_target_time_picks_the_hostile_full_and_its_auto_conf_is_inert(
         environ = Path(f"/proc/{drill.server.pid}/environ").read_bytes().split(b"\0")
         assert S3_SECRET.encode() not in b"\0".join(environ)  # the untrusted server never sees it
         assert {e.split(b"=")[0] for e in environ if e} <= {b"PATH", b"LANG", b"mirakuru_uuid"}
-        batch, newest = _query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
+        batch, newest = query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
         assert batch == 2 and isinstance(newest, datetime) and newest <= source.between
         assert result.recovery["state"] == "paused at target"
         assert datetime.fromisoformat(result.recovery["replayed_to"]) <= source.between

@@ -83,6 +83,26 @@ def archiving_source(root: Path, name: str, *, bindir: Path, archive_command: st
         "archive_command": archive_command, **settings})
 
 
+def query(dsn: str, sql: str) -> tuple[object, ...]:
+    """One row of ``sql`` on ``dsn`` (a recovered server), which must return one."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(sql).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def batch_then_moment(conn: psycopg.Connection[Any], batch: int) -> Any:
+    """Commit 50 rows of ``batch`` into ``ticks`` in a segment of their own, then a moment 0.3 s after
+    them and 0.3 s before anything later (a recovery target between this batch and the next)."""
+    conn.execute(f"INSERT INTO ticks (batch) SELECT {int(batch)} FROM generate_series(1, 50)")
+    conn.execute("SELECT pg_switch_wal()")
+    time.sleep(0.3)
+    row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    time.sleep(0.3)
+    return row[0]
+
+
 def wait_archived(conn: psycopg.Connection[Any], *, timeout_s: float = 30.0) -> None:
     """Until every finished segment is archived (none left `.ready`); fail the test after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
