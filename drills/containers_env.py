@@ -306,6 +306,8 @@ class ContainersEnvironment(provision.ProductServices):
         # containers (drills/sandbox/fleet.py, as in the local sandbox).
         self.products: ProductFleet | None = None
         self.canary = False
+        self.s3_tls: Any = None  # a drills.sandbox.tls_proxy.TlsProxy: pgBackRest speaks only HTTPS to S3
+        self.s3_ca = workdir / "s3-tls" / "sandbox-ca.pem"
         ports = host_ports or {}
         self._services = {key: _Service(key, image, _service_port(key, image), host_port=ports.get(key))
                           for key, image in self.images.items()}
@@ -399,6 +401,7 @@ class ContainersEnvironment(provision.ProductServices):
         self.products = fleet.ProductFleet(self.workdir / "products", now=now, anchor=product.anchor,
                                            canary=self.canary)
         self.products.start_services()
+        self._start_s3_tls()
         mark = self._lap("product", mark)
 
         say(f"seeding the containers ({len(product.s3_files())} backups into S3)")
@@ -545,15 +548,29 @@ class ContainersEnvironment(provision.ProductServices):
 
     def _load_s3(self, port: int, product: SandboxProduct) -> None:
         """The product's backups into the bucket, under the same keys as in the local sandbox."""
+        from .sandbox import history, pgbackrest_repo, vault
+
         client = self._s3_client(port)
         try:
             provision.upload_backups(client, product)
+            pgbackrest_repo.upload(client, history.BUCKET, product.pgbackrest_repo, canary=self.canary)
+            vault.fill(client, product, canary=self.canary)
             if self.canary:  # a segment missing inside the Barman archive's range
                 from .sandbox import barman_location, history
 
                 barman_location.break_for_canary(client, history.BUCKET)
         finally:
             client.close()
+
+    def _start_s3_tls(self) -> None:
+        """HTTPS in front of the S3 container's published port, certified by the run's sandbox CA."""
+        from .sandbox import pgbackrest_repo
+        from .sandbox.tls_proxy import TlsProxy
+
+        if self.products is None or self.products.ca is None or "s3" not in self._published:
+            return
+        self.s3_ca = pgbackrest_repo.readable_ca(self.products.ca.ca_file, self.s3_ca.parent)
+        self.s3_tls = TlsProxy(self._published["s3"], *self.products.ca.issue("s3")).start()
 
     def _lap(self, phase: str, since: float) -> float:
         now = time.monotonic()
@@ -596,6 +613,20 @@ class ContainersEnvironment(provision.ProductServices):
             return self.products.store(name)
         if name not in self.STORES or "s3" not in self._published:
             raise _unknown("store", name, (*self.STORES, *fleet.STORES))
+        from .sandbox import history, pgbackrest_repo, vault
+
+        keys = {"region": S3_REGION, "access_key_id": S3_ACCESS_KEY_ID,
+                "secret_access_key": self._services["s3"].password}
+        if name == pgbackrest_repo.STORE and self.s3_tls is not None:
+            from checks import redact
+
+            # A generated secret (not moto's public "testing"): pgbackrest's messages must never show it.
+            redact.register(keys["secret_access_key"])
+            return pgbackrest_repo.store_spec(bucket=history.BUCKET, canary=self.canary, endpoint="localhost",
+                                              port=self.s3_tls.port, ca_file=self.s3_ca, **keys)
+        if name == vault.STORE:
+            return vault.store_spec(canary=self.canary, endpoint_url=f"http://{LOOPBACK}:{self._published['s3']}",
+                                    **keys)
         return provision.store_spec(name, endpoint_url=f"http://{LOOPBACK}:{self._published['s3']}",
                                     region=S3_REGION, access_key_id=S3_ACCESS_KEY_ID,
                                     secret_access_key=self._services["s3"].password,
@@ -647,6 +678,8 @@ class ContainersEnvironment(provision.ProductServices):
         self._abort.set()
         errors: list[str] = []
         try:
+            if self.s3_tls is not None:
+                self.s3_tls.stop()
             if self.products is not None:
                 # The products' clock writes to the subject container: it stops first.
                 try:
@@ -678,6 +711,8 @@ class ContainersEnvironment(provision.ProductServices):
             found += [f"scratch database {name} was not dropped" for name in self.scratch.databases()]
         if self.products is not None:
             found += [f"{what} is still running" for what in self.products.running()]
+        if self.s3_tls is not None and self.s3_tls.running:
+            found.append(f"{self.s3_tls.label} is still serving")
         ids = {service.label: service.container_id for service in self._services.values()
                if service.container_id}
         if ids:

@@ -48,8 +48,9 @@ from .processes import (
     stop_each,
     template_datadir,
 )
-from .sandbox import barman_location, fleet, history, provision
+from .sandbox import barman_location, fleet, history, pgbackrest_repo, provision, vault
 from .sandbox.history import SandboxProduct
+from .sandbox.tls_proxy import TlsProxy
 from .targets import (
     Environment,
     PostgresTarget,
@@ -237,6 +238,8 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
         self.scratch: LocalScratch | None = None
         self.redis_server: RedisServer | None = None
         self.s3: S3Server | None = None
+        self.s3_tls: TlsProxy | None = None  # pgBackRest speaks only HTTPS to S3
+        self.s3_ca = workdir / "s3-tls" / "sandbox-ca.pem"
         self.product: SandboxProduct | None = None
         self.directory_store = workdir / "directory-store"
         self.physical_store = workdir / "physical-store"
@@ -331,6 +334,9 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
     def _start_s3(self, server: S3Server, product: SandboxProduct) -> None:
         started = time.monotonic()
         server.start()
+        if self.products is not None and self.products.ca is not None:
+            self.s3_ca = pgbackrest_repo.readable_ca(self.products.ca.ca_file, self.s3_ca.parent)
+            self.s3_tls = TlsProxy(server.port, *self.products.ca.issue("s3")).start()
         self._load_s3(product)
         self.timings["s3"] = round(time.monotonic() - started, 3)
 
@@ -358,6 +364,8 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
 
         try:
             provision.upload_backups(client, product, after_upload=backdate)
+            pgbackrest_repo.upload(client, history.BUCKET, product.pgbackrest_repo, canary=self.canary)
+            vault.fill(client, product, canary=self.canary)
             if self.canary:  # a segment missing inside the Barman archive's range
                 barman_location.break_for_canary(client, history.BUCKET)
         finally:
@@ -396,6 +404,13 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
             return self.products.store(name)
         if name not in self.STORES or self.s3 is None:
             raise _unknown("store", name, (*self.STORES, *fleet.STORES))
+        keys = {"region": S3_REGION, "access_key_id": S3_ACCESS_KEY_ID,
+                "secret_access_key": S3_SECRET_ACCESS_KEY}
+        if name == pgbackrest_repo.STORE and self.s3_tls is not None:
+            return pgbackrest_repo.store_spec(bucket=history.BUCKET, canary=self.canary, endpoint="localhost",
+                                              port=self.s3_tls.port, ca_file=self.s3_ca, **keys)
+        if name == vault.STORE:
+            return vault.store_spec(canary=self.canary, endpoint_url=self.s3.endpoint_url, **keys)
         return provision.store_spec(name, endpoint_url=self.s3.endpoint_url, region=S3_REGION,
                                     access_key_id=S3_ACCESS_KEY_ID, secret_access_key=S3_SECRET_ACCESS_KEY,
                                     directory=self.directory_store, physical=self.physical_store)
@@ -420,6 +435,9 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
             found["s3.endpoint_url"] = self.s3.endpoint_url
             found["s3.bucket"] = history.BUCKET
             found["s3.access_key_id"] = S3_ACCESS_KEY_ID  # moto's fake credential, not a secret
+        if self.s3_tls is not None:
+            found["s3.tls_endpoint_url"] = self.s3_tls.endpoint_url
+            found["s3.ca_file"] = str(self.s3_ca)
         found["directory"] = str(self.directory_store)
         if self.product is not None:
             found.update(provision.product_details(self.product))
@@ -435,6 +453,7 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
                    self.scratch.close if self.scratch else None,
                    self.subject.stop if self.subject else None,
                    self.redis_server.stop if self.redis_server else None,
+                   self.s3_tls.stop if self.s3_tls else None,
                    self.s3.stop if self.s3 else None))
 
     def leftovers(self) -> list[str]:
@@ -444,6 +463,8 @@ class LocalEnvironment(provision.ProductServices, _Cleanup):
             found += [f"scratch database {name} was not dropped" for name in self.scratch.databases()]
         if self.s3 is not None and self.s3.running:
             found.append(f"{self.s3.label} is still serving")
+        if self.s3_tls is not None and self.s3_tls.running:
+            found.append(f"{self.s3_tls.label} is still serving")
         if self.products is not None:
             found += [f"{what} is still running" for what in self.products.running()]
         return found

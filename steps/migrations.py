@@ -423,6 +423,13 @@ def apply_pending(drill_state: ScenarioState, migration_state: MigrationState,
     restored = drill_state.require_restore()
     target = restored.target
     assert target is not None
+    from drills.physical.recovery import PhysicalResult
+
+    if isinstance(restored, PhysicalResult):
+        # A recovered physical cluster is read through drillbook's non-superuser reader: its objects
+        # belong to the backup's roles, and untrusted migrations never run as its superuser.
+        raise LookupError("pending migrations are applied to a restored logical dump only, not to a "
+                          "recovered physical backup: restore a pg_dump of the database for this scenario")
     migrations = migration_state.require_migrations()
 
     def run() -> Verdict:

@@ -150,6 +150,8 @@ class PhysicalRestore:
         self._workdir.chmod(0o711)  # the server user must traverse it (it owns what is inside)
         self.server: PostgresServer | None = None
         self.result: PhysicalResult | None = None
+        # Steps read the recovered cluster as this role, never as its superuser (catalog_guard).
+        self.reader = catalog_guard.reader_name()
 
     def __enter__(self) -> PhysicalRestore:
         return self
@@ -238,14 +240,16 @@ class PhysicalRestore:
                 "AND datname <> 'postgres' ORDER BY datname").fetchall()]
         result.timings["first_query"] = time.perf_counter() - t
         with self._phase("defuse catalog") as notes:
-            notes.update(catalog_guard.defuse(self.server.dsn, ["postgres", *names]))
+            notes.update(catalog_guard.defuse(self.server.dsn, ["postgres", *names], reader=self.reader))
             result.recovery["defused"] = dict(notes)
         database = self.database or (names[0] if len(names) == 1 else "postgres")
         if database != "postgres" and database not in names:
             raise RestoreFailed(f"the recovered cluster has no database {database!r} (it has: "
                                 f"{', '.join(names) or 'only postgres'})", database=database)
         result.recovery["database"] = database
-        result.target = PostgresTarget(name=f"{self.spec.name}-recovered", dsn=self.server.dsn(database),
+        result.recovery["reader"] = self.reader
+        result.target = PostgresTarget(name=f"{self.spec.name}-recovered",
+                                       dsn=f"postgresql://{self.reader}@127.0.0.1:{self.server.port}/{database}",
                                        role=Role.SCRATCH, created_by_drillbook=True)
         result.timings["total"] = time.perf_counter() - t0
         return result
@@ -314,8 +318,9 @@ class PhysicalRestore:
         conf.mkdir(mode=0o700)
         (conf / "postgresql.conf").write_text("# drillbook's own: the backup's config is never read\n",
                                               encoding="utf-8")
-        (conf / "pg_hba.conf").write_text("local all postgres trust\nhost all postgres 127.0.0.1/32 trust\n",
-                                          encoding="utf-8")
+        (conf / "pg_hba.conf").write_text(
+            "".join(f"local all {role} trust\nhost all {role} 127.0.0.1/32 trust\n"
+                    for role in ("postgres", self.reader)), encoding="utf-8")
         (conf / "pg_ident.conf").write_text("", encoding="utf-8")
         script = conf / "restore_wal.sh"
         script.write_text(restore_script(self._workdir / "wal", first, last), encoding="utf-8")

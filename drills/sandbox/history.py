@@ -17,9 +17,12 @@ The build cluster also archives its WAL, and after each of the last :data:`BASE_
 dumps a ``pg_basebackup -Ft -z -X none`` is taken into ``basebackup/base_YYYYMMDD_HHMMSS/``
 (named by the wall clock: WAL commit times are real, so a point-in-time target is one too); the
 archive from the oldest base backup's start on is kept in ``wal/``. That is the ``base-backups``
-store (``kind = "basebackup"``), recoverable to any moment of the build. After the newest of them a
-``barman-cloud-backup`` is taken too, and its WAL archived with barman's own archiver, into
-``s3/barman/`` (the ``barman-cloud`` store: :mod:`drills.sandbox.barman_location`).
+store (``kind = "basebackup"``), recoverable to any moment of the build. On the same nights a
+pgBackRest set is taken into ``pgbackrest/`` (a full, then an incr, with its own archive:
+drills/sandbox/pgbackrest_repo.py), served from S3 at run time as the ``pgbackrest`` store.
+After the newest base backup a ``barman-cloud-backup`` is taken too, and its WAL archived with
+barman's own archiver, into ``s3/barman/`` (the ``barman-cloud`` store:
+:mod:`drills.sandbox.barman_location`).
 
 After the last backup the rows up to ``now`` are inserted, the server is
 shut down cleanly and its data directory is cached beside the dumps. The
@@ -52,10 +55,10 @@ from checks.errors import EnvironmentError_
 from checks.pitr import SEGMENT
 
 from ..processes import PostgresServer, copy_tree, hand_to_server_user, postgres_version, template_datadir
-from . import barman_location, seed
+from . import barman_location, pgbackrest_repo, seed
 
 # Bump when the seeding or the history layout changes: it invalidates every cache entry.
-SANDBOX_VERSION = "7"  # bump when the product or its history changes shape
+SANDBOX_VERSION = "8"  # bump when the product or its history changes shape
 PRODUCT_DB = "product"
 BACKUP_DAYS = 35
 # SentraScan deletes with `find -mtime +30`: tonight's dump plus the 30 nights before it remain.
@@ -131,6 +134,11 @@ class SandboxProduct:
     def wal(self) -> Path:
         """The WAL archive from the oldest base backup's start on."""
         return self.root / "wal"
+
+    @property
+    def pgbackrest_repo(self) -> Path:
+        """A posix pgBackRest repo: stanza ``product``, a full and an incr set (pgbackrest_repo.py)."""
+        return self.root / "pgbackrest"
 
     def s3_files(self) -> list[tuple[str, Path]]:
         """(object key, file) for every file of the bucket, sorted by key."""
@@ -209,9 +217,13 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
     hand_to_server_user(archive)
     # Keep little WAL around (the template uses 1 MB segments): the data dir is copied on every start.
     # Every segment is archived (`.part` then `mv`: a half-copied segment is never taken as whole).
-    server = PostgresServer("sandbox build", build_dir / "pgdata", bindir=bindir, settings={
+    server = PostgresServer("sandbox build", build_dir / "pgdata", bindir=bindir)
+    pgbackrest = pgbackrest_repo.BuildRepo(build_dir, server)
+    # pgBackRest's archive-push follows the copy (a no-op until its stanza exists).
+    server.settings = {
         "min_wal_size": "2MB", "max_wal_size": "4MB", "archive_mode": "on",
-        "archive_command": f"cp %p {archive}/%f.part && mv {archive}/%f.part {archive}/%f"})
+        "archive_command": f"cp %p {archive}/%f.part && mv {archive}/%f.part {archive}/%f && "
+                           f"{pgbackrest.archive_hook}"}
     barman = barman_location.BarmanBuild(staging / "s3")
     try:
         server.init(template=template)
@@ -232,6 +244,7 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
             if taken_at >= base_from:
                 first_segment = first_segment or _current_segment(server)
                 _base_backup(server, staging / "basebackup")
+                pgbackrest.backup()  # a full set on the older base backup's night, then incrs
         barman.backup(server)
         seed.seed(dsn, anchor=anchor, since=since, until=now)
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
@@ -244,6 +257,7 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
         server.stop()
         copy_tree(server.datadir, staging / "pgdata")
         _keep_wal(archive, staging / "wal", since_segment=first_segment or "")
+        pgbackrest.keep(staging / "pgbackrest")
         barman.archive(archive)
     finally:
         barman.close()

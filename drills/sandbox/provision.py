@@ -38,7 +38,8 @@ from .history import SandboxProduct
 
 POSTGRES_NAMES = ("production",)
 REDIS_NAMES = ("cache",)
-STORE_NAMES = ("nightly-dumpall", "nightly-custom", "nightly-plain", "base-backups", barman_location.STORE)
+STORE_NAMES = ("nightly-dumpall", "nightly-custom", "nightly-plain", "base-backups", "pgbackrest", "vault",
+               barman_location.STORE)
 
 # PostgreSQL identifiers are at most 63 bytes; the slug leaves room for the unique suffix.
 _MAX_PURPOSE_SLUG = 30

@@ -159,7 +159,7 @@ def test_the_newest_done_backup_recovers_to_the_end_without_a_secret(source: Sou
         assert "barman" not in script and "http" not in script
         # The hostile auto.conf: quarantined, and none of its commands ran.
         assert "archive_command" in result.recovery["quarantined"]["auto_conf_settings"]
-        with psycopg.connect(result.target.dsn, autocommit=True) as conn:
+        with psycopg.connect(drill.server.dsn(), autocommit=True) as conn:  # superuser: pg_switch_wal
             conn.execute("SELECT pg_switch_wal()")
             conn.execute("CHECKPOINT")
         evidence = json.dumps(result.evidence(), default=str)

@@ -93,6 +93,12 @@ def source() -> Iterator[Source]:
             # Per-database settings beat the server's command line: the first connection would load
             # a library from the data directory (the server's working directory).
             conn.execute(f"ALTER DATABASE postgres SET session_preload_libraries = './{EVIL_LIB}'")
+            # A view over a SECURITY DEFINER function that runs a program: a step reading the view as
+            # a superuser (or lent the owner's rights) would leave the marker.
+            conn.execute("CREATE FUNCTION public.drillbook_definer() RETURNS int SECURITY DEFINER "
+                         f"LANGUAGE plpgsql AS $$BEGIN COPY (SELECT 1) TO PROGRAM 'touch {markers}/definer'; "
+                         "RETURN 1; END$$")
+            conn.execute("CREATE VIEW public.ticks_report AS SELECT public.drillbook_definer() AS n")
             _basebackup(server, root / "hostile" / time.strftime(PATTERN, time.gmtime()), "-R")
             row = conn.execute("SELECT clock_timestamp()").fetchone()
             assert row is not None
@@ -100,6 +106,8 @@ def source() -> Iterator[Source]:
             time.sleep(0.2)
             conn.execute("ALTER SYSTEM RESET ALL")
             conn.execute("ALTER DATABASE postgres RESET ALL")
+            conn.execute("DROP VIEW public.ticks_report")
+            conn.execute("DROP FUNCTION public.drillbook_definer()")
             # A C function whose library path points into the backup's own files (CREATE loads the
             # library to check it, so the hostile path goes straight into the catalog, as a superuser can).
             conn.execute(f"CREATE FUNCTION public.{EVIL_LIB}() RETURNS int "
@@ -214,8 +222,15 @@ def test_a_target_outside_the_archive_fails_naming_it(source: Source) -> None:
 def test_a_hostile_auto_conf_is_inert(source: Source) -> None:
     with PhysicalRestore(_spec(source, store=source.hostile), target=source.hostile_until) as drill:
         result = drill.run()
-        assert result.target is not None
+        assert result.target is not None and drill.server is not None
+        # Steps read as drillbook's reader: no superuser, and the backup's definer rights are gone.
         with psycopg.connect(result.target.dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() \
+                == (False,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pg_execute_server_program"):
+                conn.execute("SELECT n FROM public.ticks_report")
+        assert result.recovery["defused"]["security_definer_functions_made_invoker"] >= 1
+        with psycopg.connect(drill.server.dsn(), autocommit=True) as conn:  # superuser: pg_switch_wal
             conn.execute("SELECT pg_switch_wal()")
             conn.execute("CHECKPOINT")
             sources: dict[str, str] = dict(conn.execute(
@@ -234,7 +249,7 @@ def test_a_hostile_auto_conf_is_inert(source: Source) -> None:
         assert result.recovery["state"] == "paused at target"
         assert result.recovery["defused"]["promoted_for_reading"] is True
         # The per-database setting was removed before any step connected, and is named.
-        with psycopg.connect(result.target.dsn.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        with psycopg.connect(drill.server.dsn("postgres"), autocommit=True) as conn:
             assert conn.execute("SHOW session_preload_libraries").fetchone() == ("",)
         assert "postgres/*: session_preload_libraries" in json.dumps(result.evidence(), default=str)
     assert list(source.markers.iterdir()) == []

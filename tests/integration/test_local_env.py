@@ -292,6 +292,9 @@ class TestTargets:
                     "s3.bucket", "directory", "cache_hit"):
             assert details[key], key
         assert not any("secret" in key for key in details)
+        # pgBackRest's HTTPS front of the same S3, and the CA it verifies with (readable by postgres).
+        assert details["s3.tls_endpoint_url"].startswith("https://localhost:")
+        assert Path(details["s3.ca_file"]).stat().st_mode & 0o044 == 0o044
 
 
 class TestStartAndClose:

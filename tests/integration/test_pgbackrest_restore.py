@@ -173,7 +173,7 @@ def test_a_target_time_picks_the_hostile_full_and_its_auto_conf_is_inert(
         digest = hashlib.sha256(moved.read_bytes()).hexdigest()
         assert result.recovery["quarantined"]["auto_conf_sha256"] == digest
         assert result.recovery["defused"]["promoted_for_reading"] is True
-        with psycopg.connect(result.target.dsn, autocommit=True) as conn:
+        with psycopg.connect(drill.server.dsn(), autocommit=True) as conn:  # superuser: pg_switch_wal
             # Promoted before any step reads it: force an archive attempt.
             conn.execute("SELECT pg_switch_wal()")
             conn.execute("CHECKPOINT")
