@@ -1,8 +1,8 @@
 """Barman cloud metadata, parsed (pure): ``barman-cloud-backup-list --format json`` and the ``wals/`` listing.
 
 Both are untrusted input (whoever can write the bucket writes them): every field is type-checked,
-a backup id or WAL name that does not look like one is refused (a backup id becomes an argument of
-``barman-cloud-restore``), and anything unusable raises :class:`UnusableAnswer` naming what — never
+a backup id or WAL name that does not look like one is refused (a backup id becomes part of the
+keys drillbook downloads), and anything unusable raises :class:`UnusableAnswer` naming what — never
 another exception. Shapes (design study A3): ``{"backups_list": [{backup.info fields}]}``; barman
 ≥ 3.5 adds ``end_time_iso`` (offset, microseconds), Debian's 3.4 has only ``end_time`` in
 ``ctime`` form (no offset, whole seconds: read as UTC and marked imprecise — drills/physical/
@@ -52,7 +52,7 @@ class BarmanBackup:
     version: int | None = None  # server_version_num, e.g. 150018
     systemid: str | None = None
     error: str | None = None
-    tablespaces: int = 0  # how many: barman-cloud-restore writes them at their production paths
+    tablespaces: int = 0  # how many: refused (their paths are outside scratch)
     segment_size: int | None = None  # xlog_segment_size: what a gap is counted in
 
     @property

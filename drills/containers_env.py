@@ -117,6 +117,7 @@ CONFIG_TARGETS: Mapping[str, str] = {
     "cache": "redis",
     "nightly-custom": "s3",
     "nightly-dumpall": "s3",
+    "barman-cloud": "s3",
 }
 LOOPBACK = "127.0.0.1"
 # The port each service listens on inside its container (MinIO: MINIO_PORT).
@@ -554,6 +555,10 @@ class ContainersEnvironment(provision.ProductServices):
             provision.upload_backups(client, product)
             pgbackrest_repo.upload(client, history.BUCKET, product.pgbackrest_repo, canary=self.canary)
             vault.fill(client, product, canary=self.canary)
+            if self.canary:  # a segment missing inside the Barman archive's range
+                from .sandbox import barman_location, history
+
+                barman_location.break_for_canary(client, history.BUCKET)
         finally:
             client.close()
 

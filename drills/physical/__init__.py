@@ -4,9 +4,10 @@
 (``SOURCES``): basebackup.py today. The seam is drills/physical/source.py.
 """
 
-from .basebackup import extract_tar, list_base_backups
+from .basebackup import list_base_backups
 from .recovery import SOURCES, PhysicalRestore, PhysicalResult, is_physical, restore_script, source_for
 from .source import Chosen, Source, WalCopy
+from .tars import extract_tar
 
 __all__ = ["SOURCES", "Chosen", "PhysicalRestore", "PhysicalResult", "Source", "WalCopy", "extract_tar",
            "is_physical", "list_base_backups", "restore_script", "source_for"]

@@ -9,10 +9,13 @@ backup certainly ended by: one that may have ended after the target is never pic
 would silently land later, A4). Debian's barman 3.4 gives the end only as ``ctime`` with no offset:
 never trusted for choosing.
 
-**materialize** first reads every tar of the backup through drillbook's own tarfile check (no
-absolute name, no ``..``, no link out, no device: ``barman-cloud-restore`` extracts with no filter
-on Debian's Python), then runs ``barman-cloud-restore <id> <datadir>`` as the server user with the
-keys in *its* environment. It writes no recovery settings (A3); the driver quarantines the rest.
+**materialize** downloads the backup's tars (``data.tar[.gz|.bz2]`` and its ``data_NNNN`` parts)
+with boto3 in drillbook's own process into scratch, then extracts each local copy with
+:func:`drills.physical.tars.extract_tar` (the basebackup source's extraction: every member judged
+before anything is written). Each object is read from the bucket once, so the tar that is checked
+is the tar that is extracted. ``barman-cloud-restore`` is not used: Debian's 3.4 extracts the
+untrusted tar with no filter, and it would have needed the keys too. It writes no recovery
+settings (A3); the driver quarantines the rest.
 
 **fetch_wal** lists ``<server>/wals/`` and downloads the segments from the backup's ``begin_wal``
 on (and the ``.history`` files) with boto3 in drillbook's own process, decompressing ``.gz`` and
@@ -22,16 +25,17 @@ no network. Continuity is drillbook's arithmetic over the listing (:func:`checks
 
 from __future__ import annotations
 
+import importlib
 import os
 import posixpath
+import re
 import shutil
 import subprocess
-import tarfile
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from checks import redact
 from checks.backups import BackupObject
@@ -45,26 +49,41 @@ from checks.barman_info import (
     wal_continuity,
     wal_listing,
 )
-from checks.errors import BackupRefused, EnvironmentError_, NoBackupFound, RestoreFailed, StoreUnreachable
+from checks.errors import (
+    BackupError,
+    EnvironmentError_,
+    NoBackupFound,
+    RestoreFailed,
+    StoreUnreachable,
+)
 from checks.pitr import BackupHistory, first_missing, parse_backup_history
 from checks.verdict import Verdict
 from drills.deadlines import Deadline
 from drills.pitr_sample import WalListing as ArchiveListing
-from drills.processes import SERVER_USER, hand_to_server_user, running_as_root, server_user_kwargs
 from drills.stores import S3Store, _without_userinfo
 from drills.targets import StoreSpec
 
 from . import s3_wal
 from .source import Chosen, WalCopy
+from .tars import extract_tar
 
 LIST_TIMEOUT_S = 120.0
+# barman-cloud-backup-list's answers in this process: store → (its backup.info objects, the backups).
+_LISTED: dict[tuple[str | None, ...], tuple[tuple[tuple[str, int, str], ...], tuple[BarmanBackup, ...]]] = {}
 DEFAULT_SEGMENT_SIZE = 16 << 20  # PostgreSQL's default, when backup.info does not say
-_TARS = (".tar", ".tar.gz", ".tar.bz2")  # what drillbook's own tarfile can read as a stream
-_TOOL_HINT = "install barman's cloud client: apt-get install barman-cli-cloud (bootstrap does for tests)"
+# A backup's tars: data.tar (+ data_0001.tar … when over --max-archive-size), <oid>.tar per
+# tablespace; compressed as barman-cloud-backup was told. tarfile reads plain, gzip, bzip2 and xz.
+_TAR = re.compile(r"(?P<base>data|[0-9]+)(?:_(?P<part>[0-9]{4}))?\.tar(?P<ext>(?:\.[a-z0-9]+)?)")
+_TARFILE_READS = ("", ".gz", ".bz2", ".xz")
+# Codecs barman also writes, decompressed only when their Python library is already installed:
+# extension → (module, what to install).
+_CODECS = {".snappy": ("snappy", "python-snappy"), ".lz4": ("lz4.frame", "lz4"),
+           ".zst": ("zstandard", "zstandard")}
+_TOOL_HINT = "install barman's cloud client: apt-get install barman-cli-cloud (./bootstrap does)"
 
 
 def tool(name: str) -> str:
-    """The absolute path of a barman-cloud-* command (the server user runs it: no relative lookup)."""
+    """The absolute path of a barman-cloud-* command (found on PATH or in /usr/bin)."""
     found = shutil.which(name, path=os.environ.get("PATH", "") + os.pathsep + "/usr/bin")
     if found is None:
         raise EnvironmentError_(f"{name} is not installed", hint=_TOOL_HINT)
@@ -104,9 +123,27 @@ class BarmanCloudSource:
     # -- metadata ---------------------------------------------------------------------------
 
     def list_backups(self) -> list[BarmanBackup]:
-        """``barman-cloud-backup-list --format json``, parsed; a failure is :class:`StoreUnreachable`."""
+        """``barman-cloud-backup-list --format json``, parsed; a failure is :class:`StoreUnreachable`.
+
+        The tool answers from the ``backup.info`` objects alone and costs a Python start-up (~1 s):
+        while those objects are unchanged (key, size, LastModified, listed here first) the answer
+        this process already parsed is reused, so a scenario's restore and its checks list once.
+        """
+        try:
+            self._base_listing = self._base.list()
+            seen = tuple(sorted((o.key, o.size, o.last_modified.isoformat()) for o in self._base_listing
+                                if o.key.endswith("/backup.info")))
+        except BackupError:
+            seen = None  # a bucket that cannot be listed: the tool's own failure names it
+        where = (self.spec.endpoint_url, self.spec.url, self.spec.server, self.spec.access_key_id)
+        cached = _LISTED.get(where)
+        if seen is not None and cached is not None and cached[0] == seen:
+            return list(cached[1])
         proc = self._run("barman-cloud-backup-list", "--format", "json", timeout_s=LIST_TIMEOUT_S)
-        return parse_backup_list(proc.stdout, source=f"barman-cloud-backup-list of {self.archive}")
+        backups = parse_backup_list(proc.stdout, source=f"barman-cloud-backup-list of {self.archive}")
+        if seen is not None:
+            _LISTED[where] = (seen, tuple(backups))
+        return backups
 
     def wal_listing(self) -> WalListing:
         """The ``wals/`` prefix, listed once per source."""
@@ -169,9 +206,9 @@ class BarmanCloudSource:
             done = fit
         backup = done[-1]
         if backup.tablespaces:
-            raise RestoreFailed(f"{backup.backup_id} has {backup.tablespaces} tablespace(s): "
-                                "barman-cloud-restore would write them at their production paths, outside "
-                                "scratch (not supported yet)", key=backup.backup_id, store=self.spec.name)
+            raise RestoreFailed(f"{backup.backup_id} has {backup.tablespaces} tablespace(s): they would need "
+                                "paths outside scratch (not supported yet)", key=backup.backup_id,
+                                store=self.spec.name)
         end, end_source = ends.get(backup.backup_id) or self.ended(backup)
         # barman 3.4's begin_time is ctime with no offset: only an ISO begin is trusted as the start.
         began = backup.begin_time if backup.end_time_precise else None
@@ -181,28 +218,58 @@ class BarmanCloudSource:
                                "barman": backup.evidence(), **({"not_done": skipped} if skipped else {})})
 
     def materialize(self, chosen: Chosen, datadir: Path, deadline: Deadline) -> dict[str, Any]:
-        """Check the backup's tars, then ``barman-cloud-restore`` it into ``datadir`` as the server user."""
-        members = self._check_tars(chosen.key, datadir)
-        checked = self._backup_objects(chosen.key, fresh=False)
-        hand_to_server_user(datadir)
-        self._run("barman-cloud-restore", chosen.key, str(datadir), timeout_s=max(deadline.remaining(), 1.0),
-                  as_server=True, what=f"restore {chosen.key}")
-        # What barman extracted must be what drillbook checked: an object replaced in between is named.
-        # (Residual risk, documented: a swap and swap back inside the window is not seen.)
-        changed = sorted(set(checked.items()) ^ set(self._backup_objects(chosen.key, fresh=True).items()))
-        if changed:
-            raise BackupRefused(f"backup {chosen.key} changed in the bucket while it was restored: "
-                                f"{sorted({key for key, _ in changed})}", key=chosen.key,
-                                hint="whoever can write the bucket changed it during the drill: inspect it")
-        return {"tool": "barman-cloud-restore", "members_checked": members}
+        """Download the backup's data tars into scratch and extract each local copy into ``datadir``."""
+        tars = self._data_tars(chosen.key)
+        download = datadir.parent / "barman-download"
+        download.mkdir(mode=0o700)
+        members = 0
+        try:
+            for obj in tars:
+                name = obj.key.rsplit("/", 1)[-1]
+                if deadline.remaining() <= 0:
+                    raise RestoreFailed(f"the drill's deadline passed while downloading {obj.key}",
+                                        key=chosen.key, store=self.spec.name)
+                local = self._download_tar(obj, download / name)
+                members += extract_tar(local, datadir, name=obj.key)
+                local.unlink()
+        finally:
+            shutil.rmtree(download, ignore_errors=True)
+        return {"tool": "drillbook (boto3 + tarfile data filter)", "tars": [o.key for o in tars],
+                "members": members}
 
-    def _backup_objects(self, backup_id: str, *, fresh: bool) -> dict[str, tuple[int, str]]:
-        """A backup's objects: key → (size, LastModified); ``fresh`` lists the bucket again."""
-        if fresh:
-            self._base_listing = None
+    def _data_tars(self, backup_id: str) -> list[BackupObject]:
+        """The backup's ``data`` tars, main part first; any other tar (a tablespace's) is refused."""
         prefix = f"{self._base.prefix}{backup_id}/"
-        return {o.key: (o.size, o.last_modified.isoformat()) for o in self._base_objects()
-                if o.key.startswith(prefix)}
+        found: list[tuple[int, BackupObject]] = []
+        for obj in self._base_objects():
+            name = obj.key[len(prefix):] if obj.key.startswith(prefix) else ""
+            match = _TAR.fullmatch(name)
+            if not match:
+                continue
+            if match["base"] != "data":
+                raise RestoreFailed(f"{obj.key}: backup {backup_id} holds a tablespace's tar: tablespaces "
+                                    "are not supported yet (they would need paths outside scratch)",
+                                    key=backup_id, store=self.spec.name)
+            found.append((int(match["part"] or 0), obj))
+        if not any(part == 0 for part, _ in found):
+            raise RestoreFailed(f"backup {backup_id} has no data tar under s3://{self.spec.bucket}/{prefix}",
+                                key=backup_id, store=self.spec.name,
+                                hint="barman-cloud-backup writes data.tar[.gz|.bz2|.snappy] there")
+        return [obj for _, obj in sorted(found, key=lambda item: item[0])]
+
+    def _download_tar(self, obj: BackupObject, dest: Path) -> Path:
+        """One tar object into ``dest`` (one read of the bucket); a codec tarfile cannot read is
+        decompressed through its library when installed, else named."""
+        ext = dest.name[dest.name.index(".tar") + 4:]
+        with self._base.open(obj) as raw, dest.open("wb") as out:
+            if ext in _TARFILE_READS:
+                shutil.copyfileobj(raw, out, 1 << 20)
+                return dest
+            stream = _codec_reader(ext, raw, obj.key)
+            shutil.copyfileobj(stream, out, 1 << 20)
+        plain = dest.with_name(dest.name[:-len(ext)])
+        dest.rename(plain)
+        return plain
 
     def fetch_wal(self, first_segment: str, dest: Path) -> WalCopy:
         """Download the segments from ``first_segment`` on (and ``.history`` files) into ``dest``."""
@@ -260,17 +327,14 @@ class BarmanCloudSource:
             argv += ["--endpoint-url", _without_userinfo(self.spec.endpoint_url)]
         return [*argv, self.spec.url, self.spec.server or "", *args]
 
-    def _run(self, name: str, *args: str, timeout_s: float, as_server: bool = False,
+    def _run(self, name: str, *args: str, timeout_s: float,
              what: str = "list backups") -> subprocess.CompletedProcess[str]:
         """A barman-cloud-* command on this store; its keys only in its environment, never its argv."""
         argv = self.argv(name, *args)
         env = tool_env(self.spec, os.environ)
-        if as_server and running_as_root():
-            env["HOME"] = str(Path(f"~{SERVER_USER}").expanduser())
         try:
             proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s,
-                                  check=False, stdin=subprocess.DEVNULL,
-                                  **(server_user_kwargs() if as_server else {}))
+                                  check=False, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise StoreUnreachable(f"{name} did not finish within {timeout_s:.0f} s "
                                    f"({what} of {self.archive})", store=self.spec.name) from None
@@ -282,46 +346,43 @@ class BarmanCloudSource:
                         store=self.spec.name, exit_code=proc.returncode)
         return proc
 
-    def _check_tars(self, backup_id: str, dest: Path) -> int:
-        """Every member of the backup's tars passes tarfile's ``data`` filter, or the backup is refused."""
-        prefix = f"{self._base.prefix}{backup_id}/"
-        objects = [o for o in self._base_objects() if o.key.startswith(prefix)]
-        tars = [o for o in objects if ".tar" in o.key.rsplit("/", 1)[-1]]
-        if not tars:
-            raise RestoreFailed(f"backup {backup_id} has no tar under {prefix}", key=backup_id)
-        count = 0
-        for obj in tars:
-            if not obj.key.endswith(_TARS):
-                raise RestoreFailed(f"{obj.key}: drillbook cannot check this archive's members before barman "
-                                    "extracts them (only .tar, .tar.gz and .tar.bz2)", key=backup_id,
-                                    hint="back up with barman-cloud-backup -z (gzip) or -j (bzip2)")
-            with self._base.open(obj) as stream:
-                try:
-                    with tarfile.open(fileobj=stream, mode="r|*") as tar:
-                        for member in tar:
-                            _refuse(member, obj.key, dest)
-                            count += 1
-                except tarfile.TarError as exc:
-                    raise RestoreFailed(f"{obj.key} is not a readable tar: {exc}", key=backup_id) from exc
-        return count
-
     def _download(self, key: str, compression: str | None, dest: Path) -> int:
         """One archived file into ``dest`` (decompressed; drills/physical/s3_wal.py); its size."""
         return s3_wal.download(self._wals, key, compression, dest, store_name=self.spec.name)
 
-def _refuse(member: tarfile.TarInfo, key: str, dest: Path) -> None:
-    """Absolute names, ``..``, links out and devices: :class:`BackupRefused` naming the member."""
-    link = member.linkname if member.islnk() or member.issym() else ""
-    for what, name in (("name", member.name), ("link target", link)):
-        if name.startswith("/") or ".." in name.split("/"):
-            raise BackupRefused(f"{key}: refusing member {member.name!r}: its {what} {name!r} is absolute "
-                                "or climbs with `..`", key=key,
-                                hint="barman never writes such names: inspect who wrote this backup")
+def _codec_reader(ext: str, raw: IO[bytes], key: str) -> IO[bytes]:
+    """A decompressing reader for barman's snappy, lz4 or zstd tars, or a clear error naming the gap."""
+    module_name, package = _CODECS.get(ext, ("", ""))
+    if not module_name:
+        raise RestoreFailed(f"{key}: unknown compression `{ext}` (drillbook reads .tar, .tar.gz, .tar.bz2, "
+                            ".tar.xz)", key=key)
     try:
-        tarfile.data_filter(member, str(dest))
-    except tarfile.FilterError as exc:
-        raise BackupRefused(f"{key}: refusing member {member.name!r}: {exc}", key=key,
-                            hint="barman never writes such members: inspect who wrote this backup") from exc
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise RestoreFailed(f"{key}: drillbook cannot decompress `{ext}` tars: the Python package "
+                            f"`{package}` is not installed", key=key,
+                            hint=f"install `{package}` into drillbook's environment, or back up with "
+                            "barman-cloud-backup -z (gzip) or -j (bzip2)") from None
+    if ext == ".snappy":  # barman writes snappy's framing format (StreamCompressor)
+        return cast("IO[bytes]", _SnappyReader(module, raw))
+    if ext == ".lz4":
+        return cast("IO[bytes]", module.open(raw, "rb"))
+    return cast("IO[bytes]", module.ZstdDecompressor().stream_reader(raw))
+
+
+class _SnappyReader:
+    """A ``read(n)`` over python-snappy's StreamDecompressor."""
+
+    def __init__(self, module: Any, raw: IO[bytes]) -> None:
+        self._decompressor = module.StreamDecompressor()
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        while chunk := self._raw.read(1 << 16):
+            out: bytes = self._decompressor.decompress(chunk)
+            if out:
+                return out
+        return b""
 
 
 def continuity(spec: StoreSpec) -> Verdict:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tarfile
+import tarfile  # reading backup_label from a tar's head only: extraction is tars.extract_tar
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -37,6 +37,7 @@ from drills.targets import StoreSpec
 
 from . import s3_wal
 from .source import Chosen, WalCopy
+from .tars import extract_tar
 
 DEFAULT_SEGMENT_SIZE = 16 << 20
 
@@ -76,38 +77,6 @@ def _tar_of(entry: Path) -> Path | None:
         if (entry / name).is_file():
             return entry / name
     return None
-
-
-def extract_tar(archive: Path, dest: Path) -> int:
-    """Extract an untrusted tar into ``dest`` only (tarfile's ``data`` filter); return members.
-
-    Absolute names, ``..``, links pointing out and device files are refused by the filter:
-    :class:`BackupRefused` naming the member, before or instead of writing it.
-    """
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:  # refuse before writing anything (the filter alone stops mid-way)
-                _refuse_escapes(member, archive)
-                tarfile.data_filter(member, str(dest))
-            tar.extractall(dest, filter="data")
-    except tarfile.FilterError as exc:
-        raise BackupRefused(f"{archive.name}: refusing member {exc.tarinfo.name!r}: {exc}",
-                            hint="a base backup never holds absolute paths, `..` or links out of "
-                            "its directory: inspect who wrote this archive", key=archive.name) from exc
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise RestoreFailed(f"{archive.name} is not a readable tar: {exc}", key=archive.name) from exc
-    return len(members)
-
-
-def _refuse_escapes(member: tarfile.TarInfo, archive: Path) -> None:
-    """Absolute names and ``..`` are refused outright (the data filter would strip a leading ``/``)."""
-    link = member.linkname if member.islnk() or member.issym() else ""
-    for what, name in (("name", member.name), ("link target", link)):
-        if name.startswith("/") or ".." in name.split("/"):
-            raise BackupRefused(f"{archive.name}: refusing member {member.name!r}: its {what} {name!r} "
-                                "is absolute or climbs with `..`", key=archive.name,
-                                hint="a base backup never holds such names: inspect who wrote this archive")
 
 
 def copy_plain(source: Path, dest: Path) -> int:

@@ -20,6 +20,9 @@ archive from the oldest base backup's start on is kept in ``wal/``. That is the 
 store (``kind = "basebackup"``), recoverable to any moment of the build. On the same nights a
 pgBackRest set is taken into ``pgbackrest/`` (a full, then an incr, with its own archive:
 drills/sandbox/pgbackrest_repo.py), served from S3 at run time as the ``pgbackrest`` store.
+After the newest base backup a ``barman-cloud-backup`` is taken too, and its WAL archived with
+barman's own archiver, into ``s3/barman/`` (the ``barman-cloud`` store:
+:mod:`drills.sandbox.barman_location`).
 
 After the last backup the rows up to ``now`` are inserted, the server is
 shut down cleanly and its data directory is cached beside the dumps. The
@@ -52,10 +55,10 @@ from checks.errors import EnvironmentError_
 from checks.pitr import SEGMENT
 
 from ..processes import PostgresServer, copy_tree, hand_to_server_user, postgres_version, template_datadir
-from . import pgbackrest_repo, seed
+from . import barman_location, pgbackrest_repo, seed
 
 # Bump when the seeding or the history layout changes: it invalidates every cache entry.
-SANDBOX_VERSION = "7"  # bump when the product or its history changes shape
+SANDBOX_VERSION = "8"  # bump when the product or its history changes shape
 PRODUCT_DB = "product"
 BACKUP_DAYS = 35
 # SentraScan deletes with `find -mtime +30`: tonight's dump plus the 30 nights before it remain.
@@ -221,6 +224,7 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
         "min_wal_size": "2MB", "max_wal_size": "4MB", "archive_mode": "on",
         "archive_command": f"cp %p {archive}/%f.part && mv {archive}/%f.part {archive}/%f && "
                            f"{pgbackrest.archive_hook}"}
+    barman = barman_location.BarmanBuild(staging / "s3")
     try:
         server.init(template=template)
         server.start()
@@ -241,6 +245,7 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
                 first_segment = first_segment or _current_segment(server)
                 _base_backup(server, staging / "basebackup")
                 pgbackrest.backup()  # a full set on the older base backup's night, then incrs
+        barman.backup(server)
         seed.seed(dsn, anchor=anchor, since=since, until=now)
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
             # Switch segments and checkpoint so the old WAL is removed, not cached and copied (and
@@ -253,7 +258,9 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
         copy_tree(server.datadir, staging / "pgdata")
         _keep_wal(archive, staging / "wal", since_segment=first_segment or "")
         pgbackrest.keep(staging / "pgbackrest")
+        barman.archive(archive)
     finally:
+        barman.close()
         server.stop()
         shutil.rmtree(build_dir, ignore_errors=True)
 

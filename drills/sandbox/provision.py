@@ -33,12 +33,13 @@ from checks.pitr import SEGMENT
 
 from ..processes import copy_tree
 from ..targets import HttpTarget, PostgresTarget, PrometheusTarget, Role, StoreSpec, TlsTarget
-from . import fleet, history
+from . import barman_location, fleet, history
 from .history import SandboxProduct
 
 POSTGRES_NAMES = ("production",)
 REDIS_NAMES = ("cache",)
-STORE_NAMES = ("nightly-dumpall", "nightly-custom", "nightly-plain", "base-backups", "pgbackrest", "vault")
+STORE_NAMES = ("nightly-dumpall", "nightly-custom", "nightly-plain", "base-backups", "pgbackrest", "vault",
+               barman_location.STORE)
 
 # PostgreSQL identifiers are at most 63 bytes; the slug leaves room for the unique suffix.
 _MAX_PURPOSE_SLUG = 30
@@ -94,6 +95,9 @@ def store_spec(name: str, *, endpoint_url: str, access_key_id: str, secret_acces
     if name == "base-backups":
         return StoreSpec(name=name, url=str(physical / "basebackup"), key_pattern=history.BASE_PATTERN,
                          kind="basebackup", wal=str(physical / "wal"))
+    if name == barman_location.STORE:  # the product's bucket, where upload_backups put its objects
+        return barman_location.store_spec(bucket=history.BUCKET, endpoint_url=endpoint_url, region=region,
+                                          access_key_id=access_key_id, secret_access_key=secret_access_key)
     prefix, pattern = ((history.AUREUS_PREFIX, history.AUREUS_PATTERN) if name == "nightly-dumpall"
                        else (history.SARK_PREFIX, history.SARK_PATTERN))
     return StoreSpec(

@@ -2,7 +2,8 @@
 
 One source cluster per module, archiving through a generated ``sh`` script that calls
 ``barman-cloud-wal-archive`` (as production would: the keys live in that script), one real
-``barman-cloud-backup`` whose ``postgresql.auto.conf`` is hostile, committed batches around it, and a
+``barman-cloud-backup`` whose ``postgresql.auto.conf`` is hostile (restored by drillbook's own
+download and extraction), committed batches around it, and a
 FAILED backup listed after it. Other servers in the bucket are copies of it with one thing broken.
 """
 
@@ -17,7 +18,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -31,14 +31,23 @@ import pytest
 from checks.errors import BackupRefused, NoBackupFound, RestoreFailed, StoreUnreachable
 from checks.verdict import Outcome
 from drills.deadlines import Limit
-from drills.physical import PhysicalRestore
+from drills.physical import Chosen, PhysicalRestore
 from drills.physical.barman_cloud import BarmanCloudSource, continuity
 from drills.pitr_sample import find_gap
 from drills.processes import S3Server, server_user_kwargs
 from drills.stores import make_client
 from drills.targets import StoreSpec
 from steps.physical import sample_verdicts, with_gap_range
-from tests.support.archiving import archiving_source, server_bindir, wait_archived
+from tests.support.archiving import (
+    archiving_source,
+    batch_then_moment,
+    markers_dir,
+    query,
+    server_bindir,
+    set_hostile_settings,
+    temp_root,
+    wait_archived,
+)
 
 SECRET = "barman-s3-secret-5f0c"  # the store's fake secret key: never in any output
 BUCKET = "barman"
@@ -83,11 +92,8 @@ def source(s3_server: S3Server) -> Iterator[Source]:
         pytest.skip(reason="barman-cloud-* are not installed (Debian package barman-cli-cloud)")
     client = make_client(_spec(s3_server))
     client.create_bucket(Bucket=BUCKET)
-    root = Path(tempfile.mkdtemp(prefix="drillbook-test-barman-"))
-    root.chmod(0o711)
-    markers = root / "markers"
-    markers.mkdir(mode=0o777)
-    markers.chmod(0o777)
+    root = temp_root("drillbook-test-barman-")
+    markers = markers_dir(root)
     script = root / "archive.sh"  # production's archive_command: it holds production's keys
     script.write_text("#!/bin/sh\n" + "".join(f"export {k}='{v}'\n" for k, v in _env().items()) +
                       f'exec {wal_archive} --endpoint-url {s3_server.endpoint_url} {URL} src "$1"\n',
@@ -100,23 +106,13 @@ def source(s3_server: S3Server) -> Iterator[Source]:
             conn.execute("CREATE TABLE ticks (id serial PRIMARY KEY, batch int, "
                          "t timestamptz DEFAULT clock_timestamp())")
             conn.execute("INSERT INTO ticks (batch) SELECT 1 FROM generate_series(1, 50)")
-            # Written to auto.conf only (the running server keeps its command-line settings).
-            for setting, value in (("archive_command", f"touch {markers}/archived"),
-                                   ("recovery_end_command", f"touch {markers}/recovery_end"),
-                                   ("shared_preload_libraries", "nonexistent")):
-                conn.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
+            set_hostile_settings(conn, markers)
             subprocess.run([shutil.which("barman-cloud-backup") or "barman-cloud-backup", "--endpoint-url",
                             s3_server.endpoint_url, "-h", "127.0.0.1", "-p", str(server.port),
                             "-U", "postgres", "-z", "--immediate-checkpoint", URL, "src"],
                            env=_env(), check=True, capture_output=True, timeout=120, **server_user_kwargs())
             conn.execute("ALTER SYSTEM RESET ALL")
-            conn.execute("INSERT INTO ticks (batch) SELECT 2 FROM generate_series(1, 50)")
-            conn.execute("SELECT pg_switch_wal()")
-            time.sleep(0.3)
-            row = conn.execute("SELECT clock_timestamp()").fetchone()
-            assert row is not None
-            between = row[0]
-            time.sleep(0.3)
+            between = batch_then_moment(conn, 2)
             # One more segment after the target (barman-cloud-wal-archive: ~1.5 s each, A3): the
             # backup's start, the target's and this one — so a gap can sit mid-range.
             conn.execute("INSERT INTO ticks (batch) SELECT 3 FROM generate_series(1, 50)")
@@ -132,13 +128,6 @@ def source(s3_server: S3Server) -> Iterator[Source]:
                       Body=info.decode().replace("status=DONE", "status=FAILED").encode())
     yield Source(spec=spec, backup_id=backup.backup_id, between=between, markers=markers)
     shutil.rmtree(root, ignore_errors=True)
-
-
-def _query(dsn: str, sql: str) -> tuple[object, ...]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(sql).fetchone()
-    assert row is not None
-    return tuple(row)
 
 
 def _environ(pid: int) -> bytes:
@@ -158,7 +147,7 @@ def test_the_newest_done_backup_recovers_to_the_end_without_a_secret(source: Sou
     with drill:
         result = drill.run()
         assert result.target is not None
-        assert _query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (150, 3)
+        assert query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (150, 3)
         assert result.recovery["state"] == "promoted" and result.recovery["first_missing_segment"] is None
         assert result.backup.key == source.backup_id  # the FAILED one after it was not chosen
         discover = result.journal.entries[0]
@@ -186,7 +175,7 @@ def test_recovers_to_a_time_between_batches(source: Source) -> None:
     with PhysicalRestore(source.spec, target=source.between) as drill:
         result = drill.run()
         assert result.target is not None
-        batch, newest = _query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
+        batch, newest = query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
         assert batch == 2 and isinstance(newest, datetime) and newest <= source.between
         assert result.recovery["state"] == "paused at target"
 
@@ -208,6 +197,20 @@ def test_without_a_history_file_the_end_is_when_backup_info_was_uploaded(source:
     end, how = barman.ended(done)
     assert how == "backup.info uploaded (an upper bound)"
     assert end is not None and end > source.between  # so a target at `between` never picks it
+
+
+def test_the_listing_is_reused_only_while_the_backup_info_objects_are_unchanged(source: Source) -> None:
+    client = make_client(source.spec)
+    _copy_server(client, "src", "relist", only="/backup.info")
+    spec = replace(source.spec, server="relist")
+    first = BarmanCloudSource(spec).list_backups()
+    again = BarmanCloudSource(spec).list_backups()
+    assert again[0] is first[0]  # the same parsed answer: barman-cloud-backup-list did not run again
+    key = f"pg/relist/base/{source.backup_id}/backup.info"
+    info = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    client.put_object(Bucket=BUCKET, Key=key, Body=info.replace(b"status=DONE", b"status=FAILED"))
+    [changed] = [b for b in BarmanCloudSource(spec).list_backups() if b.backup_id == source.backup_id]
+    assert changed.status == "FAILED"
 
 
 def test_a_wal_object_deleted_mid_range_fails_naming_it(source: Source) -> None:
@@ -255,24 +258,113 @@ def test_a_tool_failure_is_could_not_check_and_names_the_url(source: Source) -> 
 
 
 
-def test_a_tar_escaping_scratch_is_refused_before_barman_extracts_it(source: Source) -> None:
-    """barman-cloud-restore extracts with no filter (Debian's Python): drillbook reads the members first."""
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, link, 3 if kind == tarfile.REGTYPE else 0
+    return info
+
+
+def _put_backup(source: Source, server: str, tar_name: str, body: bytes) -> StoreSpec:
+    """A copy of the real backup's backup.info under ``server`` with ``body`` as its one tar."""
     client = make_client(source.spec)
-    _copy_server(client, "src", "evil", only="/backup.info")  # refused before any WAL is needed
-    evil = f"drillbook-evil-{uuid.uuid4().hex[:8]}"
+    _copy_server(client, "src", server, only="/backup.info")  # refused before any WAL is needed
+    client.put_object(Bucket=BUCKET, Key=f"pg/{server}/base/{source.backup_id}/{tar_name}", Body=body)
+    return replace(source.spec, server=server)
+
+
+# Each hostile tar: its members (after a harmless PG_VERSION) and the member the refusal must name.
+# {out} is a directory outside scratch the attack aims at.
+HOSTILE = {
+    "absolute name": ([("{out}/evil", tarfile.REGTYPE, "")], "{out}/evil"),
+    "dot-dot name": ([("../../{name}/evil", tarfile.REGTYPE, "")], "../../{name}/evil"),
+    "symlink out, then a file through it": ([("pg_out", tarfile.SYMTYPE, "{out}"),
+                                             ("pg_out/evil", tarfile.REGTYPE, "")], "pg_out"),
+    "device": ([("pg_dev", tarfile.CHRTYPE, "")], "pg_dev"),
+    "hard link out": ([("pg_hard", tarfile.LNKTYPE, "{out}/canary")], "pg_hard"),
+}
+
+
+def _hostile_tar(case: str, out: Path) -> bytes:
+    members, _ = HOSTILE[case]
+    fill = {"out": str(out), "name": out.name}
     body = io.BytesIO()
     with tarfile.open(fileobj=body, mode="w:gz") as tar:
-        for name in ("PG_VERSION", f"../../{evil}"):
-            info = tarfile.TarInfo(name)
-            info.size = 3
-            tar.addfile(info, io.BytesIO(b"15\n"))
-    client.put_object(Bucket=BUCKET, Key=f"pg/evil/base/{source.backup_id}/data.tar.gz", Body=body.getvalue())
-    drill = PhysicalRestore(replace(source.spec, server="evil"))
+        tar.addfile(_member("PG_VERSION"), io.BytesIO(b"15\n"))
+        for name, kind, link in members:
+            tar.addfile(_member(name.format(**fill), kind, link.format(**fill)), io.BytesIO(b"bad"))
+    return body.getvalue()
+
+
+@pytest.fixture
+def outside() -> Iterator[Path]:
+    """A directory outside scratch that the hostile tars aim at, holding a canary file."""
+    out = Path(tempfile.mkdtemp(prefix="drillbook-evil-"))
+    (out / "canary").write_text("canary", encoding="utf-8")
+    yield out
+    assert sorted(p.name for p in out.iterdir()) == ["canary"]  # nothing written, nothing replaced
+    assert (out / "canary").read_text(encoding="utf-8") == "canary"
+    assert not (out.parent / "evil").exists()
+    shutil.rmtree(out)
+
+
+def test_a_hostile_tar_fails_the_restore_naming_the_member(source: Source, outside: Path) -> None:
+    """drillbook, not barman-cloud-restore (no filter on Debian's Python), extracts the tar it downloaded."""
+    server = f"evil-{uuid.uuid4().hex[:8]}"
+    drill = PhysicalRestore(_put_backup(source, server, "data.tar.gz", _hostile_tar("dot-dot name", outside)))
     workdir = drill.workdir
-    with drill, pytest.raises(BackupRefused, match=evil):
+    with drill, pytest.raises(BackupRefused) as caught:
         drill.run()
-    assert not (workdir.parent / evil).exists() and not (Path(tempfile.gettempdir()) / evil).exists()
+    assert f"pg/{server}/base/{source.backup_id}/data.tar.gz: refusing member " \
+           f"'../../{outside.name}/evil'" in caught.value.message
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_each_hostile_member_is_refused_before_anything_is_written(source: Source, outside: Path, case: str,
+                                                                   tmp_path: Path) -> None:
+    """The source's own materialize (the listing call is the driver's, tested above): every kind of escape."""
+    server = f"evil-{uuid.uuid4().hex[:8]}"
+    barman = BarmanCloudSource(_put_backup(source, server, "data.tar.gz", _hostile_tar(case, outside)))
+    datadir = tmp_path / "data"
+    datadir.mkdir()
+    chosen = Chosen(key=source.backup_id, taken=source.between)
+    with pytest.raises(BackupRefused) as caught:
+        barman.materialize(chosen, datadir, Limit(60, "test").start())
+    member = HOSTILE[case][1].format(out=outside, name=outside.name)
+    assert f"refusing member {member!r}" in caught.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"] and list(datadir.iterdir()) == []
+
+
+def _tar(*names: str, mode: str = "w") -> bytes:
+    body = io.BytesIO()
+    with tarfile.open(fileobj=body, mode=mode) as tar:  # type: ignore[call-overload]
+        for name in names:
+            tar.addfile(_member(name), io.BytesIO(b"15\n"))
+    return body.getvalue()
+
+
+def test_a_backup_in_parts_is_extracted_whole_and_a_tablespace_tar_is_refused(source: Source,
+                                                                               tmp_path: Path) -> None:
+    """barman-cloud-backup splits data.tar past -S (data_0001.tar …); a tablespace is <oid>.tar."""
+    spec = _put_backup(source, "parts", "data.tar.bz2", _tar("PG_VERSION", mode="w:bz2"))
+    client = make_client(spec)
+    client.put_object(Bucket=BUCKET, Key=f"pg/parts/base/{source.backup_id}/data_0001.tar",
+                      Body=_tar("global/pg_control"))
+    chosen = Chosen(key=source.backup_id, taken=source.between)
+    notes = BarmanCloudSource(spec).materialize(chosen, tmp_path / "data", Limit(60, "test").start())
+    assert notes["members"] == 2 and (tmp_path / "data" / "global" / "pg_control").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # the downloads are gone
+    client.put_object(Bucket=BUCKET, Key=f"pg/parts/base/{source.backup_id}/16385.tar", Body=_tar("x"))
+    with pytest.raises(RestoreFailed, match=r"16385\.tar: .*tablespace"):
+        BarmanCloudSource(spec).materialize(chosen, tmp_path / "again", Limit(60, "test").start())
+
+
+def test_a_tar_in_a_codec_drillbook_cannot_read_is_named(source: Source, tmp_path: Path) -> None:
+    barman = BarmanCloudSource(_put_backup(source, "snappy", "data.tar.snappy", b"\xff\x06\x00\x00sNaPpY"))
+    with pytest.raises(RestoreFailed) as caught:
+        barman.materialize(Chosen(key=source.backup_id, taken=source.between), tmp_path / "data",
+                           Limit(60, "test").start())
+    assert "data.tar.snappy" in caught.value.message and "python-snappy" in caught.value.message
 
 
 def test_doctor_lists_a_barman_cloud_store(source: Source) -> None:

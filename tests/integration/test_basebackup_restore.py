@@ -37,7 +37,18 @@ from drills.processes import PostgresServer, S3Server, hand_to_server_user, serv
 from drills.stores import make_client
 from drills.targets import StoreSpec
 from steps.physical import with_gap_range
-from tests.support.archiving import archiving_source, copy_into, server_bindir, wait_archived
+from tests.support.archiving import (
+    archiving_source,
+    batch_then_moment,
+    copy_into,
+    markers_dir,
+    query,
+    server_bindir,
+    set_hostile_settings,
+    temp_root,
+    wait_archived,
+    wal_dir,
+)
 
 PATTERN = "base_%Y%m%d_%H%M%S"
 SECRET = "s3cret-in-auto-conf"  # a fake password the evidence must never show
@@ -69,14 +80,9 @@ def _basebackup(server: PostgresServer, dest: Path, *extra: str) -> None:
 def source() -> Iterator[Source]:
     """A small cluster with a base backup, three committed batches and its WAL archive (stopped)."""
     bindir = server_bindir()
-    root = Path(tempfile.mkdtemp(prefix="drillbook-test-bb-"))
-    root.chmod(0o711)
-    wal = root / "wal"
-    wal.mkdir()
-    hand_to_server_user(wal, mode=0o755)
-    markers = root / "markers"
-    markers.mkdir(mode=0o777)
-    markers.chmod(0o777)
+    root = temp_root("drillbook-test-bb-")
+    wal = wal_dir(root)
+    markers = markers_dir(root)
     # Production sizes above PostgreSQL's defaults: a hot standby must match them or it pauses.
     server = archiving_source(root, "bb-source", bindir=bindir, archive_command=copy_into(wal),
                               max_connections="150", max_locks_per_transaction="128")
@@ -89,12 +95,8 @@ def source() -> Iterator[Source]:
             # The hostile copies come first: no moment after the store's own backup ever holds their
             # objects (sampled moments of that store must not land on them).
             # A hostile copy: its auto.conf would run commands and load a missing library.
-            for setting, value in (("archive_command", f"touch {markers}/archived"),
-                                   ("shared_preload_libraries", "nonexistent"),
-                                   ("recovery_end_command", f"touch {markers}/recovery_end"),
-                                   ("external_pid_file", f"{markers}/pid"),
-                                   ("primary_conninfo", f"host=192.0.2.1 password={SECRET}")):
-                conn.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
+            set_hostile_settings(conn, markers, ("external_pid_file", f"{markers}/pid"),
+                                 ("primary_conninfo", f"host=192.0.2.1 password={SECRET}"))
             # Per-database settings beat the server's command line: the first connection would load
             # a library from the data directory (the server's working directory).
             conn.execute(f"ALTER DATABASE postgres SET session_preload_libraries = './{EVIL_LIB}'")
@@ -127,13 +129,7 @@ def source() -> Iterator[Source]:
             conn.execute(f"DROP FUNCTION public.{EVIL_LIB}()")
             _basebackup(server, root / "store" / time.strftime(PATTERN, time.gmtime()))
             time.sleep(1.1)  # whole seconds in the key pattern: later batches are after the backup
-            conn.execute("INSERT INTO ticks (batch) SELECT 2 FROM generate_series(1, 50)")
-            conn.execute("SELECT pg_switch_wal()")
-            time.sleep(0.3)
-            row = conn.execute("SELECT clock_timestamp()").fetchone()
-            assert row is not None
-            between = row[0]
-            time.sleep(0.3)
+            between = batch_then_moment(conn, 2)
             for _ in range(3):  # several segments after the target: a gap can sit mid-range
                 conn.execute("INSERT INTO ticks (batch) SELECT 3 FROM generate_series(1, 50)")
                 conn.execute("SELECT pg_switch_wal()")
@@ -179,13 +175,6 @@ def s3_wal(source: Source, s3_server: S3Server) -> Iterator[tuple[S3Server, list
     yield s3_server, segments
 
 
-def _query(dsn: str, sql: str) -> tuple[object, ...]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(sql).fetchone()
-    assert row is not None
-    return tuple(row)
-
-
 def _gone(drill: PhysicalRestore, pid: int | None, workdir: Path) -> None:
     """Nothing left: the postmaster is dead and scratch removed."""
     assert not workdir.exists()
@@ -201,7 +190,7 @@ def test_recover_to_end_of_archive(source: Source) -> None:
     with drill:
         result = drill.run()
         assert result.target is not None
-        assert _query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (250, 3)
+        assert query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (250, 3)
         assert result.recovery["state"] == "promoted"
         assert result.recovery["first_missing_segment"] is None
         assert result.rto_s > 0 and {"restore", "recovery", "first_query"} <= set(result.timings)
@@ -215,7 +204,7 @@ def test_recover_to_a_time_between_batches(source: Source) -> None:
     with PhysicalRestore(_spec(source), target=source.between) as drill:
         result = drill.run()
         assert result.target is not None
-        batch, newest = _query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
+        batch, newest = query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
         assert batch == 2
         assert isinstance(newest, datetime) and newest <= source.between
         assert result.recovery["state"] == "paused at target"
@@ -251,7 +240,7 @@ def test_wal_on_s3_recovers_and_a_missing_object_is_named_by_its_key(
     with PhysicalRestore(_s3_spec(source, s3)) as drill:
         result = drill.run()
         assert result.target is not None
-        assert _query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (250, 3)
+        assert query(result.target.dsn, "SELECT count(*), max(batch) FROM ticks") == (250, 3)
         shown = json.dumps(result.evidence(), default=str) + json.dumps(drill.journal.entries, default=str)
     assert f"s3://{BUCKET}/wal/" in shown and S3_SECRET not in shown
     client = make_client(_s3_spec(source, s3))
@@ -440,7 +429,7 @@ def test_a_plain_backup_recovers_and_a_link_in_one_is_refused(source: Source) ->
         with PhysicalRestore(_spec(source, store=plain)) as drill:
             result = drill.run()
             assert result.target is not None
-            assert _query(result.target.dsn, "SELECT count(*) FROM ticks") == (250,)
+            assert query(result.target.dsn, "SELECT count(*) FROM ticks") == (250,)
         (backup / "global" / "escape").symlink_to("/etc/passwd")
         with PhysicalRestore(_spec(source, store=plain)) as drill, \
                 pytest.raises(BackupRefused, match="global/escape"):

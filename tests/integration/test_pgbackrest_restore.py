@@ -35,7 +35,7 @@ from drills.pitr_sample import find_gap
 from drills.processes import PostgresServer, hand_to_server_user, initdb, server_user_kwargs
 from drills.targets import StoreSpec
 from steps.physical import sample_verdicts, with_gap_range
-from tests.support.archiving import wait_archived
+from tests.support.archiving import markers_dir, query, set_hostile_settings, temp_root, wait_archived
 
 STANZA = "demo"
 S3_KEY = "AKIAPGBRTESTKEY42"  # fake credentials the output must never show
@@ -84,14 +84,11 @@ def source() -> Iterator[Source]:
         pytest.skip(reason=f"PostgreSQL server binaries are not installed: {exc}")
     if shutil.which("pgbackrest") is None:
         pytest.skip(reason="pgbackrest is not installed (Debian package `pgbackrest`)")
-    root = Path(tempfile.mkdtemp(prefix="drillbook-test-pgbr-"))
-    root.chmod(0o711)
-    repo, aux, markers = root / "repo", root / "aux", root / "markers"
+    root = temp_root("drillbook-test-pgbr-")
+    repo, aux, markers = root / "repo", root / "aux", markers_dir(root)
     for path in (repo, aux):
         path.mkdir()
         hand_to_server_user(path, mode=0o750)
-    markers.mkdir()
-    markers.chmod(0o777)
     initdb(root / "src", bindir=bindir, log_path=root / "initdb.log")
     server = PostgresServer("pgbr-source", root / "src", bindir=bindir)
     env = {"PATH": "/usr/bin:/bin", "PGBACKREST_REPO1_PATH": str(repo), "PGBACKREST_LOCK_PATH": f"{aux}/lock",
@@ -116,10 +113,7 @@ def source() -> Iterator[Source]:
             conn.execute("CREATE TABLE ticks (id serial PRIMARY KEY, batch int, "
                          "t timestamptz DEFAULT clock_timestamp())")
             conn.execute("INSERT INTO ticks (batch) SELECT 1 FROM generate_series(1, 50)")
-            # Hostile lines in the full set's auto.conf (no reload: the source keeps its own settings).
-            conn.execute(f"ALTER SYSTEM SET archive_command = 'touch {markers}/archived'")
-            conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'nonexistent'")
-            conn.execute(f"ALTER SYSTEM SET recovery_end_command = 'touch {markers}/recovery_end'")
+            set_hostile_settings(conn, markers)  # in the full set's auto.conf
             _pgbr(env, "--type=full", "--start-fast", "--repo1-bundle=y", "backup")
             conn.execute("ALTER SYSTEM RESET ALL")
             time.sleep(1.1)  # set stop times are whole seconds
@@ -159,13 +153,6 @@ def damaged(source: Source) -> Iterator[Path]:
     shutil.rmtree(copy, ignore_errors=True)
 
 
-def _query(dsn: str, sql: str) -> tuple[object, ...]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(sql).fetchone()
-    assert row is not None
-    return tuple(row)
-
-
 def _segments(repo: Path) -> list[Path]:
     found = (repo / "archive" / STANZA).glob("*/*/*.gz")
     return sorted(p for p in found if re.match(r"[0-9A-F]{24}-", p.name))
@@ -181,7 +168,7 @@ def test_a_target_time_picks_the_hostile_full_and_its_auto_conf_is_inert(
         environ = Path(f"/proc/{drill.server.pid}/environ").read_bytes().split(b"\0")
         assert S3_SECRET.encode() not in b"\0".join(environ)  # the untrusted server never sees it
         assert {e.split(b"=")[0] for e in environ if e} <= {b"PATH", b"LANG", b"mirakuru_uuid"}
-        batch, newest = _query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
+        batch, newest = query(result.target.dsn, "SELECT max(batch), max(t) FROM ticks")
         assert batch == 2 and isinstance(newest, datetime) and newest <= source.between
         assert result.recovery["state"] == "paused at target"
         assert datetime.fromisoformat(result.recovery["replayed_to"]) <= source.between

@@ -38,7 +38,15 @@ from steps.physical import draw_moments, moment_verdicts, sample_verdicts, with_
 sys.path.insert(0, str(Path(__file__).parent))
 from test_basebackup_restore import PATTERN, _basebackup
 
-from tests.support.archiving import archiving_source, copy_into, server_bindir, wait_archived
+from tests.support.archiving import (
+    archiving_source,
+    copy_into,
+    readable_copy,
+    server_bindir,
+    temp_root,
+    wait_archived,
+    wal_dir,
+)
 
 ORDERS = 6  # SPACING apart; B2 after the 3rd
 SPACING_S = 0.4
@@ -58,11 +66,8 @@ class History:
 def history() -> Iterator[History]:
     """B1, 3 orders 0.4 s apart, B2, 3 more; the archive complete; the server stopped."""
     bindir = server_bindir()
-    root = Path(tempfile.mkdtemp(prefix="drillbook-test-pitr-"))
-    root.chmod(0o711)
-    wal = root / "wal"
-    wal.mkdir()
-    hand_to_server_user(wal, mode=0o755)
+    root = temp_root("drillbook-test-pitr-")
+    wal = wal_dir(root)
     server = archiving_source(root, "pitr-source", bindir=bindir, archive_command=copy_into(wal),
                               track_commit_timestamp="on")
     server.start()
@@ -101,8 +106,7 @@ def history() -> Iterator[History]:
 @pytest.fixture(scope="module")
 def gappy(history: History) -> Iterator[tuple[Path, str]]:
     """A copy of the archive without the segment after the 2nd order's (between B1 and B2)."""
-    root = Path(tempfile.mkdtemp(prefix="drillbook-test-pitrgap-"))
-    root.chmod(0o711)
+    root = temp_root("drillbook-test-pitrgap-")
     shutil.copytree(history.wal, root / "wal")
     for path in (root / "wal").iterdir():  # readable by drillbook only: pg_waldump reads copies in scratch
         path.chmod(0o600)
@@ -205,9 +209,9 @@ def test_a_restore_failing_on_a_missing_segment_names_the_range(history: History
 def test_a_lost_archive_tail_stretches_the_window_to_now(history: History) -> None:
     """A segment missing after the newest readable commit: the moments after it must be sampled
     (they fail, naming it), so the window ends at now, not at that commit."""
-    root = Path(tempfile.mkdtemp(prefix="drillbook-test-pitrtail-"))
+    root = temp_root("drillbook-test-pitrtail-")
     try:
-        shutil.copytree(history.wal, root / "wal")
+        readable_copy(history.wal, root)
         after = history.commits[-1][1]  # the last order's segment: c[-2] is the newest readable commit
         (root / "wal" / after).unlink()
         later = sorted(p.name for p in (root / "wal").iterdir() if len(p.name) == 24)[-1]
