@@ -95,6 +95,12 @@ def copy_plain(source: Path, dest: Path) -> int:
 def _ended(entry: Path, stop_time: Callable[[str], datetime | None]) -> datetime | None:
     """When a backup ended, from its ``backup_label`` (the first tar member) and the archive's
     ``.backup`` file for its start segment (``stop_time``)."""
+    start = start_segment(entry)
+    return stop_time(start) if start else None
+
+
+def start_segment(entry: Path) -> str | None:
+    """The WAL segment a store entry's backup starts in, from its ``backup_label``; None if unreadable."""
     text = ""
     try:
         tar_path = _tar_of(entry)
@@ -110,7 +116,7 @@ def _ended(entry: Path, stop_time: Callable[[str], datetime | None]) -> datetime
     except (OSError, tarfile.TarError, EOFError):
         return None  # judged again, loudly, when this backup is extracted
     start = re.search(r"START WAL LOCATION: .*\(file ([0-9A-F]{24})\)", text)
-    return stop_time(start.group(1)) if start else None
+    return start.group(1) if start else None
 
 
 class BaseBackupSource:
@@ -135,7 +141,14 @@ class BaseBackupSource:
     def archive_listing(self) -> ArchiveListing:
         """The archive's segments and the backups its ``.backup`` files describe (listed once)."""
         if self._listing is None:
-            self._listing = list_wal(self.wal_dir) if self._wal_s3 is None else self._list_s3(self._wal_s3)
+            listing = list_wal(self.wal_dir) if self._wal_s3 is None else self._list_s3(self._wal_s3)
+            # The archive's `.backup` files also name backups this store does not hold (deleted ones, a
+            # replica's): only the store's own bound the sampling window and the continuity check.
+            try:
+                held = {start_segment(self.spec.path / obj.key) for obj, _ in list_base_backups(self.spec)}
+            except NoBackupFound:
+                held = set()
+            self._listing = replace(listing, backups=[b for b in listing.backups if b.start_segment in held])
         return self._listing
 
     def _list_s3(self, store: S3Store) -> ArchiveListing:

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -32,7 +32,7 @@ from checks.errors import BackupRefused, NoBackupFound, RestoreFailed
 from checks.pitr import first_missing
 from drills.physical import PhysicalRestore, source_for
 from drills.physical.basebackup import BaseBackupSource
-from drills.pitr_sample import find_gap
+from drills.pitr_sample import find_gap, list_wal, recoverable_window
 from drills.processes import PostgresServer, S3Server, hand_to_server_user, server_user_kwargs
 from drills.stores import make_client
 from drills.targets import StoreSpec
@@ -449,3 +449,15 @@ def test_doctor_lists_a_basebackup_store(source: Source) -> None:
         assert store("bb", _spec(source, wal=empty)).outcome.value == "failed"
     finally:
         empty.rmdir()
+
+
+def test_only_the_stores_own_backups_bound_the_window(source: Source) -> None:
+    """The archive's `.backup` files also name the hostile copies' backups (taken earlier, kept
+    elsewhere): the sampling window starts at the end of the store's own backup, not theirs."""
+    listing = BaseBackupSource(_spec(source)).archive_listing()
+    everything = list_wal(source.wal).backups
+    assert len(everything) >= 3 and len(listing.recoverable_backups()) == 1
+    store_backup = listing.recoverable_backups()[0]
+    assert store_backup.stop_time == max(b.stop_time for b in everything)
+    window = recoverable_window(listing, now=datetime.now(UTC), window=timedelta(days=1))
+    assert window.low == store_backup.stop_time + timedelta(seconds=1)  # STOP TIME has whole seconds
