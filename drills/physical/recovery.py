@@ -326,12 +326,14 @@ class PhysicalRestore:
         script.write_text(restore_script(self._workdir / "wal", first, last), encoding="utf-8")
         script.chmod(0o700)
         chown_tree(conf)
+        # The script runs through /bin/sh: scratch may be a noexec tmpfs (a container's /tmp).
         settings = {
             "config_file": str(conf / "postgresql.conf"), "hba_file": str(conf / "pg_hba.conf"),
             "ident_file": str(conf / "pg_ident.conf"),
             "archive_mode": "off", "archive_command": "", "archive_library": "",
             "shared_preload_libraries": "", "session_preload_libraries": "", "local_preload_libraries": "",
-            "restore_command": f"{script} %f %p", "recovery_end_command": "", "archive_cleanup_command": "",
+            "restore_command": f"/bin/sh {script} %f %p", "recovery_end_command": "",
+            "archive_cleanup_command": "",
             "primary_conninfo": "", "primary_slot_name": "", "recovery_target_timeline": "current",
             "external_pid_file": "", "logging_collector": "off", "ssl": "off", "log_timezone": "UTC",
             "dynamic_library_path": "$libdir", "jit": "off", "hot_standby": "on",

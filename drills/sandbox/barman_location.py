@@ -32,6 +32,7 @@ PREFIX = "barman"  # under the sandbox bucket: barman's "source URL" path
 SERVER = "product"  # barman's server name
 _KEY, _SECRET, _REGION = "sandbox-barman-build", "sandbox-barman-build-key", "us-east-1"  # moto accepts any
 _TIMEOUT_S = 120
+_TOOL_PATH = "/usr/local/bin:/usr/bin:/bin"
 _ARCHIVERS = 4  # barman-cloud-wal-archive is a Python start-up per segment: a few at once
 _HINT = ("install barman's cloud client (apt-get install barman-cli-cloud; ./bootstrap does), "
          "then remove the sandbox cache directory and retry")
@@ -45,8 +46,14 @@ def store_spec(*, bucket: str, endpoint_url: str, access_key_id: str, secret_acc
                      secret_access_key=secret_access_key)
 
 
+def available() -> bool:
+    """Whether barman's cloud client is installed (bootstrap installs it in run and test modes)."""
+    return all(shutil.which(name, path=_TOOL_PATH)
+               for name in ("barman-cloud-backup", "barman-cloud-wal-archive"))
+
+
 def _tool(name: str) -> str:
-    found = shutil.which(name, path="/usr/local/bin:/usr/bin:/bin")
+    found = shutil.which(name, path=_TOOL_PATH)
     if found is None:
         raise EnvironmentError_(f"building the sandbox's Barman location needs {name}, which is not "
                                 "installed", hint=_HINT)
@@ -72,8 +79,15 @@ class BarmanBuild:
                 "AWS_SECRET_ACCESS_KEY": _SECRET, "AWS_DEFAULT_REGION": _REGION}
 
     def backup(self, server: PostgresServer) -> None:
-        """``barman-cloud-backup -z`` of the running build cluster (as its OS user: it reads PGDATA)."""
+        """``barman-cloud-backup -z`` of the running build cluster (as its OS user: it reads PGDATA).
+
+        Without barman's cloud client (an image that only runs fleet plans) nothing is taken and the
+        sandbox's barman-cloud store stays empty: its scenario then errors naming the missing tool.
+        """
         import boto3
+
+        if not available():
+            return
 
         backup_tool = _tool("barman-cloud-backup")
         _tool("barman-cloud-wal-archive")  # both now, before the build goes on without them
@@ -91,6 +105,8 @@ class BarmanBuild:
 
     def archive(self, wal_dir: Path) -> None:
         """Upload the WAL from the backup's start on with barman's archiver, then keep every object."""
+        if not available():
+            return
         if self._s3 is None or self._client is None:
             raise EnvironmentError_("the sandbox's Barman backup was not taken", hint=_HINT)
         archiver = _tool("barman-cloud-wal-archive")

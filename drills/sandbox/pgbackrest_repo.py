@@ -42,6 +42,9 @@ class BuildRepo:
     """pgBackRest beside the sandbox build cluster: its archive hook, stanza and two sets."""
 
     def __init__(self, build_dir: Path, server: PostgresServer) -> None:
+        # Without pgbackrest (an image that only runs fleet plans) the build goes on and the
+        # sandbox's pgbackrest store stays empty: its scenario then errors naming the missing tool.
+        self.enabled = available()
         self.repo = build_dir / "pgbackrest-repo"
         aux = build_dir / "pgbackrest-aux"
         for path in (self.repo, aux):
@@ -69,11 +72,17 @@ class BuildRepo:
 
     @property
     def archive_hook(self) -> str:
-        """What the build cluster's ``archive_command`` runs after its own copy."""
-        return f"{self.script} %p"
+        """What the build cluster's ``archive_command`` runs after its own copy.
+
+        Through ``/bin/sh``: a container's tmpfs ``/tmp`` is mounted noexec, and the archiver of a
+        command that cannot execute (126) exits, so pg_basebackup waited for WAL forever.
+        """
+        return f"/bin/sh {self.script} %p"
 
     def backup(self) -> None:
         """The first call creates the stanza and takes a full set, later ones an incr (``--start-fast``)."""
+        if not self.enabled:
+            return
         kind = "incr" if self._flag.exists() else "full"
         if kind == "full":
             self._run("stanza-create")
@@ -113,6 +122,8 @@ def canary_file(repo: Path) -> str:
     """The repo file ``--canary`` alters: the newest set's first bundle (its files' checksums fail)."""
     bundles = sorted(name for name, _ in repo_files(repo)
                      if "/bundle/" in name and name.startswith("backup/"))
+    if not bundles and not any(repo.iterdir()):
+        return ""  # built without pgbackrest: nothing to break
     if not bundles:
         raise EnvironmentError_(f"the sandbox's pgBackRest repo {repo} holds no bundle to alter",
                                 hint="remove the sandbox cache directory and retry")
