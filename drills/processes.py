@@ -52,7 +52,8 @@ DEFAULT_TIMEOUT_S = 30.0
 _POLL_INTERVAL_S = 0.02
 _LOG_TAIL_LINES = 15
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
-_MAX_SOCKET_PATH = 107
+MAX_SOCKET_PATH = 107  # bytes of a Unix socket path (sun_path) on Linux
+_MAX_SOCKET_PATH = MAX_SOCKET_PATH
 SERVER_USER = "postgres"
 WAL_SEGMENT_MB = 1
 

@@ -41,6 +41,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,7 +55,14 @@ import psycopg
 from checks.errors import EnvironmentError_
 from checks.pitr import SEGMENT
 
-from ..processes import PostgresServer, copy_tree, hand_to_server_user, postgres_version, template_datadir
+from ..processes import (
+    MAX_SOCKET_PATH,
+    PostgresServer,
+    copy_tree,
+    hand_to_server_user,
+    postgres_version,
+    template_datadir,
+)
 from . import barman_location, pgbackrest_repo, seed
 
 # Bump when the seeding or the history layout changes: it invalidates every cache entry.
@@ -217,7 +225,12 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
     hand_to_server_user(archive)
     # Keep little WAL around (the template uses 1 MB segments): the data dir is copied on every start.
     # Every segment is archived (`.part` then `mv`: a half-copied segment is never taken as whole).
-    server = PostgresServer("sandbox build", build_dir / "pgdata", bindir=bindir)
+    # pgBackRest reaches the build cluster only through its Unix socket, which PostgreSQL does not
+    # create when the path passes 107 bytes (a long TMPDIR): then the socket gets a short directory.
+    sockdir = build_dir / "pgdata-sock"
+    if len(os.fsencode(f"{sockdir}/.s.PGSQL.65535")) > MAX_SOCKET_PATH:
+        sockdir = Path(tempfile.mkdtemp(prefix="drillbook-sock-", dir="/tmp"))
+    server = PostgresServer("sandbox build", build_dir / "pgdata", bindir=bindir, sockdir=sockdir)
     pgbackrest = pgbackrest_repo.BuildRepo(build_dir, server)
     # pgBackRest's archive-push follows the copy (a no-op until its stanza exists).
     server.settings = {
@@ -263,6 +276,7 @@ def _build(staging: Path, *, anchor: datetime, now: datetime, bindir: Path, work
         barman.close()
         server.stop()
         shutil.rmtree(build_dir, ignore_errors=True)
+        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 def _current_segment(server: PostgresServer) -> str:
