@@ -53,7 +53,6 @@ _POLL_INTERVAL_S = 0.02
 _LOG_TAIL_LINES = 15
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107  # bytes of a Unix socket path (sun_path) on Linux
-_MAX_SOCKET_PATH = MAX_SOCKET_PATH
 SERVER_USER = "postgres"
 WAL_SEGMENT_MB = 1
 
@@ -410,7 +409,7 @@ class PostgresServer:
         # A Unix socket path is limited to 107 bytes; under a long TMPDIR the postmaster would
         # refuse to start. Every client connects over TCP, so then the socket is simply left out.
         socket_path = f"{self.sockdir}/.s.PGSQL.{self.port}"
-        sockdir = str(self.sockdir) if len(os.fsencode(socket_path)) <= _MAX_SOCKET_PATH else ""
+        sockdir = str(self.sockdir) if len(os.fsencode(socket_path)) <= MAX_SOCKET_PATH else ""
         command = [
             str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
             "-k", sockdir, "-c", "listen_addresses=127.0.0.1",

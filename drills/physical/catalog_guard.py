@@ -24,6 +24,7 @@ client option (they beat per-role settings), and before any step reads the clust
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -52,7 +53,7 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[tuple[Any, ...]]:
     return psycopg.connect(dsn, options=SAFE_OPTIONS, **kwargs)
 
 
-def defuse(dsn_of: Any, databases: list[str], *, reader: str) -> dict[str, Any]:
+def defuse(dsn_of: Callable[[str], str], databases: list[str], *, reader: str) -> dict[str, Any]:
     """Promote, drop per-role/per-database settings, refuse foreign C libraries, create ``reader``.
 
     ``dsn_of(dbname)`` gives the superuser DSN of one database; ``databases`` are those that
